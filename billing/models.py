@@ -1,0 +1,1 @@
+# The ledger, holds, Stripe and crypto deposits arrive with the billing issue.

@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.http import HttpRequest
+from ninja import Query, Router, Schema
+from pydantic import Field
+
+from marketplace.filters import OfferFilter
+from marketplace.selectors import market_board, offer_get, offer_page
+from providers.models import Continent, NodeMode
+from providers.selectors import gpu_model_list, region_list
+
+router = Router(tags=["catalog"])
+
+
+class ErrorOut(Schema):
+    message: str
+    extra: dict
+
+
+ERRORS = {400: ErrorOut, 404: ErrorOut, 422: ErrorOut}
+
+
+def _usd(micros: int) -> str:
+    """Micro-dollars as an exact decimal string with 6 places: 175000 -> '0.175000'."""
+    return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+
+class OfferOut(Schema):
+    node_id: int
+    provider: str
+    gpu_model: str = Field(description="GPU model slug (GET /gpu-models)")
+    gpu_count: int
+    vram_gb: int = Field(description="Memory per GPU, GB")
+    gpu_tier: str
+    cpu_cores: int
+    memory_gb: int
+    storage_gb: int
+    bandwidth_mbps: int
+    region: str
+    mode: NodeMode
+    price_per_hour: str = Field(description="USD per hour for the whole node, exact decimal string")
+    price_per_gpu_hour: str = Field(description="USD per GPU-hour")
+    price_per_vram_gb_hour: str = Field(description="USD per GB of VRAM per hour (all GPUs)")
+    uptime_1d: float
+    uptime_7d: float
+    uptime_30d: float = Field(ge=0, le=1)
+    trust_tier: int = Field(ge=1, le=7)
+    available_gpus: int
+
+
+class OfferPageOut(Schema):
+    items: list[OfferOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+def _offer_item(row: dict) -> dict:
+    return {
+        "node_id": row["id"],
+        "provider": row["provider__display_name"],
+        "gpu_model": row["gpu_model_id"],
+        "gpu_count": row["gpu_count"],
+        "vram_gb": row["vram_gb"],
+        "gpu_tier": row["gpu_tier"],
+        "cpu_cores": row["cpu_cores"],
+        "memory_gb": row["memory_gb"],
+        "storage_gb": row["storage_gb"],
+        "bandwidth_mbps": row["bandwidth_mbps"],
+        "region": row["region_id"],
+        "mode": row["mode"],
+        "price_per_hour": _usd(row["price_per_hour_micros"]),
+        "price_per_gpu_hour": _usd(row["price_per_gpu_hour_micros"]),
+        "price_per_vram_gb_hour": _usd(row["price_per_vram_gb_micros"]),
+        "uptime_1d": row["uptime_1d"],
+        "uptime_7d": row["uptime_7d"],
+        "uptime_30d": row["uptime_30d"],
+        "trust_tier": row["trust_tier"],
+        "available_gpus": row["available_gpus"],
+    }
+
+
+@router.get("/offers", response={200: OfferPageOut, **ERRORS}, operation_id="offers_list", summary="Search offers")
+def offers_list(
+    request: HttpRequest,
+    filters: Query[OfferFilter],
+    limit: int = Query(50, ge=1, le=200, description="Items per page, at most 200"),
+    cursor: str | None = Query(None, max_length=200, description="next_cursor from the previous page"),
+):
+    """Listed offers (online, not in maintenance, with a free GPU), filtered and sorted, by cursor."""
+    page = offer_page(filters=filters, limit=limit, cursor=cursor)
+    return {"items": [_offer_item(row) for row in page.rows], "next_cursor": page.next_cursor}
+
+
+class OfferDetailOut(OfferOut):
+    name: str
+    status: str
+    in_maintenance: bool
+    listed: bool = Field(description="Whether the catalog lists it right now")
+    last_seen_at: str | None
+
+
+@router.get(
+    "/offers/{node_id}", response={200: OfferDetailOut, **ERRORS}, operation_id="offers_get", summary="One offer"
+)
+def offers_get(request: HttpRequest, node_id: int):
+    node = offer_get(node_id=node_id)
+    row = {
+        "id": node.id,
+        "provider__display_name": node.provider.display_name,
+        "gpu_model_id": node.gpu_model_id,
+        "gpu_count": node.gpu_count,
+        "vram_gb": node.vram_gb,
+        "gpu_tier": node.gpu_tier,
+        "cpu_cores": node.cpu_cores,
+        "memory_gb": node.memory_gb,
+        "storage_gb": node.storage_gb,
+        "bandwidth_mbps": node.bandwidth_mbps,
+        "region_id": node.region_id,
+        "mode": node.mode,
+        "price_per_hour_micros": node.price_per_hour_micros,
+        "price_per_gpu_hour_micros": node.price_per_gpu_hour_micros,
+        "price_per_vram_gb_micros": node.price_per_vram_gb_micros,
+        "uptime_1d": node.uptime_1d,
+        "uptime_7d": node.uptime_7d,
+        "uptime_30d": node.uptime_30d,
+        "trust_tier": node.trust_tier,
+        "available_gpus": node.available_gpus,
+    }
+    return {
+        **_offer_item(row),
+        "name": node.name,
+        "status": node.status,
+        "in_maintenance": node.in_maintenance,
+        "listed": node.is_listed,
+        "last_seen_at": node.last_seen_at.isoformat() if node.last_seen_at else None,
+    }
+
+
+class GpuModelOut(Schema):
+    slug: str
+    vendor: str
+    name: str
+    kind: str
+    vram_gb: int
+    architecture: str
+    gpu_tier: str
+    multiplier: Decimal
+
+
+@router.get("/gpu-models", response=list[GpuModelOut], operation_id="gpu_models_list", summary="GPU models")
+def gpu_models(request: HttpRequest):
+    return list(gpu_model_list())
+
+
+class RegionOut(Schema):
+    code: str
+    name: str
+    continent: Continent
+    country: str
+    latitude: Decimal
+    longitude: Decimal
+
+
+@router.get("/regions", response=list[RegionOut], operation_id="regions_list", summary="Regions")
+def regions(request: HttpRequest):
+    return list(region_list())
+
+
+class MarketRowOut(Schema):
+    gpu_model: str
+    name: str
+    vendor: str
+    vram_gb: int
+    gpu_tier: str
+    offers: int = Field(description="Listed nodes with this model")
+    free_gpus: int
+    lowest_price_per_gpu_hour: str | None
+    median_price_per_gpu_hour: str | None
+
+
+@router.get("/market", response={200: list[MarketRowOut], **ERRORS}, operation_id="market_board", summary="Market board")
+def market(request: HttpRequest, filters: Query[OfferFilter]):
+    """Per GPU model: listed offers, free GPUs, lowest and median price per GPU-hour (cached ~1 min).
+
+    Takes the offer filters; `gpu_model` and `sort` do not narrow it, since it compares models.
+    """
+    return [
+        {
+            **{field: getattr(row, field) for field in ("gpu_model", "name", "vendor", "vram_gb", "gpu_tier", "offers", "free_gpus")},
+            "lowest_price_per_gpu_hour": None
+            if row.lowest_price_per_gpu_hour_micros is None
+            else _usd(row.lowest_price_per_gpu_hour_micros),
+            "median_price_per_gpu_hour": None
+            if row.median_price_per_gpu_hour_micros is None
+            else _usd(row.median_price_per_gpu_hour_micros),
+        }
+        for row in market_board(filters=filters)
+    ]

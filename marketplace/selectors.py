@@ -1,0 +1,225 @@
+"""Reads for the catalog: offers, one offer, and the market board."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Count, Min, Q, QuerySet, Sum
+from django.http import Http404
+
+from marketplace.filters import SORT_FIELDS, OfferFilter, decode_cursor, encode_cursor
+from marketplace.models import Offer
+from providers.models import GpuModel, Node
+from providers.selectors import gpu_model_exists, region_exists
+from spheron_web.errors import ApplicationError
+from spheron_web.money import usd_to_micros
+
+# Columns an offer listing needs; one query, one join (the provider's display name).
+OFFER_COLUMNS = (
+    "id",
+    "provider__display_name",
+    "gpu_model_id",
+    "gpu_count",
+    "vram_gb",
+    "gpu_tier",
+    "cpu_cores",
+    "memory_gb",
+    "storage_gb",
+    "bandwidth_mbps",
+    "region_id",
+    "mode",
+    "price_per_hour_micros",
+    "price_per_gpu_hour_micros",
+    "price_per_vram_gb_micros",
+    "uptime_1d",
+    "uptime_7d",
+    "uptime_30d",
+    "trust_tier",
+    "available_gpus",
+)
+
+
+def _check_references(filters: OfferFilter) -> None:
+    if filters.gpu_model and not gpu_model_exists(filters.gpu_model):
+        raise ApplicationError(
+            f"gpu_model: unknown GPU model {filters.gpu_model!r}; see /api/v1/gpu-models for the list.",
+            {"field": "gpu_model"},
+        )
+    if filters.region and not region_exists(filters.region):
+        raise ApplicationError(
+            f"region: unknown region {filters.region!r}; see /api/v1/regions for the list.", {"field": "region"}
+        )
+
+
+def _filter_q(filters: OfferFilter) -> Q:
+    q = Q()
+    if filters.gpu_model:
+        q &= Q(gpu_model_id=filters.gpu_model)
+    if filters.min_vram_gb is not None:
+        q &= Q(vram_gb__gte=filters.min_vram_gb)
+    if filters.min_gpus is not None:
+        q &= Q(available_gpus__gte=filters.min_gpus)
+    if filters.region:
+        q &= Q(region_id=filters.region)
+    if filters.continent:
+        q &= Q(region__continent=filters.continent)
+    if filters.max_price_per_hour is not None:
+        q &= Q(price_per_hour_micros__lte=usd_to_micros(filters.max_price_per_hour))
+    if filters.min_uptime is not None:
+        q &= Q(uptime_30d__gte=filters.min_uptime)
+    if filters.tiers:
+        q &= Q(trust_tier__in=filters.tiers)
+    if filters.mode:
+        q &= Q(mode=filters.mode)
+    return q
+
+
+def offer_list(*, filters: OfferFilter) -> QuerySet[Offer]:
+    """Listed offers matching the filter, in a total order (sort key, then node id)."""
+    _check_references(filters)
+    field, descending = SORT_FIELDS[filters.sort]
+    ordering = (f"-{field}", "-id") if descending else (field, "id")
+    return Offer.objects.filter(_filter_q(filters)).order_by(*ordering)
+
+
+@dataclass(frozen=True)
+class OfferPage:
+    rows: list[dict]
+    next_cursor: str | None
+
+
+def offer_page(*, filters: OfferFilter, limit: int, cursor: str | None = None) -> OfferPage:
+    """One page of offers by keyset pagination: stable while rows are added or removed."""
+    queryset = offer_list(filters=filters)
+    field, descending = SORT_FIELDS[filters.sort]
+    if cursor:
+        value, node_id = decode_cursor(cursor, sort=filters.sort)
+        # `key >= v` gives the database an index range to start from; the OR breaks ties by id.
+        if descending:
+            queryset = queryset.filter(Q(**{f"{field}__lte": value}) & (Q(**{f"{field}__lt": value}) | Q(id__lt=node_id)))
+        else:
+            queryset = queryset.filter(Q(**{f"{field}__gte": value}) & (Q(**{f"{field}__gt": value}) | Q(id__gt=node_id)))
+    rows = list(queryset.values(*OFFER_COLUMNS)[: limit + 1])
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(sort=filters.sort, value=last[field], node_id=last["id"])
+    return OfferPage(rows=rows, next_cursor=next_cursor)
+
+
+def offer_get(*, node_id: int) -> Node:
+    """A node's offer page: any status, so a shared link to a busy node still explains itself."""
+    try:
+        return Node.objects.select_related("provider", "region", "gpu_model").get(id=node_id)
+    except Node.DoesNotExist:
+        raise Http404(f"No offer with node id {node_id}.") from None
+
+
+# --- Market board -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MarketRow:
+    gpu_model: str
+    name: str
+    vendor: str
+    vram_gb: int
+    gpu_tier: str
+    offers: int
+    free_gpus: int
+    lowest_price_per_gpu_hour_micros: int | None
+    median_price_per_gpu_hour_micros: int | None
+
+
+def _medians(queryset: QuerySet) -> dict[str, int]:
+    """Median price per GPU-hour for each model, in the database when it can."""
+    if connection.vendor == "postgresql":
+        inner_sql, params = queryset.values("gpu_model_id", "price_per_gpu_hour_micros").query.sql_with_params()
+        sql = (
+            "SELECT sub.gpu_model_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY sub.price_per_gpu_hour_micros) "
+            f"FROM ({inner_sql}) sub GROUP BY sub.gpu_model_id"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return {slug: int(round(float(median))) for slug, median in cursor.fetchall()}
+    prices: dict[str, list[int]] = {}
+    for slug, price in queryset.order_by().values_list("gpu_model_id", "price_per_gpu_hour_micros").iterator(
+        chunk_size=5000
+    ):
+        prices.setdefault(slug, []).append(price)
+    return {slug: int(round(statistics.median(values))) for slug, values in prices.items()}
+
+
+def market_board_compute(*, filters: OfferFilter | None = None) -> list[MarketRow]:
+    queryset = Offer.objects.all()
+    if filters is not None:
+        _check_references(filters)
+        # The board compares models, so a model filter does not narrow it.
+        queryset = queryset.filter(_filter_q(filters.model_copy(update={"gpu_model": None})))
+    stats = {
+        row["gpu_model_id"]: row
+        for row in queryset.order_by()
+        .values("gpu_model_id")
+        .annotate(offers=Count("id"), free_gpus=Sum("available_gpus"), lowest=Min("price_per_gpu_hour_micros"))
+    }
+    medians = _medians(queryset.order_by())
+    board = []
+    for model in GpuModel.objects.all():
+        row = stats.get(model.slug)
+        board.append(
+            MarketRow(
+                gpu_model=model.slug,
+                name=model.name,
+                vendor=model.vendor,
+                vram_gb=model.vram_gb,
+                gpu_tier=model.gpu_tier,
+                offers=row["offers"] if row else 0,
+                free_gpus=row["free_gpus"] if row else 0,
+                lowest_price_per_gpu_hour_micros=row["lowest"] if row else None,
+                median_price_per_gpu_hour_micros=medians.get(model.slug),
+            )
+        )
+    return board
+
+
+def _board_cache_key(filters: OfferFilter | None) -> str:
+    if filters is None:
+        return "market-board:v1:all"
+    parts = [filters.mode or "", filters.region or "", filters.continent or "", filters.tier or ""]
+    parts += [str(filters.min_vram_gb or ""), str(filters.min_gpus or ""), str(filters.max_price_per_hour or "")]
+    parts.append(str(filters.min_uptime if filters.min_uptime is not None else ""))
+    return "market-board:v1:" + ":".join(parts)
+
+
+def market_board(*, filters: OfferFilter | None = None, max_age: int | None = None) -> list[MarketRow]:
+    """The board, cached for a short time: it aggregates every listed node."""
+    from django.conf import settings
+
+    timeout = settings.MARKET_BOARD_CACHE_SECONDS if max_age is None else max_age
+    if filters is not None and not filters.active().keys() - {"gpu_model", "sort"}:
+        filters = None
+    key = _board_cache_key(filters)
+    if timeout:
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+    board = market_board_compute(filters=filters)
+    if timeout:
+        cache.set(key, board, timeout)
+    return board
+
+
+def market_board_refresh() -> int:
+    """Recompute the unfiltered board into the cache (beat task); returns the offers counted."""
+    from django.conf import settings
+
+    board = market_board_compute()
+    cache.set(_board_cache_key(None), board, max(settings.MARKET_BOARD_CACHE_SECONDS, 1) * 2)
+    return sum(row.offers for row in board)
+
+
+def price_decimal(micros: int | None) -> Decimal | None:
+    return None if micros is None else Decimal(micros) / 1_000_000

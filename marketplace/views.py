@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.http import urlencode
+from pydantic import ValidationError
+
+from marketplace.filters import SORT_LABELS, TIER_HELP, OfferFilter
+from marketplace.selectors import OFFER_COLUMNS, market_board, offer_get, offer_list
+from providers.models import Continent, NodeMode
+from providers.selectors import gpu_model_list, region_list
+from spheron_web.errors import ApplicationError
+
+FILTER_FIELDS = tuple(OfferFilter.model_fields)
+TIER_CHOICES = [
+    ("", "Any tier"),
+    ("secured", "Secured (1–3)"),
+    ("community", "Community (4–7)"),
+    *[(str(tier), f"Tier {tier}") for tier in range(1, 8)],
+]
+UPTIME_CHOICES = [("", "Any uptime"), ("0.9", "≥ 90%"), ("0.95", "≥ 95%"), ("0.98", "≥ 98%"), ("0.99", "≥ 99%")]
+
+
+def _parse_filters(request: HttpRequest) -> tuple[OfferFilter, dict[str, str]]:
+    """Filters from the query string. A bad value is dropped and explained, never a 500."""
+    raw = {key: request.GET[key] for key in FILTER_FIELDS if key in request.GET}
+    errors: dict[str, str] = {}
+    while True:
+        try:
+            return OfferFilter.model_validate(raw), errors
+        except ValidationError as exc:
+            dropped = set()
+            for error in exc.errors():
+                message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+                loc = error.get("loc") or ()
+                field = str(loc[0]) if loc else message.split(":", 1)[0]
+                if field in raw:
+                    dropped.add(field)
+                    message = message.removeprefix(f"{field}: ")
+                errors[field if field in FILTER_FIELDS else "filters"] = message
+            if not dropped:  # cannot tell which value is wrong: show everything unfiltered
+                return OfferFilter(), errors
+            for field in dropped:
+                raw.pop(field)
+
+
+def catalog(request: HttpRequest) -> HttpResponse:
+    filters, errors = _parse_filters(request)
+    try:
+        queryset = offer_list(filters=filters)
+    except ApplicationError as exc:
+        field = exc.extra.get("field", "filters")
+        errors[field] = exc.message.split(": ", 1)[-1]
+        filters = filters.model_copy(update={field: None}) if field in FILTER_FIELDS else OfferFilter()
+        queryset = offer_list(filters=filters)
+
+    paginator = Paginator(queryset.select_related(None).values(*OFFER_COLUMNS), settings.CATALOG_PAGE_SIZE)
+    try:
+        page = paginator.page(request.GET.get("page") or 1)
+    except PageNotAnInteger:
+        errors["page"] = "must be a whole number"
+        page = paginator.page(1)
+    except EmptyPage:
+        page = paginator.page(paginator.num_pages)
+
+    names = dict(gpu_model_list().values_list("slug", "name"))
+    page.object_list = [{**row, "gpu_name": names.get(row["gpu_model_id"], row["gpu_model_id"])} for row in page]
+
+    active = filters.active()
+    base_query = urlencode(active)
+    context = {
+        "filters": filters,
+        "active": active,
+        "errors": errors,
+        "page": page,
+        "base_query": base_query,
+        "board": market_board(filters=filters),
+        "gpu_models": gpu_model_list(),
+        "regions": region_list(),
+        "continents": Continent.choices,
+        "modes": NodeMode.choices,
+        "tier_choices": TIER_CHOICES,
+        "uptime_choices": UPTIME_CHOICES,
+        "sort_choices": list(SORT_LABELS.items()),
+        "tier_help": TIER_HELP,
+    }
+    template = "marketplace/catalog.html"
+    # htmx swaps only #catalog-results; a history restore (back button) needs the whole page.
+    if request.htmx and not request.htmx.history_restore_request and request.htmx.target == "catalog-results":
+        template += "#catalog-results"
+    response = render(request, template, context, status=200)
+    response["Vary"] = "HX-Request, HX-Target"
+    return response
+
+
+def offer_detail(request: HttpRequest, node_id: int) -> HttpResponse:
+    node = offer_get(node_id=node_id)
+    return render(request, "marketplace/offer_detail.html", {"node": node})

@@ -1,0 +1,242 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Cast
+
+
+class Continent(models.TextChoices):
+    NORTH_AMERICA = "north-america", "North America"
+    SOUTH_AMERICA = "south-america", "South America"
+    EUROPE = "europe", "Europe"
+    ASIA = "asia", "Asia"
+    MIDDLE_EAST = "middle-east", "Middle East"
+    AFRICA = "africa", "Africa"
+    OCEANIA = "oceania", "Oceania"
+
+
+class Region(models.Model):
+    """Reference data (providers/reference/regions.json). The code is the key users type."""
+
+    code = models.SlugField(max_length=32, primary_key=True)
+    name = models.CharField(max_length=100)
+    continent = models.CharField(max_length=20, choices=Continent.choices, db_index=True)
+    country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2")
+    latitude = models.DecimalField(max_digits=8, decimal_places=5)
+    longitude = models.DecimalField(max_digits=8, decimal_places=5)
+
+    class Meta:
+        ordering = ["continent", "code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.name})"
+
+
+class GpuTier(models.TextChoices):
+    """Hardware quality tiers and their reward multipliers (protocol-facts.md)."""
+
+    ENTRY_1 = "entry-1", "Entry 1"
+    ENTRY_2 = "entry-2", "Entry 2"
+    LOW_1 = "low-1", "Low 1"
+    LOW_2 = "low-2", "Low 2"
+    MEDIUM_1 = "medium-1", "Medium 1"
+    MEDIUM_2 = "medium-2", "Medium 2"
+    HIGH_1 = "high-1", "High 1"
+    HIGH_2 = "high-2", "High 2"
+    ULTRA_HIGH_1 = "ultra-high-1", "Ultra High 1"
+    ULTRA_HIGH_2 = "ultra-high-2", "Ultra High 2"
+    ULTRA_HIGH_3 = "ultra-high-3", "Ultra High 3"
+    CPU_BASIC = "cpu-basic", "CPU Basic"
+    CPU_GENERAL = "cpu-general", "CPU General"
+    CPU_HPC = "cpu-hpc", "CPU HPC"
+
+
+GPU_TIER_MULTIPLIERS: dict[str, Decimal] = {
+    GpuTier.ENTRY_1: Decimal("0.1"),
+    GpuTier.ENTRY_2: Decimal("0.25"),
+    GpuTier.LOW_1: Decimal("0.5"),
+    GpuTier.LOW_2: Decimal("0.75"),
+    GpuTier.MEDIUM_1: Decimal("1.0"),
+    GpuTier.MEDIUM_2: Decimal("1.5"),
+    GpuTier.HIGH_1: Decimal("2"),
+    GpuTier.HIGH_2: Decimal("3"),
+    GpuTier.ULTRA_HIGH_1: Decimal("6"),
+    GpuTier.ULTRA_HIGH_2: Decimal("12"),
+    GpuTier.ULTRA_HIGH_3: Decimal("15"),
+    GpuTier.CPU_BASIC: Decimal("0.1"),
+    GpuTier.CPU_GENERAL: Decimal("0.5"),
+    GpuTier.CPU_HPC: Decimal("1.0"),
+}
+
+
+class GpuModel(models.Model):
+    """Reference data (providers/reference/gpu_models.json). Apple silicon ranks as CPU tiers."""
+
+    class Kind(models.TextChoices):
+        GPU = "gpu", "Discrete GPU"
+        APPLE = "apple", "Apple silicon (CPU tier)"
+
+    slug = models.SlugField(max_length=40, primary_key=True, help_text="As written in specs: rtx4090, h100")
+    vendor = models.CharField(max_length=40)
+    name = models.CharField(max_length=80)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.GPU)
+    vram_gb = models.PositiveIntegerField(help_text="Memory per GPU; for Apple silicon, the largest unified memory")
+    architecture = models.CharField(max_length=40)
+    gpu_tier = models.CharField(max_length=20, choices=GpuTier.choices)
+    multiplier = models.DecimalField(max_digits=5, decimal_places=2)
+    launch_price_usd = models.PositiveIntegerField(null=True, blank=True, help_text="For the tier's price band")
+    sort_order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["sort_order", "slug"]
+        constraints = [
+            models.CheckConstraint(condition=Q(vram_gb__gte=1), name="gpumodel_vram_positive"),
+            models.CheckConstraint(condition=Q(multiplier__gt=0), name="gpumodel_multiplier_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProviderProfile(models.Model):
+    """A user acting as a provider: owns nodes, gets paid."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="provider_profile")
+    display_name = models.CharField(max_length=80)
+    default_region = models.ForeignKey(Region, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    payout_evm_address = models.CharField(max_length=42, blank=True)
+    payout_solana_address = models.CharField(max_length=44, blank=True)
+    is_verified = models.BooleanField(default=False, help_text="Vetted datacenter provider")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["display_name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class NodeMode(models.TextChoices):
+    FIZZ = "fizz", "Fizz (community)"
+    PROVIDER = "provider", "Provider (secure)"
+
+
+class NodeStatus(models.TextChoices):
+    PENDING = "pending", "Pending first heartbeat"
+    ONLINE = "online", "Online"
+    OFFLINE = "offline", "Offline"
+    DISABLED = "disabled", "Disabled by an admin"
+
+
+# Nodes a renter can rent right now. Partial indexes below use the same condition, so catalog
+# queries (which always include it) scan only listed nodes.
+LISTED = Q(status=NodeStatus.ONLINE, in_maintenance=False, available_gpus__gt=0)
+
+
+class Node(models.Model):
+    """A machine offered on the market. Prices are integer micro-USD in their natural units."""
+
+    provider = models.ForeignKey(ProviderProfile, on_delete=models.PROTECT, related_name="nodes")
+    name = models.CharField(max_length=80, help_text="Host label chosen by the provider")
+    mode = models.CharField(max_length=10, choices=NodeMode.choices)
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="nodes")
+
+    gpu_model = models.ForeignKey(GpuModel, on_delete=models.PROTECT, related_name="nodes")
+    gpu_count = models.PositiveSmallIntegerField()
+    vram_gb = models.PositiveIntegerField(help_text="Per GPU (copied from the model; Apple: unified memory)")
+    gpu_tier = models.CharField(max_length=20, choices=GpuTier.choices)
+    cpu_cores = models.PositiveIntegerField()
+    memory_gb = models.PositiveIntegerField()
+    storage_gb = models.PositiveIntegerField()
+    bandwidth_mbps = models.PositiveIntegerField()
+
+    # Per-resource prices, micro-USD: GPU per GPU-hour; the rest per unit-month (730 h).
+    gpu_price_per_hour_micros = models.BigIntegerField()
+    cpu_price_per_core_month_micros = models.BigIntegerField(default=750_000)
+    memory_price_per_gb_month_micros = models.BigIntegerField(default=100_000)
+    storage_price_per_gb_month_micros = models.BigIntegerField(default=10_000)
+    # The whole node per hour, rounded once from the per-resource prices (providers.pricing).
+    price_per_hour_micros = models.BigIntegerField()
+    price_per_gpu_hour_micros = models.GeneratedField(
+        expression=F("price_per_hour_micros") / Cast("gpu_count", models.BigIntegerField()),
+        output_field=models.BigIntegerField(),
+        db_persist=True,
+    )
+    price_per_vram_gb_micros = models.GeneratedField(
+        expression=F("price_per_hour_micros") / (Cast("gpu_count", models.BigIntegerField()) * F("vram_gb")),
+        output_field=models.BigIntegerField(),
+        db_persist=True,
+    )
+
+    status = models.CharField(max_length=10, choices=NodeStatus.choices, default=NodeStatus.PENDING)
+    in_maintenance = models.BooleanField(default=False)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    uptime_1d = models.FloatField(default=0.0)
+    uptime_7d = models.FloatField(default=0.0)
+    uptime_30d = models.FloatField(default=0.0)
+    trust_tier = models.PositiveSmallIntegerField(default=7, help_text="1 (best) to 7, from uptime")
+
+    available_gpus = models.PositiveSmallIntegerField(help_text="GPUs not leased")
+    available_cpu_cores = models.PositiveIntegerField()
+    available_memory_gb = models.PositiveIntegerField()
+    available_storage_gb = models.PositiveIntegerField()
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(gpu_count__gte=1), name="node_gpu_count_positive"),
+            models.CheckConstraint(condition=Q(vram_gb__gte=1), name="node_vram_positive"),
+            models.CheckConstraint(condition=Q(available_gpus__lte=F("gpu_count")), name="node_available_gpus_le_count"),
+            models.CheckConstraint(condition=Q(available_cpu_cores__lte=F("cpu_cores")), name="node_available_cpu_le_total"),
+            models.CheckConstraint(condition=Q(available_memory_gb__lte=F("memory_gb")), name="node_available_mem_le_total"),
+            models.CheckConstraint(
+                condition=Q(available_storage_gb__lte=F("storage_gb")), name="node_available_storage_le_total"
+            ),
+            models.CheckConstraint(condition=Q(trust_tier__gte=1, trust_tier__lte=7), name="node_trust_tier_1_7"),
+            models.CheckConstraint(
+                condition=Q(uptime_1d__gte=0, uptime_1d__lte=1, uptime_7d__gte=0, uptime_7d__lte=1)
+                & Q(uptime_30d__gte=0, uptime_30d__lte=1),
+                name="node_uptime_fraction",
+            ),
+            models.CheckConstraint(
+                condition=Q(gpu_price_per_hour_micros__gte=0, price_per_hour_micros__gte=0)
+                & Q(cpu_price_per_core_month_micros__gte=0, memory_price_per_gb_month_micros__gte=0)
+                & Q(storage_price_per_gb_month_micros__gte=0),
+                name="node_prices_non_negative",
+            ),
+            models.UniqueConstraint(fields=["provider", "name"], name="node_unique_name_per_provider"),
+        ]
+        # Catalog indexes: every catalog query carries LISTED, and orders by one sort key with
+        # the id as tie-breaker (keyset pagination), so each index is (filter?, sort key, id).
+        indexes = [
+            models.Index(fields=["price_per_hour_micros", "id"], condition=LISTED, name="node_listed_price"),
+            models.Index(fields=["price_per_vram_gb_micros", "id"], condition=LISTED, name="node_listed_price_vram"),
+            models.Index(fields=["uptime_30d", "id"], condition=LISTED, name="node_listed_uptime"),
+            models.Index(fields=["vram_gb", "id"], condition=LISTED, name="node_listed_vram"),
+            models.Index(
+                fields=["gpu_model", "price_per_hour_micros", "id"], condition=LISTED, name="node_listed_model_price"
+            ),
+            models.Index(
+                fields=["gpu_model", "price_per_gpu_hour_micros"], condition=LISTED, name="node_listed_model_gpu_price"
+            ),
+            models.Index(fields=["region", "price_per_hour_micros", "id"], condition=LISTED, name="node_listed_region_price"),
+            models.Index(fields=["status", "last_seen_at"], name="node_status_last_seen"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.gpu_count}× {self.gpu_model_id})"
+
+    @property
+    def is_listed(self) -> bool:
+        return self.status == NodeStatus.ONLINE and not self.in_maintenance and self.available_gpus > 0
+
+    @property
+    def total_vram_gb(self) -> int:
+        return self.gpu_count * self.vram_gb

@@ -1,0 +1,31 @@
+"""Node price arithmetic: per-resource prices to one hourly price, rounded once."""
+
+from __future__ import annotations
+
+from spheron_web.money import HOURS_PER_MONTH
+
+# Fixed Fizz prices (protocol-facts.md), micro-USD.
+FIZZ_CPU_PER_CORE_MONTH = 750_000
+FIZZ_MEMORY_PER_GB_MONTH = 100_000
+FIZZ_STORAGE_PER_GB_MONTH = 10_000
+
+
+def node_price_per_hour_micros(
+    *,
+    gpu_count: int,
+    gpu_price_per_hour_micros: int,
+    cpu_cores: int,
+    cpu_price_per_core_month_micros: int,
+    memory_gb: int,
+    memory_price_per_gb_month_micros: int,
+    storage_gb: int,
+    storage_price_per_gb_month_micros: int,
+) -> int:
+    monthly_parts = (
+        cpu_cores * cpu_price_per_core_month_micros
+        + memory_gb * memory_price_per_gb_month_micros
+        + storage_gb * storage_price_per_gb_month_micros
+    )
+    # Integer half-up rounding of monthly/730, done once.
+    hourly_from_monthly = (2 * monthly_parts + HOURS_PER_MONTH) // (2 * HOURS_PER_MONTH)
+    return gpu_count * gpu_price_per_hour_micros + hourly_from_monthly

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from spheron_web import views
+from spheron_web.api import api
+
+admin.site.site_header = "Spheron Web administration"
+admin.site.site_title = "Spheron admin"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("account/", include("accounts.urls")),
+    path("api/v1/", api.urls),
+    path("gpus/", include("marketplace.urls")),
+]
