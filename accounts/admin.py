@@ -23,7 +23,16 @@ class SpheronUserChangeForm(UserChangeForm):
 class UserAdmin(BaseUserAdmin):
     form = SpheronUserChangeForm
     add_form = SpheronUserCreationForm
-    list_display = ("email", "name", "is_developer", "is_provider", "is_staff", "is_active", "date_joined", "last_login")
+    list_display = (
+        "email",
+        "name",
+        "is_developer",
+        "is_provider",
+        "is_staff",
+        "is_active",
+        "date_joined",
+        "last_login",
+    )
     list_filter = ("is_developer", "is_provider", "is_staff", "is_superuser", "is_active")
     search_fields = ("email", "name")
     ordering = ("email",)

@@ -179,7 +179,9 @@ class MarketRowOut(Schema):
     median_price_per_gpu_hour: str | None
 
 
-@router.get("/market", response={200: list[MarketRowOut], **ERRORS}, operation_id="market_board", summary="Market board")
+@router.get(
+    "/market", response={200: list[MarketRowOut], **ERRORS}, operation_id="market_board", summary="Market board"
+)
 def market(request: HttpRequest, filters: Query[OfferFilter]):
     """Per GPU model: listed offers, free GPUs, lowest and median price per GPU-hour (cached ~1 min).
 
@@ -187,7 +189,10 @@ def market(request: HttpRequest, filters: Query[OfferFilter]):
     """
     return [
         {
-            **{field: getattr(row, field) for field in ("gpu_model", "name", "vendor", "vram_gb", "gpu_tier", "offers", "free_gpus")},
+            **{
+                field: getattr(row, field)
+                for field in ("gpu_model", "name", "vendor", "vram_gb", "gpu_tier", "offers", "free_gpus")
+            },
             "lowest_price_per_gpu_hour": None
             if row.lowest_price_per_gpu_hour_micros is None
             else _usd(row.lowest_price_per_gpu_hour_micros),

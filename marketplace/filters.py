@@ -37,7 +37,9 @@ SORT_FIELDS: dict[str, tuple[str, bool]] = {
 
 SECURED_TIERS = (1, 2, 3)
 COMMUNITY_TIERS = (4, 5, 6, 7)
-TIER_HELP = "use secured, community, secured-1..secured-3, community-4..community-7 or 1..7 (comma-separated for several)"
+TIER_HELP = (
+    "use secured, community, secured-1..secured-3, community-4..community-7 or 1..7 (comma-separated for several)"
+)
 
 
 def parse_tiers(value: str) -> tuple[int, ...]:
@@ -128,9 +130,7 @@ def encode_cursor(*, sort: str, value: int | float, node_id: int) -> str:
 
 
 def decode_cursor(cursor: str, *, sort: str) -> tuple[int | float, int]:
-    invalid = ApplicationError(
-        "cursor: not a cursor this API returned; start again without it.", {"field": "cursor"}
-    )
+    invalid = ApplicationError("cursor: not a cursor this API returned; start again without it.", {"field": "cursor"})
     if len(cursor) > 200:
         raise invalid
     try:

@@ -100,9 +100,13 @@ def offer_page(*, filters: OfferFilter, limit: int, cursor: str | None = None) -
         value, node_id = decode_cursor(cursor, sort=filters.sort)
         # `key >= v` gives the database an index range to start from; the OR breaks ties by id.
         if descending:
-            queryset = queryset.filter(Q(**{f"{field}__lte": value}) & (Q(**{f"{field}__lt": value}) | Q(id__lt=node_id)))
+            queryset = queryset.filter(
+                Q(**{f"{field}__lte": value}) & (Q(**{f"{field}__lt": value}) | Q(id__lt=node_id))
+            )
         else:
-            queryset = queryset.filter(Q(**{f"{field}__gte": value}) & (Q(**{f"{field}__gt": value}) | Q(id__gt=node_id)))
+            queryset = queryset.filter(
+                Q(**{f"{field}__gte": value}) & (Q(**{f"{field}__gt": value}) | Q(id__gt=node_id))
+            )
     rows = list(queryset.values(*OFFER_COLUMNS)[: limit + 1])
     next_cursor = None
     if len(rows) > limit:
@@ -146,8 +150,8 @@ def _medians(queryset: QuerySet) -> dict[str, int]:
             cursor.execute(sql, params)
             return {slug: int(round(float(median))) for slug, median in cursor.fetchall()}
     prices: dict[str, list[int]] = {}
-    for slug, price in queryset.order_by().values_list("gpu_model_id", "price_per_gpu_hour_micros").iterator(
-        chunk_size=5000
+    for slug, price in (
+        queryset.order_by().values_list("gpu_model_id", "price_per_gpu_hour_micros").iterator(chunk_size=5000)
     ):
         prices.setdefault(slug, []).append(price)
     return {slug: int(round(statistics.median(values))) for slug, values in prices.items()}

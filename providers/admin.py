@@ -72,7 +72,21 @@ class NodeAdmin(admin.ModelAdmin):
     show_full_result_count = False  # COUNT(*) over 100k+ rows on every page load is not worth it
     fieldsets = (
         (None, {"fields": ("provider", "name", "mode", "region", "status", "in_maintenance")}),
-        ("Hardware", {"fields": ("gpu_model", "gpu_count", "vram_gb", "gpu_tier", "cpu_cores", "memory_gb", "storage_gb", "bandwidth_mbps")}),
+        (
+            "Hardware",
+            {
+                "fields": (
+                    "gpu_model",
+                    "gpu_count",
+                    "vram_gb",
+                    "gpu_tier",
+                    "cpu_cores",
+                    "memory_gb",
+                    "storage_gb",
+                    "bandwidth_mbps",
+                )
+            },
+        ),
         (
             "Prices (micro-USD)",
             {
@@ -87,7 +101,10 @@ class NodeAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Free capacity", {"fields": ("available_gpus", "available_cpu_cores", "available_memory_gb", "available_storage_gb")}),
+        (
+            "Free capacity",
+            {"fields": ("available_gpus", "available_cpu_cores", "available_memory_gb", "available_storage_gb")},
+        ),
         ("Reliability", {"fields": ("trust_tier", "uptime_1d", "uptime_7d", "uptime_30d", "last_seen_at")}),
         ("Audit", {"fields": ("created_at", "updated_at")}),
     )

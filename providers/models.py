@@ -193,9 +193,15 @@ class Node(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(gpu_count__gte=1), name="node_gpu_count_positive"),
             models.CheckConstraint(condition=Q(vram_gb__gte=1), name="node_vram_positive"),
-            models.CheckConstraint(condition=Q(available_gpus__lte=F("gpu_count")), name="node_available_gpus_le_count"),
-            models.CheckConstraint(condition=Q(available_cpu_cores__lte=F("cpu_cores")), name="node_available_cpu_le_total"),
-            models.CheckConstraint(condition=Q(available_memory_gb__lte=F("memory_gb")), name="node_available_mem_le_total"),
+            models.CheckConstraint(
+                condition=Q(available_gpus__lte=F("gpu_count")), name="node_available_gpus_le_count"
+            ),
+            models.CheckConstraint(
+                condition=Q(available_cpu_cores__lte=F("cpu_cores")), name="node_available_cpu_le_total"
+            ),
+            models.CheckConstraint(
+                condition=Q(available_memory_gb__lte=F("memory_gb")), name="node_available_mem_le_total"
+            ),
             models.CheckConstraint(
                 condition=Q(available_storage_gb__lte=F("storage_gb")), name="node_available_storage_le_total"
             ),
@@ -226,7 +232,9 @@ class Node(models.Model):
             models.Index(
                 fields=["gpu_model", "price_per_gpu_hour_micros"], condition=LISTED, name="node_listed_model_gpu_price"
             ),
-            models.Index(fields=["region", "price_per_hour_micros", "id"], condition=LISTED, name="node_listed_region_price"),
+            models.Index(
+                fields=["region", "price_per_hour_micros", "id"], condition=LISTED, name="node_listed_region_price"
+            ),
             models.Index(fields=["status", "last_seen_at"], name="node_status_last_seen"),
         ]
 

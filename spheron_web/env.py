@@ -26,7 +26,9 @@ def _raw(name: str, environ: Mapping[str, str] | None) -> str | None:
     return value or None
 
 
-def env_str(name: str, default: str | None | object = _MISSING, *, environ: Mapping[str, str] | None = None) -> str | None:
+def env_str(
+    name: str, default: str | None | object = _MISSING, *, environ: Mapping[str, str] | None = None
+) -> str | None:
     value = _raw(name, environ)
     if value is not None:
         if "\x00" in value:

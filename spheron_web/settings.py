@@ -122,7 +122,8 @@ else:
     _queue_dir = VAR_DIR / "celery" / "queue"
     _processed_dir = VAR_DIR / "celery" / "processed"
     _results_dir = VAR_DIR / "celery" / "results"
-    for _dir in (_queue_dir, _processed_dir, _results_dir):
+    _control_dir = VAR_DIR / "celery" / "control"
+    for _dir in (_queue_dir, _processed_dir, _results_dir, _control_dir):
         _dir.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -130,6 +131,7 @@ else:
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(_processed_dir),
         "store_processed": False,
+        "control_folder": str(_control_dir),
     }
     CELERY_RESULT_BACKEND = f"file://{_results_dir}"
 CELERY_TASK_ALWAYS_EAGER = False
@@ -230,7 +232,9 @@ CATALOG_PAGE_SIZE = env_int("CATALOG_PAGE_SIZE", 24, min_value=1, max_value=200)
 MARKET_BOARD_CACHE_SECONDS = env_int("MARKET_BOARD_CACHE_SECONDS", 60, min_value=0, max_value=3600)
 # Billing (issue: billing): fees as fractions; Stripe keys from the environment only.
 PLATFORM_FEE_FIZZ = env_decimal("PLATFORM_FEE_FIZZ", Decimal("0.07"), min_value=Decimal(0), max_value=Decimal(1))
-PLATFORM_FEE_PROVIDER = env_decimal("PLATFORM_FEE_PROVIDER", Decimal("0.05"), min_value=Decimal(0), max_value=Decimal(1))
+PLATFORM_FEE_PROVIDER = env_decimal(
+    "PLATFORM_FEE_PROVIDER", Decimal("0.05"), min_value=Decimal(0), max_value=Decimal(1)
+)
 MONTHLY_RESERVATION_DISCOUNT = env_decimal(
     "MONTHLY_RESERVATION_DISCOUNT", Decimal("0.15"), min_value=Decimal(0), max_value=Decimal(1)
 )
@@ -239,9 +243,7 @@ STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY", None)
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", None)
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", None)  # localstripe in tests
 # Chains (issue: crypto deposits): RPC URLs per chain id, e.g. CHAIN_RPC_324=http://127.0.0.1:8545
-CHAIN_RPC_URLS = {
-    chain_id: env_str(f"CHAIN_RPC_{chain_id}", None) for chain_id in (324, 42161, 10, 56, 43114, 314)
-}
+CHAIN_RPC_URLS = {chain_id: env_str(f"CHAIN_RPC_{chain_id}", None) for chain_id in (324, 42161, 10, 56, 43114, 314)}
 SOLANA_RPC_URL = env_str("SOLANA_RPC_URL", None)
 # Providers
 MIN_STAKE_PER_GPU_SPON = env_decimal("MIN_STAKE_PER_GPU_SPON", Decimal("200"), min_value=Decimal(0))

@@ -43,7 +43,9 @@ def test_signup_with_roles_sends_a_confirmation_and_confirming_logs_in(client):
 
 @pytest.mark.django_db
 def test_signup_requires_a_role(client):
-    response = client.post("/accounts/signup/", {"email": "x@example.test", "password1": PASSWORD, "password2": PASSWORD})
+    response = client.post(
+        "/accounts/signup/", {"email": "x@example.test", "password1": PASSWORD, "password2": PASSWORD}
+    )
     assert response.status_code == 200
     assert "Choose at least one role" in response.content.decode()
     assert not User.objects.filter(email="x@example.test").exists()
@@ -131,8 +133,14 @@ def test_admin_is_for_staff_only(client):
     admin = verified_user(email="admin@example.test", is_staff=True, is_superuser=True)
     client.force_login(admin)
     for url in [
-        "/admin/", "/admin/accounts/user/", "/admin/providers/node/", f"/admin/providers/node/{node.id}/change/",
-        "/admin/providers/gpumodel/", "/admin/providers/region/", "/admin/providers/providerprofile/",
-        "/admin/marketplace/offer/", "/admin/providers/node/?mode__exact=fizz&q=node",
+        "/admin/",
+        "/admin/accounts/user/",
+        "/admin/providers/node/",
+        f"/admin/providers/node/{node.id}/change/",
+        "/admin/providers/gpumodel/",
+        "/admin/providers/region/",
+        "/admin/providers/providerprofile/",
+        "/admin/marketplace/offer/",
+        "/admin/providers/node/?mode__exact=fizz&q=node",
     ]:
         assert client.get(url).status_code == 200, url

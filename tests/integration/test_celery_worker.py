@@ -30,9 +30,25 @@ def test_tasks_run_on_a_broker_not_eagerly():
 @pytest.mark.integration
 def test_a_real_worker_process_runs_a_task():
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "spheron_web", "worker", "--pool=solo", "--loglevel=INFO",
-         "--without-gossip", "--without-mingle", "--hostname", f"pytest-{os.getpid()}@%h"],
-        cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "spheron_web",
+            "worker",
+            "--pool=solo",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname",
+            f"pytest-{os.getpid()}@%h",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         result = ping.apply_async()

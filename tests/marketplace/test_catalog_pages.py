@@ -31,7 +31,10 @@ def test_htmx_request_gets_only_the_results_fragment(client, market):
 
 def test_history_restore_gets_the_whole_page(client, market):
     response = client.get(
-        "/gpus/", {"mode": "provider"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="catalog-results",
+        "/gpus/",
+        {"mode": "provider"},
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_TARGET="catalog-results",
         HTTP_HX_HISTORY_RESTORE_REQUEST="true",
     )
     assert "<html" in response.content.decode()

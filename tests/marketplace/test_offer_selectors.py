@@ -110,8 +110,11 @@ def test_parse_tiers():
 def test_keyset_pages_cover_every_offer_once_in_order(db, sort):
     # Many equal sort keys force the id tie-breaker to do its job.
     for index in range(23):
-        make_node(gpu_model=("rtx4090", "rtx3090", "h100")[index % 3], gpu_price_per_hour_micros=100_000 * (index % 4),
-                  uptime_30d=(0.9, 0.95)[index % 2])
+        make_node(
+            gpu_model=("rtx4090", "rtx3090", "h100")[index % 3],
+            gpu_price_per_hour_micros=100_000 * (index % 4),
+            uptime_30d=(0.9, 0.95)[index % 2],
+        )
     filters = OfferFilter(sort=sort)
     expected = list(offer_list(filters=filters).values_list("id", flat=True))
     seen, cursor, pages = [], None, 0

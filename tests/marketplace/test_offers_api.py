@@ -5,8 +5,21 @@ from decimal import Decimal
 import pytest
 
 OFFER_FIELDS = {
-    "node_id", "provider", "gpu_model", "gpu_count", "vram_gb", "cpu_cores", "memory_gb", "storage_gb", "region",
-    "price_per_hour", "uptime_30d", "trust_tier", "gpu_tier", "mode", "available_gpus",
+    "node_id",
+    "provider",
+    "gpu_model",
+    "gpu_count",
+    "vram_gb",
+    "cpu_cores",
+    "memory_gb",
+    "storage_gb",
+    "region",
+    "price_per_hour",
+    "uptime_30d",
+    "trust_tier",
+    "gpu_tier",
+    "mode",
+    "available_gpus",
 }
 
 
@@ -122,7 +135,19 @@ def test_openapi_documents_every_operation_with_an_id(client, db):
     assert {"offers_list", "offers_get", "gpu_models_list", "regions_list", "market_board"} <= operations
     offers = schema["paths"]["/api/v1/offers"]["get"]
     params = {param["name"] for param in offers["parameters"]}
-    assert {"gpu_model", "min_vram_gb", "min_gpus", "region", "continent", "max_price_per_hour", "min_uptime",
-            "tier", "mode", "sort", "limit", "cursor"} <= params
+    assert {
+        "gpu_model",
+        "min_vram_gb",
+        "min_gpus",
+        "region",
+        "continent",
+        "max_price_per_hour",
+        "min_uptime",
+        "tier",
+        "mode",
+        "sort",
+        "limit",
+        "cursor",
+    } <= params
     assert {"400", "422"} <= set(offers["responses"])
     assert client.get("/api/v1/docs").status_code == 200

@@ -8,9 +8,31 @@ from providers.models import GPU_TIER_MULTIPLIERS, GpuModel, Region
 from providers.pricing import node_price_per_hour_micros
 
 REQUIRED_MODELS = {
-    "gtx1660", "rtx3060", "rtx3070", "rtx3080", "rtx3090", "rtx4070", "rtx4080", "rtx4090", "rtx5090",
-    "a4000", "a5000", "a6000", "l4", "l40s", "a10", "a100-40g", "a100-80g", "h100", "h200", "b200", "mi300x",
-    "apple-m1", "apple-m2", "apple-m3", "apple-m4",
+    "gtx1660",
+    "rtx3060",
+    "rtx3070",
+    "rtx3080",
+    "rtx3090",
+    "rtx4070",
+    "rtx4080",
+    "rtx4090",
+    "rtx5090",
+    "a4000",
+    "a5000",
+    "a6000",
+    "l4",
+    "l40s",
+    "a10",
+    "a100-40g",
+    "a100-80g",
+    "h100",
+    "h200",
+    "b200",
+    "mi300x",
+    "apple-m1",
+    "apple-m2",
+    "apple-m3",
+    "apple-m4",
 }
 
 
@@ -62,9 +84,13 @@ def test_regions_span_the_world():
 def test_node_price_rounds_the_monthly_parts_once():
     # $0.175/GPU-h + (8 cores x $0.75 + 32 GB x $0.10 + 200 GB x $0.01) / 730 h = 0.175 + 11.2/730
     price = node_price_per_hour_micros(
-        gpu_count=1, gpu_price_per_hour_micros=175_000,
-        cpu_cores=8, cpu_price_per_core_month_micros=750_000,
-        memory_gb=32, memory_price_per_gb_month_micros=100_000,
-        storage_gb=200, storage_price_per_gb_month_micros=10_000,
+        gpu_count=1,
+        gpu_price_per_hour_micros=175_000,
+        cpu_cores=8,
+        cpu_price_per_core_month_micros=750_000,
+        memory_gb=32,
+        memory_price_per_gb_month_micros=100_000,
+        storage_gb=200,
+        storage_price_per_gb_month_micros=10_000,
     )
     assert price == 175_000 + 15_342  # 11.2 / 730 = 0.0153424..., rounded half-up to micros
