@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from ninja import Schema
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from providers.models import Continent, NodeMode
 from spheron_web.errors import ApplicationError
@@ -76,21 +76,17 @@ class OfferFilter(Schema):
     mode: NodeMode | None = Field(None, description="fizz (community) or provider (secure)")
     sort: SortKey = Field("price", description="Order of results")
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _reject_nul_and_blank(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        cleaned = {}
-        for key, value in dict(data).items():
-            if isinstance(value, str):
-                if "\x00" in value:
-                    raise ValueError(f"{key}: must not contain NUL bytes")
-                value = value.strip()
-                if value == "":
-                    continue  # an empty form field means "no filter"
-            cleaned[key] = value
-        return cleaned
+    def _reject_nul_and_blank(cls, value: Any, info: ValidationInfo) -> Any:
+        # A field-level validator: ninja hands model-level ones a wrapper object, not a dict.
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ValueError("must not contain NUL bytes")
+            value = value.strip()
+            if value == "":  # an empty form field means "no filter"
+                return "price" if info.field_name == "sort" else None
+        return value
 
     @field_validator("gpu_model", "region")
     @classmethod

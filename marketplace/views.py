@@ -88,10 +88,17 @@ def catalog(request: HttpRequest) -> HttpResponse:
     }
     template = "marketplace/catalog.html"
     # htmx swaps only #catalog-results; a history restore (back button) needs the whole page.
-    if request.htmx and not request.htmx.history_restore_request and request.htmx.target == "catalog-results":
+    # htmx 4 names the target as "tag#id", htmx 2 as "id".
+    htmx = request.htmx
+    fragment = bool(htmx) and not htmx.history_restore_request and (htmx.target or "").endswith("catalog-results")
+    if fragment:
         template += "#catalog-results"
-    response = render(request, template, context, status=200)
-    response["Vary"] = "HX-Request, HX-Target"
+    response = render(request, template, context)
+    response["Vary"] = "HX-Request, HX-Target, HX-History-Restore-Request"
+    if htmx:
+        # The URL to remember is the cleaned filter set, not every empty form field.
+        query = urlencode({**active, **({"page": page.number} if page.number > 1 else {})})
+        response["HX-Push-Url"] = f"{request.path}?{query}" if query else request.path
     return response
 
 

@@ -22,7 +22,10 @@ def test_catalog_lists_offers_with_filters_from_the_query_string(client, market)
 
 
 def test_htmx_request_gets_only_the_results_fragment(client, market):
-    response = client.get("/gpus/", {"mode": "provider"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="catalog-results")
+    # htmx 4 names the target "tag#id"; the form sends its empty fields too.
+    params = {"mode": "provider", "gpu_model": "", "min_vram_gb": "", "tier": "", "sort": "price"}
+    response = client.get("/gpus/", params, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="section#catalog-results")
+    assert response["HX-Push-Url"] == "/gpus/?mode=provider"
     html = response.content.decode()
     assert html.lstrip().startswith('<section id="catalog-results"')
     assert "<html" not in html
@@ -71,6 +74,27 @@ def test_bad_filters_are_explained_and_ignored(client, market, params, field):
     assert 'data-testid="filter-errors"' in html
     assert f"<code>{field}</code>" in html
     assert len(row_ids(html)) == 6  # the rest of the page still works
+
+
+def test_blank_form_fields_mean_no_filter(client, market):
+    blank = {
+        field: ""
+        for field in (
+            "gpu_model",
+            "min_vram_gb",
+            "min_gpus",
+            "region",
+            "continent",
+            "max_price_per_hour",
+            "min_uptime",
+            "tier",
+            "mode",
+            "sort",
+        )
+    }
+    html = client.get("/gpus/", blank).content.decode()
+    assert 'data-testid="filter-errors"' not in html
+    assert len(row_ids(html)) == 6
 
 
 def test_empty_state(client, market):
