@@ -1,0 +1,681 @@
+"""Demo market: a realistic, reproducible GPU marketplace for development, demos and benchmarks.
+
+Everything is drawn from one `random.Random(seed)`, so the same (nodes, seed) always gives the
+same market. Demo data is recognised in the database, never in a cache:
+
+- every demo provider user has an e-mail under `@demo.spheron.test` (a reserved `.test` name);
+  their profiles and nodes are demo data;
+- the "Demo Provider" login owns a fixed set of node names (`DEMO_PROVIDER_NODES`);
+- one inactive marker user, `market@demo.spheron.test`, records what was seeded in its name
+  (`demo market v1: seed=42 nodes=2000`), so a repeated run with the same arguments is a cheap
+  no-op.
+
+Re-seeding with other arguments deletes exactly that data and nothing else.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from allauth.account.models import EmailAddress
+from django.contrib.auth.hashers import make_password
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import User
+from providers.models import GpuModel, Node, NodeMode, NodeStatus, ProviderProfile, Region
+from providers.pricing import (
+    FIZZ_CPU_PER_CORE_MONTH,
+    FIZZ_MEMORY_PER_GB_MONTH,
+    FIZZ_STORAGE_PER_GB_MONTH,
+    node_price_per_hour_micros,
+)
+
+DEMO_DOMAIN = "demo.spheron.test"
+DEMO_PASSWORD = "spheron-demo"
+MARKER_EMAIL = f"market@{DEMO_DOMAIN}"
+MAX_DEMO_NODES = 1_000_000
+MAX_SEED = 2**63 - 1  # recorded in a bounded text field
+BATCH_SIZE = 2000
+# Bump when the generator changes, so that an older market with the same arguments is rebuilt.
+GENERATOR_VERSION = 1
+
+DEVELOPER_EMAIL = "developer@spheron.test"
+PROVIDER_EMAIL = "provider@spheron.test"
+ADMIN_EMAIL = "admin@spheron.test"
+
+
+class _Writer(Protocol):
+    def write(self, text: str, /) -> object: ...
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    role: str
+    email: str
+    password: str
+
+
+@dataclass(frozen=True)
+class DemoSeedResult:
+    nodes: int
+    seed: int
+    created: bool  # False when the same demo market was already there
+    datacenter_providers: int
+    community_operators: int
+    logins: tuple[DemoLogin, ...]
+    seconds: float
+
+
+DEMO_LOGINS = (
+    DemoLogin("developer", DEVELOPER_EMAIL, DEMO_PASSWORD),
+    DemoLogin("provider", PROVIDER_EMAIL, DEMO_PASSWORD),
+    DemoLogin("admin", ADMIN_EMAIL, DEMO_PASSWORD),
+)
+
+
+# --- Market shape ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _GpuMarket:
+    weight: float  # relative share of nodes
+    hardware: str  # consumer-low | consumer-high | workstation | datacenter | flagship | apple
+    provider_share: float  # chance that a node with this GPU runs in provider mode
+    price_low: int  # provider mode, micro-USD per GPU-hour (protocol-facts.md price guide)
+    price_high: int
+    fizz_price: int  # the protocol's fixed Fizz rate per GPU-hour; 0 = not offered on Fizz
+
+
+# RTX 3090 + 4090 are ~37% of nodes, Apple machines ~6%, H200/B200/MI300X ~1.5%.
+GPU_MARKET: dict[str, _GpuMarket] = {
+    "gtx1660": _GpuMarket(1.5, "consumer-low", 0.05, 40_000, 80_000, 50_000),
+    "rtx3060": _GpuMarket(6, "consumer-low", 0.08, 60_000, 120_000, 80_000),
+    "rtx3070": _GpuMarket(5, "consumer-low", 0.08, 80_000, 140_000, 100_000),
+    "rtx3080": _GpuMarket(7, "consumer-high", 0.10, 100_000, 180_000, 120_000),
+    "rtx3090": _GpuMarket(17, "consumer-high", 0.12, 150_000, 300_000, 160_000),
+    "rtx4070": _GpuMarket(5, "consumer-low", 0.08, 100_000, 180_000, 120_000),
+    "rtx4080": _GpuMarket(6, "consumer-high", 0.12, 140_000, 280_000, 150_000),
+    "rtx4090": _GpuMarket(20, "consumer-high", 0.18, 150_000, 400_000, 175_000),
+    "rtx5090": _GpuMarket(5, "consumer-high", 0.25, 350_000, 750_000, 400_000),
+    "a4000": _GpuMarket(2, "workstation", 0.45, 120_000, 250_000, 150_000),
+    "a5000": _GpuMarket(2, "workstation", 0.55, 180_000, 350_000, 220_000),
+    "a6000": _GpuMarket(2.5, "workstation", 0.75, 400_000, 800_000, 450_000),
+    "l4": _GpuMarket(1.5, "workstation", 0.85, 300_000, 550_000, 350_000),
+    "a10": _GpuMarket(1.5, "workstation", 0.85, 350_000, 700_000, 400_000),
+    "l40s": _GpuMarket(2, "datacenter", 0.90, 700_000, 1_100_000, 800_000),
+    "a100-40g": _GpuMarket(1.5, "datacenter", 0.93, 600_000, 1_200_000, 700_000),
+    "a100-80g": _GpuMarket(1.5, "datacenter", 0.95, 860_000, 1_500_000, 950_000),
+    "h100": _GpuMarket(2, "datacenter", 0.98, 1_490_000, 2_700_000, 1_600_000),
+    "h200": _GpuMarket(0.6, "flagship", 1.0, 2_500_000, 4_000_000, 0),
+    "b200": _GpuMarket(0.4, "flagship", 1.0, 5_000_000, 7_000_000, 0),
+    "mi300x": _GpuMarket(0.5, "flagship", 1.0, 1_500_000, 2_800_000, 0),
+    "apple-m1": _GpuMarket(1.2, "apple", 0.0, 0, 0, 25_000),
+    "apple-m1-max": _GpuMarket(0.6, "apple", 0.0, 0, 0, 70_000),
+    "apple-m2": _GpuMarket(1.0, "apple", 0.0, 0, 0, 35_000),
+    "apple-m2-max": _GpuMarket(0.5, "apple", 0.0, 0, 0, 90_000),
+    "apple-m3": _GpuMarket(0.8, "apple", 0.0, 0, 0, 45_000),
+    "apple-m3-max": _GpuMarket(0.4, "apple", 0.0, 0, 0, 120_000),
+    "apple-m4": _GpuMarket(1.0, "apple", 0.0, 0, 0, 50_000),
+    "apple-m4-max": _GpuMarket(0.5, "apple", 0.0, 0, 0, 160_000),
+}
+
+# Apple machines: (CPU cores, unified memory GB) as sold; Fizz needs at least 16 GB of RAM,
+# so the 8 GB base models are left out.
+APPLE_CONFIGS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "apple-m1": ((8,), (16,)),
+    "apple-m1-max": ((10,), (32, 64)),
+    "apple-m2": ((8,), (16, 24)),
+    "apple-m2-max": ((12,), (32, 64, 96)),
+    "apple-m3": ((8,), (16, 24)),
+    "apple-m3-max": ((14, 16), (36, 48, 64, 96, 128)),
+    "apple-m4": ((10,), (16, 24, 32)),
+    "apple-m4-max": ((14, 16), (36, 48, 64, 128)),
+}
+
+REGION_WEIGHTS: dict[str, float] = {
+    "us-east": 14, "us-west": 11, "eu-central": 12, "eu-west": 10, "us-central": 6, "us-south": 5,
+    "ca-central": 4, "uk-south": 5, "eu-north": 4, "eu-south": 3, "eu-east": 3, "me-central": 2,
+    "ap-south": 3, "ap-southeast": 4, "ap-east": 3, "ap-northeast": 4, "kr-central": 2, "au-east": 2,
+    "sa-east": 1.5, "af-south": 1,
+}  # fmt: skip
+
+# Fictional datacenter companies.
+COMPANY_NAMES = (
+    "Lumenforge Cloud", "Cobalt Grid Compute", "Arcturus GPU", "Tessellate Labs", "Helio Datacenters",
+    "Fjordline Compute", "Quasar Metal", "Stratus Foundry", "Kilnworks AI Cloud", "Borealis Compute",
+    "Meridian Racks", "Obsidian GPU Cloud", "Pinecrest Datacenters", "Ironwood Compute", "Sable Systems",
+    "Cirrus Forge", "Tidewater Compute", "Granite Peak GPU", "Emberlight Cloud", "Lattice Compute",
+    "Polaris Racks", "Vertex Harbor", "Solstice GPU", "Anvilcloud", "Halcyon Compute",
+    "Redwood AI Infra", "Kestrel Cloud", "Auric Compute", "Zephyr Datacenters", "Monolith GPU",
+    "Atlasforge", "Cinder Compute", "Skyforge Labs", "Basalt Cloud", "Aurora Metal",
+    "Orchid Compute", "Driftwood GPU", "Tundra Compute", "Nightjar Cloud", "Quartzline AI",
+)  # fmt: skip
+COMPANY_EMAIL_PREFIX = "ops."  # community operators' addresses never start with it
+NODES_PER_COMPANY = 12  # how many provider-mode nodes justify one more company (until the list runs out)
+
+HANDLE_ADJECTIVES = (
+    "quiet", "rapid", "amber", "lucky", "brave", "cosmic", "frosty", "golden", "hidden", "humble", "jolly", "lunar",
+    "mellow", "misty", "noble", "plucky", "rustic", "silent", "solar", "stormy", "sunny", "swift", "tidy", "witty",
+)  # fmt: skip
+HANDLE_ANIMALS = (
+    "otter", "falcon", "badger", "lynx", "heron", "panda", "walrus", "gecko", "marten", "osprey", "bison", "ibis",
+    "koala", "puffin", "raven", "yak", "wombat", "narwhal", "tapir", "vole", "moose", "ferret", "kiwi", "orca",
+)  # fmt: skip
+PC_HOSTS = ("tower", "rig", "desktop", "homelab", "workstation", "garage", "studio", "basement", "attic", "den")
+APPLE_HOSTS = ("mac-studio", "mac-mini", "macbook-pro", "imac", "mac-pro")
+
+# The "Demo Provider" login's own nodes, in both modes: (name, model, mode, GPUs, region).
+DEMO_PROVIDER_NODES: tuple[tuple[str, str, str, int, str], ...] = (
+    ("demo-h100x8-us-east", "h100", NodeMode.PROVIDER, 8, "us-east"),
+    ("demo-rtx4090-eu-west", "rtx4090", NodeMode.FIZZ, 1, "eu-west"),
+    ("demo-a100-80gx4-eu-central", "a100-80g", NodeMode.PROVIDER, 4, "eu-central"),
+    ("demo-m2-max-us-west", "apple-m2-max", NodeMode.FIZZ, 1, "us-west"),
+    ("demo-l40sx2-ap-southeast", "l40s", NodeMode.PROVIDER, 2, "ap-southeast"),
+    ("demo-rtx3090-us-east", "rtx3090", NodeMode.FIZZ, 1, "us-east"),
+)
+DEMO_PROVIDER_NODE_NAMES = tuple(spec[0] for spec in DEMO_PROVIDER_NODES)
+
+# Trust tiers: 30-day uptime floor (protocol-facts.md) and the ceiling we draw up to.
+TIER_UPTIME_FLOOR = {1: 0.99, 2: 0.98, 3: 0.97, 4: 0.95, 5: 0.90, 6: 0.85, 7: 0.75}
+TIER_UPTIME_CEILING = {1: 1.0, 2: 0.995, 3: 0.99, 4: 1.0, 5: 0.97, 6: 0.94, 7: 0.95}
+
+
+class _Weighted:
+    """A weighted choice with precomputed cumulative weights (rng.choices recomputes them per call)."""
+
+    def __init__(self, options: Sequence, weights: Sequence[float]) -> None:
+        self.options = tuple(options)
+        self.cumulative = list(itertools.accumulate(weights))
+        self.total = self.cumulative[-1]
+
+    def __call__(self, rng: random.Random):
+        return self.options[bisect.bisect(self.cumulative, rng.random() * self.total)]
+
+
+FIZZ_TIERS = _Weighted((4, 5, 6, 7), (25, 30, 25, 20))
+PROVIDER_TIERS = _Weighted((1, 2, 3), (35, 40, 25))
+FIZZ_BANDWIDTH = _Weighted((50, 100, 200, 300, 500, 1000, 2500), (8, 20, 15, 12, 20, 22, 3))
+FIZZ_STORAGE = _Weighted((200, 256, 480, 500, 960, 1000, 1800, 2000), (5, 8, 12, 20, 15, 22, 6, 12))
+FIZZ_HARDWARE = {
+    # (CPU cores, RAM GB)
+    "consumer-low": (_Weighted((8, 12, 16), (40, 30, 30)), _Weighted((16, 32, 64), (35, 50, 15))),
+    "consumer-high": (_Weighted((12, 16, 20, 24, 32), (15, 35, 15, 25, 10)), _Weighted((32, 64, 128), (40, 45, 15))),
+    "workstation": (_Weighted((16, 24, 32), (40, 30, 30)), _Weighted((64, 128), (60, 40))),
+    "datacenter": (_Weighted((16, 24, 32), (30, 30, 40)), _Weighted((64, 128), (40, 60))),
+}
+PROVIDER_GPU_COUNTS = {
+    "consumer-low": _Weighted((1, 2, 4, 8), (35, 25, 30, 10)),
+    "consumer-high": _Weighted((1, 2, 4, 8), (30, 25, 30, 15)),
+    "workstation": _Weighted((1, 2, 4, 8), (20, 20, 35, 25)),
+    "datacenter": _Weighted((1, 2, 4, 8), (8, 7, 20, 65)),
+    "flagship": _Weighted((4, 8), (10, 90)),
+}
+# Provider servers, per GPU: (CPU cores, RAM GB, NVMe GB, bandwidth Mbps choices)
+PROVIDER_HARDWARE = {
+    "consumer-low": (
+        _Weighted((4, 6, 8), (30, 40, 30)),
+        _Weighted((16, 32), (50, 50)),
+        _Weighted((250, 500), (50, 50)),
+    ),
+    "consumer-high": (
+        _Weighted((4, 6, 8, 12), (20, 30, 35, 15)),
+        _Weighted((32, 48, 64), (40, 20, 40)),
+        _Weighted((500, 1000, 2000), (35, 45, 20)),
+    ),
+    "workstation": (
+        _Weighted((6, 8, 12, 16), (20, 35, 30, 15)),
+        _Weighted((32, 64, 96, 128), (20, 40, 20, 20)),
+        _Weighted((500, 1000, 1920), (25, 50, 25)),
+    ),
+    "datacenter": (
+        _Weighted((12, 14, 16, 24, 28), (20, 20, 25, 20, 15)),
+        _Weighted((128, 192, 256), (35, 30, 35)),
+        _Weighted((960, 1920, 3840), (30, 45, 25)),
+    ),
+    "flagship": (
+        _Weighted((14, 16, 24, 28), (30, 25, 25, 20)),
+        _Weighted((256, 384), (70, 30)),
+        _Weighted((1920, 3840, 7680), (30, 50, 20)),
+    ),
+}
+PROVIDER_BANDWIDTH = {
+    "consumer-low": _Weighted((1000, 2500, 10000), (50, 30, 20)),
+    "consumer-high": _Weighted((1000, 2500, 10000), (40, 30, 30)),
+    "workstation": _Weighted((1000, 10000, 25000), (30, 60, 10)),
+    "datacenter": _Weighted((10000, 25000, 100000), (75, 20, 5)),
+    "flagship": _Weighted((10000, 25000, 100000), (60, 30, 10)),
+}
+OPERATOR_NODE_COUNTS = _Weighted((1, 2, 3), (50, 30, 20))
+
+
+# --- Owners ----------------------------------------------------------------------------------
+@dataclass
+class _Owner:
+    email: str
+    display_name: str
+    regions: tuple[str, ...]
+    is_verified: bool
+    payout_evm_address: str
+    # Provider mode: the company's own resource prices and how it prices GPUs against the market.
+    cpu_price: int = FIZZ_CPU_PER_CORE_MONTH
+    memory_price: int = FIZZ_MEMORY_PER_GB_MONTH
+    storage_price: int = FIZZ_STORAGE_PER_GB_MONTH
+    price_factor: float = 1.0
+    profile_id: int | None = None
+    node_names: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+
+def _evm_address(rng: random.Random) -> str:
+    return f"0x{rng.getrandbits(160):040x}"
+
+
+def _slugify(name: str) -> str:
+    return "-".join(name.lower().split())
+
+
+def _plan_companies(rng: random.Random, count: int, pick_region: _Weighted) -> list[_Owner]:
+    companies = []
+    for name in rng.sample(COMPANY_NAMES, count):
+        regions: list[str] = []
+        for _ in range(rng.choice((1, 2, 2, 3, 3, 4))):
+            region = pick_region(rng)
+            if region not in regions:
+                regions.append(region)
+        companies.append(
+            _Owner(
+                email=f"{COMPANY_EMAIL_PREFIX}{_slugify(name)}@{DEMO_DOMAIN}",
+                display_name=name,
+                regions=tuple(regions),
+                is_verified=True,  # provider mode is for vetted datacenters
+                payout_evm_address=_evm_address(rng),
+                # List prices: CPU per core-month to the cent, RAM per GB-month to the tenth of a cent,
+                # storage per GB-month to the hundredth of a cent.
+                cpu_price=round(rng.uniform(0.5, 2.5) * 100) * 10_000,
+                memory_price=round(rng.uniform(0.05, 0.30) * 1000) * 1000,
+                storage_price=round(rng.uniform(0.005, 0.04) * 10_000) * 100,
+                price_factor=rng.uniform(0.88, 1.15),
+            )
+        )
+    return companies
+
+
+def _operator(rng: random.Random, index: int, region: str) -> _Owner:
+    adjective, animal = rng.choice(HANDLE_ADJECTIVES), rng.choice(HANDLE_ANIMALS)
+    return _Owner(
+        email=f"{adjective}-{animal}-{index}@{DEMO_DOMAIN}",
+        display_name=f"{adjective}-{animal}-{index}",
+        regions=(region,),
+        is_verified=False,
+        payout_evm_address=_evm_address(rng),
+    )
+
+
+# --- Nodes -----------------------------------------------------------------------------------
+def _round_price(micros: float) -> int:
+    """Prices as people set them: to the tenth of a cent under $1, to the cent above."""
+    step = 10_000 if micros >= 1_000_000 else 1_000
+    return max(step, int(round(micros / step)) * step)
+
+
+def _gpu_price(rng: random.Random, market: _GpuMarket, mode: str, owner: _Owner) -> int:
+    if mode == NodeMode.FIZZ:
+        return market.fizz_price  # fixed by the protocol, per GPU model
+    spread = market.price_high - market.price_low
+    price = (market.price_low + spread * rng.betavariate(2.0, 2.5)) * owner.price_factor
+    outlier = rng.random()
+    if outlier < 0.015:
+        price *= rng.uniform(0.45, 0.75)  # a fire sale
+    elif outlier > 0.98:
+        price *= rng.uniform(1.4, 2.0)  # listed and forgotten
+    return _round_price(price)
+
+
+def _uptimes(rng: random.Random, tier: int, status: str, in_maintenance: bool) -> tuple[float, float, float, float]:
+    """(1 day, 7 days, 30 days, hours since last seen)."""
+    if status == NodeStatus.PENDING:
+        return 0.0, 0.0, 0.0, 0.0
+    floor, ceiling = TIER_UPTIME_FLOOR[tier], TIER_UPTIME_CEILING[tier]
+    if status == NodeStatus.OFFLINE:
+        hours_offline = rng.uniform(0.5, 72.0)
+        # Still in its tier (demotion takes several bad eras), near the bottom of the band.
+        uptime_30d = floor + (ceiling - floor) * 0.3 * (1.0 - rng.random())
+        uptime_7d = max(0.0, min(uptime_30d, 1.0 - hours_offline / 168) - rng.uniform(0.0, 0.05))
+        uptime_1d = max(0.0, 1.0 - hours_offline / 24) * rng.uniform(0.6, 1.0)
+        return round(uptime_1d, 4), round(uptime_7d, 4), max(round(uptime_30d, 4), floor + 0.0001), hours_offline
+    uptime_30d = max(round(floor + (ceiling - floor) * (1.0 - rng.random()), 4), floor + 0.0001)
+    uptime_7d = round(min(1.0, max(floor - 0.02, uptime_30d + rng.uniform(-0.02, 0.02))), 4)
+    uptime_1d = 1.0 if rng.random() < 0.7 else round(rng.uniform(max(0.8, floor - 0.05), 1.0), 4)
+    seconds_since_seen = rng.uniform(5, 600) if in_maintenance else rng.uniform(1, 60)
+    return uptime_1d, uptime_7d, min(uptime_30d, 1.0), seconds_since_seen / 3600
+
+
+def _build_node(
+    rng: random.Random,
+    *,
+    now: datetime,
+    owner: _Owner,
+    name: str,
+    model: GpuModel,
+    mode: str,
+    gpu_count: int,
+    region: str,
+    force_listed: bool = False,
+) -> Node:
+    market = GPU_MARKET[model.slug]
+    hardware = market.hardware
+    vram_gb = model.vram_gb
+    if mode == NodeMode.FIZZ:
+        if hardware == "apple":
+            core_options, memory_options = APPLE_CONFIGS[model.slug]
+            cpu_cores = rng.choice(core_options)
+            memory_gb = vram_gb = rng.choice([gb for gb in memory_options if gb <= model.vram_gb])
+        else:
+            pick_cores, pick_memory = FIZZ_HARDWARE[hardware if hardware in FIZZ_HARDWARE else "datacenter"]
+            cpu_cores, memory_gb = pick_cores(rng), pick_memory(rng)
+        storage_gb, bandwidth_mbps = FIZZ_STORAGE(rng), FIZZ_BANDWIDTH(rng)
+        cpu_price, memory_price = FIZZ_CPU_PER_CORE_MONTH, FIZZ_MEMORY_PER_GB_MONTH
+        storage_price = FIZZ_STORAGE_PER_GB_MONTH
+        tier = FIZZ_TIERS(rng)
+    else:
+        pick_cores, pick_memory, pick_storage = PROVIDER_HARDWARE[hardware]
+        cpu_cores = max(8, pick_cores(rng) * gpu_count)
+        memory_gb = max(32, pick_memory(rng) * gpu_count)
+        storage_gb = pick_storage(rng) * gpu_count
+        bandwidth_mbps = PROVIDER_BANDWIDTH[hardware](rng)
+        # Each machine's resource prices within a few percent of its company's list price.
+        cpu_price = int(owner.cpu_price * rng.uniform(0.95, 1.05))
+        memory_price = int(owner.memory_price * rng.uniform(0.95, 1.05))
+        storage_price = int(owner.storage_price * rng.uniform(0.95, 1.05))
+        tier = PROVIDER_TIERS(rng)
+    gpu_price = _gpu_price(rng, market, mode, owner)
+
+    if force_listed:
+        status, in_maintenance = NodeStatus.ONLINE, False
+        tier = 4 if mode == NodeMode.FIZZ else 1
+    else:
+        # ~85% online, ~10% offline, ~3% online but in maintenance, ~2% waiting for a first heartbeat.
+        roll = rng.random()
+        in_maintenance = 0.95 <= roll < 0.98
+        if roll < 0.85 or in_maintenance:
+            status = NodeStatus.ONLINE
+        elif roll < 0.95:
+            status = NodeStatus.OFFLINE
+        else:
+            status = NodeStatus.PENDING
+        if status == NodeStatus.PENDING:
+            # A new node starts in the lowest tier of its mode (ours: provider mode is vetted).
+            tier = 7 if mode == NodeMode.FIZZ else 3
+    uptime_1d, uptime_7d, uptime_30d, hours_since_seen = _uptimes(rng, tier, status, in_maintenance)
+
+    free_gpus = gpu_count
+    if status == NodeStatus.ONLINE and not force_listed:
+        roll = rng.random()
+        if gpu_count == 1:
+            free_gpus = 0 if roll < 0.2 else 1
+        elif roll < 0.13:
+            free_gpus = 0
+        elif roll < 0.35:
+            free_gpus = rng.randint(1, gpu_count - 1)
+    rented_share = (gpu_count - free_gpus) / gpu_count
+
+    return Node(
+        provider_id=owner.profile_id,
+        name=name,
+        mode=mode,
+        region_id=region,
+        gpu_model_id=model.slug,
+        gpu_count=gpu_count,
+        vram_gb=vram_gb,
+        gpu_tier=model.gpu_tier,
+        cpu_cores=cpu_cores,
+        memory_gb=memory_gb,
+        storage_gb=storage_gb,
+        bandwidth_mbps=bandwidth_mbps,
+        gpu_price_per_hour_micros=gpu_price,
+        cpu_price_per_core_month_micros=cpu_price,
+        memory_price_per_gb_month_micros=memory_price,
+        storage_price_per_gb_month_micros=storage_price,
+        price_per_hour_micros=node_price_per_hour_micros(
+            gpu_count=gpu_count,
+            gpu_price_per_hour_micros=gpu_price,
+            cpu_cores=cpu_cores,
+            cpu_price_per_core_month_micros=cpu_price,
+            memory_gb=memory_gb,
+            memory_price_per_gb_month_micros=memory_price,
+            storage_gb=storage_gb,
+            storage_price_per_gb_month_micros=storage_price,
+        ),
+        status=status,
+        in_maintenance=in_maintenance,
+        last_seen_at=None if status == NodeStatus.PENDING else now - timedelta(hours=hours_since_seen),
+        uptime_1d=uptime_1d,
+        uptime_7d=uptime_7d,
+        uptime_30d=uptime_30d,
+        trust_tier=tier,
+        available_gpus=free_gpus,
+        available_cpu_cores=cpu_cores - math.ceil(cpu_cores * rented_share),
+        available_memory_gb=memory_gb - math.ceil(memory_gb * rented_share),
+        available_storage_gb=storage_gb - math.ceil(storage_gb * rented_share),
+    )
+
+
+def _fizz_host(rng: random.Random, model: GpuModel) -> str:
+    return rng.choice(APPLE_HOSTS if model.kind == GpuModel.Kind.APPLE else PC_HOSTS)
+
+
+def _plan_market(
+    rng: random.Random, *, nodes: int, demo_provider: _Owner
+) -> tuple[list[_Owner], list[_Owner], list[tuple[_Owner, dict]]]:
+    """Companies, community operators, and each node's owner with its build arguments."""
+    models = {model.slug: model for model in GpuModel.objects.filter(slug__in=GPU_MARKET)}
+    region_codes = set(Region.objects.values_list("code", flat=True))
+    region_weights = {code: weight for code, weight in REGION_WEIGHTS.items() if code in region_codes}
+    pick_region = _Weighted(list(region_weights), list(region_weights.values()))
+    slugs = [slug for slug in GPU_MARKET if slug in models]
+    pick_model = _Weighted(slugs, [GPU_MARKET[slug].weight for slug in slugs])
+
+    plan: list[tuple[_Owner, dict]] = []
+    for name, slug, mode, gpu_count, region in DEMO_PROVIDER_NODES[: min(nodes, len(DEMO_PROVIDER_NODES))]:
+        plan.append(
+            (demo_provider, {"name": name, "model": models[slug], "mode": mode, "gpu_count": gpu_count,
+                             "region": region, "force_listed": True})
+        )  # fmt: skip
+
+    fizz_models: list[GpuModel] = []
+    provider_models: list[GpuModel] = []
+    for _ in range(nodes - len(plan)):
+        model = models[pick_model(rng)]
+        is_provider = rng.random() < GPU_MARKET[model.slug].provider_share
+        (provider_models if is_provider else fizz_models).append(model)
+
+    company_count = min(len(COMPANY_NAMES), math.ceil(len(provider_models) / NODES_PER_COMPANY))
+    companies = _plan_companies(rng, company_count, pick_region)
+    if companies:
+        # A few large clouds and a long tail of small ones.
+        pick_company = _Weighted(companies, [min(rng.paretovariate(1.5), 12.0) for _ in companies])
+        company_regions = {
+            company.email: _Weighted(company.regions, [REGION_WEIGHTS[code] for code in company.regions])
+            for company in companies
+        }
+        for position, model in enumerate(provider_models):
+            # Every company owns at least one node; the rest go mostly to the big ones.
+            company = companies[position] if position < len(companies) else pick_company(rng)
+            gpu_count = PROVIDER_GPU_COUNTS[GPU_MARKET[model.slug].hardware](rng)
+            region = company_regions[company.email](rng)
+            name = f"{region}-{model.slug}x{gpu_count}-{next(company.node_names):05d}"
+            plan.append((company, {"name": name, "model": model, "mode": NodeMode.PROVIDER,
+                                   "gpu_count": gpu_count, "region": region}))  # fmt: skip
+
+    operators: list[_Owner] = []
+    position = 0
+    while position < len(fizz_models):
+        operator = _operator(rng, len(operators) + 1, pick_region(rng))
+        operators.append(operator)
+        owned = fizz_models[position : position + OPERATOR_NODE_COUNTS(rng)]
+        position += len(owned)
+        for model in owned:
+            name = f"{_fizz_host(rng, model)}-{next(operator.node_names)}"
+            plan.append((operator, {"name": name, "model": model, "mode": NodeMode.FIZZ, "gpu_count": 1,
+                                    "region": operator.regions[0]}))  # fmt: skip
+    return companies, operators, plan
+
+
+# --- Recognising and removing demo data ------------------------------------------------------
+def _demo_users_q(prefix: str = "") -> Q:
+    return Q(**{f"{prefix}email__endswith": f"@{DEMO_DOMAIN}"})
+
+
+def demo_nodes_q() -> Q:
+    """Nodes this module created: owned by a demo-domain user, or the Demo Provider's fixed set."""
+    return _demo_users_q("provider__user__") | Q(
+        provider__user__email=PROVIDER_EMAIL, name__in=DEMO_PROVIDER_NODE_NAMES
+    )
+
+
+def _marker_name(*, nodes: int, seed: int) -> str:
+    return f"demo market v{GENERATOR_VERSION}: seed={seed} nodes={nodes}"
+
+
+def _already_seeded(*, nodes: int, seed: int) -> bool:
+    if not User.objects.filter(email=MARKER_EMAIL, name=_marker_name(nodes=nodes, seed=seed)).exists():
+        return False
+    verified = EmailAddress.objects.filter(
+        email__in=[login.email for login in DEMO_LOGINS], verified=True, primary=True
+    ).count()
+    return verified == len(DEMO_LOGINS) and Node.objects.filter(demo_nodes_q()).count() == nodes
+
+
+def _delete_demo_market() -> int:
+    """Deletes demo nodes, then their profiles and users (PROTECT foreign keys); returns the nodes deleted."""
+    deleted, _ = Node.objects.filter(demo_nodes_q()).delete()
+    ProviderProfile.objects.filter(_demo_users_q("user__")).delete()
+    User.objects.filter(_demo_users_q()).delete()
+    return deleted
+
+
+# --- Demo logins -----------------------------------------------------------------------------
+def _ensure_logins() -> ProviderProfile:
+    """The three demo logins with a verified primary address; returns the Demo Provider's profile."""
+    password = make_password(DEMO_PASSWORD)  # hashed once, for all three
+    flags = {
+        DEVELOPER_EMAIL: {"name": "Demo Developer", "is_developer": True, "is_provider": False},
+        PROVIDER_EMAIL: {"name": "Demo Provider", "is_developer": True, "is_provider": True},
+        ADMIN_EMAIL: {"name": "Demo Admin", "is_developer": True, "is_staff": True, "is_superuser": True},
+    }
+    users = {}
+    for login in DEMO_LOGINS:
+        user, _ = User.objects.update_or_create(
+            email=login.email, defaults={"password": password, "is_active": True, **flags[login.email]}
+        )
+        EmailAddress.objects.filter(user=user).exclude(email=login.email).update(primary=False)
+        EmailAddress.objects.update_or_create(
+            user=user, email=login.email, defaults={"verified": True, "primary": True}
+        )
+        users[login.email] = user
+    profile, _ = ProviderProfile.objects.get_or_create(
+        user=users[PROVIDER_EMAIL],
+        defaults={"display_name": "Demo Provider", "default_region_id": "us-east", "is_verified": True},
+    )
+    return profile
+
+
+# --- The service -----------------------------------------------------------------------------
+def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSeedResult:
+    """Fill the database with a demo market of `nodes` nodes drawn from `seed` (idempotent)."""
+    if not 0 <= nodes <= MAX_DEMO_NODES:
+        raise ValueError(f"nodes must be between 0 and {MAX_DEMO_NODES:,}; got {nodes}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be between 0 and {MAX_SEED}; got {seed}")
+    started = time.perf_counter()
+
+    def say(message: str) -> None:
+        if stdout is not None:
+            stdout.write(message + "\n")
+
+    with transaction.atomic():
+        if _already_seeded(nodes=nodes, seed=seed):
+            demo_profiles = ProviderProfile.objects.filter(_demo_users_q("user__"))
+            return DemoSeedResult(
+                nodes=nodes,
+                seed=seed,
+                created=False,
+                datacenter_providers=demo_profiles.filter(user__email__startswith=COMPANY_EMAIL_PREFIX).count(),
+                community_operators=demo_profiles.exclude(user__email__startswith=COMPANY_EMAIL_PREFIX).count(),
+                logins=DEMO_LOGINS,
+                seconds=time.perf_counter() - started,
+            )
+
+        if removed := _delete_demo_market():
+            say(f"Removed the previous demo market: {removed} nodes ({time.perf_counter() - started:.1f} s).")
+        demo_profile = _ensure_logins()
+
+        rng = random.Random(seed)
+        now = timezone.now()
+        demo_provider = _Owner(
+            email=PROVIDER_EMAIL, display_name=demo_profile.display_name, regions=("us-east",), is_verified=True,
+            payout_evm_address="", cpu_price=1_000_000, memory_price=120_000, storage_price=15_000,
+            profile_id=demo_profile.id,
+        )  # fmt: skip
+        companies, operators, plan = _plan_market(rng, nodes=nodes, demo_provider=demo_provider)
+        owners = companies + operators
+
+        unusable_password = make_password(None)
+        users = User.objects.bulk_create(
+            [
+                User(
+                    email=MARKER_EMAIL, name=_marker_name(nodes=nodes, seed=seed), password=unusable_password,
+                    is_active=False, is_developer=False, date_joined=now,
+                )
+            ]
+            + [
+                User(email=owner.email, name=owner.display_name, password=unusable_password, is_developer=False,
+                     is_provider=True, date_joined=now)
+                for owner in owners
+            ],
+            batch_size=BATCH_SIZE,
+        )  # fmt: skip
+        profiles = ProviderProfile.objects.bulk_create(
+            [
+                ProviderProfile(
+                    user_id=user.id,
+                    display_name=owner.display_name,
+                    default_region_id=owner.regions[0],
+                    payout_evm_address=owner.payout_evm_address,
+                    is_verified=owner.is_verified,
+                )
+                for owner, user in zip(owners, users[1:], strict=True)
+            ],
+            batch_size=BATCH_SIZE,
+        )
+        for owner, profile in zip(owners, profiles, strict=True):
+            owner.profile_id = profile.id
+        say(f"Created {len(companies)} datacenter providers and {len(operators)} community operators.")
+
+        Node.objects.bulk_create(
+            (_build_node(rng, now=now, owner=owner, **arguments) for owner, arguments in plan),
+            batch_size=BATCH_SIZE,
+        )
+        # Fresh planner statistics: after a bulk load SQLite has none (and never gathers them by
+        # itself), and without them it sorts every listed node instead of using the catalog indexes.
+        with connection.cursor() as cursor:
+            for model in (Node, ProviderProfile):
+                cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
+        seconds = time.perf_counter() - started
+        say(f"Created {len(plan)} demo nodes (seed {seed}) in {seconds:.1f} s.")
+    return DemoSeedResult(
+        nodes=nodes,
+        seed=seed,
+        created=True,
+        datacenter_providers=len(companies),
+        community_operators=len(operators),
+        logins=DEMO_LOGINS,
+        seconds=seconds,
+    )
