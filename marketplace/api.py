@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from django.http import HttpRequest
 from ninja import Query, Router, Schema
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from marketplace.filters import OfferFilter
 from marketplace.selectors import market_board, offer_get, offer_page
@@ -27,7 +27,10 @@ def _usd(micros: int) -> str:
     return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
 
-class OfferOut(Schema):
+class OfferOut(BaseModel):
+    # Plain pydantic models: ninja's Schema wraps every input for ORM access, which costs
+    # about 1 ms per 50-item page on the hottest endpoint.
+
     node_id: int
     provider: str
     gpu_model: str = Field(description="GPU model slug (GET /gpu-models)")
@@ -50,7 +53,7 @@ class OfferOut(Schema):
     available_gpus: int
 
 
-class OfferPageOut(Schema):
+class OfferPageOut(BaseModel):
     items: list[OfferOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
 

@@ -8,8 +8,7 @@ import json
 from decimal import Decimal
 from typing import Any, Literal
 
-from ninja import Schema
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from providers.models import Continent, NodeMode
 from spheron_web.errors import ApplicationError
@@ -62,7 +61,7 @@ def parse_tiers(value: str) -> tuple[int, ...]:
     return tuple(sorted(tiers))
 
 
-class OfferFilter(Schema):
+class OfferFilter(BaseModel):
     gpu_model: str | None = Field(None, max_length=40, description="GPU model slug, e.g. rtx4090 (GET /gpu-models)")
     min_vram_gb: int | None = Field(None, ge=1, le=4096, description="Minimum memory per GPU, GB")
     min_gpus: int | None = Field(None, ge=1, le=64, description="Minimum free GPUs on the node")

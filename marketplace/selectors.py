@@ -43,7 +43,8 @@ OFFER_COLUMNS = (
 )
 
 
-def _check_references(filters: OfferFilter) -> None:
+def check_references(filters: OfferFilter) -> None:
+    """Raise ApplicationError naming the field when the filter names a model or region we lack."""
     if filters.gpu_model and not gpu_model_exists(filters.gpu_model):
         raise ApplicationError(
             f"gpu_model: unknown GPU model {filters.gpu_model!r}; see /api/v1/gpu-models for the list.",
@@ -79,8 +80,11 @@ def _filter_q(filters: OfferFilter) -> Q:
 
 
 def offer_list(*, filters: OfferFilter) -> QuerySet[Offer]:
-    """Listed offers matching the filter, in a total order (sort key, then node id)."""
-    _check_references(filters)
+    """Listed offers matching the filter, in a total order (sort key, then node id).
+
+    An unknown `gpu_model` or `region` simply matches nothing here; callers that show a page
+    call `check_references` when it comes back empty, so the common case costs no extra query.
+    """
     field, descending = SORT_FIELDS[filters.sort]
     ordering = (f"-{field}", "-id") if descending else (field, "id")
     return Offer.objects.filter(_filter_q(filters)).order_by(*ordering)
@@ -108,6 +112,8 @@ def offer_page(*, filters: OfferFilter, limit: int, cursor: str | None = None) -
                 Q(**{f"{field}__gte": value}) & (Q(**{f"{field}__gt": value}) | Q(id__gt=node_id))
             )
     rows = list(queryset.values(*OFFER_COLUMNS)[: limit + 1])
+    if not rows:
+        check_references(filters)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -160,7 +166,7 @@ def _medians(queryset: QuerySet) -> dict[str, int]:
 def market_board_compute(*, filters: OfferFilter | None = None) -> list[MarketRow]:
     queryset = Offer.objects.all()
     if filters is not None:
-        _check_references(filters)
+        check_references(filters)
         # The board compares models, so a model filter does not narrow it.
         queryset = queryset.filter(_filter_q(filters.model_copy(update={"gpu_model": None})))
     stats = {

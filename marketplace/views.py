@@ -8,7 +8,7 @@ from django.utils.http import urlencode
 from pydantic import ValidationError
 
 from marketplace.filters import SORT_LABELS, TIER_HELP, OfferFilter
-from marketplace.selectors import OFFER_COLUMNS, market_board, offer_get, offer_list
+from marketplace.selectors import OFFER_COLUMNS, check_references, market_board, offer_get, offer_list
 from providers.models import Continent, NodeMode
 from providers.selectors import gpu_model_list, region_list
 from spheron_web.errors import ApplicationError
@@ -49,12 +49,12 @@ def _parse_filters(request: HttpRequest) -> tuple[OfferFilter, dict[str, str]]:
 def catalog(request: HttpRequest) -> HttpResponse:
     filters, errors = _parse_filters(request)
     try:
-        queryset = offer_list(filters=filters)
+        check_references(filters)
     except ApplicationError as exc:
         field = exc.extra.get("field", "filters")
         errors[field] = exc.message.split(": ", 1)[-1]
         filters = filters.model_copy(update={field: None}) if field in FILTER_FIELDS else OfferFilter()
-        queryset = offer_list(filters=filters)
+    queryset = offer_list(filters=filters)
 
     paginator = Paginator(queryset.select_related(None).values(*OFFER_COLUMNS), settings.CATALOG_PAGE_SIZE)
     try:

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
+import orjson
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.renderers import BaseRenderer
 
 from spheron_web.errors import ApplicationError
 
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)  # exact, never a float
+    return str(value)  # lazy translation strings and the like
+
+
+class ORJSONRenderer(BaseRenderer):
+    media_type = "application/json"
+
+    def render(self, request: HttpRequest, data: Any, *, response_status: int) -> bytes:
+        return orjson.dumps(data, default=_json_default)
+
+
 api = NinjaAPI(
+    renderer=ORJSONRenderer(),
     title="Spheron Web API",
     version="1",
     description=(

@@ -89,11 +89,15 @@ def test_price_per_vram_is_price_over_total_vram(market):
 
 def test_unknown_model_or_region_is_an_application_error_naming_the_field(market):
     with pytest.raises(ApplicationError) as excinfo:
-        offer_list(filters=OfferFilter(gpu_model="rtx9999"))
+        offer_page(filters=OfferFilter(gpu_model="rtx9999"), limit=10)
     assert excinfo.value.extra == {"field": "gpu_model"}
     with pytest.raises(ApplicationError) as excinfo:
-        offer_list(filters=OfferFilter(region="mars-north"))
+        offer_page(filters=OfferFilter(region="mars-north"), limit=10)
     assert excinfo.value.extra == {"field": "region"}
+
+
+def test_known_model_with_no_offers_is_an_empty_page_not_an_error(market):
+    assert offer_page(filters=OfferFilter(gpu_model="b200"), limit=10).rows == []
 
 
 def test_parse_tiers():
