@@ -7,7 +7,7 @@ from ninja import Query, Router, Schema
 from pydantic import BaseModel, Field
 
 from marketplace.filters import OfferFilter
-from marketplace.selectors import market_board, offer_get, offer_page
+from marketplace.selectors import market_board, offer_page, offer_row
 from providers.models import Continent, NodeMode
 from providers.selectors import gpu_model_list, region_list
 
@@ -107,36 +107,14 @@ class OfferDetailOut(OfferOut):
     "/offers/{node_id}", response={200: OfferDetailOut, **ERRORS}, operation_id="offers_get", summary="One offer"
 )
 def offers_get(request: HttpRequest, node_id: int):
-    node = offer_get(node_id=node_id)
-    row = {
-        "id": node.id,
-        "provider__display_name": node.provider.display_name,
-        "gpu_model_id": node.gpu_model_id,
-        "gpu_count": node.gpu_count,
-        "vram_gb": node.vram_gb,
-        "gpu_tier": node.gpu_tier,
-        "cpu_cores": node.cpu_cores,
-        "memory_gb": node.memory_gb,
-        "storage_gb": node.storage_gb,
-        "bandwidth_mbps": node.bandwidth_mbps,
-        "region_id": node.region_id,
-        "mode": node.mode,
-        "price_per_hour_micros": node.price_per_hour_micros,
-        "price_per_gpu_hour_micros": node.price_per_gpu_hour_micros,
-        "price_per_vram_gb_micros": node.price_per_vram_gb_micros,
-        "uptime_1d": node.uptime_1d,
-        "uptime_7d": node.uptime_7d,
-        "uptime_30d": node.uptime_30d,
-        "trust_tier": node.trust_tier,
-        "available_gpus": node.available_gpus,
-    }
+    row = offer_row(node_id=node_id)
     return {
         **_offer_item(row),
-        "name": node.name,
-        "status": node.status,
-        "in_maintenance": node.in_maintenance,
-        "listed": node.is_listed,
-        "last_seen_at": node.last_seen_at.isoformat() if node.last_seen_at else None,
+        "name": row["name"],
+        "status": row["status"],
+        "in_maintenance": row["in_maintenance"],
+        "listed": row["listed"],
+        "last_seen_at": row["last_seen_at"].isoformat() if row["last_seen_at"] else None,
     }
 
 

@@ -8,12 +8,12 @@ from decimal import Decimal
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Min, Q, QuerySet, Sum
+from django.db.models import BooleanField, Count, ExpressionWrapper, Min, Q, QuerySet, Sum
 from django.http import Http404
 
 from marketplace.filters import SORT_FIELDS, OfferFilter, decode_cursor, encode_cursor
 from marketplace.models import Offer
-from providers.models import GpuModel, Node
+from providers.models import LISTED, GpuModel, Node
 from providers.selectors import gpu_model_exists, region_exists
 from spheron_web.errors import ApplicationError
 from spheron_web.money import usd_to_micros
@@ -120,6 +120,19 @@ def offer_page(*, filters: OfferFilter, limit: int, cursor: str | None = None) -
         last = rows[-1]
         next_cursor = encode_cursor(sort=filters.sort, value=last[field], node_id=last["id"])
     return OfferPage(rows=rows, next_cursor=next_cursor)
+
+
+def offer_row(*, node_id: int) -> dict:
+    """One node as the offers API shows it (any status), with its status fields."""
+    row = (
+        Node.objects.filter(id=node_id)
+        .annotate(listed=ExpressionWrapper(LISTED, output_field=BooleanField()))
+        .values(*OFFER_COLUMNS, "name", "status", "in_maintenance", "last_seen_at", "listed")
+        .first()
+    )
+    if row is None:
+        raise Http404(f"No offer with node id {node_id}.")
+    return row
 
 
 def offer_get(*, node_id: int) -> Node:
