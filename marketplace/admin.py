@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from marketplace.models import Offer
+from marketplace.models import DemoMarket, Offer
 
 
 @admin.register(Offer)
@@ -34,4 +34,13 @@ class OfferAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(DemoMarket)
+class DemoMarketAdmin(admin.ModelAdmin):
+    list_display = ("seed", "nodes", "generator_version", "created_at")
+    readonly_fields = ("seed", "nodes", "generator_version", "created_at")
+
+    def has_add_permission(self, request) -> bool:
         return False

@@ -6,9 +6,8 @@ same market. Demo data is recognised in the database, never in a cache:
 - every demo provider user has an e-mail under `@demo.spheron.test` (a reserved `.test` name);
   their profiles and nodes are demo data;
 - the "Demo Provider" login owns a fixed set of node names (`DEMO_PROVIDER_NODES`);
-- one inactive marker user, `market@demo.spheron.test`, records what was seeded in its name
-  (`demo market v1: seed=42 nodes=2000`), so a repeated run with the same arguments is a cheap
-  no-op.
+- a `DemoMarket` row records what was seeded (seed, nodes, generator version), so a repeated
+  run with the same arguments is a cheap no-op.
 
 Re-seeding with other arguments deletes exactly that data and nothing else.
 """
@@ -32,6 +31,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
+from marketplace.models import DemoMarket
 from providers.models import GpuModel, Node, NodeMode, NodeStatus, ProviderProfile, Region
 from providers.pricing import (
     FIZZ_CPU_PER_CORE_MONTH,
@@ -42,7 +42,6 @@ from providers.pricing import (
 
 DEMO_DOMAIN = "demo.spheron.test"
 DEMO_PASSWORD = "spheron-demo"
-MARKER_EMAIL = f"market@{DEMO_DOMAIN}"
 MAX_DEMO_NODES = 1_000_000
 MAX_SEED = 2**63 - 1  # recorded in a bounded text field
 BATCH_SIZE = 2000
@@ -540,12 +539,8 @@ def demo_nodes_q() -> Q:
     )
 
 
-def _marker_name(*, nodes: int, seed: int) -> str:
-    return f"demo market v{GENERATOR_VERSION}: seed={seed} nodes={nodes}"
-
-
 def _already_seeded(*, nodes: int, seed: int) -> bool:
-    if not User.objects.filter(email=MARKER_EMAIL, name=_marker_name(nodes=nodes, seed=seed)).exists():
+    if not DemoMarket.objects.filter(seed=seed, nodes=nodes, generator_version=GENERATOR_VERSION).exists():
         return False
     verified = EmailAddress.objects.filter(
         email__in=[login.email for login in DEMO_LOGINS], verified=True, primary=True
@@ -555,6 +550,7 @@ def _already_seeded(*, nodes: int, seed: int) -> bool:
 
 def _delete_demo_market() -> int:
     """Deletes demo nodes, then their profiles and users (PROTECT foreign keys); returns the nodes deleted."""
+    DemoMarket.objects.all().delete()
     deleted, _ = Node.objects.filter(demo_nodes_q()).delete()
     ProviderProfile.objects.filter(_demo_users_q("user__")).delete()
     User.objects.filter(_demo_users_q()).delete()
@@ -628,14 +624,9 @@ def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSe
         owners = companies + operators
 
         unusable_password = make_password(None)
+        DemoMarket.objects.create(seed=seed, nodes=nodes, generator_version=GENERATOR_VERSION)
         users = User.objects.bulk_create(
             [
-                User(
-                    email=MARKER_EMAIL, name=_marker_name(nodes=nodes, seed=seed), password=unusable_password,
-                    is_active=False, is_developer=False, date_joined=now,
-                )
-            ]
-            + [
                 User(email=owner.email, name=owner.display_name, password=unusable_password, is_developer=False,
                      is_provider=True, date_joined=now)
                 for owner in owners
@@ -651,7 +642,7 @@ def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSe
                     payout_evm_address=owner.payout_evm_address,
                     is_verified=owner.is_verified,
                 )
-                for owner, user in zip(owners, users[1:], strict=True)
+                for owner, user in zip(owners, users, strict=True)
             ],
             batch_size=BATCH_SIZE,
         )

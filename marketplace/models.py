@@ -26,3 +26,18 @@ class Offer(Node):
     class Meta:
         proxy = True
         verbose_name = "offer"
+
+
+class DemoMarket(models.Model):
+    """What `seed_demo` last loaded, so a repeated run with the same arguments is a no-op."""
+
+    seed = models.BigIntegerField()
+    nodes = models.PositiveIntegerField()
+    generator_version = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "demo market"
+
+    def __str__(self) -> str:
+        return f"demo market v{self.generator_version}: seed={self.seed} nodes={self.nodes}"

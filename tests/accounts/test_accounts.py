@@ -141,6 +141,7 @@ def test_admin_is_for_staff_only(client):
         "/admin/providers/region/",
         "/admin/providers/providerprofile/",
         "/admin/marketplace/offer/",
+        "/admin/marketplace/demomarket/",
         "/admin/providers/node/?mode__exact=fizz&q=node",
     ]:
         assert client.get(url).status_code == 200, url
