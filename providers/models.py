@@ -235,6 +235,13 @@ class Node(models.Model):
             models.Index(
                 fields=["region", "price_per_hour_micros", "id"], condition=LISTED, name="node_listed_region_price"
             ),
+            # Multi-GPU boxes are few and dear: without this, "min_gpus=8 by price" walks the whole
+            # price index past every single-GPU node before it reaches them.
+            models.Index(
+                fields=["price_per_hour_micros", "id"],
+                condition=LISTED & Q(available_gpus__gte=2),
+                name="node_listed_multi_gpu_price",
+            ),
             models.Index(fields=["status", "last_seen_at"], name="node_status_last_seen"),
         ]
 

@@ -19,3 +19,7 @@ def gpu_model_exists(slug: str) -> bool:
 
 def region_exists(code: str) -> bool:
     return Region.objects.filter(code=code).exists()
+
+
+def region_codes_in(continent: str) -> QuerySet:
+    return Region.objects.filter(continent=continent).values_list("code", flat=True)
