@@ -56,7 +56,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
         filters = filters.model_copy(update={field: None}) if field in FILTER_FIELDS else OfferFilter()
     queryset = offer_list(filters=filters)
 
-    paginator = Paginator(queryset.select_related(None).values(*OFFER_COLUMNS), settings.CATALOG_PAGE_SIZE)
+    paginator = Paginator(queryset.values(*OFFER_COLUMNS), settings.CATALOG_PAGE_SIZE)
     try:
         page = paginator.page(request.GET.get("page") or 1)
     except PageNotAnInteger:
@@ -65,19 +65,18 @@ def catalog(request: HttpRequest) -> HttpResponse:
     except EmptyPage:
         page = paginator.page(paginator.num_pages)
 
-    names = dict(gpu_model_list().values_list("slug", "name"))
+    gpu_models = list(gpu_model_list())
+    names = {model.slug: model.name for model in gpu_models}
     page.object_list = [{**row, "gpu_name": names.get(row["gpu_model_id"], row["gpu_model_id"])} for row in page]
 
     active = filters.active()
-    base_query = urlencode(active)
     context = {
         "filters": filters,
         "active": active,
         "errors": errors,
         "page": page,
-        "base_query": base_query,
         "board": market_board(filters=filters),
-        "gpu_models": gpu_model_list(),
+        "gpu_models": gpu_models,
         "regions": region_list(),
         "continents": Continent.choices,
         "modes": NodeMode.choices,
