@@ -1,1 +1,245 @@
-# The ledger, holds, Stripe and crypto deposits arrive with the billing issue.
+"""The ledger: append-only, double-entry, integer micro-USD.
+
+Sign convention: an account's balance is the sum of its entries. Accounts that hold value for
+someone (a user's available credits, a provider's earnings, platform fees) are positive; clearing
+accounts (money that came in from Stripe or a chain) go negative as money enters. A user's debt
+account is negative by what the user owes.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class AccountKind(models.TextChoices):
+    USER_AVAILABLE = "user_available", "User: available credits"
+    USER_RESERVED = "user_reserved", "User: reserved by holds"
+    USER_DEBT = "user_debt", "User: debt (negative = owed)"
+    PROVIDER_PENDING = "provider_pending", "Provider: earnings pending"
+    PROVIDER_SETTLED = "provider_settled", "Provider: earnings settled"
+    PLATFORM_REVENUE = "platform_revenue", "Platform: revenue"
+    PLATFORM_FEES = "platform_fees", "Platform: fees"
+    CLEARING_STRIPE = "clearing_stripe", "Clearing: Stripe"
+    CLEARING_CHAIN = "clearing_chain", "Clearing: chain deposits"
+    CLEARING_PAYOUTS = "clearing_payouts", "Clearing: payouts"
+    CLEARING_ADJUSTMENTS = "clearing_adjustments", "Clearing: manual adjustments"
+
+
+USER_KINDS = {
+    AccountKind.USER_AVAILABLE,
+    AccountKind.USER_RESERVED,
+    AccountKind.USER_DEBT,
+    AccountKind.PROVIDER_PENDING,
+    AccountKind.PROVIDER_SETTLED,
+}
+
+
+class LedgerAccount(models.Model):
+    kind = models.CharField(max_length=24, choices=AccountKind.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True)
+    # Sub-account key for clearing accounts (e.g. a chain id); "" otherwise.
+    key = models.CharField(max_length=40, blank=True, default="")
+    # Cached sum of entries, updated in the same transaction as the entries under a row lock.
+    balance = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "user", "key"], name="ledgeraccount_unique_owner"),
+            models.UniqueConstraint(
+                fields=["kind", "key"], condition=Q(user__isnull=True), name="ledgeraccount_unique_system"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind__in=["user_available", "user_reserved"]) | Q(balance__gte=0),
+                name="ledgeraccount_user_funds_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="user_debt") | Q(balance__lte=0), name="ledgeraccount_debt_not_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        owner = self.user.email if self.user_id else "platform"
+        return f"{self.get_kind_display()} [{owner}{':' + self.key if self.key else ''}]"
+
+
+class TransactionKind(models.TextChoices):
+    TOPUP = "topup", "Top-up"
+    HOLD_PLACE = "hold_place", "Hold placed"
+    HOLD_CAPTURE = "hold_capture", "Usage charged"
+    HOLD_RELEASE = "hold_release", "Hold released"
+    SETTLEMENT = "settlement", "Earnings settled"
+    REFUND = "refund", "Refund"
+    DISPUTE = "dispute", "Dispute lost"
+    ADJUSTMENT = "adjustment", "Manual adjustment"
+    REVERSAL = "reversal", "Reversal"
+    PAYOUT = "payout", "Payout"
+
+
+class LedgerTransaction(models.Model):
+    kind = models.CharField(max_length=20, choices=TransactionKind.choices)
+    # Why: the object that caused it, e.g. ("stripe_event", "evt_123"), ("lease", "42").
+    reference_type = models.CharField(max_length=40)
+    reference_id = models.CharField(max_length=100)
+    # At most one transaction per (kind, idempotency key): retries and duplicate events are no-ops.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    memo = models.CharField(max_length=300, blank=True)
+    reverses = models.OneToOneField("self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["reference_type", "reference_id"], name="ledgertxn_reference")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.get_kind_display()} ({self.reference_type}:{self.reference_id})"
+
+
+class LedgerEntry(models.Model):
+    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries")
+    amount = models.BigIntegerField(help_text="micro-USD; entries of one transaction sum to zero")
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "transaction"], name="ledgerentry_account_txn")]
+        constraints = [models.CheckConstraint(condition=~Q(amount=0), name="ledgerentry_amount_not_zero")]
+
+
+class Hold(models.Model):
+    """Credits reserved for a purpose (a deployment's worst case) until captured or released."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        CLOSED = "closed", "Closed"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="holds")
+    reference_type = models.CharField(max_length=40)
+    reference_id = models.CharField(max_length=100)
+    amount = models.BigIntegerField(help_text="micro-USD placed")
+    captured = models.BigIntegerField(default=0)
+    released = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="hold_amount_positive"),
+            models.CheckConstraint(condition=Q(captured__gte=0, released__gte=0), name="hold_parts_not_negative"),
+            models.CheckConstraint(
+                condition=Q(captured__lte=models.F("amount") - models.F("released")), name="hold_not_overdrawn"
+            ),
+            models.UniqueConstraint(fields=["reference_type", "reference_id"], name="hold_unique_reference"),
+        ]
+
+    @property
+    def remaining(self) -> int:
+        return self.amount - self.captured - self.released
+
+
+class UsageMeter(models.Model):
+    """Per-second metering of one rental at a locked hourly price, settled from its hold.
+
+    The charge for [started_at, t] is floor(price_per_hour * seconds / 3600), computed from the
+    start each time, so rounding never accumulates across settlements.
+    """
+
+    class Mode(models.TextChoices):
+        HOURLY = "hourly", "Hourly, accrued per second"
+        MONTHLY = "monthly", "Monthly reservation, charged up front"
+
+    hold = models.OneToOneField(Hold, on_delete=models.PROTECT, related_name="meter")
+    renter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="meters")
+    payee = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reference_type = models.CharField(max_length=40, default="lease")
+    reference_id = models.CharField(max_length=100)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.HOURLY)
+    price_per_hour = models.BigIntegerField(help_text="micro-USD, locked when the rental starts")
+    fee_rate = models.DecimalField(max_digits=6, decimal_places=4)
+    started_at = models.DateTimeField()
+    # Time not billed (downtime the renter is not charged for), in whole seconds.
+    excluded_seconds = models.PositiveBigIntegerField(default=0)
+    charged = models.BigIntegerField(default=0, help_text="micro-USD captured so far")
+    settled_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    low_balance_warned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["closed_at", "settled_at"], name="meter_open_settled")]
+        constraints = [
+            models.CheckConstraint(condition=Q(price_per_hour__gte=0), name="meter_price_not_negative"),
+            models.UniqueConstraint(fields=["reference_type", "reference_id"], name="meter_unique_reference"),
+        ]
+
+
+class TopUp(models.Model):
+    """A card top-up. Credits are granted only by the verified Stripe webhook."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for payment"
+        SUCCEEDED = "succeeded", "Paid"
+        FAILED = "failed", "Failed"
+        REFUNDED = "refunded", "Refunded"
+        DISPUTED = "disputed", "Disputed"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="topups")
+    amount = models.BigIntegerField(help_text="micro-USD")
+    currency = models.CharField(max_length=3, default="usd")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    stripe_payment_intent_id = models.CharField(max_length=100, unique=True, null=True, blank=True)
+    credit = models.OneToOneField(LedgerTransaction, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    failure_message = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="topup_amount_positive")]
+
+
+class StripeEvent(models.Model):
+    """A verified webhook event, stored raw before it is processed (once)."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored (type not handled)"
+        FAILED = "failed", "Failed"
+
+    event_id = models.CharField(max_length=100, unique=True)
+    type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED)
+    error = models.TextField(blank=True)
+    stripe_created = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.type} ({self.status})"
+
+
+class PayoutRequest(models.Model):
+    """A provider asks for settled earnings to be paid out (paid on chain in a later issue)."""
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested", "Requested"
+        PAID = "paid", "Paid"
+        REJECTED = "rejected", "Rejected"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payout_requests")
+    amount = models.BigIntegerField(help_text="micro-USD")
+    destination = models.CharField(max_length=100, help_text="EVM or Solana address")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.REQUESTED)
+    ledger_transaction = models.OneToOneField(
+        LedgerTransaction, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="payout_amount_positive")]

@@ -143,6 +143,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Every periodic task is listed here, in one place.
 CELERY_BEAT_SCHEDULE = {
+    "settle-usage": {
+        "task": "billing.tasks.settle_usage",
+        "schedule": env_int("USAGE_SETTLEMENT_SECONDS", 3600, min_value=60, max_value=86400),
+    },
     "refresh-market-board": {
         "task": "marketplace.tasks.refresh_market_board",
         "schedule": env_int("MARKET_BOARD_REFRESH_SECONDS", 60, min_value=5, max_value=3600),

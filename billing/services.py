@@ -1,0 +1,330 @@
+"""Writes to the ledger. Every function here runs in one database transaction.
+
+The rules: a transaction's entries sum to zero; users' available and reserved credits never go
+below zero (what cannot be taken is recorded as debt); a repeated call with the same idempotency
+key returns the first result and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from accounts.models import User
+from billing.models import AccountKind, Hold, LedgerAccount, LedgerEntry, LedgerTransaction, TransactionKind
+from spheron_web.errors import ApplicationError
+
+NON_NEGATIVE = {AccountKind.USER_AVAILABLE, AccountKind.USER_RESERVED}
+NON_POSITIVE = {AccountKind.USER_DEBT}
+
+
+def account_get(*, kind: str, user: User | None = None, key: str = "") -> LedgerAccount:
+    """The account for (kind, owner, key), created on first use."""
+    try:
+        account, _ = LedgerAccount.objects.get_or_create(kind=kind, user=user, key=key)
+    except IntegrityError:  # created concurrently by another transaction
+        account = LedgerAccount.objects.get(kind=kind, user=user, key=key)
+    return account
+
+
+def fee_for(amount: int, rate: Decimal) -> int:
+    return int((Decimal(amount) * rate).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+@transaction.atomic
+def transaction_post(
+    *,
+    kind: str,
+    reference_type: str,
+    reference_id: str,
+    lines: Sequence[tuple[LedgerAccount, int]],
+    idempotency_key: str | None = None,
+    memo: str = "",
+    created_by: User | None = None,
+    reverses: LedgerTransaction | None = None,
+) -> LedgerTransaction:
+    """Post one balanced transaction, or return the one already posted under `idempotency_key`."""
+    if idempotency_key is not None:
+        existing = LedgerTransaction.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+    merged: dict[int, int] = {}
+    for account, amount in lines:
+        if not isinstance(amount, int) or isinstance(amount, bool):
+            raise TypeError("ledger amounts are integers of micro-USD")
+        merged[account.id] = merged.get(account.id, 0) + amount
+    merged = {account_id: amount for account_id, amount in merged.items() if amount}
+    if sum(merged.values()) != 0:
+        raise ValueError(f"unbalanced transaction: entries sum to {sum(merged.values())}")
+    if not merged:
+        raise ValueError("a transaction needs at least one non-zero entry")
+
+    # Lock every touched account, always in id order so concurrent postings cannot deadlock.
+    locked = {
+        account.id: account
+        for account in LedgerAccount.objects.select_for_update().filter(id__in=merged).order_by("id")
+    }
+    for account_id, amount in merged.items():
+        account = locked[account_id]
+        new_balance = account.balance + amount
+        if account.kind in NON_NEGATIVE and new_balance < 0:
+            raise ApplicationError(
+                "Insufficient funds: the balance cannot cover this.",
+                {"account": account.kind, "balance": account.balance, "needed": -amount},
+                status=409,
+            )
+        if account.kind in NON_POSITIVE and new_balance > 0:
+            raise ValueError("a debt account cannot go positive")
+
+    txn = LedgerTransaction.objects.create(
+        kind=kind,
+        reference_type=reference_type,
+        reference_id=str(reference_id),
+        idempotency_key=idempotency_key,
+        memo=memo[:300],
+        created_by=created_by,
+        reverses=reverses,
+    )
+    LedgerEntry.objects.bulk_create(
+        [LedgerEntry(transaction=txn, account_id=account_id, amount=amount) for account_id, amount in merged.items()]
+    )
+    for account_id, amount in merged.items():
+        LedgerAccount.objects.filter(id=account_id).update(balance=F("balance") + amount)
+    return txn
+
+
+# --- Money in ------------------------------------------------------------------------------------
+@transaction.atomic
+def topup_credit(
+    *,
+    user: User,
+    amount: int,
+    clearing_kind: str = AccountKind.CLEARING_STRIPE,
+    clearing_key: str = "",
+    reference_type: str,
+    reference_id: str,
+    idempotency_key: str,
+    memo: str = "",
+) -> LedgerTransaction:
+    """Credit money that arrived; any debt is repaid first."""
+    if amount <= 0:
+        raise ApplicationError("A top-up must be a positive amount.", {"field": "amount"})
+    available = account_get(kind=AccountKind.USER_AVAILABLE, user=user)
+    debt = account_get(kind=AccountKind.USER_DEBT, user=user)
+    clearing = account_get(kind=clearing_kind, key=clearing_key)
+    owed = -LedgerAccount.objects.select_for_update().get(id=debt.id).balance
+    repay = min(owed, amount)
+    lines = [(clearing, -amount), (available, amount - repay)]
+    if repay:
+        lines.append((debt, repay))
+    return transaction_post(
+        kind=TransactionKind.TOPUP,
+        reference_type=reference_type,
+        reference_id=reference_id,
+        lines=lines,
+        idempotency_key=idempotency_key,
+        memo=memo or (f"Top-up; ${repay / 1e6:,.2f} repaid debt" if repay else "Top-up"),
+    )
+
+
+@transaction.atomic
+def topup_reverse(
+    *,
+    topup: LedgerTransaction,
+    amount: int,
+    kind: str = TransactionKind.REFUND,
+    idempotency_key: str,
+    memo: str = "",
+) -> LedgerTransaction:
+    """Take back (part of) a top-up after a refund or a lost dispute.
+
+    What the user's available credits cannot cover becomes debt, which blocks new deployments
+    until a later top-up repays it. Reversals of one top-up never add up to more than it.
+    """
+    existing = LedgerTransaction.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return existing
+    if topup.kind != TransactionKind.TOPUP:
+        raise ValueError("only top-ups can be reversed this way")
+    LedgerTransaction.objects.select_for_update().get(id=topup.id)  # serialise reversals of one top-up
+    clearing_entry = topup.entries.select_related("account").get(amount__lt=0)
+    user = next(entry.account.user for entry in topup.entries.select_related("account__user") if entry.account.user_id)
+    reversed_before = (
+        LedgerEntry.objects.filter(
+            transaction__reference_type="topup", transaction__reference_id=str(topup.id), account=clearing_entry.account
+        ).aggregate(total=Sum("amount"))["total"]
+        or 0
+    )
+    reversible = -clearing_entry.amount - reversed_before
+    amount = min(amount, reversible)
+    if amount <= 0:
+        raise ApplicationError("This top-up was already reversed in full.", {"topup": topup.id}, status=409)
+    available = account_get(kind=AccountKind.USER_AVAILABLE, user=user)
+    debt = account_get(kind=AccountKind.USER_DEBT, user=user)
+    balance = LedgerAccount.objects.select_for_update().get(id=available.id).balance
+    from_available = min(balance, amount)
+    lines = [(clearing_entry.account, amount)]
+    if from_available:
+        lines.append((available, -from_available))
+    if amount > from_available:
+        lines.append((debt, -(amount - from_available)))
+    return transaction_post(
+        kind=kind,
+        reference_type="topup",
+        reference_id=str(topup.id),
+        lines=lines,
+        idempotency_key=idempotency_key,
+        memo=memo,
+    )
+
+
+# --- Holds ---------------------------------------------------------------------------------------
+def user_debt(user: User) -> int:
+    account = LedgerAccount.objects.filter(kind=AccountKind.USER_DEBT, user=user).first()
+    return -account.balance if account else 0
+
+
+@transaction.atomic
+def hold_place(*, user: User, amount: int, reference_type: str, reference_id: str) -> Hold:
+    """Reserve `amount` of the user's available credits (refused while the user has debt)."""
+    if amount <= 0:
+        raise ApplicationError("A hold must be a positive amount.", {"field": "amount"})
+    existing = Hold.objects.filter(reference_type=reference_type, reference_id=str(reference_id)).first()
+    if existing is not None:
+        return existing
+    debt = account_get(kind=AccountKind.USER_DEBT, user=user)
+    owed = -LedgerAccount.objects.select_for_update().get(id=debt.id).balance
+    if owed:
+        raise ApplicationError(
+            f"Your account owes ${owed / 1e6:,.2f} (a reversed payment). Top up to clear it first.",
+            {"debt_micros": owed},
+            status=409,
+        )
+    hold = Hold.objects.create(user=user, amount=amount, reference_type=reference_type, reference_id=str(reference_id))
+    transaction_post(
+        kind=TransactionKind.HOLD_PLACE,
+        reference_type="hold",
+        reference_id=str(hold.id),
+        lines=[
+            (account_get(kind=AccountKind.USER_AVAILABLE, user=user), -amount),
+            (account_get(kind=AccountKind.USER_RESERVED, user=user), amount),
+        ],
+        idempotency_key=f"hold:{hold.id}:place",
+    )
+    return hold
+
+
+def _locked_hold(hold: Hold) -> Hold:
+    return Hold.objects.select_for_update().get(id=hold.id)
+
+
+@transaction.atomic
+def hold_capture(
+    *,
+    hold: Hold,
+    amount: int,
+    payee: User,
+    fee_rate: Decimal,
+    idempotency_key: str,
+    memo: str = "",
+) -> LedgerTransaction | None:
+    """Charge `amount` from the hold: the payee's pending earnings get it less the platform fee."""
+    existing = LedgerTransaction.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return existing
+    hold = _locked_hold(hold)
+    if hold.status != Hold.Status.ACTIVE:
+        raise ApplicationError("This hold is closed.", {"hold": hold.id}, status=409)
+    if amount <= 0:
+        return None
+    if amount > hold.remaining:
+        raise ApplicationError(
+            "The hold does not cover this charge.", {"hold": hold.id, "remaining": hold.remaining}, status=409
+        )
+    fee = fee_for(amount, fee_rate)
+    lines = [
+        (account_get(kind=AccountKind.USER_RESERVED, user=hold.user), -amount),
+        (account_get(kind=AccountKind.PROVIDER_PENDING, user=payee), amount - fee),
+    ]
+    if fee:
+        lines.append((account_get(kind=AccountKind.PLATFORM_FEES), fee))
+    txn = transaction_post(
+        kind=TransactionKind.HOLD_CAPTURE,
+        reference_type=hold.reference_type,
+        reference_id=hold.reference_id,
+        lines=lines,
+        idempotency_key=idempotency_key,
+        memo=memo,
+    )
+    Hold.objects.filter(id=hold.id).update(captured=F("captured") + amount)
+    return txn
+
+
+@transaction.atomic
+def hold_release(*, hold: Hold) -> LedgerTransaction | None:
+    """Return what is left of the hold to available credits and close it (idempotent)."""
+    hold = _locked_hold(hold)
+    if hold.status != Hold.Status.ACTIVE:
+        return None
+    remaining = hold.remaining
+    txn = None
+    if remaining:
+        txn = transaction_post(
+            kind=TransactionKind.HOLD_RELEASE,
+            reference_type="hold",
+            reference_id=str(hold.id),
+            lines=[
+                (account_get(kind=AccountKind.USER_RESERVED, user=hold.user), -remaining),
+                (account_get(kind=AccountKind.USER_AVAILABLE, user=hold.user), remaining),
+            ],
+            idempotency_key=f"hold:{hold.id}:release",
+        )
+    Hold.objects.filter(id=hold.id).update(
+        released=F("released") + remaining, status=Hold.Status.CLOSED, closed_at=timezone.now()
+    )
+    return txn
+
+
+# --- Corrections ---------------------------------------------------------------------------------
+@transaction.atomic
+def transaction_reverse(*, txn: LedgerTransaction, memo: str, created_by: User | None = None) -> LedgerTransaction:
+    """Post the mirror image of `txn` (refused if it would overdraw a user)."""
+    if not memo.strip():
+        raise ApplicationError("A reversal needs a reason.", {"field": "memo"})
+    if hasattr(txn, "reversed_by"):
+        raise ApplicationError("This transaction was already reversed.", {"transaction": txn.id}, status=409)
+    entries: Iterable[LedgerEntry] = txn.entries.select_related("account")
+    return transaction_post(
+        kind=TransactionKind.REVERSAL,
+        reference_type="ledger_transaction",
+        reference_id=str(txn.id),
+        lines=[(entry.account, -entry.amount) for entry in entries],
+        idempotency_key=f"reversal:{txn.id}",
+        memo=memo,
+        created_by=created_by,
+        reverses=txn,
+    )
+
+
+@transaction.atomic
+def adjustment_post(*, user: User, amount: int, memo: str, created_by: User) -> LedgerTransaction:
+    """Credit (positive) or debit (negative) a user's available credits, with a reason."""
+    if not memo.strip():
+        raise ApplicationError("An adjustment needs a reason.", {"field": "memo"})
+    if amount == 0:
+        raise ApplicationError("An adjustment must not be zero.", {"field": "amount"})
+    return transaction_post(
+        kind=TransactionKind.ADJUSTMENT,
+        reference_type="user",
+        reference_id=str(user.id),
+        lines=[
+            (account_get(kind=AccountKind.USER_AVAILABLE, user=user), amount),
+            (account_get(kind=AccountKind.CLEARING_ADJUSTMENTS), -amount),
+        ],
+        memo=memo,
+        created_by=created_by,
+    )
