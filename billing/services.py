@@ -68,6 +68,11 @@ def transaction_post(
         account.id: account
         for account in LedgerAccount.objects.select_for_update().filter(id__in=merged).order_by("id")
     }
+    if idempotency_key is not None:
+        # A duplicate that raced us here committed while we waited for the locks: it wins.
+        existing = LedgerTransaction.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
     for account_id, amount in merged.items():
         account = locked[account_id]
         new_balance = account.balance + amount
@@ -80,15 +85,25 @@ def transaction_post(
         if account.kind in NON_POSITIVE and new_balance > 0:
             raise ValueError("a debt account cannot go positive")
 
-    txn = LedgerTransaction.objects.create(
-        kind=kind,
-        reference_type=reference_type,
-        reference_id=str(reference_id),
-        idempotency_key=idempotency_key,
-        memo=memo[:300],
-        created_by=created_by,
-        reverses=reverses,
-    )
+    try:
+        with transaction.atomic():
+            txn = LedgerTransaction.objects.create(
+                kind=kind,
+                reference_type=reference_type,
+                reference_id=str(reference_id),
+                idempotency_key=idempotency_key,
+                memo=memo[:300],
+                created_by=created_by,
+                reverses=reverses,
+            )
+    except IntegrityError:
+        # The same key posted concurrently on accounts we did not share a lock with.
+        existing = (
+            LedgerTransaction.objects.filter(idempotency_key=idempotency_key).first() if idempotency_key else None
+        )
+        if existing is None:
+            raise
+        return existing
     LedgerEntry.objects.bulk_create(
         [LedgerEntry(transaction=txn, account_id=account_id, amount=amount) for account_id, amount in merged.items()]
     )
@@ -150,21 +165,22 @@ def topup_reverse(
         return existing
     if topup.kind != TransactionKind.TOPUP:
         raise ValueError("only top-ups can be reversed this way")
+    if kind not in TOPUP_REVERSAL_KINDS:
+        raise ValueError("a top-up is reversed by a refund or a lost dispute")
+    if amount <= 0:
+        raise ApplicationError("A refund must be a positive amount.", {"field": "amount"})
     LedgerTransaction.objects.select_for_update().get(id=topup.id)  # serialise reversals of one top-up
     clearing_entry = topup.entries.select_related("account").get(amount__lt=0)
     user = next(entry.account.user for entry in topup.entries.select_related("account__user") if entry.account.user_id)
-    reversed_before = (
-        LedgerEntry.objects.filter(
-            transaction__reference_type="topup", transaction__reference_id=str(topup.id), account=clearing_entry.account
-        ).aggregate(total=Sum("amount"))["total"]
-        or 0
-    )
+    reversed_before = _topup_reversed(topup, clearing_entry.account)
     reversible = -clearing_entry.amount - reversed_before
     amount = min(amount, reversible)
     if amount <= 0:
         raise ApplicationError("This top-up was already reversed in full.", {"topup": topup.id}, status=409)
-    available = account_get(kind=AccountKind.USER_AVAILABLE, user=user)
+    # The debt account first, as hold_place and topup_credit do: one lock order per user.
     debt = account_get(kind=AccountKind.USER_DEBT, user=user)
+    LedgerAccount.objects.select_for_update().get(id=debt.id)
+    available = account_get(kind=AccountKind.USER_AVAILABLE, user=user)
     balance = LedgerAccount.objects.select_for_update().get(id=available.id).balance
     from_available = min(balance, amount)
     lines = [(clearing_entry.account, amount)]
@@ -180,6 +196,23 @@ def topup_reverse(
         idempotency_key=idempotency_key,
         memo=memo,
     )
+
+
+TOPUP_REVERSAL_KINDS = {TransactionKind.REFUND, TransactionKind.DISPUTE}
+
+
+def _topup_reversed(topup: LedgerTransaction, clearing: LedgerAccount) -> int:
+    """What was already taken back from `topup`: refunds and disputes, or an admin's reversal."""
+    refunded = LedgerEntry.objects.filter(
+        transaction__kind__in=TOPUP_REVERSAL_KINDS,
+        transaction__reference_type="topup",
+        transaction__reference_id=str(topup.id),
+        account=clearing,
+    ).aggregate(total=Sum("amount"))["total"]
+    reversed_by_admin = LedgerEntry.objects.filter(transaction__reverses=topup, account=clearing).aggregate(
+        total=Sum("amount")
+    )["total"]
+    return (refunded or 0) + (reversed_by_admin or 0)
 
 
 # --- Holds ---------------------------------------------------------------------------------------
@@ -198,6 +231,10 @@ def hold_place(*, user: User, amount: int, reference_type: str, reference_id: st
         return existing
     debt = account_get(kind=AccountKind.USER_DEBT, user=user)
     owed = -LedgerAccount.objects.select_for_update().get(id=debt.id).balance
+    # The debt row is the user's lock: a duplicate call that held it before us has committed now.
+    existing = Hold.objects.filter(reference_type=reference_type, reference_id=str(reference_id)).first()
+    if existing is not None:
+        return existing
     if owed:
         raise ApplicationError(
             f"Your account owes ${owed / 1e6:,.2f} (a reversed payment). Top up to clear it first.",
@@ -233,10 +270,29 @@ def hold_capture(
     memo: str = "",
 ) -> LedgerTransaction | None:
     """Charge `amount` from the hold: the payee's pending earnings get it less the platform fee."""
+    return _hold_capture(
+        hold=hold,
+        amount=amount,
+        payee=payee,
+        fee=fee_for(amount, fee_rate),
+        idempotency_key=idempotency_key,
+        memo=memo,
+    )
+
+
+@transaction.atomic
+def _hold_capture(
+    *, hold: Hold, amount: int, payee: User, fee: int, idempotency_key: str, memo: str = ""
+) -> LedgerTransaction | None:
+    """`hold_capture` with the fee given in micro-USD (a meter rounds its fee over the whole rental)."""
     existing = LedgerTransaction.objects.filter(idempotency_key=idempotency_key).first()
     if existing is not None:
         return existing
     hold = _locked_hold(hold)
+    # A duplicate call that held the lock before us has committed by now: charge once, not twice.
+    existing = LedgerTransaction.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return existing
     if hold.status != Hold.Status.ACTIVE:
         raise ApplicationError("This hold is closed.", {"hold": hold.id}, status=409)
     if amount <= 0:
@@ -245,7 +301,8 @@ def hold_capture(
         raise ApplicationError(
             "The hold does not cover this charge.", {"hold": hold.id, "remaining": hold.remaining}, status=409
         )
-    fee = fee_for(amount, fee_rate)
+    if not 0 <= fee <= amount:
+        raise ValueError(f"a fee of {fee} on a charge of {amount}")
     lines = [
         (account_get(kind=AccountKind.USER_RESERVED, user=hold.user), -amount),
         (account_get(kind=AccountKind.PROVIDER_PENDING, user=payee), amount - fee),
@@ -292,17 +349,42 @@ def hold_release(*, hold: Hold) -> LedgerTransaction | None:
 # --- Corrections ---------------------------------------------------------------------------------
 @transaction.atomic
 def transaction_reverse(*, txn: LedgerTransaction, memo: str, created_by: User | None = None) -> LedgerTransaction:
-    """Post the mirror image of `txn` (refused if it would overdraw a user)."""
+    """Post the mirror image of `txn` (refused if it would overdraw a user).
+
+    Holds keep their own books (amount, captured, released), so a hold's placement or release is
+    not reversible here, and reversing a usage charge refunds the renter's available credits: the
+    hold it came from stays captured, so its reserved credits stay equal to what it still covers.
+    """
     if not memo.strip():
         raise ApplicationError("A reversal needs a reason.", {"field": "memo"})
-    if hasattr(txn, "reversed_by"):
+    # Lock and ask the database: `txn` may be an instance loaded before someone else reversed it.
+    txn = LedgerTransaction.objects.select_for_update().get(id=txn.id)
+    if LedgerTransaction.objects.filter(reverses=txn).exists():
         raise ApplicationError("This transaction was already reversed.", {"transaction": txn.id}, status=409)
-    entries: Iterable[LedgerEntry] = txn.entries.select_related("account")
+    if txn.kind in (TransactionKind.HOLD_PLACE, TransactionKind.HOLD_RELEASE):
+        raise ApplicationError(
+            "A hold is corrected by capturing or releasing it, not by reversing its transactions.",
+            {"transaction": txn.id},
+            status=409,
+        )
+    entries: Iterable[LedgerEntry] = txn.entries.select_related("account", "account__user")
+    if txn.kind == TransactionKind.TOPUP:
+        clearing = next(entry.account for entry in entries if entry.amount < 0)
+        if _topup_reversed(txn, clearing):
+            raise ApplicationError(
+                "This top-up was already partly refunded; refund the rest instead.", {"transaction": txn.id}, status=409
+            )
+    lines = []
+    for entry in entries:
+        account = entry.account
+        if txn.kind == TransactionKind.HOLD_CAPTURE and account.kind == AccountKind.USER_RESERVED:
+            account = account_get(kind=AccountKind.USER_AVAILABLE, user=account.user)
+        lines.append((account, -entry.amount))
     return transaction_post(
         kind=TransactionKind.REVERSAL,
         reference_type="ledger_transaction",
         reference_id=str(txn.id),
-        lines=[(entry.account, -entry.amount) for entry in entries],
+        lines=lines,
         idempotency_key=f"reversal:{txn.id}",
         memo=memo,
         created_by=created_by,

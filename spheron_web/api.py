@@ -85,6 +85,7 @@ def _mount_routers() -> None:
     from marketplace.api import router as marketplace_router
 
     api.add_router("/", marketplace_router)
+    api.add_router("/billing", "billing.api.router")
 
 
 _mount_routers()

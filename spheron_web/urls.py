@@ -17,4 +17,6 @@ urlpatterns = [
     path("account/", include("accounts.urls")),
     path("api/v1/", api.urls),
     path("gpus/", include("marketplace.urls")),
+    path("billing/", include("billing.urls")),
+    path("billing/", include("billing.page_urls")),
 ]

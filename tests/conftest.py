@@ -16,3 +16,21 @@ def _clear_cache():
 def _fast_password_hasher(settings):
     """PBKDF2's deliberate slowness buys nothing in tests."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def pytest_collection_modifyitems(items):
+    """Give every transactional test (live server, threads) a serialized rollback.
+
+    Such tests empty every table when they end, including the reference data and content types
+    that migrations load; restoring a serialized copy keeps later tests working in any order.
+    pytest-django turns it on when the fixture name is requested, so request it for them.
+    """
+    for item in items:
+        names = getattr(item, "fixturenames", None)
+        if names is None:
+            continue
+        marker = item.get_closest_marker("django_db")
+        transactional = "live_server" in names or "transactional_db" in names
+        transactional = transactional or bool(marker and marker.kwargs.get("transaction"))
+        if transactional and "django_db_serialized_rollback" not in names:
+            names.append("django_db_serialized_rollback")

@@ -1,0 +1,159 @@
+"""/api/v1/billing: balance, transaction history, card top-ups. Session or API key auth."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Query, Router, Schema, Status
+from pydantic import BaseModel, Field, field_validator
+
+from accounts.models import User
+from billing.forms import parse_usd_amount
+from billing.models import TransactionKind
+from billing.selectors import user_balances
+from billing.statements import TransactionFilter, transaction_page, usd
+from spheron_web.auth import api_auth
+from spheron_web.errors import ApplicationError
+
+router = Router(tags=["billing"], auth=api_auth)
+
+
+class ErrorOut(Schema):
+    message: str
+    extra: dict
+
+
+ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 409: ErrorOut, 422: ErrorOut}
+
+
+def _user(request: HttpRequest) -> User:
+    return request.auth  # type: ignore[attr-defined, return-value]
+
+
+class BalanceOut(BaseModel):
+    available: str = Field(description="USD you can spend, exact decimal string")
+    available_micros: int
+    reserved: str = Field(description="USD held for running deployments")
+    reserved_micros: int
+    debt: str = Field(description="USD owed after a reversed payment; blocks new deployments until repaid")
+    debt_micros: int
+
+
+@router.get("/balance", response={200: BalanceOut, **ERRORS}, operation_id="billing_balance", summary="Your balance")
+def balance(request: HttpRequest):
+    balances = user_balances(user=_user(request))
+    return {
+        "available": usd(balances.available),
+        "available_micros": balances.available,
+        "reserved": usd(balances.reserved),
+        "reserved_micros": balances.reserved,
+        "debt": usd(balances.debt),
+        "debt_micros": balances.debt,
+    }
+
+
+class ReferenceOut(BaseModel):
+    type: str = Field(description="What caused it, e.g. topup, lease, hold")
+    id: str
+
+
+class TransactionOut(BaseModel):
+    id: int
+    kind: TransactionKind
+    created_at: datetime
+    amount: str = Field(description="Signed change of your available credits, USD")
+    amount_micros: int
+    reserved_amount: str = Field(description="Signed change of your reserved credits, USD")
+    reserved_amount_micros: int
+    debt_amount: str = Field(description="Change of what you owe, USD (positive: you owe more)")
+    debt_amount_micros: int
+    memo: str
+    reference: ReferenceOut
+
+
+class TransactionPageOut(BaseModel):
+    items: list[TransactionOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+def _transaction_item(row: dict) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "created_at": row["created_at"],
+        "amount": usd(row["available"]),
+        "amount_micros": row["available"],
+        "reserved_amount": usd(row["reserved"]),
+        "reserved_amount_micros": row["reserved"],
+        "debt_amount": usd(row["owed"]),
+        "debt_amount_micros": row["owed"],
+        "memo": row["memo"],
+        "reference": {"type": row["reference_type"], "id": row["reference_id"]},
+    }
+
+
+@router.get(
+    "/transactions",
+    response={200: TransactionPageOut, **ERRORS},
+    operation_id="billing_transactions_list",
+    summary="Your transactions",
+)
+def transactions_list(
+    request: HttpRequest,
+    filters: Query[TransactionFilter],
+    limit: int = Query(50, ge=1, le=200, description="Items per page, at most 200"),
+    cursor: str | None = Query(None, max_length=200, description="next_cursor from the previous page"),
+):
+    """Ledger transactions that touched your credits, newest first, by cursor."""
+    page = transaction_page(user=_user(request), filters=filters, limit=limit, cursor=cursor)
+    return {"items": [_transaction_item(row) for row in page.rows], "next_cursor": page.next_cursor}
+
+
+class TopUpIn(BaseModel):
+    amount: str = Field(description='USD as a string with at most 2 decimal places, e.g. "25.00"; $5 to $10,000')
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _strict_amount(cls, value: object) -> str:
+        try:
+            parse_usd_amount(value)
+        except ApplicationError as exc:
+            raise ValueError(exc.message) from None
+        return str(value).strip()
+
+    @property
+    def amount_micros(self) -> int:
+        return parse_usd_amount(self.amount)
+
+
+class TopUpOut(BaseModel):
+    topup_id: int
+    client_secret: str = Field(description="Confirm the PaymentIntent with Stripe.js using this")
+    publishable_key: str
+    amount: str = Field(description="USD")
+    amount_micros: int
+
+
+@router.post(
+    "/topups",
+    response={201: TopUpOut, 503: ErrorOut, **ERRORS},
+    operation_id="billing_topups_create",
+    summary="Start a card top-up",
+)
+def topups_create(request: HttpRequest, body: TopUpIn):  # "body": the error handler drops it from field names
+    """Creates a Stripe PaymentIntent. Credits arrive when Stripe confirms the payment (webhook)."""
+    from billing import stripe_service  # written alongside; imported late so this module loads without it
+
+    intent = stripe_service.topup_create(user=_user(request), amount_micros=body.amount_micros)
+    return Status(
+        201,
+        {
+            "topup_id": intent.topup.id,
+            "client_secret": intent.client_secret,
+            "publishable_key": intent.publishable_key,
+            "amount": usd(intent.topup.amount),
+            "amount_micros": intent.topup.amount,
+        },
+    )

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from django import forms
+
+from spheron_web.errors import ApplicationError
+from spheron_web.money import usd_to_micros
+
+# Dollars and at most two decimal places; bounded so nobody can post a thousand-digit number.
+USD_AMOUNT = re.compile(r"^\d{1,9}(\.\d{1,2})?$")
+
+
+def parse_usd_amount(value: object, *, field: str = "amount") -> int:
+    """'25', '25.5' or '25.00' (a string, at most 2 decimal places) -> micro-USD. Strict: no
+    floats, no exponents, no signs, no thousands separators."""
+    if not isinstance(value, str):
+        raise ApplicationError('Write the amount as a string of dollars, e.g. "25.00".', {"field": field})
+    text = value.strip()
+    if "\x00" in text or not USD_AMOUNT.match(text):
+        raise ApplicationError(
+            "Enter an amount in dollars with at most two decimal places, e.g. 25.00.", {"field": field}
+        )
+    micros = usd_to_micros(Decimal(text))
+    if micros <= 0:
+        raise ApplicationError("Enter an amount above zero.", {"field": field})
+    return micros
+
+
+class UsdAmountField(forms.CharField):
+    """A dollar amount with at most two decimal places, cleaned to integer micro-USD."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("max_length", 20)
+        super().__init__(**kwargs)
+        self.widget.attrs.update({"inputmode": "decimal", "autocomplete": "off"})
+
+    def clean(self, value: object) -> int:  # type: ignore[override]
+        text = super().clean(value)
+        try:
+            return parse_usd_amount(text)
+        except ApplicationError as exc:
+            raise forms.ValidationError(exc.message) from exc
+
+
+class TopUpForm(forms.Form):
+    amount = UsdAmountField(label="Amount (USD)", help_text="From $5 to $10,000 at a time.")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["amount"].widget.attrs["placeholder"] = "25.00"
+
+
+class PayoutForm(forms.Form):
+    amount = UsdAmountField(label="Amount (USD)")
+    destination = forms.CharField(
+        label="Pay to address",
+        max_length=100,
+        help_text="An EVM address (0x…) or a Solana address.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )

@@ -1,0 +1,315 @@
+"""Billing pages: balance and top-up, transactions (with CSV), spend chart, statements, earnings."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from datetime import UTC
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
+from pydantic import ValidationError
+
+from billing.forms import PayoutForm, TopUpForm
+from billing.models import PayoutRequest, TransactionKind
+from billing.payouts import earnings_transactions, payout_request_create, provider_earnings
+from billing.selectors import user_balances
+from billing.statements import (
+    KIND_LABELS,
+    TransactionFilter,
+    signed_usd,
+    spend_chart,
+    spend_per_day,
+    statement_get,
+    statement_months,
+    topup_get_for_user,
+    transaction_list,
+    transaction_rows_for_export,
+    usd,
+)
+from spheron_web.errors import ApplicationError
+from spheron_web.money import format_usd
+
+TRANSACTIONS_PAGE_SIZE = 50
+FILTER_FIELDS = tuple(TransactionFilter.model_fields)
+NOT_CONFIGURED = "Card payments are not configured on this server."
+
+
+def card_payments_configured() -> bool:
+    """Stripe needs all three: keys to take a payment, the webhook secret to credit it."""
+    return bool(settings.STRIPE_SECRET_KEY and settings.STRIPE_PUBLISHABLE_KEY and settings.STRIPE_WEBHOOK_SECRET)
+
+
+def parse_transaction_filters(request: HttpRequest) -> tuple[TransactionFilter, dict[str, str]]:
+    """Filters from the query string. A bad value is dropped and explained, never a 500."""
+    raw = {key: request.GET[key] for key in FILTER_FIELDS if key in request.GET}
+    errors: dict[str, str] = {}
+    while True:
+        try:
+            return TransactionFilter.model_validate(raw), errors
+        except ValidationError as exc:
+            dropped = set()
+            for error in exc.errors():
+                loc = error.get("loc") or ()
+                field = str(loc[0]) if loc else "filters"
+                errors[field] = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+                if field in raw:
+                    dropped.add(field)
+            if not dropped:
+                return TransactionFilter(), errors
+            for field in dropped:
+                raw.pop(field)
+
+
+def _display(row: dict) -> dict:
+    """A transaction row with its amounts and type written for people."""
+    return {
+        **row,
+        "kind_label": KIND_LABELS.get(row["kind"], row["kind"]),
+        "available_display": signed_usd(row["available"]) if row["available"] else "",
+        "reserved_display": signed_usd(row["reserved"]) if row["reserved"] else "",
+        "owed_display": signed_usd(row["owed"]) if row["owed"] else "",
+    }
+
+
+def _fragment_requested(request: HttpRequest, target_id: str) -> bool:
+    # htmx 4 names the target "tag#id", htmx 2 just "id"; a history restore needs the whole page.
+    htmx = request.htmx  # type: ignore[attr-defined]
+    return bool(htmx) and not htmx.history_restore_request and (htmx.target or "").endswith(target_id)
+
+
+# --- Overview and top-up -------------------------------------------------------------------
+def _overview(request: HttpRequest, *, topup_form: TopUpForm | None = None) -> HttpResponse:
+    user = request.user
+    balances = user_balances(user=user)  # type: ignore[arg-type]
+    spend = spend_per_day(user=user)  # type: ignore[arg-type]
+    context = {
+        "balances": balances,
+        "card_payments": card_payments_configured(),
+        "topup_form": topup_form or TopUpForm(),
+        "chart": spend_chart(spend),
+        "recent": [_display(row) for row in transaction_list(user=user)[:10]],  # type: ignore[arg-type]
+        "months": statement_months(user=user)[:6],  # type: ignore[arg-type]
+    }
+    return render(request, "billing/overview.html", context)
+
+
+@login_required
+def overview(request: HttpRequest) -> HttpResponse:
+    return _overview(request)
+
+
+@login_required
+def topup(request: HttpRequest) -> HttpResponse:
+    """POST an amount: create the PaymentIntent and show Stripe's card form (the pay step)."""
+    if request.method != "POST":
+        return redirect(reverse("billing") + "#top-up")
+    form = TopUpForm(request.POST)
+    if not card_payments_configured():
+        messages.error(request, NOT_CONFIGURED)
+        return redirect("billing")
+    if form.is_valid():
+        from billing import stripe_service  # written alongside; imported late so this module loads without it
+
+        try:
+            intent = stripe_service.topup_create(user=request.user, amount_micros=form.cleaned_data["amount"])
+        except ApplicationError as exc:
+            if exc.status == 503:
+                messages.error(request, exc.message)
+                return redirect("billing")
+            form.add_error("amount" if exc.extra.get("field") == "amount" else None, exc.message)
+        else:
+            # The client secret goes to this page only; it is not stored in the session or a URL,
+            # so this is not a redirect. Reloading starts a new, harmless PaymentIntent.
+            response = render(
+                request,
+                "billing/topup_pay.html",
+                {
+                    "topup": intent.topup,
+                    "client_secret": intent.client_secret,
+                    "publishable_key": intent.publishable_key,
+                    "return_url": request.build_absolute_uri(reverse("billing_topup_status", args=[intent.topup.id])),
+                },
+            )
+            response["Cache-Control"] = "no-store"
+            return response
+    return _overview(request, topup_form=form)
+
+
+@login_required
+def topup_status(request: HttpRequest, topup_id: int) -> HttpResponse:
+    """Where Stripe sends the card holder back; credits appear once the webhook confirms."""
+    topup = topup_get_for_user(user=request.user, topup_id=topup_id)
+    template = "billing/topup_status.html"
+    if _fragment_requested(request, "topup-status"):
+        template += "#topup-status"
+    response = render(request, template, {"topup": topup, "balances": user_balances(user=request.user)})
+    response["Vary"] = "HX-Request, HX-Target, HX-History-Restore-Request"
+    return response
+
+
+# --- Transactions --------------------------------------------------------------------------
+@login_required
+def transactions(request: HttpRequest) -> HttpResponse:
+    if request.GET.get("format") == "csv":
+        return transactions_csv(request)
+    filters, errors = parse_transaction_filters(request)
+    paginator = Paginator(transaction_list(user=request.user, filters=filters), TRANSACTIONS_PAGE_SIZE)
+    try:
+        page = paginator.page(request.GET.get("page") or 1)
+    except PageNotAnInteger:
+        errors["page"] = "must be a whole number"
+        page = paginator.page(1)
+    except EmptyPage:
+        page = paginator.page(paginator.num_pages)
+    page.object_list = [_display(row) for row in page.object_list]
+    active = filters.active()
+    context = {
+        "filters": filters,
+        "active": active,
+        "errors": errors,
+        "page": page,
+        "kinds": TransactionKind.choices,
+        "csv_query": urlencode(active),
+    }
+    template = "billing/transactions.html"
+    if _fragment_requested(request, "transactions-results"):
+        template += "#transactions-results"
+    response = render(request, template, context)
+    response["Vary"] = "HX-Request, HX-Target, HX-History-Restore-Request"
+    if request.htmx:  # type: ignore[attr-defined]
+        # The URL to remember is the cleaned filter set, not every empty form field.
+        query = urlencode({**active, **({"page": page.number} if page.number > 1 else {})})
+        response["HX-Push-Url"] = f"{request.path}?{query}" if query else request.path
+    return response
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_text(value: str) -> str:
+    # A spreadsheet runs a cell starting with = + - @ as a formula; memos can be typed by staff.
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _csv_lines(rows: Iterator[dict]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(
+        [
+            "id",
+            "date_utc",
+            "type",
+            "type_label",
+            "description",
+            "reference",
+            "available_change_usd",
+            "reserved_change_usd",
+            "debt_change_usd",
+        ]
+    )
+    for row in rows:
+        yield writer.writerow(
+            [
+                row["id"],
+                row["created_at"].astimezone(UTC).isoformat(timespec="seconds"),
+                row["kind"],
+                KIND_LABELS.get(row["kind"], row["kind"]),
+                _csv_text(row["memo"]),
+                _csv_text(f"{row['reference_type']}:{row['reference_id']}"),
+                usd(row["available"]),
+                usd(row["reserved"]),
+                usd(row["owed"]),
+            ]
+        )
+
+
+@login_required
+def transactions_csv(request: HttpRequest) -> HttpResponse:
+    filters, errors = parse_transaction_filters(request)
+    if errors:
+        # Exporting something other than what was asked for would be worse than no file.
+        problems = "; ".join(f"{field}: {message}" for field, message in errors.items())
+        return HttpResponse(f"Invalid filters. {problems}\n", status=400, content_type="text/plain; charset=utf-8")
+    name = "-".join(
+        ["spheron-transactions"]
+        + ([filters.kind.value] if filters.kind else [])
+        + ([f"from-{filters.date_from}"] if filters.date_from else [])
+        + ([f"to-{filters.date_to}"] if filters.date_to else [])
+    )
+    response = StreamingHttpResponse(
+        _csv_lines(transaction_rows_for_export(user=request.user, filters=filters)),
+        content_type="text/csv; charset=utf-8",
+    )
+    response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+# --- Statements ----------------------------------------------------------------------------
+@login_required
+def statements(request: HttpRequest) -> HttpResponse:
+    return render(request, "billing/statements.html", {"months": statement_months(user=request.user)})
+
+
+@login_required
+def statement_detail(request: HttpRequest, period: tuple[int, int]) -> HttpResponse:
+    year, month = period
+    statement = statement_get(user=request.user, year=year, month=month)
+    return render(request, "billing/statement.html", {"statement": statement})
+
+
+# --- Provider earnings ---------------------------------------------------------------------
+@login_required
+def earnings(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    if not user.is_provider:
+        messages.info(request, "Earnings are for providers. Turn on the provider role to offer your machines.")
+        return redirect("account_settings")
+    if request.method == "POST":
+        form = PayoutForm(request.POST)
+        if form.is_valid():
+            try:
+                payout = payout_request_create(
+                    user=user, amount=form.cleaned_data["amount"], destination=form.cleaned_data["destination"]
+                )
+            except ApplicationError as exc:
+                field = exc.extra.get("field")
+                form.add_error(field if field in form.fields else None, exc.message)
+            else:
+                messages.success(
+                    request,
+                    f"Payout of {format_usd(payout.amount, places=6)} to {payout.destination} requested. "
+                    "It is paid from settled earnings.",
+                )
+                return redirect("billing_earnings")
+    else:
+        form = PayoutForm()
+    paginator = Paginator(earnings_transactions(user=user), TRANSACTIONS_PAGE_SIZE)
+    try:
+        page = paginator.page(request.GET.get("page") or 1)
+    except (PageNotAnInteger, EmptyPage):
+        page = paginator.page(1)
+    page.object_list = [
+        {
+            **row,
+            "kind_label": KIND_LABELS.get(row["kind"], row["kind"]),
+            "pending_display": signed_usd(row["pending"]) if row["pending"] else "",
+            "settled_display": signed_usd(row["settled"]) if row["settled"] else "",
+        }
+        for row in page.object_list
+    ]
+    context = {
+        "earnings": provider_earnings(user=user),
+        "form": form,
+        "page": page,
+        "payouts": PayoutRequest.objects.filter(user=user).order_by("-created_at", "-id")[:20],
+    }
+    return render(request, "billing/earnings.html", context)
