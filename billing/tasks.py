@@ -9,3 +9,11 @@ from billing.usage import usage_settle_all
 def settle_usage() -> int:
     """Hourly: settle accrued usage of every open rental (idempotent: re-runs charge nothing twice)."""
     return usage_settle_all().charged
+
+
+@shared_task(name="billing.tasks.settle_earnings", acks_late=True, ignore_result=True)
+def settle_earnings() -> int:
+    """Hourly: move provider earnings older than the holding window from pending to settled."""
+    from billing.earnings import earnings_settle_due
+
+    return earnings_settle_due().settled

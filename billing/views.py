@@ -311,5 +311,6 @@ def earnings(request: HttpRequest) -> HttpResponse:
         "form": form,
         "page": page,
         "payouts": PayoutRequest.objects.filter(user=user).order_by("-created_at", "-id")[:20],
+        "hold_hours": settings.EARNINGS_HOLD_HOURS,
     }
     return render(request, "billing/earnings.html", context)

@@ -147,6 +147,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.settle_usage",
         "schedule": env_int("USAGE_SETTLEMENT_SECONDS", 3600, min_value=60, max_value=86400),
     },
+    "settle-earnings": {
+        "task": "billing.tasks.settle_earnings",
+        "schedule": env_int("EARNINGS_SETTLEMENT_SECONDS", 3600, min_value=60, max_value=86400),
+    },
     "refresh-market-board": {
         "task": "marketplace.tasks.refresh_market_board",
         "schedule": env_int("MARKET_BOARD_REFRESH_SECONDS", 60, min_value=5, max_value=3600),
@@ -249,6 +253,8 @@ STRIPE_API_BASE = env_str("STRIPE_API_BASE", None)  # localstripe in tests
 # Chains (issue: crypto deposits): RPC URLs per chain id, e.g. CHAIN_RPC_324=http://127.0.0.1:8545
 CHAIN_RPC_URLS = {chain_id: env_str(f"CHAIN_RPC_{chain_id}", None) for chain_id in (324, 42161, 10, 56, 43114, 314)}
 SOLANA_RPC_URL = env_str("SOLANA_RPC_URL", None)
+# Provider earnings stay pending this long (a payment can still be reversed), then settle.
+EARNINGS_HOLD_HOURS = env_int("EARNINGS_HOLD_HOURS", 72, min_value=0, max_value=24 * 90)
 # Providers
 MIN_STAKE_PER_GPU_SPON = env_decimal("MIN_STAKE_PER_GPU_SPON", Decimal("200"), min_value=Decimal(0))
 
