@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-# (reference_type, reference_id, reason) -> None; deployments register one to close the lease.
+# (reference_type, reference_id, reason) -> None; deployments register one to close the lease
+# (reasons: insufficient_funds, expired).
 CloseHandler = Callable[[str, str, str], None]
 _insufficient_funds_handlers: list[CloseHandler] = []
 # (user, meter) -> None: tell a renter their balance will not cover the next hour.
@@ -30,3 +31,9 @@ def insufficient_funds(reference_type: str, reference_id: str) -> None:
 def low_balance(user, meter) -> None:
     for handler in list(_low_balance_handlers):
         handler(user, meter)
+
+
+def rental_expired(reference_type: str, reference_id: str) -> None:
+    """A monthly reservation reached its end: the rental closes with reason "expired"."""
+    for handler in list(_insufficient_funds_handlers):
+        handler(reference_type, reference_id, "expired")

@@ -159,6 +159,9 @@ class UsageMeter(models.Model):
     reference_id = models.CharField(max_length=100)
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.HOURLY)
     price_per_hour = models.BigIntegerField(help_text="micro-USD, locked when the rental starts")
+    # Monthly reservations: the discounted price of the month, charged up front from the hold
+    # and earned evenly over 730 hours; what is unearned at an early close goes back (pro rata).
+    reservation_total = models.BigIntegerField(null=True, blank=True)
     fee_rate = models.DecimalField(max_digits=6, decimal_places=4)
     started_at = models.DateTimeField()
     # Time not billed (downtime the renter is not charged for), in whole seconds.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -29,6 +29,7 @@ from billing.models import (
 )
 from billing.services import _hold_capture, account_get, fee_for, hold_place, hold_release, transaction_post
 from spheron_web.errors import ApplicationError
+from spheron_web.money import HOURS_PER_MONTH
 
 SECONDS_PER_HOUR = 3600
 _BULK_CHUNK = 1000  # rows per UPDATE ... FROM (VALUES ...): 2,001 parameters, within SQLite's limit
@@ -39,13 +40,24 @@ def fee_rate_for(mode: str) -> Decimal:
     return settings.PLATFORM_FEE_FIZZ if mode == "fizz" else settings.PLATFORM_FEE_PROVIDER
 
 
+RESERVATION_SECONDS = HOURS_PER_MONTH * SECONDS_PER_HOUR
+
+
 def meter_accrued(meter: UsageMeter, *, now: datetime) -> int:
     """What the rental has cost from its start until `now` (or its close), rounded down once."""
     end = min(now, meter.closed_at) if meter.closed_at else now
     seconds = int((end - meter.started_at).total_seconds()) - meter.excluded_seconds
     if seconds <= 0:
         return 0
+    if meter.reservation_total is not None:  # earned evenly over the month, never more
+        return meter.reservation_total * min(seconds, RESERVATION_SECONDS) // RESERVATION_SECONDS
     return meter.price_per_hour * seconds // SECONDS_PER_HOUR
+
+
+def reservation_price(price_per_hour: int) -> int:
+    """A month (730 h) at the hourly price less the monthly discount, rounded once."""
+    discount = settings.MONTHLY_RESERVATION_DISCOUNT
+    return int((Decimal(price_per_hour * HOURS_PER_MONTH) * (1 - discount)).to_integral_value(ROUND_HALF_UP))
 
 
 def meter_fee(meter: UsageMeter, amount: int) -> int:
@@ -88,6 +100,43 @@ def meter_open(
     )
 
 
+@transaction.atomic
+def reservation_open(
+    *,
+    renter: User,
+    payee: User,
+    price_per_hour: int,
+    fee_rate: Decimal,
+    reference_type: str,
+    reference_id: str,
+    started_at: datetime | None = None,
+) -> UsageMeter:
+    """A monthly reservation: the discounted month leaves the renter's credits up front."""
+    existing = UsageMeter.objects.filter(reference_type=reference_type, reference_id=str(reference_id)).first()
+    if existing is not None:
+        return existing
+    total = reservation_price(price_per_hour)
+    if total <= 0:
+        raise ApplicationError("A reservation must cost something.", {"field": "price_per_hour"})
+    hold = hold_place(user=renter, amount=total, reference_type=reference_type, reference_id=reference_id)
+    discount = settings.MONTHLY_RESERVATION_DISCOUNT
+    LedgerTransaction.objects.filter(idempotency_key=f"hold:{hold.id}:place").update(
+        memo=f"Monthly reservation charged up front ({discount * 100:.0f}% off); unused days are refunded"
+    )
+    return UsageMeter.objects.create(
+        hold=hold,
+        renter=renter,
+        payee=payee,
+        reference_type=reference_type,
+        reference_id=str(reference_id),
+        mode=UsageMeter.Mode.MONTHLY,
+        price_per_hour=price_per_hour,
+        reservation_total=total,
+        fee_rate=fee_rate,
+        started_at=started_at or timezone.now(),
+    )
+
+
 @dataclass
 class SettleResult:
     meters: int = 0
@@ -96,6 +145,7 @@ class SettleResult:
     entries: int = 0
     rows_written: int = 0
     short: list[int] = field(default_factory=list)  # meters whose hold cannot cover the next hour
+    expired: list[int] = field(default_factory=list)  # monthly reservations that reached their end
 
 
 def _accounts_for(kind: str, users: set[int]) -> dict[int, LedgerAccount]:
@@ -152,7 +202,12 @@ def usage_settle_batch(*, meter_ids: list[int], now: datetime) -> SettleResult:
         amount = min(due, hold.remaining) if hold.status == Hold.Status.ACTIVE else 0
         if amount > 0:
             charges.append((meter, hold, amount, meter_fee(meter, amount)))
-        if meter.closed_at is None and hold.remaining - max(amount, 0) < meter.price_per_hour:
+        if meter.closed_at is not None:
+            continue
+        if meter.reservation_total is not None:
+            if meter_accrued(meter, now=now) >= meter.reservation_total:
+                result.expired.append(meter.id)
+        elif hold.remaining - max(amount, 0) < meter.price_per_hour:
             result.short.append(meter.id)
     result.meters = len(meters)
     if charges:
@@ -227,6 +282,9 @@ def usage_settle_all(*, now: datetime | None = None, batch_size: int = 1000) -> 
         total.entries += part.entries
         total.rows_written += part.rows_written
         total.short += part.short
+        total.expired += part.expired
+    for meter_id in total.expired:
+        meter_expire(meter_id=meter_id, now=now)
     for meter_id in total.short:
         _outcome, backlog, capture = _meter_top_up_or_warn(meter_id=meter_id, now=now)
         if capture is not None:
@@ -349,3 +407,14 @@ def meter_close(*, meter: UsageMeter, now: datetime | None = None, reason: str =
         hold_release(hold=hold)
         meter.refresh_from_db()
     return meter
+
+
+@transaction.atomic
+def meter_expire(*, meter_id: int, now: datetime) -> None:
+    """A monthly reservation is over: close it (everything is earned) and tell the rental."""
+    meter = UsageMeter.objects.get(id=meter_id)
+    if meter.closed_at is not None:
+        return
+    end = meter.started_at + timedelta(seconds=RESERVATION_SECONDS + meter.excluded_seconds)
+    meter_close(meter=meter, now=min(now, end), reason="expired")
+    transaction.on_commit(lambda: hooks.rental_expired(meter.reference_type, meter.reference_id))
