@@ -33,17 +33,12 @@ from billing.statements import (
     transaction_rows_for_export,
     usd,
 )
+from billing.stripe_service import NOT_CONFIGURED, card_payments_configured
 from spheron_web.errors import ApplicationError
 from spheron_web.money import format_usd
 
 TRANSACTIONS_PAGE_SIZE = 50
 FILTER_FIELDS = tuple(TransactionFilter.model_fields)
-NOT_CONFIGURED = "Card payments are not configured on this server."
-
-
-def card_payments_configured() -> bool:
-    """Stripe needs all three: keys to take a payment, the webhook secret to credit it."""
-    return bool(settings.STRIPE_SECRET_KEY and settings.STRIPE_PUBLISHABLE_KEY and settings.STRIPE_WEBHOOK_SECRET)
 
 
 def parse_transaction_filters(request: HttpRequest) -> tuple[TransactionFilter, dict[str, str]]:
