@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Query, Router, Schema, Status
+from ninja import Query, Router, Status
 from pydantic import BaseModel, Field, field_validator
 
 from accounts.models import User
@@ -16,16 +16,12 @@ from billing.selectors import user_balances
 from billing.statements import TransactionFilter, transaction_page, usd
 from spheron_web.auth import api_auth
 from spheron_web.errors import ApplicationError
+from spheron_web.schemas import ErrorOut
 
 router = Router(tags=["billing"], auth=api_auth)
 
 
-class ErrorOut(Schema):
-    message: str
-    extra: dict
-
-
-ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 409: ErrorOut, 422: ErrorOut}
+ERRORS = {code: ErrorOut for code in (400, 401, 403, 409, 422)}
 
 
 def _user(request: HttpRequest) -> User:

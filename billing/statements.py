@@ -35,6 +35,7 @@ from billing.models import (
 )
 from spheron_web.errors import ApplicationError
 from spheron_web.money import format_usd
+from spheron_web.query import clean_query_value
 
 FUNDS_KINDS = (AccountKind.USER_AVAILABLE, AccountKind.USER_RESERVED, AccountKind.USER_DEBT)
 NO_ACCOUNT = -1  # an id no account has, so a user without an account matches nothing
@@ -72,12 +73,8 @@ class TransactionFilter(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _strict_strings(cls, value: Any, info: ValidationInfo) -> Any:
+        value = clean_query_value(value)
         if isinstance(value, str):
-            if "\x00" in value:
-                raise ValueError("must not contain NUL bytes")
-            value = value.strip()
-            if value == "":  # an empty form field means "no filter"
-                return None
             if info.field_name in ("date_from", "date_to") and not ISO_DATE.match(value):
                 raise ValueError("must be a date written YYYY-MM-DD")
         elif value is not None and info.field_name in ("date_from", "date_to") and not isinstance(value, date):

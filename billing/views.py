@@ -14,7 +14,6 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
-from pydantic import ValidationError
 
 from billing.forms import PayoutForm, TopUpForm
 from billing.models import PayoutRequest, TransactionKind
@@ -36,30 +35,9 @@ from billing.statements import (
 from billing.stripe_service import NOT_CONFIGURED, card_payments_configured
 from spheron_web.errors import ApplicationError
 from spheron_web.money import format_usd
+from spheron_web.query import parse_query_filters
 
 TRANSACTIONS_PAGE_SIZE = 50
-FILTER_FIELDS = tuple(TransactionFilter.model_fields)
-
-
-def parse_transaction_filters(request: HttpRequest) -> tuple[TransactionFilter, dict[str, str]]:
-    """Filters from the query string. A bad value is dropped and explained, never a 500."""
-    raw = {key: request.GET[key] for key in FILTER_FIELDS if key in request.GET}
-    errors: dict[str, str] = {}
-    while True:
-        try:
-            return TransactionFilter.model_validate(raw), errors
-        except ValidationError as exc:
-            dropped = set()
-            for error in exc.errors():
-                loc = error.get("loc") or ()
-                field = str(loc[0]) if loc else "filters"
-                errors[field] = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-                if field in raw:
-                    dropped.add(field)
-            if not dropped:
-                return TransactionFilter(), errors
-            for field in dropped:
-                raw.pop(field)
 
 
 def _display(row: dict) -> dict:
@@ -154,7 +132,7 @@ def topup_status(request: HttpRequest, topup_id: int) -> HttpResponse:
 def transactions(request: HttpRequest) -> HttpResponse:
     if request.GET.get("format") == "csv":
         return transactions_csv(request)
-    filters, errors = parse_transaction_filters(request)
+    filters, errors = parse_query_filters(TransactionFilter, request.GET)
     paginator = Paginator(transaction_list(user=request.user, filters=filters), TRANSACTIONS_PAGE_SIZE)
     try:
         page = paginator.page(request.GET.get("page") or 1)
@@ -228,7 +206,7 @@ def _csv_lines(rows: Iterator[dict]) -> Iterator[str]:
 
 @login_required
 def transactions_csv(request: HttpRequest) -> HttpResponse:
-    filters, errors = parse_transaction_filters(request)
+    filters, errors = parse_query_filters(TransactionFilter, request.GET)
     if errors:
         # Exporting something other than what was asked for would be worse than no file.
         problems = "; ".join(f"{field}: {message}" for field, message in errors.items())

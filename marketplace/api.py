@@ -10,16 +10,12 @@ from marketplace.filters import OfferFilter
 from marketplace.selectors import market_board, offer_page, offer_row
 from providers.models import Continent, NodeMode
 from providers.selectors import gpu_model_list, region_list
+from spheron_web.schemas import ErrorOut
 
 router = Router(tags=["catalog"])
 
 
-class ErrorOut(Schema):
-    message: str
-    extra: dict
-
-
-ERRORS = {400: ErrorOut, 404: ErrorOut, 422: ErrorOut}
+ERRORS = {code: ErrorOut for code in (400, 404, 422)}
 
 
 def _usd(micros: int) -> str:

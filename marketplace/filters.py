@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from providers.models import Continent, NodeMode
 from spheron_web.errors import ApplicationError
+from spheron_web.query import clean_query_value
 
 SortKey = Literal["price", "-price", "price_per_vram", "uptime", "-uptime", "vram", "-vram"]
 SORT_LABELS: dict[str, str] = {
@@ -79,13 +80,8 @@ class OfferFilter(BaseModel):
     @classmethod
     def _reject_nul_and_blank(cls, value: Any, info: ValidationInfo) -> Any:
         # A field-level validator: ninja hands model-level ones a wrapper object, not a dict.
-        if isinstance(value, str):
-            if "\x00" in value:
-                raise ValueError("must not contain NUL bytes")
-            value = value.strip()
-            if value == "":  # an empty form field means "no filter"
-                return "price" if info.field_name == "sort" else None
-        return value
+        value = clean_query_value(value)
+        return "price" if value is None and info.field_name == "sort" else value
 
     @field_validator("gpu_model", "region")
     @classmethod

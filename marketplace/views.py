@@ -5,13 +5,13 @@ from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.http import urlencode
-from pydantic import ValidationError
 
 from marketplace.filters import SORT_LABELS, TIER_HELP, OfferFilter
 from marketplace.selectors import OFFER_COLUMNS, check_references, market_board, offer_get, offer_list
 from providers.models import Continent, NodeMode
 from providers.selectors import gpu_model_list, region_list
 from spheron_web.errors import ApplicationError
+from spheron_web.query import parse_query_filters
 
 FILTER_FIELDS = tuple(OfferFilter.model_fields)
 TIER_CHOICES = [
@@ -23,31 +23,8 @@ TIER_CHOICES = [
 UPTIME_CHOICES = [("", "Any uptime"), ("0.9", "≥ 90%"), ("0.95", "≥ 95%"), ("0.98", "≥ 98%"), ("0.99", "≥ 99%")]
 
 
-def _parse_filters(request: HttpRequest) -> tuple[OfferFilter, dict[str, str]]:
-    """Filters from the query string. A bad value is dropped and explained, never a 500."""
-    raw = {key: request.GET[key] for key in FILTER_FIELDS if key in request.GET}
-    errors: dict[str, str] = {}
-    while True:
-        try:
-            return OfferFilter.model_validate(raw), errors
-        except ValidationError as exc:
-            dropped = set()
-            for error in exc.errors():
-                message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-                loc = error.get("loc") or ()
-                field = str(loc[0]) if loc else message.split(":", 1)[0]
-                if field in raw:
-                    dropped.add(field)
-                    message = message.removeprefix(f"{field}: ")
-                errors[field if field in FILTER_FIELDS else "filters"] = message
-            if not dropped:  # cannot tell which value is wrong: show everything unfiltered
-                return OfferFilter(), errors
-            for field in dropped:
-                raw.pop(field)
-
-
 def catalog(request: HttpRequest) -> HttpResponse:
-    filters, errors = _parse_filters(request)
+    filters, errors = parse_query_filters(OfferFilter, request.GET)
     try:
         check_references(filters)
     except ApplicationError as exc:
