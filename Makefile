@@ -12,12 +12,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: requirements/base.txt | $(BIN)/python
+$(VENV)/.installed: requirements/base.txt sdk/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements/base.txt
+	$(BIN)/pip install --quiet --no-deps -e sdk
 	touch $@
 
-$(VENV)/.installed-test: requirements/base.txt requirements/test.txt | $(BIN)/python
+$(VENV)/.installed-test: requirements/base.txt requirements/test.txt sdk/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements/test.txt
+	$(BIN)/pip install --quiet --no-deps -e sdk
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

@@ -459,6 +459,10 @@ def _build_node(
         uptime_7d=uptime_7d,
         uptime_30d=uptime_30d,
         trust_tier=tier,
+        # Demo nodes have no agent: liveness does not time them out, and their providers' stake
+        # is assumed to cover them.
+        is_simulated=True,
+        stake_covered=True,
         available_gpus=free_gpus,
         available_cpu_cores=cpu_cores - math.ceil(cpu_cores * rented_share),
         available_memory_gb=memory_gb - math.ceil(memory_gb * rented_share),
@@ -578,7 +582,12 @@ def _ensure_logins() -> ProviderProfile:
         users[login.email] = user
     profile, _ = ProviderProfile.objects.get_or_create(
         user=users[PROVIDER_EMAIL],
-        defaults={"display_name": "Demo Provider", "default_region_id": "us-east", "is_verified": True},
+        defaults={
+            "display_name": "Demo Provider",
+            "default_region_id": "us-east",
+            "is_verified": True,
+            "staked_spon": 10_000 * 10**18,
+        },
     )
     return profile
 

@@ -78,6 +78,7 @@ class GpuModel(models.Model):
     class Kind(models.TextChoices):
         GPU = "gpu", "Discrete GPU"
         APPLE = "apple", "Apple silicon (CPU tier)"
+        CPU = "cpu", "CPU only (CPU tier)"
 
     slug = models.SlugField(max_length=40, primary_key=True, help_text="As written in specs: rtx4090, h100")
     vendor = models.CharField(max_length=40)
@@ -101,25 +102,6 @@ class GpuModel(models.Model):
         return self.name
 
 
-class ProviderProfile(models.Model):
-    """A user acting as a provider: owns nodes, gets paid."""
-
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="provider_profile")
-    display_name = models.CharField(max_length=80)
-    default_region = models.ForeignKey(Region, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    payout_evm_address = models.CharField(max_length=42, blank=True)
-    payout_solana_address = models.CharField(max_length=44, blank=True)
-    is_verified = models.BooleanField(default=False, help_text="Vetted datacenter provider")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["display_name"]
-
-    def __str__(self) -> str:
-        return self.display_name
-
-
 class NodeMode(models.TextChoices):
     FIZZ = "fizz", "Fizz (community)"
     PROVIDER = "provider", "Provider (secure)"
@@ -132,9 +114,35 @@ class NodeStatus(models.TextChoices):
     DISABLED = "disabled", "Disabled by an admin"
 
 
+class ProviderProfile(models.Model):
+    """A user acting as a provider: owns nodes, gets paid."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="provider_profile")
+    display_name = models.CharField(max_length=80)
+    default_region = models.ForeignKey(Region, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    payout_evm_address = models.CharField(max_length=42, blank=True)
+    payout_solana_address = models.CharField(max_length=44, blank=True)
+    is_verified = models.BooleanField(default=False, help_text="Vetted datacenter provider")
+    default_mode = models.CharField(max_length=10, choices=NodeMode.choices, default=NodeMode.FIZZ)
+    # Provider-mode list prices, micro-USD per unit-month; GPU prices per model are ProviderGpuPrice rows.
+    cpu_price_per_core_month_micros = models.BigIntegerField(default=750_000)
+    memory_price_per_gb_month_micros = models.BigIntegerField(default=100_000)
+    storage_price_per_gb_month_micros = models.BigIntegerField(default=10_000)
+    # Mirror of the provider's staked $SPON in base units (18 decimals); StakeEvent rows are its history.
+    staked_spon = models.DecimalField(max_digits=78, decimal_places=0, default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["display_name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
 # Nodes a renter can rent right now. Partial indexes below use the same condition, so catalog
 # queries (which always include it) scan only listed nodes.
-LISTED = Q(status=NodeStatus.ONLINE, in_maintenance=False, available_gpus__gt=0)
+LISTED = Q(status=NodeStatus.ONLINE, in_maintenance=False, stake_covered=True, available_gpus__gt=0)
 
 
 class Node(models.Model):
@@ -179,6 +187,31 @@ class Node(models.Model):
     uptime_7d = models.FloatField(default=0.0)
     uptime_30d = models.FloatField(default=0.0)
     trust_tier = models.PositiveSmallIntegerField(default=7, help_text="1 (best) to 7, from uptime")
+    stake_covered = models.BooleanField(
+        default=False, help_text="The provider's stake covers this node's GPUs at the minimum per GPU"
+    )
+
+    # What the agent reported (registration and challenges). Demo nodes have no agent: simulated.
+    is_simulated = models.BooleanField(default=False, help_text="Demo node without an agent")
+    machine_id = models.CharField(max_length=64, blank=True, db_index=True)
+    secret_hash = models.CharField(max_length=64, blank=True)
+    hostname = models.CharField(max_length=255, blank=True)
+    agent_version = models.CharField(max_length=32, blank=True)
+    runtime = models.CharField(max_length=10, blank=True)
+    os = models.CharField(max_length=200, blank=True)
+    arch = models.CharField(max_length=32, blank=True)
+    cpu_model = models.CharField(max_length=200, blank=True)
+    driver_version = models.CharField(max_length=40, blank=True)
+    cuda_version = models.CharField(max_length=20, blank=True)
+    hardware = models.JSONField(default=dict, blank=True, help_text="Last hardware report")
+    usage = models.JSONField(default=dict, blank=True, help_text="Last reported usage (folded)")
+    registered_at = models.DateTimeField(null=True, blank=True)
+    online_since = models.DateTimeField(null=True, blank=True)
+    rewards_eligible_from = models.DateTimeField(null=True, blank=True, help_text="End of the reconnect cool-down")
+    needs_review = models.BooleanField(default=False)
+    review_reason = models.TextField(blank=True)
+    era_good_streak = models.PositiveSmallIntegerField(default=0)
+    era_bad_streak = models.PositiveSmallIntegerField(default=0)
 
     available_gpus = models.PositiveSmallIntegerField(help_text="GPUs not leased")
     available_cpu_cores = models.PositiveIntegerField()
@@ -250,8 +283,195 @@ class Node(models.Model):
 
     @property
     def is_listed(self) -> bool:
-        return self.status == NodeStatus.ONLINE and not self.in_maintenance and self.available_gpus > 0
+        return (
+            self.status == NodeStatus.ONLINE
+            and not self.in_maintenance
+            and self.stake_covered
+            and self.available_gpus > 0
+        )
 
     @property
     def total_vram_gb(self) -> int:
         return self.gpu_count * self.vram_gb
+
+
+class ProviderGpuPrice(models.Model):
+    """A provider-mode list price per GPU-hour for one GPU model (micro-USD)."""
+
+    provider = models.ForeignKey(ProviderProfile, on_delete=models.CASCADE, related_name="gpu_prices")
+    gpu_model = models.ForeignKey(GpuModel, on_delete=models.PROTECT, related_name="+")
+    price_per_hour_micros = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["gpu_model__sort_order"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "gpu_model"], name="provider_gpu_price_unique"),
+            models.CheckConstraint(condition=Q(price_per_hour_micros__gt=0), name="provider_gpu_price_positive"),
+        ]
+
+
+class NodeToken(models.Model):
+    """A registration token for one machine. Only a SHA-256 hash is stored; it is shown once."""
+
+    provider = models.ForeignKey(ProviderProfile, on_delete=models.CASCADE, related_name="node_tokens")
+    label = models.CharField(max_length=80)
+    mode = models.CharField(max_length=10, choices=NodeMode.choices)
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    prefix = models.CharField(max_length=12, unique=True)
+    token_hash = models.CharField(max_length=64, unique=True)
+    node = models.OneToOneField(
+        "Node",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="token",
+        help_text="Bound at registration",
+    )
+    machine_id = models.CharField(max_length=64, blank=True, help_text="The machine the token is bound to")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class OutageKind(models.TextChoices):
+    OFFLINE = "offline", "Offline"
+    CHALLENGE = "challenge", "Failed or missed challenge"
+    MAINTENANCE = "maintenance", "Maintenance (not penalised)"
+
+
+class NodeOutage(models.Model):
+    """A period that counts against uptime (offline, challenge penalty) or is excused (maintenance)."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="outages")
+    kind = models.CharField(max_length=12, choices=OutageKind.choices)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="Empty while it lasts")
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["node", "started_at"], name="outage_node_start")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["node", "kind"], condition=Q(ended_at__isnull=True), name="outage_one_open_per_kind"
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=F("started_at")), name="outage_ends_after_start"
+            ),
+        ]
+
+
+class ChallengeStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    MISSED = "missed", "Missed"
+
+
+class NodeChallenge(models.Model):
+    """A liveness challenge: the agent must show the claimed free resources are really there."""
+
+    public_id = models.CharField(max_length=32, unique=True)
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="challenges")
+    nonce = models.CharField(max_length=64)
+    issued_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    status = models.CharField(max_length=8, choices=ChallengeStatus.choices, default=ChallengeStatus.PENDING)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    expected = models.JSONField(default=dict, help_text="What had to be there: claims less what leases use")
+    measured = models.JSONField(default=dict, blank=True)
+    failure_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-issued_at", "-id"]
+        indexes = [
+            models.Index(fields=["node", "issued_at"], name="challenge_node_issued"),
+            models.Index(fields=["expires_at"], condition=Q(status="pending"), name="challenge_pending_expiry"),
+        ]
+
+
+class EraOutcome(models.TextChoices):
+    GOOD = "good", "Good (counts towards promotion)"
+    BAD = "bad", "Bad (counts towards demotion)"
+    NEUTRAL = "neutral", "Neutral"
+    MAINTENANCE = "maintenance", "Maintenance (not counted)"
+
+
+class NodeEra(models.Model):
+    """One 24-hour era of one node: its uptime and what it did to the trust tier."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="eras")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField()
+    uptime = models.FloatField()
+    outcome = models.CharField(max_length=12, choices=EraOutcome.choices)
+    tier_before = models.PositiveSmallIntegerField()
+    tier_after = models.PositiveSmallIntegerField()
+    good_streak = models.PositiveSmallIntegerField(default=0)
+    bad_streak = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["node", "started_at"], name="era_unique_per_node")]
+
+
+class NodeEventKind(models.TextChoices):
+    REGISTERED = "registered", "Registered"
+    ONLINE = "online", "Came online"
+    OFFLINE = "offline", "Went offline"
+    STOPPED = "stopped", "Agent stopped cleanly"
+    MAINTENANCE_ON = "maintenance_on", "Maintenance on"
+    MAINTENANCE_OFF = "maintenance_off", "Maintenance off"
+    CHALLENGE = "challenge", "Challenge"
+    TIER = "tier", "Trust tier changed"
+    FLAGGED = "flagged", "Flagged for review"
+
+
+class NodeEvent(models.Model):
+    """The node's timeline: transitions only (heartbeats themselves stay in Redis)."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=16, choices=NodeEventKind.choices)
+    at = models.DateTimeField()
+    message = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["node", "at"], name="node_event_node_at")]
+
+
+class StakeEventKind(models.TextChoices):
+    STAKE = "stake", "Staked"
+    UNSTAKE = "unstake", "Unstaked"
+    SLASH = "slash", "Slashed"
+
+
+class StakeEvent(models.Model):
+    """History of a provider's $SPON stake (base units, 18 decimals). The chain binding comes later."""
+
+    provider = models.ForeignKey(ProviderProfile, on_delete=models.PROTECT, related_name="stake_events")
+    kind = models.CharField(max_length=8, choices=StakeEventKind.choices)
+    amount = models.DecimalField(max_digits=78, decimal_places=0, help_text="Base units, always positive")
+    balance_after = models.DecimalField(max_digits=78, decimal_places=0)
+    reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="stake_event_amount_positive"),
+            models.CheckConstraint(condition=Q(balance_after__gte=0), name="stake_event_balance_non_negative"),
+        ]

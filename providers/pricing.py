@@ -29,3 +29,14 @@ def node_price_per_hour_micros(
     # Integer half-up rounding of monthly/730, done once.
     hourly_from_monthly = (2 * monthly_parts + HOURS_PER_MONTH) // (2 * HOURS_PER_MONTH)
     return gpu_count * gpu_price_per_hour_micros + hourly_from_monthly
+
+
+# Fizz GPU price: the RTX 4090's $0.175/h (protocol-facts.md) scaled by the model's tier
+# multiplier (ours), unless the operator sets a price with `fizz start --price-per-hour`.
+FIZZ_RTX4090_PER_HOUR = 175_000
+
+
+def fizz_gpu_price_per_hour_micros(multiplier) -> int:
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return max(1, int((Decimal(FIZZ_RTX4090_PER_HOUR) * Decimal(multiplier)).quantize(Decimal(1), ROUND_HALF_UP)))

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
 from django.db.models import QuerySet
 
-from providers.models import GpuModel, Region
+from providers import hooks, liveness
+from providers.models import GpuModel, Node, NodeChallenge, NodeEra, NodeEvent, ProviderProfile, Region, StakeEvent
+from spheron_web import clock
 
 
 def gpu_model_list() -> QuerySet[GpuModel]:
@@ -23,3 +29,86 @@ def region_exists(code: str) -> bool:
 
 def region_codes_in(continent: str) -> QuerySet:
     return Region.objects.filter(continent=continent).values_list("code", flat=True)
+
+
+def _utilization(usage: dict[str, Any]) -> dict[str, float | None]:
+    gpu = usage.get("gpu_utilization_percent") or []
+    return {
+        "gpu_percent": round(sum(gpu) / len(gpu), 1) if gpu else None,
+        "cpu_percent": usage.get("cpu_percent"),
+        "memory_used_gb": usage.get("memory_used_gb"),
+    }
+
+
+def provider_node_rows(*, provider: ProviderProfile) -> list[dict[str, Any]]:
+    """The dashboard's nodes table: the database row plus the freshest heartbeat from the cache."""
+    nodes = list(Node.objects.filter(provider=provider).select_related("gpu_model").order_by("id"))
+    heartbeats = liveness.last_heartbeats([n.id for n in nodes])
+    leases = hooks.lease_summaries([n.id for n in nodes])
+    now = clock.now()
+    rows = []
+    for node in nodes:
+        hb = heartbeats.get(node.id)
+        last_seen = max(filter(None, [hb["at"] if hb else None, node.last_seen_at]), default=None)
+        usage = hb["usage"] if hb else node.usage
+        rows.append(
+            {
+                "node": node,
+                "id": node.id,
+                "name": node.name,
+                "mode": node.mode,
+                "region": node.region_id,
+                "gpu_model": node.gpu_model_id,
+                "gpu_model_name": node.gpu_model.name,
+                "gpu_count": node.gpu_count,
+                "gpu_tier": node.gpu_tier,
+                "trust_tier": node.trust_tier,
+                "status": node.status,
+                "in_maintenance": node.in_maintenance,
+                "stake_covered": node.stake_covered,
+                "needs_review": node.needs_review,
+                "last_seen_at": last_seen,
+                "seconds_since_seen": (now - last_seen).total_seconds() if last_seen else None,
+                "uptime_1d": node.uptime_1d,
+                "uptime_7d": node.uptime_7d,
+                "uptime_30d": node.uptime_30d,
+                "price_per_hour": f"{Decimal(node.price_per_hour_micros) / 1_000_000:.6f}",
+                "lease": leases.get(node.id, ""),
+                "utilization": _utilization(usage or {}),
+                "in_cooldown": bool(node.rewards_eligible_from and node.rewards_eligible_from > now),
+                "rewards_eligible_from": node.rewards_eligible_from,
+            }
+        )
+    return rows
+
+
+def node_events(*, node: Node, limit: int = 50) -> QuerySet[NodeEvent]:
+    return NodeEvent.objects.filter(node=node)[:limit]
+
+
+def node_challenges(*, node: Node, limit: int = 20) -> QuerySet[NodeChallenge]:
+    return NodeChallenge.objects.filter(node=node)[:limit]
+
+
+def node_eras(*, node: Node, limit: int = 30) -> QuerySet[NodeEra]:
+    return NodeEra.objects.filter(node=node)[:limit]
+
+
+def stake_summary(*, provider: ProviderProfile) -> dict[str, Any]:
+    """Staked $SPON, the minimum for the provider's GPUs, and which nodes it does not cover."""
+    from providers.services import SPON_DECIMALS, min_stake_per_gpu_base_units
+
+    unit = Decimal(10) ** SPON_DECIMALS
+    nodes = Node.objects.filter(provider=provider, is_simulated=False).exclude(status="disabled")
+    gpus = sum(nodes.values_list("gpu_count", flat=True))
+    required = min_stake_per_gpu_base_units() * gpus
+    staked = provider.staked_spon
+    return {
+        "staked": staked / unit,
+        "required": required / unit,
+        "shortfall": max(Decimal(0), (required - staked) / unit),
+        "min_per_gpu": Decimal(settings.MIN_STAKE_PER_GPU_SPON),
+        "gpus": gpus,
+        "uncovered_nodes": list(nodes.filter(stake_covered=False).values_list("name", flat=True)),
+        "history": StakeEvent.objects.filter(provider=provider).select_related("created_by")[:50],
+    }

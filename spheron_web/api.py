@@ -42,6 +42,8 @@ api = NinjaAPI(
 def _field_name(loc: list | tuple) -> str:
     # ninja prefixes locations with the source ("query", "body", "path") and sometimes the schema name.
     parts = [str(part) for part in loc if part not in ("query", "body", "path", "header", "cookie", "filters")]
+    if len(parts) > 1 and parts[0] == "payload":  # the body parameter's own name
+        parts = parts[1:]
     return ".".join(parts) or "request"
 
 
@@ -86,6 +88,8 @@ def _mount_routers() -> None:
 
     api.add_router("/", marketplace_router)
     api.add_router("/billing", "billing.api.router")
+    api.add_router("/", "providers.api.node_router")
+    api.add_router("/provider", "providers.api.provider_router")
 
 
 _mount_routers()

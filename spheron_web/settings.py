@@ -155,6 +155,21 @@ CELERY_BEAT_SCHEDULE = {
         "task": "marketplace.tasks.refresh_market_board",
         "schedule": env_int("MARKET_BOARD_REFRESH_SECONDS", 60, min_value=5, max_value=3600),
     },
+    # Liveness: fold heartbeats from the cache into the database, detect nodes gone silent,
+    # expire unanswered challenges.
+    "fold-heartbeats": {
+        "task": "providers.tasks.fold_heartbeats",
+        "schedule": env_int("LIVENESS_FOLD_SECONDS", 15, min_value=1, max_value=600),
+    },
+    "refresh-uptime": {
+        "task": "providers.tasks.refresh_uptime",
+        "schedule": env_int("UPTIME_REFRESH_SECONDS", 300, min_value=10, max_value=3600),
+    },
+    # Eras end at 00:00 UTC; the hourly run closes any that ended and are not closed yet.
+    "close-eras": {
+        "task": "providers.tasks.close_eras",
+        "schedule": env_int("ERA_CLOSE_CHECK_SECONDS", 3600, min_value=60, max_value=86400),
+    },
 }
 
 # --- Accounts ------------------------------------------------------------------------------
@@ -257,6 +272,24 @@ SOLANA_RPC_URL = env_str("SOLANA_RPC_URL", None)
 EARNINGS_HOLD_HOURS = env_int("EARNINGS_HOLD_HOURS", 72, min_value=0, max_value=24 * 90)
 # Providers
 MIN_STAKE_PER_GPU_SPON = env_decimal("MIN_STAKE_PER_GPU_SPON", Decimal("200"), min_value=Decimal(0))
+
+# Node liveness (providers.liveness). The agent heartbeats every interval; a node silent for
+# longer than NODE_OFFLINE_AFTER_SECONDS goes offline at its last heartbeat.
+NODE_HEARTBEAT_INTERVAL_SECONDS = env_int("NODE_HEARTBEAT_INTERVAL_SECONDS", 15, min_value=1, max_value=300)
+NODE_OFFLINE_AFTER_SECONDS = env_int("NODE_OFFLINE_AFTER_SECONDS", 60, min_value=2, max_value=3600)
+# last_seen_at in the database moves in steps of this; the exact time stays in the cache.
+NODE_LAST_SEEN_RESOLUTION_SECONDS = env_int("NODE_LAST_SEEN_RESOLUTION_SECONDS", 60, min_value=1, max_value=3600)
+NODE_CHALLENGES_PER_HOUR = env_decimal("NODE_CHALLENGES_PER_HOUR", Decimal("4"), min_value=Decimal(0))
+NODE_CHALLENGE_TTL_SECONDS = env_int("NODE_CHALLENGE_TTL_SECONDS", 120, min_value=5, max_value=3600)
+# A failed or missed challenge counts as this much downtime.
+NODE_CHALLENGE_PENALTY_SECONDS = env_int("NODE_CHALLENGE_PENALTY_SECONDS", 600, min_value=0, max_value=86400)
+# Free memory and storage must be at least this share of what the node offers as free.
+NODE_CHALLENGE_TOLERANCE = env_decimal(
+    "NODE_CHALLENGE_TOLERANCE", Decimal("0.75"), min_value=Decimal(0), max_value=Decimal(1)
+)
+NODE_REWARD_COOLDOWN_SECONDS = env_int("NODE_REWARD_COOLDOWN_SECONDS", 3 * 3600, min_value=0, max_value=86400)
+NODE_MIN_AGENT_VERSION = env_str("NODE_MIN_AGENT_VERSION", "0.1.0")
+NODE_ERA_HOURS = 24
 
 # Ninja: no silent coercions in the API; our own error shape is set in spheron_web/api.py.
 NINJA_PAGINATION_MAX_LIMIT = 200

@@ -19,4 +19,5 @@ urlpatterns = [
     path("gpus/", include("marketplace.urls")),
     path("billing/", include("billing.urls")),
     path("billing/", include("billing.page_urls")),
+    path("provider/", include("providers.urls")),
 ]

@@ -34,3 +34,13 @@ def pytest_collection_modifyitems(items):
         transactional = transactional or bool(marker and marker.kwargs.get("transaction"))
         if transactional and "django_db_serialized_rollback" not in names:
             names.append("django_db_serialized_rollback")
+
+
+@pytest.fixture(autouse=True)
+def _real_clock():
+    """Tests that move the server's clock (spheron_web.clock.advance) never leak it."""
+    from spheron_web import clock
+
+    clock.reset()
+    yield
+    clock.reset()

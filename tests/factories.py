@@ -68,6 +68,7 @@ def make_node(
         "available_cpu_cores": cpu_cores,
         "available_memory_gb": memory_gb,
         "available_storage_gb": storage_gb,
+        "stake_covered": True,
     }
     defaults.update(fields)
     return Node.objects.create(

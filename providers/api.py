@@ -1,0 +1,399 @@
+"""/api/v1 routes for node agents (token/secret auth) and providers (session or API key)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from django.http import HttpRequest
+from ninja import Router, Status
+from ninja.security import HttpBearer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
+
+from providers import hooks, liveness, selectors, services
+from providers.registration import node_register
+from spheron_web.auth import api_auth
+from spheron_web.errors import ApplicationError
+from spheron_web.schemas import ErrorOut
+
+MAX_NODE_PAYLOAD_BYTES = 64 * 1024
+MAX_EVENTS_PAYLOAD_BYTES = 1024 * 1024
+ERRORS = {code: ErrorOut for code in (400, 401, 403, 404, 409, 422)}
+
+
+def _check_size(request: HttpRequest, limit: int) -> None:
+    try:
+        length = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        length = 0
+    if length > limit or len(request.body) > limit:
+        raise ApplicationError(f"The request body is too large (at most {limit // 1024} KiB).", status=400)
+
+
+class NodeTokenAuth(HttpBearer):
+    """`Authorization: Bearer fzt_…` — a node token from the dashboard (registration only)."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> str | None:
+        _check_size(request, MAX_NODE_PAYLOAD_BYTES)
+        return token.strip() if token.strip().startswith("fzt_") else None
+
+
+class NodeSecretAuth(HttpBearer):
+    """`Authorization: Bearer nsk_<node id>_…` — the secret a node got at registration."""
+
+    limit = MAX_NODE_PAYLOAD_BYTES
+
+    def authenticate(self, request: HttpRequest, token: str) -> int | None:
+        _check_size(request, self.limit)
+        found = liveness.node_authenticate(token.strip())
+        if found is None:
+            return None
+        request.node_info = found[1]  # type: ignore[attr-defined]
+        return found[0]
+
+
+class NodeSecretEventsAuth(NodeSecretAuth):
+    limit = MAX_EVENTS_PAYLOAD_BYTES
+
+
+node_router = Router(tags=["nodes"])
+provider_router = Router(tags=["provider"], auth=api_auth)
+
+Text = Annotated[str, StringConstraints(max_length=255)]
+ShortText = Annotated[str, StringConstraints(max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL bytes")
+        return value
+
+
+class GpuReport(_Strict):
+    index: StrictInt = Field(0, ge=0, le=64)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=120)]
+    uuid: Text = ""
+    memory_total_mib: StrictInt | None = Field(None, ge=0, le=10_000_000)
+    memory_used_mib: StrictInt | None = Field(None, ge=0, le=10_000_000)
+    utilization_percent: StrictInt | StrictFloat | None = Field(None, ge=0, le=100)
+
+
+class HardwareReport(_Strict):
+    cpu_model: Text = ""
+    cpu_cores: StrictInt = Field(ge=1, le=4096)
+    memory_gb: StrictInt = Field(ge=1, le=65536)
+    storage_gb: StrictInt = Field(ge=0, le=10_000_000)
+    bandwidth_mbps: StrictInt | None = Field(None, ge=0, le=1_000_000)
+    gpus: list[GpuReport] = Field(default_factory=list, max_length=64)
+    driver_version: ShortText | None = None
+    cuda_version: ShortText | None = None
+    apple_chip: ShortText | None = None
+
+
+class RegisterIn(_Strict):
+    machine_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    hostname: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    agent_version: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    os: Annotated[str, StringConstraints(max_length=200)] = ""
+    arch: ShortText = ""
+    runtime: Literal["process", "docker"] = "docker"
+    region: Annotated[str, StringConstraints(max_length=32)] | None = None
+    price_per_hour: Decimal | None = Field(None, gt=0, le=100, description="USD per GPU-hour")
+    hardware: HardwareReport
+
+    @field_validator("price_per_hour", mode="before")
+    @classmethod
+    def _price_text(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError('must be a price in USD, e.g. "0.30"')
+        return value
+
+
+class RegisterOut(BaseModel):
+    node_id: int
+    node_secret: str
+    status: str
+    mode: str
+    gpu_model: str
+    gpu_count: int
+    gpu_tier: str
+    trust_tier: int
+    price_per_hour: str
+    heartbeat_interval_seconds: int
+    warnings: list[str]
+
+
+class UsageIn(_Strict):
+    cpu_percent: StrictInt | StrictFloat | None = Field(None, ge=0, le=100)
+    memory_used_gb: StrictInt | StrictFloat | None = Field(None, ge=0, le=65536)
+    storage_free_gb: StrictInt | StrictFloat | None = Field(None, ge=0, le=10_000_000)
+    gpu_utilization_percent: list[StrictInt | StrictFloat] = Field(default_factory=list, max_length=64)
+    gpu_memory_used_mib: list[StrictInt | StrictFloat] = Field(default_factory=list, max_length=64)
+
+
+class MeasuredGpu(_Strict):
+    name: Annotated[str, StringConstraints(max_length=120)] = ""
+    memory_total_mib: StrictInt = Field(0, ge=0, le=10_000_000)
+    memory_free_mib: StrictInt = Field(0, ge=0, le=10_000_000)
+
+
+class Measured(_Strict):
+    agent_version: ShortText = ""
+    cpu_cores: StrictInt = Field(0, ge=0, le=4096)
+    memory_gb: StrictInt = Field(0, ge=0, le=65536)
+    memory_available_gb: StrictInt | StrictFloat = Field(0, ge=0, le=65536)
+    storage_free_gb: StrictInt | StrictFloat = Field(0, ge=0, le=10_000_000)
+    gpus: list[MeasuredGpu] = Field(default_factory=list, max_length=64)
+
+
+class ChallengeResponseIn(_Strict):
+    id: Annotated[str, StringConstraints(max_length=64)]
+    nonce: Annotated[str, StringConstraints(max_length=128)]
+    measured: Measured
+
+
+class LeaseStateIn(_Strict):
+    lease_id: StrictInt = Field(ge=1)
+    state: Literal["provisioning", "running", "exited", "failed", "stopped"]
+
+
+class HeartbeatIn(_Strict):
+    agent_version: Annotated[str, StringConstraints(max_length=32)] = ""
+    sequence: StrictInt = Field(0, ge=0, le=2**62)
+    usage: UsageIn = Field(default_factory=UsageIn)
+    challenge_responses: list[ChallengeResponseIn] = Field(default_factory=list, max_length=20)
+    leases: list[LeaseStateIn] = Field(default_factory=list, max_length=256)
+    stopping: StrictBool = False
+
+
+class ChallengeOut(BaseModel):
+    id: str
+    nonce: str
+    kind: str
+    expires_at: str
+
+
+class HeartbeatOut(BaseModel):
+    status: str
+    maintenance: bool
+    server_time: str
+    heartbeat_interval_seconds: int
+    challenges: list[ChallengeOut]
+    assignments: list[dict[str, Any]]
+
+
+@node_router.post(
+    "/nodes/register",
+    auth=NodeTokenAuth(),
+    response={200: RegisterOut, 201: RegisterOut, **ERRORS},
+    operation_id="node_register",
+    summary="Register a machine with a node token (the fizz agent calls this)",
+)
+def register(request: HttpRequest, payload: RegisterIn):
+    report = payload.model_dump()
+    if report["price_per_hour"] is not None:
+        report["price_per_hour"] = str(report["price_per_hour"])
+    result = node_register(raw_token=request.auth, report=report)  # type: ignore[arg-type]
+    node = result.node
+    return Status(
+        201 if result.created else 200,
+        {
+            "node_id": node.id,
+            "node_secret": result.secret,
+            "status": node.status,
+            "mode": node.mode,
+            "gpu_model": node.gpu_model_id,
+            "gpu_count": node.gpu_count,
+            "gpu_tier": node.gpu_tier,
+            "trust_tier": node.trust_tier,
+            "price_per_hour": f"{Decimal(node.price_per_hour_micros) / 1_000_000:.6f}",
+            "heartbeat_interval_seconds": _interval(),
+            "warnings": result.warnings,
+        },
+    )
+
+
+def _interval() -> int:
+    from django.conf import settings
+
+    return settings.NODE_HEARTBEAT_INTERVAL_SECONDS
+
+
+@node_router.post(
+    "/nodes/{node_id}/heartbeat",
+    auth=NodeSecretAuth(),
+    response={200: HeartbeatOut, **ERRORS},
+    operation_id="node_heartbeat",
+    summary="A node's heartbeat: usage in, challenges and assignments out",
+)
+def heartbeat(request: HttpRequest, node_id: int, payload: HeartbeatIn):
+    if request.auth != node_id:  # type: ignore[attr-defined]
+        raise ApplicationError("No such node.", status=404)
+    return liveness.heartbeat_receive(
+        node_id=node_id,
+        info=request.node_info,  # type: ignore[attr-defined]
+        sequence=payload.sequence,
+        agent_version=payload.agent_version,
+        usage=payload.usage.model_dump(exclude_none=True),
+        challenge_responses=[r.model_dump() for r in payload.challenge_responses],
+        leases=[lease.model_dump() for lease in payload.leases],
+        stopping=payload.stopping,
+    )
+
+
+class LeaseEventIn(_Strict):
+    type: Literal["provisioning", "running", "log", "exited", "failed", "stopped"]
+    at: Annotated[str, StringConstraints(max_length=40)] | None = None
+    message: Annotated[str, StringConstraints(max_length=2000)] = ""
+    stream: Literal["stdout", "stderr"] | None = None
+    lines: list[Annotated[str, StringConstraints(max_length=8192)]] = Field(default_factory=list, max_length=1000)
+    exit_code: StrictInt | None = Field(None, ge=-255, le=255)
+
+
+class LeaseEventsIn(_Strict):
+    events: list[LeaseEventIn] = Field(min_length=1, max_length=200)
+
+    @field_validator("events")
+    @classmethod
+    def _line_budget(cls, events: list[LeaseEventIn]) -> list[LeaseEventIn]:
+        if sum(len(event.lines) for event in events) > 1000:
+            raise ValueError("at most 1,000 log lines per request")
+        return events
+
+
+class AcceptedOut(BaseModel):
+    accepted: int
+
+
+@node_router.post(
+    "/leases/{lease_id}/events",
+    auth=NodeSecretEventsAuth(),
+    response={202: AcceptedOut, **ERRORS},
+    operation_id="lease_events",
+    summary="A node reports what happened to a lease it runs: provisioning, running, logs, exit",
+)
+def lease_events(request: HttpRequest, lease_id: int, payload: LeaseEventsIn):
+    events = [event.model_dump() for event in payload.events]
+    if not hooks.lease_events(request.auth, lease_id, events):  # type: ignore[arg-type]
+        raise ApplicationError("No such lease on this node.", status=404)
+    return Status(202, {"accepted": len(events)})
+
+
+# --- Provider routes ---------------------------------------------------------------------------
+
+
+class NodeOut(BaseModel):
+    id: int
+    name: str
+    mode: str
+    region: str
+    gpu_model: str
+    gpu_count: int
+    gpu_tier: str
+    trust_tier: int
+    status: str
+    in_maintenance: bool
+    stake_covered: bool
+    needs_review: bool
+    last_seen_at: str | None
+    uptime_1d: float
+    uptime_7d: float
+    uptime_30d: float
+    price_per_hour: str
+
+
+class TokenIn(_Strict):
+    label: Annotated[str, StringConstraints(max_length=200)]
+    mode: Literal["fizz", "provider"] | None = None
+    region: Annotated[str, StringConstraints(max_length=32)] | None = None
+
+
+class TokenOut(BaseModel):
+    id: int
+    label: str
+    mode: str
+    prefix: str
+    node_id: int | None
+    created_at: str
+    revoked_at: str | None
+    token: str | None = Field(None, description="The whole token: returned only when it is created")
+
+
+class MaintenanceIn(_Strict):
+    on: StrictBool
+
+
+def _profile(request: HttpRequest):
+    return services.get_provider_for_user(request.auth)  # type: ignore[arg-type]
+
+
+def _token_out(token, raw: str | None = None) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "label": token.label,
+        "mode": token.mode,
+        "prefix": token.prefix,
+        "node_id": token.node_id,
+        "created_at": token.created_at.isoformat(),
+        "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
+        "token": raw,
+    }
+
+
+@provider_router.get("/nodes", response={200: list[NodeOut], **ERRORS}, operation_id="provider_nodes")
+def provider_nodes(request: HttpRequest):
+    rows = selectors.provider_node_rows(provider=_profile(request))
+    return [
+        {
+            **{key: row[key] for key in NodeOut.model_fields if key in row},
+            "last_seen_at": row["last_seen_at"].isoformat() if row["last_seen_at"] else None,
+        }
+        for row in rows
+    ]
+
+
+@provider_router.post("/tokens", response={201: TokenOut, **ERRORS}, operation_id="provider_token_create")
+def token_create(request: HttpRequest, payload: TokenIn):
+    token, raw = services.node_token_create(
+        provider=_profile(request), label=payload.label, mode=payload.mode, region=payload.region
+    )
+    return Status(201, _token_out(token, raw))
+
+
+@provider_router.get("/tokens", response={200: list[TokenOut], **ERRORS}, operation_id="provider_tokens")
+def token_list(request: HttpRequest):
+    return [_token_out(token) for token in services.node_token_list(provider=_profile(request))]
+
+
+@provider_router.post(
+    "/tokens/{token_id}/revoke", response={200: TokenOut, **ERRORS}, operation_id="provider_token_revoke"
+)
+def token_revoke(request: HttpRequest, token_id: int):
+    return _token_out(services.node_token_revoke(provider=_profile(request), token_id=token_id))
+
+
+@provider_router.post(
+    "/nodes/{node_id}/maintenance", response={200: NodeOut, **ERRORS}, operation_id="provider_node_maintenance"
+)
+def node_maintenance(request: HttpRequest, node_id: int, payload: MaintenanceIn):
+    profile = _profile(request)
+    services.node_maintenance_set(provider=profile, node_id=node_id, on=payload.on)
+    row = next(r for r in selectors.provider_node_rows(provider=profile) if r["id"] == node_id)
+    return {
+        **{key: row[key] for key in NodeOut.model_fields if key in row},
+        "last_seen_at": row["last_seen_at"].isoformat() if row["last_seen_at"] else None,
+    }

@@ -1,0 +1,94 @@
+"""How higher apps (marketplace: leases, failover; rewards) plug into node liveness.
+
+providers sits below marketplace, so it never imports it: marketplace registers callables here
+at start-up (in its AppConfig.ready) and providers calls them.
+
+- assignment sources: `source(node_id, reported_leases) -> list[dict]` — what the node must start
+  or stop, returned in the heartbeat reply (see sdk/PROTOCOL.md);
+- lease event handlers: `handler(node_id, lease_id, events) -> bool` — True if the lease is
+  assigned to that node and the events were stored; no handler claiming it → 404;
+- offline handlers: `handler(node_id, last_heartbeat_at)` — run after commit when a node goes
+  offline (failover, penalties);
+- challenge failure handlers: `handler(node_id, challenge_id, reason)` — rewards/slashing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+AssignmentSource = Callable[[int, list[dict[str, Any]]], list[dict[str, Any]]]
+LeaseEventHandler = Callable[[int, int, list[dict[str, Any]]], bool]
+OfflineHandler = Callable[[int, datetime], None]
+ChallengeFailureHandler = Callable[[int, str, str], None]
+
+_assignment_sources: list[AssignmentSource] = []
+_lease_event_handlers: list[LeaseEventHandler] = []
+_offline_handlers: list[OfflineHandler] = []
+_challenge_failure_handlers: list[ChallengeFailureHandler] = []
+
+
+def _add(registry: list, func: Callable) -> Callable:
+    if func not in registry:
+        registry.append(func)
+    return func
+
+
+def register_assignment_source(func: AssignmentSource) -> AssignmentSource:
+    return _add(_assignment_sources, func)
+
+
+def register_lease_event_handler(func: LeaseEventHandler) -> LeaseEventHandler:
+    return _add(_lease_event_handlers, func)
+
+
+def register_offline_handler(func: OfflineHandler) -> OfflineHandler:
+    return _add(_offline_handlers, func)
+
+
+def register_challenge_failure_handler(func: ChallengeFailureHandler) -> ChallengeFailureHandler:
+    return _add(_challenge_failure_handlers, func)
+
+
+def unregister(func: Callable) -> None:
+    for registry in (_assignment_sources, _lease_event_handlers, _offline_handlers, _challenge_failure_handlers):
+        if func in registry:
+            registry.remove(func)
+
+
+def assignments_for_node(node_id: int, reported_leases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    assignments: list[dict[str, Any]] = []
+    for source in _assignment_sources:
+        assignments.extend(source(node_id, reported_leases))
+    return assignments
+
+
+def lease_events(node_id: int, lease_id: int, events: list[dict[str, Any]]) -> bool:
+    return any(handler(node_id, lease_id, events) for handler in _lease_event_handlers)
+
+
+def node_offline(node_id: int, at: datetime) -> None:
+    for handler in _offline_handlers:
+        handler(node_id, at)
+
+
+def challenge_failed(node_id: int, challenge_id: str, reason: str) -> None:
+    for handler in _challenge_failure_handlers:
+        handler(node_id, challenge_id, reason)
+
+
+LeaseSummary = Callable[[list[int]], dict[int, str]]
+_lease_summaries: list[LeaseSummary] = []
+
+
+def register_lease_summary(func: LeaseSummary) -> LeaseSummary:
+    """`func(node_ids) -> {node_id: "lease 7: python:3.12 for dev@…"}` for the provider dashboard."""
+    return _add(_lease_summaries, func)
+
+
+def lease_summaries(node_ids: list[int]) -> dict[int, str]:
+    result: dict[int, str] = {}
+    for func in _lease_summaries:
+        result.update(func(node_ids))
+    return result

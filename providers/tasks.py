@@ -1,0 +1,22 @@
+"""Periodic liveness work (scheduled in settings.CELERY_BEAT_SCHEDULE)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from providers import liveness, uptime
+
+
+@shared_task(acks_late=True)
+def fold_heartbeats() -> dict[str, int]:
+    return liveness.fold_heartbeats()
+
+
+@shared_task(acks_late=True)
+def refresh_uptime() -> int:
+    return uptime.refresh_uptime()
+
+
+@shared_task(acks_late=True)
+def close_eras() -> int:
+    return uptime.close_eras()
