@@ -213,6 +213,11 @@ def node_mark_offline(*, node_id: int, at: datetime, reason: str, clean: bool = 
         node = Node.objects.select_for_update().filter(id=node_id).first()
         if node is None or node.status != NodeStatus.ONLINE:
             return False
+        if not clean:
+            # A heartbeat may have landed between the fold's read and this lock: then it is alive.
+            latest = cache.get(_hb_key(node_id))
+            if latest and latest["t"] > at.timestamp():
+                return False
         node.status = NodeStatus.OFFLINE
         node.online_since = None
         node.last_seen_at = max(filter(None, [node.last_seen_at, at]))

@@ -96,7 +96,7 @@ def node_register(*, raw_token: str, report: dict[str, Any]) -> Registration:
     token = token_find(raw_token)
     if token is None:
         raise ApplicationError("The node token was not accepted: it is wrong or has been revoked.", status=401)
-    token = NodeToken.objects.select_for_update().select_related("provider", "region").get(id=token.id)
+    token = NodeToken.objects.select_for_update(of=("self",)).select_related("provider", "region").get(id=token.id)
     provider = token.provider
     machine_id = report["machine_id"]
     if token.node_id and token.machine_id != machine_id:
