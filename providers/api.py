@@ -26,7 +26,7 @@ from spheron_web.errors import ApplicationError
 from spheron_web.schemas import ErrorOut
 
 MAX_NODE_PAYLOAD_BYTES = 64 * 1024
-MAX_EVENTS_PAYLOAD_BYTES = 1024 * 1024
+MAX_EVENTS_PAYLOAD_BYTES = 2 * 1024 * 1024
 ERRORS = {code: ErrorOut for code in (400, 401, 403, 404, 409, 422)}
 
 
