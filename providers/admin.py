@@ -1,8 +1,39 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.http import HttpRequest
 
-from providers.models import GpuModel, Node, ProviderProfile, Region
+from providers.models import (
+    GpuModel,
+    Node,
+    NodeChallenge,
+    NodeEra,
+    NodeEvent,
+    NodeOutage,
+    NodeToken,
+    ProviderGpuPrice,
+    ProviderProfile,
+    Region,
+    StakeEvent,
+    StakeEventKind,
+)
+from providers.services import SPON_DECIMALS, node_token_revoke, stake_record
+from spheron_web.errors import ApplicationError
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records the system writes (timeline, challenges, eras): look, never edit."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
 
 @admin.register(Region)
@@ -30,14 +61,22 @@ class NodeInline(admin.TabularInline):
     can_delete = False
 
 
+class ProviderGpuPriceInline(admin.TabularInline):
+    model = ProviderGpuPrice
+    fields = ("gpu_model", "price_per_hour_micros")
+    extra = 0
+
+
 @admin.register(ProviderProfile)
 class ProviderProfileAdmin(admin.ModelAdmin):
-    list_display = ("display_name", "user", "default_region", "is_verified", "created_at")
-    list_filter = ("is_verified", "default_region__continent")
+    list_display = ("display_name", "user", "default_region", "default_mode", "is_verified", "created_at")
+    list_filter = ("is_verified", "default_mode", "default_region__continent")
     search_fields = ("display_name", "user__email", "payout_evm_address", "payout_solana_address")
     raw_id_fields = ("user",)
-    readonly_fields = ("created_at", "updated_at")
+    # The stake changes only through StakeEvent (stake_record), which keeps the history.
+    readonly_fields = ("staked_spon", "created_at", "updated_at")
     list_select_related = ("user", "default_region")
+    inlines = (ProviderGpuPriceInline,)
 
 
 @admin.register(Node)
@@ -55,10 +94,25 @@ class NodeAdmin(admin.ModelAdmin):
         "status",
         "in_maintenance",
         "trust_tier",
+        "needs_review",
+        "stake_covered",
+        "is_simulated",
         "uptime_30d",
         "last_seen_at",
     )
-    list_filter = ("mode", "status", "in_maintenance", "trust_tier", "gpu_tier", "region__continent", "gpu_model")
+    list_filter = (
+        "mode",
+        "status",
+        "in_maintenance",
+        "needs_review",
+        "stake_covered",
+        "is_simulated",
+        "trust_tier",
+        "gpu_tier",
+        "region__continent",
+        "gpu_model",
+    )
+    actions = ("clear_review",)
     search_fields = ("=id", "name", "provider__display_name", "provider__user__email")
     raw_id_fields = ("provider",)
     list_select_related = ("provider", "region", "gpu_model")
@@ -106,5 +160,178 @@ class NodeAdmin(admin.ModelAdmin):
             {"fields": ("available_gpus", "available_cpu_cores", "available_memory_gb", "available_storage_gb")},
         ),
         ("Reliability", {"fields": ("trust_tier", "uptime_1d", "uptime_7d", "uptime_30d", "last_seen_at")}),
+        ("Review", {"fields": ("needs_review", "review_reason", "stake_covered")}),
         ("Audit", {"fields": ("created_at", "updated_at")}),
     )
+
+    @admin.action(description="Clear “needs review” on the selected nodes")
+    def clear_review(self, request: HttpRequest, queryset) -> None:
+        # No business rule hangs on the flag besides showing it; clearing it is a plain update.
+        cleared = queryset.filter(needs_review=True).update(needs_review=False, review_reason="")
+        self.message_user(request, f"Cleared the review flag on {cleared} node(s).", messages.SUCCESS)
+
+
+@admin.register(NodeToken)
+class NodeTokenAdmin(admin.ModelAdmin):
+    list_display = ("prefix", "label", "provider", "mode", "region", "node", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("mode", ("revoked_at", admin.EmptyFieldListFilter))
+    search_fields = ("=prefix", "label", "provider__display_name", "provider__user__email")
+    list_select_related = ("provider", "region", "node")
+    # Only a hash is stored; nothing here can show or change the token itself.
+    fields = (
+        "provider",
+        "label",
+        "mode",
+        "region",
+        "prefix",
+        "token_hash",
+        "node",
+        "machine_id",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    readonly_fields = tuple(field for field in fields if field != "label")
+    actions = ("revoke",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a raw token is shown once, to the provider who makes it on the dashboard
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected tokens (their nodes stop working)")
+    def revoke(self, request: HttpRequest, queryset) -> None:
+        count = 0
+        for token in queryset.filter(revoked_at__isnull=True).select_related("provider"):
+            node_token_revoke(provider=token.provider, token_id=token.id)
+            count += 1
+        self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
+
+
+@admin.register(NodeOutage)
+class NodeOutageAdmin(admin.ModelAdmin):
+    """Editable: an admin may correct an outage recorded in error (uptime is recomputed from these)."""
+
+    list_display = ("node", "kind", "started_at", "ended_at", "reason")
+    list_filter = ("kind", ("ended_at", admin.EmptyFieldListFilter))
+    search_fields = ("=node__id", "node__name", "reason")
+    raw_id_fields = ("node",)
+    list_select_related = ("node",)
+    date_hierarchy = "started_at"
+
+
+@admin.register(NodeChallenge)
+class NodeChallengeAdmin(ReadOnlyAdmin):
+    list_display = ("public_id", "node", "status", "issued_at", "expires_at", "answered_at", "failure_reason")
+    list_filter = ("status",)
+    search_fields = ("=public_id", "=node__id", "node__name")
+    list_select_related = ("node",)
+    date_hierarchy = "issued_at"
+
+
+@admin.register(NodeEra)
+class NodeEraAdmin(ReadOnlyAdmin):
+    list_display = ("node", "started_at", "uptime", "outcome", "tier_before", "tier_after", "good_streak", "bad_streak")
+    list_filter = ("outcome", "tier_after")
+    search_fields = ("=node__id", "node__name")
+    list_select_related = ("node",)
+    date_hierarchy = "started_at"
+
+
+@admin.register(NodeEvent)
+class NodeEventAdmin(ReadOnlyAdmin):
+    list_display = ("at", "node", "kind", "message")
+    list_filter = ("kind",)
+    search_fields = ("=node__id", "node__name", "message")
+    list_select_related = ("node",)
+    date_hierarchy = "at"
+
+
+class _DryRun(Exception):
+    pass
+
+
+class StakeEventForm(forms.ModelForm):
+    """Adds a stake change through stake_record: the amount is typed in $SPON, not base units."""
+
+    amount_spon = forms.CharField(label="Amount ($SPON)", help_text="Whole $SPON, up to 18 decimals, e.g. 200")
+
+    class Meta:
+        model = StakeEvent
+        fields = ("provider", "kind", "reason")
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk or self.errors:
+            return cleaned
+        # Run the real service and roll it back, so the form shows exactly the errors it would raise
+        # (bad amount, more than staked, slash without a reason) instead of a server error on save.
+        try:
+            with transaction.atomic():
+                stake_record(
+                    provider=cleaned["provider"],
+                    kind=cleaned["kind"],
+                    amount=cleaned.get("amount_spon") or "",
+                    reason=cleaned.get("reason") or "",
+                )
+                raise _DryRun
+        except _DryRun:
+            pass
+        except ApplicationError as exc:
+            field = {"amount": "amount_spon"}.get(exc.extra.get("field", ""), exc.extra.get("field"))
+            self.add_error(field if field in self.fields else None, exc.message)
+        return cleaned
+
+
+@admin.register(StakeEvent)
+class StakeEventAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "provider", "kind", "amount_display", "balance_display", "reason", "created_by")
+    list_filter = ("kind",)
+    search_fields = ("provider__display_name", "provider__user__email", "reason")
+    list_select_related = ("provider", "created_by")
+    raw_id_fields = ("provider",)
+    date_hierarchy = "created_at"
+    form = StakeEventForm
+    readonly_fields = ("amount", "balance_after", "created_at", "created_by")
+
+    def get_fields(self, request: HttpRequest, obj=None):
+        if obj is None:
+            return ("provider", "kind", "amount_spon", "reason")
+        return ("provider", "kind", "amount", "balance_after", "reason", "created_at", "created_by")
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        if obj is None:
+            return ()
+        return ("provider", "kind", "amount", "balance_after", "reason", "created_at", "created_by")
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # the history is the audit trail; correct with an opposite event
+
+    @admin.display(description="Amount ($SPON)")
+    def amount_display(self, obj: StakeEvent) -> str:
+        sign = "+" if obj.kind == StakeEventKind.STAKE else "−"
+        return f"{sign}{obj.amount / 10**SPON_DECIMALS:,f}"
+
+    @admin.display(description="Balance after ($SPON)")
+    def balance_display(self, obj: StakeEvent) -> str:
+        return f"{obj.balance_after / 10**SPON_DECIMALS:,f}"
+
+    def save_model(self, request: HttpRequest, obj: StakeEvent, form, change: bool) -> None:
+        if change:
+            return
+        # stake_record writes the event and the provider's balance together; the admin then logs
+        # and links to `obj`, so it becomes the row the service wrote.
+        event = stake_record(
+            provider=form.cleaned_data["provider"],
+            kind=form.cleaned_data["kind"],
+            amount=form.cleaned_data["amount_spon"],
+            reason=form.cleaned_data.get("reason") or "",
+            by=request.user,  # type: ignore[arg-type]
+        )
+        for field in StakeEvent._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(event, field.attname))
+        obj._state.adding = False

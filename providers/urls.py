@@ -1,4 +1,19 @@
+"""Provider dashboard pages, under /provider/ (the node agent's API lives in providers/api.py)."""
+
 from __future__ import annotations
 
+from django.urls import path
+
+from providers import views
+
 app_name = "providers"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("onboarding/", views.onboarding, name="onboarding"),
+    path("nodes/<int:node_id>/", views.node_detail, name="node"),
+    path("nodes/<int:node_id>/maintenance/", views.node_maintenance, name="node_maintenance"),
+    path("tokens/", views.tokens, name="tokens"),
+    path("tokens/<int:token_id>/revoke/", views.token_revoke, name="token_revoke"),
+    path("prices/", views.prices, name="prices"),
+    path("stake/", views.stake, name="stake"),
+]

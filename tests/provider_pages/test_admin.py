@@ -1,0 +1,99 @@
+"""Admin: stake changes go through stake_record, tokens stay hashes, the review flag can be cleared."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from providers import services
+from providers.models import NodeEvent, NodeToken, StakeEvent
+from tests.factories import make_node, make_user
+
+pytestmark = pytest.mark.django_db
+SPON = Decimal(10) ** 18
+
+
+@pytest.fixture
+def admin_client(client):
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+    return client
+
+
+def test_adding_a_stake_event_in_the_admin_records_it_and_moves_the_balance(admin_client, outsider):
+    node = make_node(provider=outsider, name="rig-a")
+    services.stake_coverage_refresh(provider=outsider)
+    response = admin_client.post(
+        "/admin/providers/stakeevent/add/",
+        {"provider": outsider.id, "kind": "stake", "amount_spon": "200", "reason": "arranged off chain"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    event = StakeEvent.objects.get(provider=outsider)
+    assert (event.amount, event.balance_after, event.reason) == (200 * SPON, 200 * SPON, "arranged off chain")
+    assert event.created_by.is_staff
+    outsider.refresh_from_db()
+    node.refresh_from_db()
+    assert outsider.staked_spon == 200 * SPON and node.stake_covered
+    # The event is then read-only: no editing, no deleting, history stays.
+    page = admin_client.get(f"/admin/providers/stakeevent/{event.id}/change/").content.decode()
+    assert 'name="amount_spon"' not in page and 'name="reason"' not in page
+    assert admin_client.post(f"/admin/providers/stakeevent/{event.id}/delete/", {"post": "yes"}).status_code == 403
+
+
+def test_an_impossible_unstake_is_a_form_error_and_changes_nothing(admin_client, provider):
+    before = provider.staked_spon
+    response = admin_client.post(
+        "/admin/providers/stakeevent/add/", {"provider": provider.id, "kind": "unstake", "amount_spon": "5000"}
+    )
+    assert response.status_code == 200
+    assert "that is less" in response.content.decode()
+    provider.refresh_from_db()
+    assert provider.staked_spon == before
+    assert StakeEvent.objects.filter(provider=provider).count() == 1  # only the fixture's stake
+
+
+def test_the_staked_balance_is_not_editable_on_the_profile(admin_client, provider):
+    page = admin_client.get(f"/admin/providers/providerprofile/{provider.id}/change/").content.decode()
+    assert 'name="staked_spon"' not in page
+    assert "gpu_prices-TOTAL_FORMS" in page  # list prices inline
+
+
+def test_tokens_are_read_only_hashes_and_cannot_be_added(admin_client, provider):
+    row, raw = services.node_token_create(provider=provider, label="rig")
+    page = admin_client.get(f"/admin/providers/nodetoken/{row.id}/change/").content.decode()
+    assert raw not in page and 'name="token_hash"' not in page and row.token_hash in page
+    assert admin_client.get("/admin/providers/nodetoken/add/").status_code == 403
+
+
+def test_admin_revoke_action_revokes_through_the_service(admin_client, provider):
+    row, _raw = services.node_token_create(provider=provider, label="rig")
+    admin_client.post("/admin/providers/nodetoken/", {"action": "revoke", "_selected_action": [row.id]})
+    assert NodeToken.objects.get(id=row.id).revoked_at is not None
+
+
+def test_clear_review_action(admin_client, provider):
+    flagged = make_node(provider=provider, needs_review=True, review_reason="VRAM mismatch")
+    other = make_node(provider=provider, needs_review=True, review_reason="RAM mismatch")
+    admin_client.post("/admin/providers/node/", {"action": "clear_review", "_selected_action": [flagged.id]})
+    flagged.refresh_from_db()
+    other.refresh_from_db()
+    assert (flagged.needs_review, flagged.review_reason) == (False, "")
+    assert other.needs_review
+
+
+def test_node_admin_lists_review_stake_and_simulated_columns(admin_client, provider):
+    make_node(provider=provider, name="demo-box", is_simulated=True)
+    page = admin_client.get("/admin/providers/node/").content.decode()
+    for column in ("column-needs_review", "column-stake_covered", "column-is_simulated", "column-trust_tier"):
+        assert column in page
+    for parameter in ("needs_review__exact", "stake_covered__exact", "is_simulated__exact"):
+        assert parameter in page
+
+
+def test_timeline_records_are_read_only(admin_client, provider):
+    node = make_node(provider=provider)
+    event = NodeEvent.objects.create(node=node, kind="online", at=node.created_at)
+    assert admin_client.get("/admin/providers/nodeevent/").status_code == 200
+    assert admin_client.get("/admin/providers/nodeevent/add/").status_code == 403
+    assert admin_client.post(f"/admin/providers/nodeevent/{event.id}/delete/", {"post": "yes"}).status_code == 403
+    assert NodeEvent.objects.filter(id=event.id).exists()
