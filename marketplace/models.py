@@ -41,3 +41,174 @@ class DemoMarket(models.Model):
 
     def __str__(self) -> str:
         return f"demo market v{self.generator_version}: seed={self.seed} nodes={self.nodes}"
+
+
+# --- Deployments (issue 5) ----------------------------------------------------------------------
+
+
+class DeploymentStatus(models.TextChoices):
+    PENDING = "pending", "Pending: looking for a node"
+    MATCHED = "matched", "Matched: node chosen"
+    PROVISIONING = "provisioning", "Provisioning: starting the workload"
+    RUNNING = "running", "Running"
+    CLOSED = "closed", "Closed"
+    FAILED = "failed", "Failed"
+
+
+ACTIVE_DEPLOYMENT_STATUSES = (
+    DeploymentStatus.PENDING,
+    DeploymentStatus.MATCHED,
+    DeploymentStatus.PROVISIONING,
+    DeploymentStatus.RUNNING,
+)
+
+
+class CloseReason(models.TextChoices):
+    USER_CLOSED = "user_closed", "Closed by the renter"
+    INSUFFICIENT_FUNDS = "insufficient_funds", "Insufficient funds"
+    EXPIRED = "expired", "Duration over"
+    NO_MATCH = "no_match", "No node matched in time"
+    PROVIDER_FAILED = "provider_failed", "The node failed"
+    EXITED = "exited", "The workload exited"
+    WORKLOAD_FAILED = "workload_failed", "The workload failed to start"
+
+
+class Deployment(models.Model):
+    """A renter's request for compute, from submission to close; leases are its placements."""
+
+    owner = models.ForeignKey("accounts.User", on_delete=models.PROTECT, related_name="deployments")
+    name = models.CharField(max_length=120)
+    spec_source = models.TextField(help_text="As submitted (YAML or JSON)")
+    spec = models.JSONField(help_text="Normalised spec (marketplace.spec)")
+    spec_hash = models.CharField(max_length=64)
+    mode = models.CharField(max_length=10)
+    failover = models.BooleanField(default=True)
+    duration_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: until closed")
+    max_price_per_hour_micros = models.BigIntegerField()
+    status = models.CharField(max_length=12, choices=DeploymentStatus.choices, default=DeploymentStatus.PENDING)
+    hold = models.ForeignKey(
+        "billing.Hold", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        help_text="Funds held while no lease runs",
+    )  # fmt: skip
+    close_reason = models.CharField(max_length=20, choices=CloseReason.choices, blank=True)
+    failure_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="First lease running")
+    ends_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="deployment_owner_created"),
+            models.Index(fields=["status", "ends_at"], name="deployment_status_ends"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.name}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_DEPLOYMENT_STATUSES
+
+
+class OrderStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    MATCHING = "matching", "Being matched"
+    MATCHED = "matched", "Matched"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Order(models.Model):
+    """One attempt to place a deployment: the first, and one more after each failover."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="orders")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(max_length=10, choices=OrderStatus.choices, default=OrderStatus.OPEN)
+    excluded_node_ids = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField()
+    deadline_at = models.DateTimeField()
+    matched_at = models.DateTimeField(null=True, blank=True)
+    failure_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["created_at"], condition=models.Q(status="open"), name="order_open")]
+        constraints = [models.UniqueConstraint(fields=["deployment", "attempt"], name="order_unique_attempt")]
+
+
+class MatchRecord(models.Model):
+    """Why the matchmaker chose a node: every scored candidate, the weights, the seed, the commitment."""
+
+    order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="match")
+    seed = models.CharField(max_length=64)
+    weights = models.JSONField()
+    candidates = models.JSONField(help_text="Raw inputs of each scored candidate, in SQL order")
+    scores = models.JSONField(help_text="Each candidate's factor scores and total, best first")
+    winner_node_id = models.BigIntegerField()
+    commitment = models.CharField(max_length=64, help_text="SHA-256 of the canonical match document")
+    candidate_count = models.PositiveIntegerField()
+    created_at = models.DateTimeField()
+
+
+class LeaseStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    CLOSED = "closed", "Closed"
+
+
+class Lease(models.Model):
+    """A deployment placed on a node at a locked price, with the capacity it reserved."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT, related_name="leases")
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="lease")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="leases")
+    price_per_hour_micros = models.BigIntegerField()
+    gpus = models.PositiveSmallIntegerField()
+    cpu_cores = models.PositiveIntegerField()
+    memory_gb = models.PositiveIntegerField()
+    storage_gb = models.PositiveIntegerField()
+    status = models.CharField(max_length=8, choices=LeaseStatus.choices, default=LeaseStatus.ACTIVE)
+    agent_state = models.CharField(max_length=14, default="assigned", help_text="Last state the agent reported")
+    exit_code = models.IntegerField(null=True, blank=True)
+    meter = models.OneToOneField(
+        "billing.UsageMeter", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.CharField(max_length=20, choices=CloseReason.choices, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["node"], condition=models.Q(status="active"), name="lease_active_node")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment"], condition=models.Q(status="active"), name="lease_one_active_per_deployment"
+            )
+        ]
+
+
+class DeploymentEvent(models.Model):
+    """The deployment's timeline."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="events")
+    lease = models.ForeignKey(Lease, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
+    kind = models.CharField(max_length=20)
+    at = models.DateTimeField()
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["deployment", "at"], name="deployment_event_at")]
+
+
+class LeaseLogLine(models.Model):
+    lease = models.ForeignKey(Lease, on_delete=models.CASCADE, related_name="log_lines")
+    at = models.DateTimeField()
+    stream = models.CharField(max_length=6, default="stdout")
+    line = models.TextField()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["lease", "id"], name="lease_log_lease_id")]

@@ -8,3 +8,48 @@ from marketplace.selectors import market_board_refresh
 @shared_task(name="marketplace.tasks.refresh_market_board", acks_late=True, ignore_result=True)
 def refresh_market_board() -> int:
     return market_board_refresh()
+
+
+@shared_task(name="marketplace.tasks.match_order", acks_late=True, ignore_result=True)
+def match_order(order_id: int) -> str:
+    from marketplace.matchmaker import match_order as match
+
+    return match(order_id=order_id).status
+
+
+@shared_task(name="marketplace.tasks.sweep_open_orders", acks_late=True, ignore_result=True)
+def sweep_open_orders() -> int:
+    """Orders still open (waiting for capacity, or enqueued while no worker ran) are tried again;
+    orders stuck "matching" after a worker died are reopened."""
+    from datetime import timedelta
+
+    from marketplace.matchmaker import match_order as match
+    from marketplace.models import Order, OrderStatus
+    from spheron_web import clock
+
+    Order.objects.filter(status=OrderStatus.MATCHING, created_at__lt=clock.now() - timedelta(minutes=5)).update(
+        status=OrderStatus.OPEN
+    )
+    done = 0
+    for order_id in (
+        Order.objects.filter(status=OrderStatus.OPEN).order_by("created_at").values_list("id", flat=True)[:500]
+    ):
+        match(order_id=order_id)
+        done += 1
+    return done
+
+
+@shared_task(name="marketplace.tasks.expire_deployments", acks_late=True, ignore_result=True)
+def expire_deployments() -> int:
+    from marketplace.deployments import deployments_expire
+
+    return deployments_expire()
+
+
+@shared_task(name="marketplace.tasks.fail_node_leases", acks_late=True, ignore_result=True)
+def fail_node_leases(node_id: int, last_good_iso: str) -> int:
+    from datetime import datetime
+
+    from marketplace.deployments import node_leases_fail
+
+    return node_leases_fail(node_id=node_id, last_good=datetime.fromisoformat(last_good_iso))

@@ -166,6 +166,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_int("UPTIME_REFRESH_SECONDS", 300, min_value=10, max_value=3600),
     },
     # Eras end at 00:00 UTC; the hourly run closes any that ended and are not closed yet.
+    "sweep-open-orders": {
+        "task": "marketplace.tasks.sweep_open_orders",
+        "schedule": env_int("ORDER_SWEEP_SECONDS", 10, min_value=1, max_value=600),
+    },
+    "expire-deployments": {
+        "task": "marketplace.tasks.expire_deployments",
+        "schedule": env_int("DEPLOYMENT_EXPIRY_SECONDS", 30, min_value=1, max_value=3600),
+    },
     "close-eras": {
         "task": "providers.tasks.close_eras",
         "schedule": env_int("ERA_CLOSE_CHECK_SECONDS", 3600, min_value=60, max_value=86400),
@@ -290,6 +298,28 @@ NODE_CHALLENGE_TOLERANCE = env_decimal(
 NODE_REWARD_COOLDOWN_SECONDS = env_int("NODE_REWARD_COOLDOWN_SECONDS", 3 * 3600, min_value=0, max_value=86400)
 NODE_MIN_AGENT_VERSION = env_str("NODE_MIN_AGENT_VERSION", "0.1.0")
 NODE_ERA_HOURS = 24
+
+# Deployments and the matchmaker (marketplace.matchmaker). Weights of the normalised factors.
+MATCH_WEIGHTS = {
+    name: env_decimal(f"MATCH_WEIGHT_{name.upper()}", Decimal(default), min_value=Decimal(0), max_value=Decimal(100))
+    for name, default in (
+        ("price", "0.30"),
+        ("uptime", "0.25"),
+        ("reputation", "0.15"),
+        ("stake", "0.10"),
+        ("proximity", "0.05"),
+        ("fit", "0.05"),
+        ("random", "0.10"),
+    )
+}
+MATCH_TIMEOUT_SECONDS = env_int("MATCH_TIMEOUT_SECONDS", 60, min_value=1, max_value=3600)
+MATCH_CANDIDATE_LIMIT = env_int("MATCH_CANDIDATE_LIMIT", 50, min_value=1, max_value=1000)
+# Key of the seed derivation (HMAC of the order); defaults to one derived from SECRET_KEY.
+MATCH_SEED_SECRET = env_str("MATCH_SEED_SECRET", "") or ""
+# Hold for the whole duration, but at most this many hours up front (topped up as it runs).
+DEPLOYMENT_HOLD_HOURS = env_int("DEPLOYMENT_HOLD_HOURS", 24, min_value=1, max_value=24 * 31)
+# A node silent this long during a lease is declared failed and the deployment moves on.
+FAILOVER_GRACE_SECONDS = env_int("FAILOVER_GRACE_SECONDS", 120, min_value=0, max_value=3600)
 
 # Ninja: no silent coercions in the API; our own error shape is set in spheron_web/api.py.
 NINJA_PAGINATION_MAX_LIMIT = 200

@@ -1,0 +1,544 @@
+"""Deployments: create (spec, estimate, hold, order), leases, agent events, close, expiry, failover.
+
+Billing: a deployment holds funds for its duration (at most DEPLOYMENT_HOLD_HOURS up front) at its
+max price while it looks for a node. A match swaps that hold for a usage meter at the lease's
+locked price (billing.usage); the meter accrues per second and is settled hourly. Closing settles
+and releases the rest. A failed node is not charged past its last good heartbeat.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F
+from django.http import Http404
+from django.urls import reverse
+
+from accounts.models import User
+from billing import hooks as billing_hooks
+from billing.models import Hold
+from billing.selectors import user_balances
+from billing.services import hold_place, hold_release
+from billing.usage import fee_rate_for, meter_close, meter_open
+from marketplace.models import (
+    ACTIVE_DEPLOYMENT_STATUSES,
+    CloseReason,
+    Deployment,
+    DeploymentEvent,
+    DeploymentStatus,
+    Lease,
+    LeaseLogLine,
+    LeaseStatus,
+    MatchRecord,
+    Order,
+    OrderStatus,
+)
+from marketplace.spec import Spec, spec_parse
+from providers import hooks as provider_hooks
+from providers.models import GpuModel, Node, NodeStatus, Region
+from spheron_web import clock
+from spheron_web.errors import ApplicationError
+from spheron_web.money import format_usd
+
+MAX_ACTIVE_DEPLOYMENTS = 50
+LOG_LINES_KEPT = 20_000
+
+
+def _event(deployment: Deployment, kind: str, message: str, *, at: datetime, lease: Lease | None = None) -> None:
+    DeploymentEvent.objects.create(deployment=deployment, lease=lease, kind=kind, at=at, message=message[:2000])
+
+
+def spec_from_source(source: str | dict) -> Spec:
+    return spec_parse(
+        source,
+        known_models=set(GpuModel.objects.values_list("slug", flat=True)),
+        known_regions=set(Region.objects.values_list("code", flat=True)),
+    )
+
+
+def hold_hours(spec: Spec | dict) -> int:
+    duration = spec.duration_seconds if isinstance(spec, Spec) else spec.get("duration_seconds")
+    if duration is None:
+        return settings.DEPLOYMENT_HOLD_HOURS
+    return max(1, min(settings.DEPLOYMENT_HOLD_HOURS, -(-duration // 3600)))
+
+
+def estimate(spec: Spec) -> dict[str, Any]:
+    """The worst case the renter can be charged, and what is held now."""
+    hourly = spec.max_price_per_hour_micros
+    total = None if spec.duration_seconds is None else -(-hourly * spec.duration_seconds // 3600)
+    held = hourly * hold_hours(spec)
+    return {
+        "max_price_per_hour_micros": hourly,
+        "max_total_micros": total,
+        "hold_micros": held,
+        "hold_hours": hold_hours(spec),
+        "max_price_per_hour": format_usd(hourly, places=2),
+        "max_total": format_usd(total, places=2) if total is not None else None,
+        "hold": format_usd(held, places=2),
+    }
+
+
+def get_deployment_for_user(user: User, deployment_id: int) -> Deployment:
+    deployment = Deployment.objects.filter(owner=user, id=deployment_id).first()
+    if deployment is None:
+        raise Http404("No such deployment.")
+    return deployment
+
+
+def _name(spec: Spec) -> str:
+    first = spec.services[0]
+    return f"{first.name} ({first.image})"[:120]
+
+
+def deployment_create(*, user: User, source: str | dict) -> Deployment:
+    """Validate, hold the worst case, open an order and enqueue matching on commit."""
+    spec = spec_from_source(source)
+    if spec.node:
+        node = Node.objects.filter(id=spec.node).select_related("gpu_model").first()
+        if node is None or not node.is_listed:
+            raise ApplicationError(
+                f"Node {spec.node} is not available to rent right now.", {"field": "deployment.attributes.node"}
+            )
+        if node.mode != spec.mode:
+            raise ApplicationError(
+                f"Node {spec.node} is a {node.mode}-mode node; the spec asks for {spec.mode} mode.",
+                {"field": "deployment.mode"},
+            )
+    cost = estimate(spec)
+    if Deployment.objects.filter(owner=user, status__in=ACTIVE_DEPLOYMENT_STATUSES).count() >= MAX_ACTIVE_DEPLOYMENTS:
+        raise ApplicationError(f"You have {MAX_ACTIVE_DEPLOYMENTS} active deployments, the most allowed.", status=409)
+    balances = user_balances(user=user)
+    if balances.debt:
+        raise ApplicationError(
+            f"Your account owes {format_usd(balances.debt, places=2)}. Top up to clear it first.",
+            {"top_up_url": reverse("billing"), "debt_micros": balances.debt},
+            status=402,
+        )
+    if balances.available < cost["hold_micros"]:
+        raise ApplicationError(
+            f"Not enough credits: this deployment holds {cost['hold']} ({cost['hold_hours']} h at up to "
+            f"{cost['max_price_per_hour']}/h) and you have {format_usd(balances.available, places=2)}. Top up first.",
+            {
+                "top_up_url": reverse("billing"),
+                "needed_micros": cost["hold_micros"],
+                "available_micros": balances.available,
+            },
+            status=402,
+        )
+    now = clock.now()
+    text = source if isinstance(source, str) else __import__("json").dumps(source, indent=2, sort_keys=True)
+    with transaction.atomic():
+        deployment = Deployment.objects.create(
+            owner=user,
+            name=_name(spec),
+            spec_source=text,
+            spec=spec.canonical(),
+            spec_hash=spec.hash,
+            mode=spec.mode,
+            failover=spec.failover,
+            duration_seconds=spec.duration_seconds,
+            max_price_per_hour_micros=spec.max_price_per_hour_micros,
+            created_at=now,
+        )
+        deployment.hold = hold_place(
+            user=user, amount=cost["hold_micros"], reference_type="deployment", reference_id=f"{deployment.id}:1"
+        )
+        deployment.save(update_fields=["hold"])
+        _order_open(deployment, attempt=1, excluded=[], now=now)
+        _event(deployment, "created", f"Submitted; holding {cost['hold']} for {cost['hold_hours']} h.", at=now)
+    return deployment
+
+
+def _order_open(deployment: Deployment, *, attempt: int, excluded: list[int], now: datetime) -> Order:
+    from marketplace.tasks import match_order
+
+    order = Order.objects.create(
+        deployment=deployment,
+        attempt=attempt,
+        excluded_node_ids=excluded,
+        created_at=now,
+        deadline_at=now + timedelta(seconds=settings.MATCH_TIMEOUT_SECONDS),
+    )
+    transaction.on_commit(lambda: match_order.delay(order.id))
+    return order
+
+
+def lease_start(*, order: Order, node_id: int, request, price: int, record: MatchRecord, now: datetime) -> Lease:
+    """Called by the matchmaker inside its transaction, after the capacity was reserved."""
+    deployment = Deployment.objects.select_for_update().get(id=order.deployment_id)
+    node = Node.objects.select_related("provider__user").get(id=node_id)
+    lease = Lease.objects.create(
+        deployment=deployment,
+        order=order,
+        node=node,
+        price_per_hour_micros=price,
+        gpus=request.gpu_units,
+        cpu_cores=request.cpu_cores,
+        memory_gb=request.memory_gb,
+        storage_gb=request.storage_gb,
+        started_at=now,
+    )
+    old_hold = deployment.hold
+    if old_hold is not None:
+        hold_release(hold=old_hold)
+    if price > 0:
+        lease.meter = meter_open(
+            renter=deployment.owner,
+            payee=node.provider.user,
+            price_per_hour=price,
+            fee_rate=fee_rate_for(deployment.mode),
+            hold_amount=price * hold_hours(deployment.spec),
+            reference_type="lease",
+            reference_id=str(lease.id),
+            started_at=now,
+        )
+        lease.save(update_fields=["meter"])
+    Order.objects.filter(id=order.id).update(status=OrderStatus.MATCHED, matched_at=now)
+    deployment.status = DeploymentStatus.MATCHED
+    deployment.hold = None
+    if deployment.ends_at is None and deployment.duration_seconds:
+        deployment.ends_at = now + timedelta(seconds=deployment.duration_seconds)
+    deployment.save(update_fields=["status", "hold", "ends_at", "updated_at"])
+    _event(
+        deployment,
+        "matched",
+        f"Matched node {node.id} ({node.gpu_model_id}, {node.region_id}) of {node.provider.display_name} at "
+        f"{format_usd(price, places=4)}/h, best of {record.candidate_count} candidates; "
+        f"commitment {record.commitment[:16]}…",
+        at=now,
+        lease=lease,
+    )
+    transaction.on_commit(lambda: _assignments_changed(node.id))
+    return lease
+
+
+def order_fail(*, order: Order, reason: str, now: datetime) -> None:
+    with transaction.atomic():
+        Order.objects.filter(id=order.id).update(status=OrderStatus.FAILED, failure_reason=reason)
+        deployment = Deployment.objects.select_for_update().get(id=order.deployment_id)
+        if deployment.hold_id:
+            hold_release(hold=deployment.hold)
+        deployment.status = DeploymentStatus.FAILED
+        deployment.close_reason = CloseReason.NO_MATCH
+        deployment.failure_reason = reason
+        deployment.closed_at = now
+        deployment.hold = None
+        deployment.save(update_fields=["status", "close_reason", "failure_reason", "closed_at", "hold", "updated_at"])
+        _event(
+            deployment,
+            "failed",
+            f"No match in {settings.MATCH_TIMEOUT_SECONDS} s: {reason} The hold was released.",
+            at=now,
+        )
+
+
+def _release_capacity(lease: Lease) -> None:
+    Node.objects.filter(id=lease.node_id).update(
+        available_gpus=F("available_gpus") + lease.gpus,
+        available_cpu_cores=F("available_cpu_cores") + lease.cpu_cores,
+        available_memory_gb=F("available_memory_gb") + lease.memory_gb,
+        available_storage_gb=F("available_storage_gb") + lease.storage_gb,
+    )
+
+
+def _lease_end(lease: Lease, *, reason: str, now: datetime, charge_until: datetime | None = None) -> None:
+    """Close a lease: settle the meter (up to `charge_until`), free the node's capacity."""
+    if lease.status != LeaseStatus.ACTIVE:
+        return
+    if lease.meter_id:
+        meter_close(meter=lease.meter, now=charge_until or now, reason=reason)
+    Lease.objects.filter(id=lease.id).update(status=LeaseStatus.CLOSED, ended_at=now, close_reason=reason)
+    lease.status, lease.ended_at, lease.close_reason = LeaseStatus.CLOSED, now, reason
+    _release_capacity(lease)
+    transaction.on_commit(lambda: _assignments_changed(lease.node_id))
+
+
+def deployment_close(*, deployment: Deployment, reason: str = CloseReason.USER_CLOSED, message: str = "") -> Deployment:
+    """Close a deployment (idempotent): stop its lease, settle, refund what is left of the hold."""
+    now = clock.now()
+    with transaction.atomic():
+        deployment = Deployment.objects.select_for_update().get(id=deployment.id)
+        if not deployment.is_active:
+            return deployment
+        for lease in Lease.objects.filter(deployment=deployment, status=LeaseStatus.ACTIVE).select_related("meter"):
+            _lease_end(lease, reason=reason, now=now)
+        Order.objects.filter(deployment=deployment, status__in=[OrderStatus.OPEN, OrderStatus.MATCHING]).update(
+            status=OrderStatus.CANCELLED
+        )
+        if deployment.hold_id:
+            hold_release(hold=Hold.objects.get(id=deployment.hold_id))
+            deployment.hold = None
+        failed = reason == CloseReason.WORKLOAD_FAILED
+        deployment.status = DeploymentStatus.FAILED if failed else DeploymentStatus.CLOSED
+        deployment.close_reason = reason
+        deployment.closed_at = now
+        if failed:
+            deployment.failure_reason = message
+        deployment.save(update_fields=["status", "close_reason", "closed_at", "hold", "failure_reason", "updated_at"])
+        label = CloseReason(reason).label if reason in CloseReason.values else reason
+        _event(deployment, "closed", f"{label}. {message}".strip(), at=now)
+    return deployment
+
+
+# --- The agent side (registered with providers.hooks in apps.ready) ------------------------------
+
+
+def _assignments_key(node_id: int) -> str:
+    return f"node:leases:{node_id}"
+
+
+def _assignments_changed(node_id: int) -> None:
+    cache.delete(_assignments_key(node_id))
+
+
+def assignments_for_node(node_id: int, reported: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Start what the node should run and does not report; stop what it runs that is closed."""
+    key = _assignments_key(node_id)
+    active = cache.get(key)
+    if active is None:
+        active = [
+            {"lease_id": lease.id, "state": lease.agent_state, "spec": lease.deployment.spec}
+            for lease in Lease.objects.filter(node_id=node_id, status=LeaseStatus.ACTIVE).select_related("deployment")
+        ]
+        cache.set(key, active, 300)
+    running = {item["lease_id"] for item in reported}
+    assignments = []
+    for lease in active:
+        if lease["lease_id"] not in running and lease["state"] in ("assigned", "provisioning"):
+            assignments.append(_start_assignment(lease["lease_id"], lease["spec"]))
+    active_ids = {lease["lease_id"] for lease in active}
+    for lease_id in running - active_ids:
+        assignments.append({"lease_id": lease_id, "action": "stop"})
+    return assignments
+
+
+def _start_assignment(lease_id: int, spec: dict[str, Any]) -> dict[str, Any]:
+    service = spec["services"][0]  # all services share the node; the agent runs the first as the workload
+    return {
+        "lease_id": lease_id,
+        "action": "start",
+        "image": service["image"],
+        "command": service["command"],
+        "args": service["args"],
+        "env": service["env"],
+        "ports": service["ports"],
+        "resources": {
+            "cpu_units": spec["cpu_cores"],
+            "memory_gb": spec["memory_gb"],
+            "storage_gb": spec["storage_gb"],
+            "gpu_units": spec["gpu_units"],
+        },
+    }
+
+
+def lease_events(node_id: int, lease_id: int, events: list[dict[str, Any]]) -> bool:
+    """Store what the agent reports about a lease on its node; False if it is not its lease."""
+    now = clock.now()
+    with transaction.atomic():
+        lease = Lease.objects.select_for_update().filter(id=lease_id, node_id=node_id).first()
+        if lease is None:
+            return False
+        deployment = Deployment.objects.select_for_update().get(id=lease.deployment_id)
+        lines = []
+        for event in events:
+            kind = event["type"]
+            if kind == "log":
+                lines += [
+                    LeaseLogLine(lease=lease, at=now, stream=event.get("stream") or "stdout", line=line)
+                    for line in event["lines"]
+                ]
+                continue
+            if lease.status != LeaseStatus.ACTIVE:
+                _event(deployment, f"agent_{kind}", event.get("message") or kind, at=now, lease=lease)
+                continue
+            if kind == "provisioning":
+                lease.agent_state = "provisioning"
+                if deployment.status == DeploymentStatus.MATCHED:
+                    deployment.status = DeploymentStatus.PROVISIONING
+                _event(
+                    deployment,
+                    "provisioning",
+                    event.get("message") or "The node is starting the workload.",
+                    at=now,
+                    lease=lease,
+                )
+            elif kind == "running":
+                lease.agent_state = "running"
+                deployment.status = DeploymentStatus.RUNNING
+                deployment.started_at = deployment.started_at or now
+                _event(deployment, "running", "The workload is running.", at=now, lease=lease)
+            elif kind == "exited":
+                lease.agent_state, lease.exit_code = "exited", event.get("exit_code")
+                lease.save(update_fields=["agent_state", "exit_code"])
+                deployment.save(update_fields=["status", "started_at", "updated_at"])
+                deployment_close(
+                    deployment=deployment, reason=CloseReason.EXITED, message=f"Exit code {lease.exit_code}."
+                )
+                deployment.refresh_from_db()
+                lease.refresh_from_db()
+            elif kind == "failed":
+                lease.agent_state = "failed"
+                lease.save(update_fields=["agent_state"])
+                deployment.save(update_fields=["status", "started_at", "updated_at"])
+                deployment_close(
+                    deployment=deployment,
+                    reason=CloseReason.WORKLOAD_FAILED,
+                    message=event.get("message") or "The workload failed.",
+                )
+                deployment.refresh_from_db()
+                lease.refresh_from_db()
+            elif kind == "stopped":
+                lease.agent_state = "stopped"
+                _event(
+                    deployment,
+                    "stopped",
+                    event.get("message") or "The agent stopped the workload.",
+                    at=now,
+                    lease=lease,
+                )
+        if lines:
+            LeaseLogLine.objects.bulk_create(lines)
+        if lease.status == LeaseStatus.ACTIVE:
+            lease.save(update_fields=["agent_state", "exit_code"])
+            deployment.save(update_fields=["status", "started_at", "updated_at"])
+    if any(event["type"] != "log" for event in events):
+        _assignments_changed(node_id)
+    return True
+
+
+def lease_summaries(node_ids: list[int]) -> dict[int, str]:
+    leases = Lease.objects.filter(node_id__in=node_ids, status=LeaseStatus.ACTIVE).select_related("deployment__owner")
+    return {lease.node_id: f"#{lease.deployment_id} {lease.deployment.name} ({lease.agent_state})" for lease in leases}
+
+
+# --- Failover, expiry, insufficient funds ----------------------------------------------------------
+
+
+def node_went_offline(node_id: int, at: datetime) -> None:
+    """providers' offline hook: check again after the grace period (a blip is not a failure)."""
+    if not Lease.objects.filter(node_id=node_id, status=LeaseStatus.ACTIVE).exists():
+        return
+    from marketplace.tasks import fail_node_leases
+
+    fail_node_leases.apply_async((node_id, at.isoformat()), countdown=settings.FAILOVER_GRACE_SECONDS)
+
+
+LeasePenalty = Any
+_penalty_handlers: list = []
+
+
+def register_lease_failure_penalty(handler) -> None:
+    """`handler(lease, last_good_heartbeat)`: the rewards/slashing work fills this in."""
+    if handler not in _penalty_handlers:
+        _penalty_handlers.append(handler)
+
+
+def node_leases_fail(*, node_id: int, last_good: datetime) -> int:
+    """The node is still down after the grace period: end its leases, charge nothing after the last
+    good heartbeat, penalise the provider, and re-match each deployment elsewhere (unless turned off)."""
+    node = Node.objects.filter(id=node_id).first()
+    if node is None or (node.status == NodeStatus.ONLINE and node.online_since and node.online_since > last_good):
+        return 0  # came back within the grace period
+    failed = 0
+    now = clock.now()
+    for lease_id in list(Lease.objects.filter(node_id=node_id, status=LeaseStatus.ACTIVE).values_list("id", flat=True)):
+        with transaction.atomic():
+            lease = Lease.objects.select_for_update().select_related("meter").get(id=lease_id)
+            if lease.status != LeaseStatus.ACTIVE:
+                continue
+            deployment = Deployment.objects.select_for_update().get(id=lease.deployment_id)
+            charge_until = max(last_good, lease.started_at)
+            _lease_end(lease, reason=CloseReason.PROVIDER_FAILED, now=now, charge_until=charge_until)
+            for handler in _penalty_handlers:
+                handler(lease, last_good)
+            _event(
+                deployment,
+                "node_failed",
+                f"Node {node_id} stopped heartbeating at {last_good:%H:%M:%S} UTC and did not come back within "
+                f"{settings.FAILOVER_GRACE_SECONDS} s. Not charged after its last heartbeat.",
+                at=now,
+                lease=lease,
+            )
+            failed += 1
+            if not deployment.failover:
+                deployment.status = DeploymentStatus.CLOSED
+                deployment.close_reason = CloseReason.PROVIDER_FAILED
+                deployment.closed_at = now
+                deployment.save(update_fields=["status", "close_reason", "closed_at", "updated_at"])
+                _event(deployment, "closed", "The node failed and failover is off for this deployment.", at=now)
+                continue
+            _rematch(deployment, failed_node=node_id, now=now)
+    return failed
+
+
+def _rematch(deployment: Deployment, *, failed_node: int, now: datetime) -> None:
+    last = deployment.orders.order_by("-attempt").first()
+    attempt = (last.attempt if last else 0) + 1
+    excluded = sorted(set((last.excluded_node_ids if last else []) + [failed_node]))
+    amount = deployment.max_price_per_hour_micros * hold_hours(deployment.spec)
+    try:
+        with transaction.atomic():
+            deployment.hold = hold_place(
+                user=deployment.owner,
+                amount=amount,
+                reference_type="deployment",
+                reference_id=f"{deployment.id}:{attempt}",
+            )
+    except ApplicationError:
+        deployment.status = DeploymentStatus.CLOSED
+        deployment.close_reason = CloseReason.INSUFFICIENT_FUNDS
+        deployment.closed_at = now
+        deployment.save(update_fields=["status", "close_reason", "closed_at", "updated_at"])
+        _event(deployment, "closed", "Could not fail over: not enough credits to hold for a new node.", at=now)
+        return
+    deployment.status = DeploymentStatus.PENDING
+    deployment.save(update_fields=["status", "hold", "updated_at"])
+    _order_open(deployment, attempt=attempt, excluded=excluded, now=now)
+    _event(
+        deployment, "failover", f"Looking for another node (attempt {attempt}, excluding node {failed_node}).", at=now
+    )
+
+
+def deployments_expire(*, now: datetime | None = None) -> int:
+    now = now or clock.now()
+    expired = 0
+    for deployment in Deployment.objects.filter(status__in=ACTIVE_DEPLOYMENT_STATUSES, ends_at__lte=now):
+        deployment_close(deployment=deployment, reason=CloseReason.EXPIRED, message="The duration is over.")
+        expired += 1
+    return expired
+
+
+def billing_close_handler(reference_type: str, reference_id: str, reason: str) -> None:
+    """billing's hook: a lease's meter ran out of funds (after the warning) or its reservation expired."""
+    if reference_type != "lease":
+        return
+    lease = Lease.objects.filter(id=int(reference_id)).select_related("deployment").first()
+    if lease is None:
+        return
+    close_reason = CloseReason.INSUFFICIENT_FUNDS if reason == "insufficient_funds" else CloseReason.EXPIRED
+    deployment_close(deployment=lease.deployment, reason=close_reason)
+
+
+def register_hooks() -> None:
+    provider_hooks.register_assignment_source(assignments_for_node)
+    provider_hooks.register_lease_event_handler(lease_events)
+    provider_hooks.register_offline_handler(node_went_offline)
+    provider_hooks.register_lease_summary(lease_summaries)
+    billing_hooks.register_insufficient_funds_handler(billing_close_handler)
+
+
+def deployment_cost_so_far(deployment: Deployment) -> int:
+    from billing.usage import meter_accrued
+
+    total = 0
+    now = clock.now()
+    for lease in Lease.objects.filter(deployment=deployment).select_related("meter"):
+        if lease.meter is None:
+            continue
+        total += lease.meter.charged if lease.meter.closed_at else meter_accrued(lease.meter, now=now)
+    return total

@@ -1,0 +1,342 @@
+"""The matchmaker: candidates in SQL, scores in Python (spheron_sdk.matching), a conditional
+update that reserves capacity, a lease at the locked price, and a commitment anyone can check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import BigIntegerField, Count, F, Min, Q, QuerySet, Value
+from django.db.models.functions import Cast
+from spheron_sdk import matching
+
+from marketplace.models import (
+    Deployment,
+    DeploymentEvent,
+    DeploymentStatus,
+    Lease,
+    MatchRecord,
+    Order,
+    OrderStatus,
+)
+from providers.models import Node, NodeStatus, ProviderProfile, Region, StakeEvent
+from spheron_web import clock
+from spheron_web.money import HOURS_PER_MONTH, format_usd
+
+MAX_RESERVE_ATTEMPTS = 5
+
+
+@dataclass
+class Request:
+    """What the matchmaker needs from a normalised spec."""
+
+    mode: str
+    tiers: list[int]
+    cpu_cores: int
+    memory_gb: int
+    storage_gb: int
+    gpu_units: int
+    gpu_models: list[str]
+    min_vram_gb: int
+    max_price_per_hour_micros: int
+    regions: list[str]
+    region_exclude: list[str]
+    desired_provider: str
+    provider_exclude: list[str]
+    node: int | None
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> Request:
+        return cls(**{name: spec.get(name) for name in cls.__dataclass_fields__})
+
+
+def lease_price_expression(request: Request):
+    """Hourly price of the requested share of a node, in micro-USD, rounded half-up once like
+    providers.pricing: GPUs per hour, CPU/memory/storage per month over 730 hours."""
+    monthly = (
+        Value(request.cpu_cores) * F("cpu_price_per_core_month_micros")
+        + Value(request.memory_gb) * F("memory_price_per_gb_month_micros")
+        + Value(request.storage_gb) * F("storage_price_per_gb_month_micros")
+    )
+    return Value(request.gpu_units) * F("gpu_price_per_hour_micros") + Cast(
+        (2 * monthly + HOURS_PER_MONTH) / (2 * HOURS_PER_MONTH), BigIntegerField()
+    )
+
+
+def lease_price(node: Node, request: Request) -> int:
+    monthly = (
+        request.cpu_cores * node.cpu_price_per_core_month_micros
+        + request.memory_gb * node.memory_price_per_gb_month_micros
+        + request.storage_gb * node.storage_price_per_gb_month_micros
+    )
+    return request.gpu_units * node.gpu_price_per_hour_micros + (2 * monthly + HOURS_PER_MONTH) // (2 * HOURS_PER_MONTH)
+
+
+def _provider_filter(values: list[str]) -> Q:
+    ids = [int(v) for v in values if str(v).isdigit()]
+    names = [v for v in values if not str(v).isdigit()]
+    return Q(provider_id__in=ids) | Q(provider__display_name__in=names)
+
+
+def eligible_nodes(request: Request, *, excluded: list[int] = (), with_price: bool = True) -> QuerySet[Node]:
+    """Every filter of the order, as one indexed query (the partial "listed" indexes apply)."""
+    nodes = Node.objects.filter(
+        status=NodeStatus.ONLINE,
+        in_maintenance=False,
+        stake_covered=True,
+        available_gpus__gt=0,
+        mode=request.mode,
+        trust_tier__in=request.tiers,
+        available_cpu_cores__gte=request.cpu_cores,
+        available_memory_gb__gte=request.memory_gb,
+        available_storage_gb__gte=request.storage_gb,
+    )
+    if request.gpu_units:
+        nodes = nodes.filter(available_gpus__gte=request.gpu_units, gpu_model__kind="gpu")
+    if request.gpu_models:
+        nodes = nodes.filter(gpu_model_id__in=request.gpu_models)
+    if request.min_vram_gb:
+        nodes = nodes.filter(vram_gb__gte=request.min_vram_gb)
+    if request.region_exclude:
+        nodes = nodes.exclude(region_id__in=request.region_exclude)
+    if request.desired_provider:
+        nodes = nodes.filter(_provider_filter([request.desired_provider]))
+    if request.provider_exclude:
+        nodes = nodes.exclude(_provider_filter(request.provider_exclude))
+    if request.node:
+        nodes = nodes.filter(id=request.node)
+    if excluded:
+        nodes = nodes.exclude(id__in=list(excluded))
+    if with_price:
+        nodes = nodes.annotate(lease_price=lease_price_expression(request)).filter(
+            lease_price__lte=request.max_price_per_hour_micros
+        )
+    return nodes
+
+
+def candidate_rows(request: Request, *, excluded: list[int] = ()) -> list[dict[str, Any]]:
+    """The cheapest MATCH_CANDIDATE_LIMIT nodes that pass every filter, in the requested regions."""
+    nodes = eligible_nodes(request, excluded=excluded)
+    if request.regions:
+        nodes = nodes.filter(region_id__in=request.regions)
+    order = ("gpu_price_per_hour_micros", "id") if request.gpu_units else ("price_per_hour_micros", "id")
+    return list(
+        nodes.order_by(*order).values(
+            "id", "provider_id", "region_id", "lease_price", "uptime_30d", "trust_tier",
+            "available_gpus", "available_cpu_cores", "available_memory_gb", "available_storage_gb",
+        )[: settings.MATCH_CANDIDATE_LIMIT]
+    )  # fmt: skip
+
+
+def _distance_km(a: Region, b: Region) -> int:
+    lat1, lon1, lat2, lon2 = map(math.radians, map(float, (a.latitude, a.longitude, b.latitude, b.longitude)))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return round(2 * 6371 * math.asin(math.sqrt(h)))
+
+
+def _fit(row: dict[str, Any], request: Request) -> Decimal:
+    """How snugly the request fills what is free (1 = exactly), so big boxes stay whole for big orders."""
+    pairs = [
+        (request.cpu_cores, row["available_cpu_cores"]),
+        (request.memory_gb, row["available_memory_gb"]),
+    ]
+    if request.gpu_units:
+        pairs.append((request.gpu_units, row["available_gpus"]))
+    ratios = [Decimal(need) / Decimal(free) for need, free in pairs if free]
+    return (sum(ratios, Decimal(0)) / len(ratios)).quantize(matching.PLACES) if ratios else Decimal(1)
+
+
+def snapshot(rows: list[dict[str, Any]], request: Request) -> list[dict[str, Any]]:
+    """The candidates' raw inputs, as published in the match proof."""
+    provider_ids = {row["provider_id"] for row in rows}
+    stakes = dict(ProviderProfile.objects.filter(id__in=provider_ids).values_list("id", "staked_spon"))
+    slashes = dict(
+        StakeEvent.objects.filter(provider_id__in=provider_ids, kind="slash")
+        .values("provider_id")
+        .annotate(n=Count("id"))
+        .values_list("provider_id", "n")
+    )
+    regions = {}
+    if request.regions and len(request.regions) > 1:
+        codes = {row["region_id"] for row in rows} | {request.regions[0]}
+        regions = {r.code: r for r in Region.objects.filter(code__in=codes)}
+    preferred = regions.get(request.regions[0]) if regions else None
+    return [
+        {
+            "node_id": row["id"],
+            "provider_id": row["provider_id"],
+            "region": row["region_id"],
+            "price_per_hour_micros": int(row["lease_price"]),
+            "uptime_30d": str(Decimal(str(row["uptime_30d"])).quantize(matching.PLACES)),
+            "trust_tier": row["trust_tier"],
+            "slashes": int(slashes.get(row["provider_id"], 0)),
+            "stake": str(int(stakes.get(row["provider_id"], 0))),
+            "distance_km": _distance_km(regions[row["region_id"]], preferred) if preferred else None,
+            "fit": str(_fit(row, request)),
+        }
+        for row in rows
+    ]
+
+
+def order_seed(order: Order) -> str:
+    key = (settings.MATCH_SEED_SECRET or f"match-seed:{settings.SECRET_KEY}").encode()
+    message = f"order:{order.id}:attempt:{order.attempt}:spec:{order.deployment.spec_hash}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def weights() -> dict[str, str]:
+    return {name: str(value) for name, value in settings.MATCH_WEIGHTS.items()}
+
+
+def _reserve(node_id: int, request: Request) -> bool:
+    """Take the capacity if it is still free: one conditional UPDATE, so two workers never both get it."""
+    return (
+        Node.objects.filter(
+            id=node_id,
+            status=NodeStatus.ONLINE,
+            in_maintenance=False,
+            available_gpus__gte=max(request.gpu_units, 0),
+            available_cpu_cores__gte=request.cpu_cores,
+            available_memory_gb__gte=request.memory_gb,
+            available_storage_gb__gte=request.storage_gb,
+        ).update(
+            available_gpus=F("available_gpus") - request.gpu_units,
+            available_cpu_cores=F("available_cpu_cores") - request.cpu_cores,
+            available_memory_gb=F("available_memory_gb") - request.memory_gb,
+            available_storage_gb=F("available_storage_gb") - request.storage_gb,
+        )
+        == 1
+    )
+
+
+@dataclass
+class MatchOutcome:
+    status: str  # matched | waiting | failed | skipped
+    lease: Lease | None = None
+    reason: str = ""
+
+
+def match_order(*, order_id: int, now: datetime | None = None) -> MatchOutcome:
+    """Match one open order. Safe to run in several workers at once."""
+    from marketplace import deployments
+
+    if not Order.objects.filter(id=order_id, status=OrderStatus.OPEN).update(status=OrderStatus.MATCHING):
+        return MatchOutcome("skipped")
+    try:
+        order = Order.objects.select_related("deployment").get(id=order_id)
+        now = now or clock.now()
+        request = Request.from_spec(order.deployment.spec)
+        rows = candidate_rows(request, excluded=order.excluded_node_ids)
+        candidates = snapshot(rows, request)
+        seed = order_seed(order)
+        chosen = weights()
+        for _attempt in range(MAX_RESERVE_ATTEMPTS):
+            if not candidates:
+                break
+            scored = matching.score_candidates(candidates, chosen, seed)
+            winner = scored[0]["node_id"]
+            with transaction.atomic():
+                if not _reserve(winner, request):
+                    # Taken by another order meanwhile: it was not available, so it leaves the proof.
+                    candidates = [c for c in candidates if c["node_id"] != winner]
+                    continue
+                document = matching.match_document(
+                    order_id=order.id, spec_hash=order.deployment.spec_hash, candidates=candidates,
+                    weights=chosen, seed=seed, winner=winner,
+                )  # fmt: skip
+                record = MatchRecord.objects.create(
+                    order=order,
+                    seed=seed,
+                    weights=chosen,
+                    candidates=candidates,
+                    scores=scored[:10],
+                    winner_node_id=winner,
+                    commitment=matching.commitment(document),
+                    candidate_count=len(candidates),
+                    created_at=now,
+                )
+                price = next(c["price_per_hour_micros"] for c in candidates if c["node_id"] == winner)
+                lease = deployments.lease_start(
+                    order=order, node_id=winner, request=request, price=price, record=record, now=now
+                )
+            return MatchOutcome("matched", lease=lease)
+        if now >= order.deadline_at:
+            reason = no_match_reason(request, excluded=order.excluded_node_ids)
+            deployments.order_fail(order=order, reason=reason, now=now)
+            return MatchOutcome("failed", reason=reason)
+        Order.objects.filter(id=order.id, status=OrderStatus.MATCHING).update(status=OrderStatus.OPEN)
+        return MatchOutcome("waiting")
+    except Exception:
+        Order.objects.filter(id=order_id, status=OrderStatus.MATCHING).update(status=OrderStatus.OPEN)
+        raise
+
+
+def _usd(micros: int) -> str:
+    return format_usd(micros, places=2)
+
+
+def no_match_reason(request: Request, *, excluded: list[int] = ()) -> str:
+    """Say what is missing and what there is instead, e.g. "no H100 in eu-west under $2.00/h;
+    14 in us-east from $2.35/h"."""
+    what = "/".join(m.upper() if m.startswith(("h", "b", "a", "l")) else m for m in request.gpu_models) or (
+        f"{request.gpu_units}-GPU node" if request.gpu_units else "node"
+    )
+    where = f" in {', '.join(request.regions)}" if request.regions else ""
+    wanted = f"no {what}{where} under {_usd(request.max_price_per_hour_micros)}/h"
+    if request.gpu_units:
+        wanted += f" with {request.gpu_units} free GPU{'s' if request.gpu_units > 1 else ''}"
+    # The same order without the price and region limits: what would there be?
+    relaxed = eligible_nodes(request, excluded=excluded, with_price=False).annotate(
+        lease_price=lease_price_expression(request)
+    )
+    by_region = list(
+        relaxed.values("region_id").annotate(n=Count("id"), cheapest=Min("lease_price")).order_by("cheapest")[:3]
+    )
+    if not by_region:
+        tiers = ", ".join(str(t) for t in request.tiers)
+        return f"{wanted}; none anywhere in {request.mode} mode (tiers {tiers}) with that much free capacity."
+    alternatives = "; ".join(
+        f"{row['n']} in {row['region_id']} from {_usd(int(row['cheapest']))}/h" for row in by_region
+    )
+    return f"{wanted}; {alternatives}."
+
+
+def deployment_match_summary(deployment: Deployment) -> dict[str, Any] | None:
+    record = (
+        MatchRecord.objects.filter(order__deployment=deployment).select_related("order").order_by("-created_at").first()
+    )
+    if record is None:
+        return None
+    return {
+        "order_id": record.order_id,
+        "attempt": record.order.attempt,
+        "winner_node_id": record.winner_node_id,
+        "candidate_count": record.candidate_count,
+        "commitment": record.commitment,
+        "top": record.scores[:5],
+        "weights": record.weights,
+    }
+
+
+def match_proof(record: MatchRecord) -> dict[str, Any]:
+    return {
+        "order_id": record.order_id,
+        "spec_hash": record.order.deployment.spec_hash,
+        "candidates": record.candidates,
+        "weights": record.weights,
+        "seed": record.seed,
+        "winner": record.winner_node_id,
+        "commitment": record.commitment,
+        "algorithm": "spheron_sdk.matching v1: score = Σ weight × factor; factors normalised to [0, 1]",
+    }
+
+
+__all__ = ["DeploymentStatus", "match_order", "no_match_reason", "match_proof", "DeploymentEvent"]
