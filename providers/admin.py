@@ -19,7 +19,7 @@ from providers.models import (
     StakeEvent,
     StakeEventKind,
 )
-from providers.services import SPON_DECIMALS, node_token_revoke, stake_record
+from providers.services import SPON_DECIMALS, node_review_clear, node_token_revoke, stake_record
 from spheron_web.errors import ApplicationError
 
 
@@ -166,8 +166,7 @@ class NodeAdmin(admin.ModelAdmin):
 
     @admin.action(description="Clear “needs review” on the selected nodes")
     def clear_review(self, request: HttpRequest, queryset) -> None:
-        # No business rule hangs on the flag besides showing it; clearing it is a plain update.
-        cleared = queryset.filter(needs_review=True).update(needs_review=False, review_reason="")
+        cleared = node_review_clear(node_ids=list(queryset.values_list("id", flat=True)), by=request.user)
         self.message_user(request, f"Cleared the review flag on {cleared} node(s).", messages.SUCCESS)
 
 

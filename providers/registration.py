@@ -202,6 +202,10 @@ def node_register(*, raw_token: str, report: dict[str, Any]) -> Registration:
             name=_unique_name(provider.id, report["hostname"]),
             status=NodeStatus.PENDING,
             registered_at=now,
+            # Judged on its life so far, which has had no downtime yet (providers.uptime).
+            uptime_1d=1.0,
+            uptime_7d=1.0,
+            uptime_30d=1.0,
             available_gpus=gpu_count,
             available_cpu_cores=cpu_cores,
             available_memory_gb=memory_gb,

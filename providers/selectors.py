@@ -40,9 +40,12 @@ def _utilization(usage: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
-def provider_node_rows(*, provider: ProviderProfile) -> list[dict[str, Any]]:
+def provider_node_rows(*, provider: ProviderProfile, node_ids: list[int] | None = None) -> list[dict[str, Any]]:
     """The dashboard's nodes table: the database row plus the freshest heartbeat from the cache."""
-    nodes = list(Node.objects.filter(provider=provider).select_related("gpu_model").order_by("id"))
+    nodes = Node.objects.filter(provider=provider).select_related("gpu_model").order_by("id")
+    if node_ids is not None:
+        nodes = nodes.filter(id__in=node_ids)
+    nodes = list(nodes)
     heartbeats = liveness.last_heartbeats([n.id for n in nodes])
     leases = hooks.lease_summaries([n.id for n in nodes])
     now = clock.now()

@@ -199,16 +199,21 @@ def provider_prices_update(
     memory_per_gb_month: str,
     storage_per_gb_month: str,
 ) -> ProviderProfile:
-    """Set provider-mode list prices. Applies to nodes registered from now on (running leases keep theirs)."""
-    provider.cpu_price_per_core_month_micros = usd_to_micros(
-        cpu_per_core_month, field="cpu_per_core_month", maximum=MAX_PRICE_PER_UNIT_MONTH_MICROS
-    )
-    provider.memory_price_per_gb_month_micros = usd_to_micros(
-        memory_per_gb_month, field="memory_per_gb_month", maximum=MAX_PRICE_PER_UNIT_MONTH_MICROS
-    )
-    provider.storage_price_per_gb_month_micros = usd_to_micros(
-        storage_per_gb_month, field="storage_per_gb_month", maximum=MAX_PRICE_PER_UNIT_MONTH_MICROS
-    )
+    """Set provider-mode list prices. Applies to nodes registered from now on (running leases keep
+    theirs). Everything is checked before anything is written."""
+    cpu = usd_to_micros(cpu_per_core_month, field="cpu_per_core_month", maximum=MAX_PRICE_PER_UNIT_MONTH_MICROS)
+    memory = usd_to_micros(memory_per_gb_month, field="memory_per_gb_month", maximum=MAX_PRICE_PER_UNIT_MONTH_MICROS)
+    storage = usd_to_micros(storage_per_gb_month, field="storage_per_gb_month", maximum=MAX_PRICE_PER_UNIT_MONTH_MICROS)
+    known = set(GpuModel.objects.filter(slug__in=list(gpu_prices)).values_list("slug", flat=True))
+    gpu: dict[str, int | None] = {}
+    for slug, price in gpu_prices.items():
+        if slug not in known:
+            raise ApplicationError(f"Unknown GPU model {slug!r}.", {"field": f"gpu_{slug}"})
+        blank = price is None or not str(price).strip()
+        gpu[slug] = None if blank else usd_to_micros(price, field=f"gpu_{slug}", maximum=MAX_PRICE_PER_GPU_HOUR_MICROS)
+    provider.cpu_price_per_core_month_micros = cpu
+    provider.memory_price_per_gb_month_micros = memory
+    provider.storage_price_per_gb_month_micros = storage
     provider.save(
         update_fields=[
             "cpu_price_per_core_month_micros",
@@ -217,17 +222,13 @@ def provider_prices_update(
             "updated_at",
         ]
     )
-    known = set(GpuModel.objects.filter(slug__in=list(gpu_prices)).values_list("slug", flat=True))
-    for slug, price in gpu_prices.items():
-        if slug not in known:
-            raise ApplicationError(f"Unknown GPU model {slug!r}.", {"field": f"gpu_{slug}"})
-        if price is None or not str(price).strip():
+    for slug, micros in gpu.items():
+        if micros is None:
             ProviderGpuPrice.objects.filter(provider=provider, gpu_model_id=slug).delete()
-            continue
-        micros = usd_to_micros(price, field=f"gpu_{slug}", maximum=MAX_PRICE_PER_GPU_HOUR_MICROS)
-        ProviderGpuPrice.objects.update_or_create(
-            provider=provider, gpu_model_id=slug, defaults={"price_per_hour_micros": micros}
-        )
+        else:
+            ProviderGpuPrice.objects.update_or_create(
+                provider=provider, gpu_model_id=slug, defaults={"price_per_hour_micros": micros}
+            )
     return provider
 
 
@@ -262,6 +263,24 @@ def node_maintenance_set(*, provider: ProviderProfile, node_id: int, on: bool) -
             NodeEvent.objects.create(node=node, kind=NodeEventKind.MAINTENANCE_OFF, at=now)
     liveness.node_auth_forget(node.id)
     return node
+
+
+def node_review_clear(*, node_ids: list[int], by: User | None = None) -> int:
+    """An admin looked at flagged nodes and cleared them; the timeline says who and when."""
+    now = clock.now()
+    with transaction.atomic():
+        flagged = list(
+            Node.objects.select_for_update().filter(id__in=node_ids, needs_review=True).values_list("id", flat=True)
+        )
+        Node.objects.filter(id__in=flagged).update(needs_review=False, review_reason="")
+        who = by.email if by else "an admin"
+        NodeEvent.objects.bulk_create(
+            [
+                NodeEvent(node_id=node_id, kind=NodeEventKind.FLAGGED, at=now, message=f"review cleared by {who}")
+                for node_id in flagged
+            ]
+        )
+    return len(flagged)
 
 
 # --- Stake record ------------------------------------------------------------------------------

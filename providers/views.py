@@ -141,9 +141,9 @@ def _row_display(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     }
 
 
-def _node_rows(provider: ProviderProfile) -> list[dict[str, Any]]:
+def _node_rows(provider: ProviderProfile, node_ids: list[int] | None = None) -> list[dict[str, Any]]:
     now = clock.now()
-    return [_row_display(row, now) for row in provider_node_rows(provider=provider)]
+    return [_row_display(row, now) for row in provider_node_rows(provider=provider, node_ids=node_ids)]
 
 
 def uptime_chart(days: list[dict[str, Any]], *, width: int = 1000, height: int = 240) -> dict[str, Any]:
@@ -313,7 +313,7 @@ def dashboard(request: HttpRequest, provider: ProviderProfile) -> HttpResponse:
 def node_detail(request: HttpRequest, provider: ProviderProfile, node_id: int) -> HttpResponse:
     node = get_node_for_provider(provider=provider, node_id=node_id)
     # One row of the dashboard's table: the freshest heartbeat is in the cache, not the node row.
-    row = next(row for row in _node_rows(provider) if row["id"] == node.id)
+    (row,) = _node_rows(provider, node_ids=[node.id])
     if not node.is_simulated:
         # The stored uptimes are refreshed every few minutes; one node is cheap to compute now.
         row.update(node_uptime(node))

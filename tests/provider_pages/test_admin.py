@@ -79,6 +79,11 @@ def test_clear_review_action(admin_client, provider):
     other.refresh_from_db()
     assert (flagged.needs_review, flagged.review_reason) == (False, "")
     assert other.needs_review
+    from providers.models import NodeEvent
+
+    cleared = NodeEvent.objects.get(node=flagged, kind="flagged")
+    assert cleared.message.startswith("review cleared by ")
+    assert not NodeEvent.objects.filter(node=other).exists()
 
 
 def test_node_admin_lists_review_stake_and_simulated_columns(admin_client, provider):
