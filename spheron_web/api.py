@@ -90,6 +90,7 @@ def _mount_routers() -> None:
     api.add_router("/billing", "billing.api.router")
     api.add_router("/", "providers.api.node_router")
     api.add_router("/provider", "providers.api.provider_router")
+    api.add_router("/deployments", "marketplace.deployments_api.router")
 
 
 _mount_routers()

@@ -20,4 +20,5 @@ urlpatterns = [
     path("billing/", include("billing.urls")),
     path("billing/", include("billing.page_urls")),
     path("provider/", include("providers.urls")),
+    path("deployments/", include("marketplace.deployment_urls")),
 ]

@@ -1,0 +1,113 @@
+"""A deployment from submission to close: hold, order, match, lease, meter, events, close."""
+
+from __future__ import annotations
+
+import pytest
+from spheron_sdk.matching import verify_match
+
+from billing.models import Hold, UsageMeter
+from billing.selectors import user_balances
+from marketplace import deployments, matchmaker
+from marketplace.models import DeploymentStatus, Lease, LeaseStatus, MatchRecord, OrderStatus
+from spheron_web import clock
+from spheron_web.errors import ApplicationError
+from tests.deployments.conftest import spec_text
+
+pytestmark = pytest.mark.django_db
+
+
+def test_create_match_run_close(renter, market, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        deployment = deployments.deployment_create(user=renter, source=spec_text())
+    assert callbacks, "matching is enqueued on commit"
+    assert deployment.status == DeploymentStatus.PENDING
+    hold = Hold.objects.get(id=deployment.hold_id)
+    assert hold.amount == 500_000 * 24  # 24 h at the max price
+    assert user_balances(user=renter).reserved == hold.amount
+
+    order = deployment.orders.get()
+    outcome = matchmaker.match_order(order_id=order.id)
+    assert outcome.status == "matched"
+    lease = outcome.lease
+    deployment.refresh_from_db()
+    assert deployment.status == DeploymentStatus.MATCHED and deployment.hold_id is None
+    assert lease.node_id in {market["cheap"].id, market["good"].id, market["dear"].id}
+    node = lease.node
+    node.refresh_from_db()
+    assert node.available_gpus == 0 and node.available_cpu_cores == node.cpu_cores - 2
+    meter = UsageMeter.objects.get(id=lease.meter_id)
+    assert meter.price_per_hour == lease.price_per_hour_micros
+    order.refresh_from_db()
+    assert order.status == OrderStatus.MATCHED
+
+    record = MatchRecord.objects.get(order=order)
+    proof = matchmaker.match_proof(record)
+    checked = verify_match(proof)
+    assert checked["ok"] and checked["winner"] == lease.node_id
+
+    # The agent reports it.
+    assert deployments.lease_events(node.id, lease.id, [{"type": "provisioning"}, {"type": "running"}])
+    assert deployments.lease_events(node.id, lease.id, [{"type": "log", "stream": "stdout", "lines": ["hi"]}])
+    assert not deployments.lease_events(node.id + 999, lease.id, [{"type": "running"}])
+    deployment.refresh_from_db()
+    assert deployment.status == DeploymentStatus.RUNNING
+
+    clock.advance(1800)
+    deployments.deployment_close(deployment=deployment)
+    deployment.refresh_from_db()
+    lease.refresh_from_db()
+    node.refresh_from_db()
+    meter.refresh_from_db()
+    assert deployment.status == DeploymentStatus.CLOSED and deployment.close_reason == "user_closed"
+    assert lease.status == LeaseStatus.CLOSED and node.available_gpus == 1
+    assert meter.closed_at is not None and meter.charged == lease.price_per_hour_micros // 2
+    balances = user_balances(user=renter)
+    assert balances.reserved == 0 and balances.available == 100_000_000 - meter.charged
+    kinds = list(deployment.events.values_list("kind", flat=True))
+    assert kinds == ["created", "matched", "provisioning", "running", "closed"]
+
+
+def test_not_enough_credit_is_a_clear_402_with_a_top_up_link(market):
+    from tests.factories import make_user
+
+    poor = make_user()
+    with pytest.raises(ApplicationError) as error:
+        deployments.deployment_create(user=poor, source=spec_text())
+    assert error.value.status == 402 and "Top up" in error.value.message
+    assert error.value.extra["top_up_url"] == "/billing/"
+
+
+def test_no_match_fails_with_a_reason_a_person_can_act_on(renter, market):
+    deployment = deployments.deployment_create(
+        user=renter, source=spec_text(model="h100", price="2.00", mode="provider", region="eu-west")
+    )
+    order = deployment.orders.get()
+    assert matchmaker.match_order(order_id=order.id).status == "waiting"  # before the deadline
+    clock.advance(61)
+    outcome = matchmaker.match_order(order_id=order.id)
+    assert outcome.status == "failed"
+    assert outcome.reason.startswith("no H100 in eu-west under $2.00/h")
+    assert "1 in us-east from $" in outcome.reason
+    deployment.refresh_from_db()
+    assert deployment.status == DeploymentStatus.FAILED and outcome.reason in deployment.failure_reason
+    assert user_balances(user=renter).reserved == 0
+
+
+def test_node_failure_fails_over_and_charges_nothing_after_the_last_heartbeat(renter, market):
+    deployment = deployments.deployment_create(user=renter, source=spec_text())
+    lease = matchmaker.match_order(order_id=deployment.orders.get().id).lease
+    failed_node = lease.node_id
+    last_good = clock.now()
+    clock.advance(600)
+    assert deployments.node_leases_fail(node_id=failed_node, last_good=last_good) == 1
+    lease.refresh_from_db()
+    meter = UsageMeter.objects.get(id=lease.meter_id)
+    assert lease.close_reason == "provider_failed" and meter.closed_at == last_good and meter.charged == 0
+    deployment.refresh_from_db()
+    assert deployment.status == DeploymentStatus.PENDING
+    second = deployment.orders.get(attempt=2)
+    assert second.excluded_node_ids == [failed_node]
+    new_lease = matchmaker.match_order(order_id=second.id).lease
+    assert new_lease.node_id != failed_node
+    assert Lease.objects.filter(deployment=deployment, status=LeaseStatus.ACTIVE).count() == 1
+    assert "failover" in list(deployment.events.values_list("kind", flat=True))
