@@ -297,7 +297,8 @@ def _assignments_changed(node_id: int) -> None:
 
 
 def assignments_for_node(node_id: int, reported: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Start what the node should run and does not report; stop what it runs that is closed."""
+    """Start what the node should run and does not report (again after an agent restart); stop what
+    it runs that is closed."""
     key = _assignments_key(node_id)
     active = cache.get(key)
     if active is None:
@@ -309,7 +310,7 @@ def assignments_for_node(node_id: int, reported: list[dict[str, Any]]) -> list[d
     running = {item["lease_id"] for item in reported}
     assignments = []
     for lease in active:
-        if lease["lease_id"] not in running and lease["state"] in ("assigned", "provisioning"):
+        if lease["lease_id"] not in running and lease["state"] in ("assigned", "provisioning", "running"):
             assignments.append(_start_assignment(lease["lease_id"], lease["spec"]))
     active_ids = {lease["lease_id"] for lease in active}
     for lease_id in running - active_ids:
@@ -448,7 +449,7 @@ def node_leases_fail(*, node_id: int, last_good: datetime) -> int:
     now = clock.now()
     for lease_id in list(Lease.objects.filter(node_id=node_id, status=LeaseStatus.ACTIVE).values_list("id", flat=True)):
         with transaction.atomic():
-            lease = Lease.objects.select_for_update().select_related("meter").get(id=lease_id)
+            lease = Lease.objects.select_for_update(of=("self",)).select_related("meter").get(id=lease_id)
             if lease.status != LeaseStatus.ACTIVE:
                 continue
             deployment = Deployment.objects.select_for_update().get(id=lease.deployment_id)
@@ -515,7 +516,7 @@ def deployments_expire(*, now: datetime | None = None) -> int:
 
 def billing_close_handler(reference_type: str, reference_id: str, reason: str) -> None:
     """billing's hook: a lease's meter ran out of funds (after the warning) or its reservation expired."""
-    if reference_type != "lease":
+    if reference_type != "lease" or not str(reference_id).isdigit():
         return
     lease = Lease.objects.filter(id=int(reference_id)).select_related("deployment").first()
     if lease is None:
