@@ -214,6 +214,10 @@ def lease_start(*, order: Order, node_id: int, request, price: int, record: Matc
         lease=lease,
     )
     transaction.on_commit(lambda: _assignments_changed(node.id))
+    if node.is_simulated:
+        from marketplace.tasks import simulate_demo_lease
+
+        transaction.on_commit(lambda: simulate_demo_lease.delay(lease.id))
     return lease
 
 

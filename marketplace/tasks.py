@@ -53,3 +53,31 @@ def fail_node_leases(node_id: int, last_good_iso: str) -> int:
     from marketplace.deployments import node_leases_fail
 
     return node_leases_fail(node_id=node_id, last_good=datetime.fromisoformat(last_good_iso))
+
+
+@shared_task(name="marketplace.tasks.simulate_demo_lease", acks_late=True, ignore_result=True)
+def simulate_demo_lease(lease_id: int) -> bool:
+    """Demo nodes have no agent: report what one would, so the demo market's deployments run."""
+    from marketplace.deployments import lease_events
+    from marketplace.models import Lease
+
+    lease = Lease.objects.filter(id=lease_id).select_related("node", "deployment").first()
+    if lease is None or not lease.node.is_simulated:
+        return False
+    image = lease.deployment.spec["services"][0]["image"]
+    return lease_events(
+        lease.node_id,
+        lease.id,
+        [
+            {"type": "provisioning", "message": f"demo node: pulling {image}"},
+            {"type": "running"},
+            {
+                "type": "log",
+                "stream": "stdout",
+                "lines": [
+                    f"[demo] node {lease.node.name} is a simulated demo node: no real machine runs {image}.",
+                    "[demo] Register a real machine with `fizz start` to run workloads.",
+                ],
+            },
+        ],
+    )

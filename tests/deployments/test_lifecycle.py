@@ -111,3 +111,17 @@ def test_node_failure_fails_over_and_charges_nothing_after_the_last_heartbeat(re
     assert new_lease.node_id != failed_node
     assert Lease.objects.filter(deployment=deployment, status=LeaseStatus.ACTIVE).count() == 1
     assert "failover" in list(deployment.events.values_list("kind", flat=True))
+
+
+def test_demo_nodes_report_like_an_agent_would(renter, market):
+    from marketplace.models import LeaseLogLine
+    from marketplace.tasks import simulate_demo_lease
+    from providers.models import Node
+
+    Node.objects.update(is_simulated=True)
+    deployment = deployments.deployment_create(user=renter, source=spec_text())
+    lease = matchmaker.match_order(order_id=deployment.orders.get().id).lease
+    assert simulate_demo_lease(lease.id) is True
+    deployment.refresh_from_db()
+    assert deployment.status == DeploymentStatus.RUNNING
+    assert "simulated demo node" in LeaseLogLine.objects.filter(lease=lease).first().line
