@@ -8,6 +8,7 @@ and releases the rest. A failed node is not charged past its last good heartbeat
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -84,6 +85,8 @@ def estimate(spec: Spec) -> dict[str, Any]:
 
 
 def get_deployment_for_user(user: User, deployment_id: int) -> Deployment:
+    if not 0 < deployment_id < 2**63:
+        raise Http404("No such deployment.")
     deployment = Deployment.objects.filter(owner=user, id=deployment_id).first()
     if deployment is None:
         raise Http404("No such deployment.")
@@ -131,7 +134,7 @@ def deployment_create(*, user: User, source: str | dict) -> Deployment:
             status=402,
         )
     now = clock.now()
-    text = source if isinstance(source, str) else __import__("json").dumps(source, indent=2, sort_keys=True)
+    text = source if isinstance(source, str) else json.dumps(source, indent=2, sort_keys=True)
     with transaction.atomic():
         deployment = Deployment.objects.create(
             owner=user,

@@ -199,7 +199,9 @@ class _Checker:
             self.error(path, f"must be ≤ {maximum}")
         return number
 
-    def string(self, value: Any, path: tuple, *, max_length: int = 255, required: bool = True) -> str:
+    def string(
+        self, value: Any, path: tuple, *, max_length: int = 255, required: bool = True, multiline: bool = False
+    ) -> str:
         if value is None or value == "":
             if required:
                 self.error(path, "is required")
@@ -210,7 +212,8 @@ class _Checker:
         value = str(value)
         if len(value) > max_length:
             self.error(path, f"must be at most {max_length} characters")
-        if any(ord(ch) < 32 and ch not in "\t" for ch in value):
+        allowed = "\t\n\r" if multiline else "\t"
+        if any(ord(ch) < 32 and ch not in allowed for ch in value):
             self.error(path, "must not contain control characters")
         return value
 
@@ -224,7 +227,10 @@ class _Checker:
             return []
         if len(value) > max_items:
             self.error(path, f"must have at most {max_items} items")
-        return [self.string(item, (*path, index), max_length=4096) for index, item in enumerate(value[:max_items])]
+        return [
+            self.string(item, (*path, index), max_length=4096, multiline=True)
+            for index, item in enumerate(value[:max_items])
+        ]
 
     def size(self, value: Any, path: tuple) -> int:
         text = str(value).strip().lower() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
@@ -473,7 +479,7 @@ def _env(check: _Checker, value: Any, path: tuple) -> dict[str, str]:
         if not isinstance(key, str) or not ENV_KEY.match(key):
             check.error(item_path, f"{key!r} is not a valid variable name")
             continue
-        env[key] = check.string("" if val is None else val, item_path, max_length=8192, required=False)
+        env[key] = check.string("" if val is None else val, item_path, max_length=8192, required=False, multiline=True)
     return env
 
 

@@ -153,3 +153,14 @@ def test_json_schema_is_valid_json_and_describes_the_shape():
     json.dumps(schema)
     assert schema["required"] == ["services"]
     assert "gpu" in schema["properties"]["services"]["additionalProperties"]["properties"]["resources"]["properties"]
+
+
+def test_multi_line_commands_and_env_values_are_allowed():
+    text = VALID.replace(
+        "    replica: 1\n",
+        '    replica: 1\n    command: ["python", "-c", "import time\\nprint(1)"]\n',
+    )
+    (web,) = parse(text).services
+    assert web.command == ["python", "-c", "import time\nprint(1)"]
+    errors = errors_of(VALID.replace("image: crccheck/hello-world", 'image: "bad\\nimage"'))
+    assert any(e["field"] == "services.web.image" for e in errors)

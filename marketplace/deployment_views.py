@@ -1,0 +1,473 @@
+"""Deployment pages: the list, the new-deployment editor that validates as you type, and the detail
+page (a stepper that updates itself, the lease, why this node, the commitment, live logs, the
+timeline, close).
+
+Views parse, call one service (marketplace.deployments) and render. Self-refreshing parts are
+django-template-partials named after the DOM id they replace; polling stops once a deployment has
+ended, because the ended state renders without the polling attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.decorators.http import require_POST
+from spheron_sdk import matching
+
+from billing.selectors import user_balances
+from marketplace.deployment_forms import TEMPLATES, SpecForm, node_tier_outside_mode, spec_for_node
+from marketplace.deployments import (
+    deployment_close,
+    deployment_cost_so_far,
+    deployment_create,
+    estimate,
+    get_deployment_for_user,
+    spec_from_source,
+)
+from marketplace.matchmaker import deployment_match_summary
+from marketplace.models import (
+    ACTIVE_DEPLOYMENT_STATUSES,
+    CloseReason,
+    Deployment,
+    DeploymentEvent,
+    DeploymentStatus,
+    Lease,
+    LeaseLogLine,
+    LeaseStatus,
+    MatchRecord,
+)
+from marketplace.selectors import offer_get
+from marketplace.spec import SpecError
+from providers.models import GpuModel, ProviderProfile
+from spheron_web import clock
+from spheron_web.errors import ApplicationError
+from spheron_web.money import format_usd
+
+MAX_ID = 2**63 - 1  # larger ids cannot be in the database (and SQLite cannot even compare them)
+REFRESH_VARY = "HX-Request, HX-Target, HX-History-Restore-Request"
+LIST_PAGE_SIZE = 20
+LOG_TAIL = 500  # lines a page starts with
+LOG_BATCH = 1000  # lines one poll adds at most
+# Keep polling the logs briefly after the end: the agent flushes its last lines after it stops.
+LOG_GRACE = timedelta(seconds=15)
+STEPS = (
+    (DeploymentStatus.PENDING, "Pending", "looking for a node"),
+    (DeploymentStatus.MATCHED, "Matched", "node chosen, price locked"),
+    (DeploymentStatus.PROVISIONING, "Provisioning", "the node starts the workload"),
+    (DeploymentStatus.RUNNING, "Running", "the workload runs"),
+    (DeploymentStatus.CLOSED, "Closed", "stopped and settled"),
+)
+STATUS_FILTERS = {"active": ("Active", ACTIVE_DEPLOYMENT_STATUSES), "ended": ("Ended", ("closed", "failed"))}
+
+
+def _fragment_requested(request: HttpRequest, target_id: str) -> bool:
+    # htmx 4 names the target "tag#id", htmx 2 just "id"; a history restore needs the whole page.
+    htmx = request.htmx  # type: ignore[attr-defined]
+    return bool(htmx) and not htmx.history_restore_request and (htmx.target or "").endswith(target_id)
+
+
+def _deployment(request: HttpRequest, deployment_id: int) -> Deployment:
+    if deployment_id > MAX_ID:
+        raise Http404("No such deployment.")
+    return get_deployment_for_user(request.user, deployment_id)  # type: ignore[arg-type]
+
+
+# --- Reads shared with the API (marketplace.deployments_api) ----------------------------------
+
+
+def deployment_lease(deployment: Deployment) -> Lease | None:
+    """The active lease, else the last one (a deployment has at most one active lease)."""
+    return (
+        Lease.objects.filter(deployment=deployment)
+        .select_related("node__provider", "node__region", "node__gpu_model")
+        .order_by("-id")
+        .first()
+    )
+
+
+def leases_by_deployment(deployment_ids: list[int]) -> dict[int, Lease]:
+    """The latest lease of each deployment, in one query."""
+    latest: dict[int, Lease] = {}
+    for lease in (
+        Lease.objects.filter(deployment_id__in=deployment_ids)
+        .select_related("node__provider", "node__gpu_model")
+        .order_by("-id")
+    ):
+        latest.setdefault(lease.deployment_id, lease)
+    return latest
+
+
+def deployment_log_lines(
+    deployment: Deployment, *, after: int = 0, limit: int = LOG_BATCH, tail: bool = False
+) -> list[LeaseLogLine]:
+    """Log lines of every lease of the deployment, oldest first: those after a line id, or the last
+    `limit` (`tail`)."""
+    lease_ids = list(Lease.objects.filter(deployment=deployment).values_list("id", flat=True))
+    lines = LeaseLogLine.objects.filter(lease_id__in=lease_ids)
+    if tail:
+        return list(reversed(lines.order_by("-id")[:limit]))
+    return list(lines.filter(id__gt=after).order_by("id")[:limit])
+
+
+# --- Presentation helpers ----------------------------------------------------------------------
+
+
+def stepper(deployment: Deployment, events: list[DeploymentEvent]) -> list[dict[str, str]]:
+    """pending → matched → provisioning → running → closed (or failed), each step done, current,
+    to do, or skipped (a deployment closed before it ran). A failover starts over at pending."""
+    reached: set[str] = set()
+    for event in events:
+        if event.kind == "failover":
+            reached = set()
+        elif event.kind in (DeploymentStatus.MATCHED, DeploymentStatus.PROVISIONING, DeploymentStatus.RUNNING):
+            reached.add(event.kind)
+    keys = [key for key, _label, _hint in STEPS]
+    steps = []
+    if deployment.is_active:
+        current = keys.index(deployment.status)
+        for index, (key, label, hint) in enumerate(STEPS):
+            state = "done" if index < current else "current" if index == current else "todo"
+            steps.append({"key": key, "label": label, "hint": hint, "state": state})
+        return steps
+    failed = deployment.status == DeploymentStatus.FAILED
+    reason = CloseReason(deployment.close_reason).label if deployment.close_reason in CloseReason.values else ""
+    for key, label, hint in STEPS:
+        if key == DeploymentStatus.PENDING:
+            state = "done"
+        elif key == DeploymentStatus.CLOSED:
+            key, label, state = ("failed", "Failed", "failed") if failed else (key, label, "done")
+            hint = reason or hint
+        else:
+            state = "done" if key in reached else "skipped"
+        steps.append({"key": key, "label": label, "hint": hint, "state": state})
+    return steps
+
+
+def _why(deployment: Deployment) -> dict[str, Any] | None:
+    """The score table of the latest match: each top candidate's inputs, factor scores and total."""
+    summary = deployment_match_summary(deployment)
+    if summary is None:
+        return None
+    record = MatchRecord.objects.get(order_id=summary["order_id"])
+    candidates = {int(c["node_id"]): c for c in record.candidates}
+    providers = dict(
+        ProviderProfile.objects.filter(id__in={c["provider_id"] for c in candidates.values()}).values_list(
+            "id", "display_name"
+        )
+    )
+    factors = [{"name": name, "weight": record.weights.get(name, "0")} for name in matching.FACTORS]
+    rows = []
+    for score in record.scores[:10]:
+        candidate = candidates.get(int(score["node_id"]), {})
+        rows.append(
+            {
+                "node_id": score["node_id"],
+                "provider": providers.get(candidate.get("provider_id"), "—"),
+                "region": candidate.get("region", ""),
+                "price_per_hour_micros": candidate.get("price_per_hour_micros"),
+                "uptime_30d": float(Decimal(candidate["uptime_30d"])) if "uptime_30d" in candidate else None,
+                "trust_tier": candidate.get("trust_tier"),
+                "factors": [score["factors"].get(name, "") for name in matching.FACTORS],
+                "total": score["total"],
+                "winner": int(score["node_id"]) == record.winner_node_id,
+            }
+        )
+    return {**summary, "rows": rows, "factors": factors}
+
+
+def duration_text(seconds: int | None) -> str:
+    """90 -> '1 min 30 s', 3600 -> '1 h', 93600 -> '1 d 2 h'; None -> 'open-ended'."""
+    if seconds is None:
+        return "open-ended"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size} {unit}")
+            seconds %= size
+    return " ".join(parts[:2]) or "0 s"
+
+
+def _gpu_label(deployment: Deployment, names: dict[str, str]) -> str:
+    units = deployment.spec.get("gpu_units") or 0
+    if not units:
+        return "CPU only"
+    models = deployment.spec.get("gpu_models") or []
+    return f"{units}× {' / '.join(names.get(m, m) for m in models) or 'any GPU'}"
+
+
+def _list_rows(deployments: list[Deployment]) -> list[dict[str, Any]]:
+    names = dict(GpuModel.objects.values_list("slug", "name"))
+    leases = leases_by_deployment([deployment.id for deployment in deployments])
+    return [
+        {
+            "deployment": deployment,
+            "lease": leases.get(deployment.id),
+            "gpu": _gpu_label(deployment, names),
+            "cost": deployment_cost_so_far(deployment),
+        }
+        for deployment in deployments
+    ]
+
+
+# --- List --------------------------------------------------------------------------------------
+
+
+@login_required
+def deployment_list(request: HttpRequest) -> HttpResponse:
+    show = request.GET.get("show", "")
+    queryset = Deployment.objects.filter(owner=request.user).order_by("-created_at", "-id")
+    if show in STATUS_FILTERS:
+        queryset = queryset.filter(status__in=STATUS_FILTERS[show][1])
+    else:
+        show = ""
+    paginator = Paginator(queryset, LIST_PAGE_SIZE)
+    try:
+        page = paginator.page(request.GET.get("page") or 1)
+    except PageNotAnInteger:
+        page = paginator.page(1)
+    except EmptyPage:
+        page = paginator.page(paginator.num_pages)
+    rows = _list_rows(list(page.object_list))
+    active = {"show": show} if show else {}
+    context = {
+        "page": page,
+        "rows": rows,
+        "show": show,
+        "active": active,
+        "filters": [("", "All")] + [(key, label) for key, (label, _statuses) in STATUS_FILTERS.items()],
+        "any_active": any(row["deployment"].is_active for row in rows),
+        "has_any": show != "" or paginator.count > 0,
+        "refresh_url": f"{request.path}?{urlencode({**active, 'page': page.number})}",
+    }
+    template = "deployments/list.html"
+    if _fragment_requested(request, "deployments-table"):
+        template += "#deployments-table"
+    response = render(request, template, context)
+    response["Vary"] = REFRESH_VARY
+    return response
+
+
+# --- New deployment ----------------------------------------------------------------------------
+
+
+def _spec_check(request: HttpRequest, text: str) -> dict[str, Any]:
+    """What the editor shows under the spec: its problems with line numbers, or the estimate and
+    whether the balance covers the hold."""
+    form = SpecForm({"spec": text})
+    if not form.is_valid():
+        if not text.strip():
+            return {"empty": True}
+        return {"errors": [{"field": "spec", "message": " ".join(form.errors["spec"]), "line": None}]}
+    try:
+        spec = spec_from_source(form.cleaned_data["spec"])
+    except SpecError as exc:
+        return {"errors": sorted(exc.errors, key=lambda error: (error["line"] or 0, error["field"]))}
+    cost = estimate(spec)
+    balances = user_balances(user=request.user)  # type: ignore[arg-type]
+    return {
+        "spec": spec,
+        "estimate": cost,
+        "duration": duration_text(spec.duration_seconds),
+        "available": balances.available,
+        "debt": balances.debt,
+        "short": bool(balances.debt) or balances.available < cost["hold_micros"],
+        "top_up_url": reverse("billing") + "#top-up",
+    }
+
+
+def _initial_spec(request: HttpRequest) -> tuple[str, dict[str, Any]]:
+    """The editor's first text: pinned to ?node=<id> (from "Rent"), a ?template=, or the GPU job."""
+    info: dict[str, Any] = {}
+    raw_node = request.GET.get("node", "").strip()
+    if raw_node:
+        node = None
+        if raw_node.isdigit() and 0 < int(raw_node) <= MAX_ID:
+            try:
+                node = offer_get(node_id=int(raw_node))
+            except Http404:
+                node = None
+        if node is None:
+            info["notice"] = (
+                f"There is no offer with node id {raw_node}. Start from a template, or pick one in the catalog."
+            )
+        else:
+            info["node"] = node
+            if not node.is_listed:
+                info["notice"] = (
+                    f"Node {node.id} is not available to rent right now ({node.get_status_display().lower()}"
+                    f"{', in maintenance' if node.in_maintenance else ''}"
+                    f"{', fully rented' if node.available_gpus == 0 else ''}). Submitting will be refused until it is."
+                )
+            elif node_tier_outside_mode(node):
+                info["notice"] = (
+                    f"Node {node.id} is in trust tier {node.trust_tier}, outside the tiers its {node.mode} mode "
+                    "allows, so no order can match it yet."
+                )
+            return spec_for_node(node), info
+    key = request.GET.get("template", "gpu")
+    info["template"] = key if key in TEMPLATES else "gpu"
+    return TEMPLATES[info["template"]][1], info
+
+
+@login_required
+def deployment_new(request: HttpRequest) -> HttpResponse:
+    problem: dict[str, Any] | None = None
+    info: dict[str, Any] = {}
+    if request.method == "POST":
+        form = SpecForm(request.POST)
+        text = request.POST.get("spec", "")
+        check = _spec_check(request, text)
+        if form.is_valid() and "errors" not in check:
+            try:
+                deployment = deployment_create(user=request.user, source=form.cleaned_data["spec"])  # type: ignore[arg-type]
+            except SpecError as exc:
+                check = {"errors": exc.errors}
+            except ApplicationError as exc:
+                problem = {"message": exc.message, "top_up_url": exc.extra.get("top_up_url"), "status": exc.status}
+            else:
+                messages.success(
+                    request,
+                    f"Deployment #{deployment.id} submitted: holding {estimate_text(check)} while a node is found.",
+                )
+                return redirect("deployments:detail", deployment_id=deployment.id)
+    else:
+        text, info = _initial_spec(request)
+        form = SpecForm(initial={"spec": text})
+        check = _spec_check(request, text)
+    context = {
+        "form": form,
+        "check": check,
+        "problem": problem,
+        "templates": [(key, label) for key, (label, _text) in TEMPLATES.items()],
+        **info,
+    }
+    return render(request, "deployments/new.html", context, status=402 if problem and problem["status"] == 402 else 200)
+
+
+def estimate_text(check: dict[str, Any]) -> str:
+    cost = check.get("estimate")
+    return f"{cost['hold']} for {cost['hold_hours']} h" if cost else "the first hours"
+
+
+@require_POST
+@login_required
+def deployment_validate(request: HttpRequest) -> HttpResponse:
+    """The editor's live check (htmx, on every pause in typing): the #spec-check fragment."""
+    check = _spec_check(request, request.POST.get("spec", ""))
+    return render(request, "deployments/new.html#spec-check", {"check": check})
+
+
+# --- Detail ------------------------------------------------------------------------------------
+
+
+def _detail_context(request: HttpRequest, deployment: Deployment) -> dict[str, Any]:
+    events = list(deployment.events.order_by("at", "id"))
+    lease = deployment_lease(deployment)
+    return {
+        "deployment": deployment,
+        "steps": stepper(deployment, events),
+        "events": events,
+        "lease": lease,
+        "lease_active": bool(lease and lease.status == LeaseStatus.ACTIVE),
+        "cost": deployment_cost_so_far(deployment),
+        "why": _why(deployment),
+        "duration": duration_text(deployment.duration_seconds),
+        "match_timeout": settings.MATCH_TIMEOUT_SECONDS,
+        "proof_url": request.build_absolute_uri(f"/api/v1/deployments/{deployment.id}/match-proof"),
+        "api_url": request.build_absolute_uri(f"/api/v1/deployments/{deployment.id}"),
+    }
+
+
+@login_required
+def deployment_detail(request: HttpRequest, deployment_id: int) -> HttpResponse:
+    deployment = _deployment(request, deployment_id)
+    context = _detail_context(request, deployment)
+    if _fragment_requested(request, "deployment-live"):
+        # The stepper, and the lease, why and timeline out of band, so that none disagrees.
+        html = render_to_string("deployments/detail.html#deployment-live", context, request=request)
+        for part in ("deployment-lease", "deployment-why", "deployment-timeline"):
+            html += render_to_string(f"deployments/detail.html#{part}", {**context, "oob": True}, request)
+        response = HttpResponse(html)
+    else:
+        lines = deployment_log_lines(deployment, limit=LOG_TAIL, tail=True)
+        context.update(_log_context(deployment, lines, after=0, last_lease=None))
+        response = render(request, "deployments/detail.html", context)
+    response["Vary"] = REFRESH_VARY
+    return response
+
+
+def _log_context(
+    deployment: Deployment, lines: list[LeaseLogLine], *, after: int, last_lease: int | None
+) -> dict[str, Any]:
+    """Lines to show, with a marker where the output moves to another lease (after a failover)."""
+    nodes = dict(Lease.objects.filter(id__in={line.lease_id for line in lines}).values_list("id", "node_id"))
+    rows = []
+    for line in lines:
+        marker = None
+        if last_lease is not None and line.lease_id != last_lease:
+            marker = f"── lease {line.lease_id} on node {nodes.get(line.lease_id)} ──"
+        rows.append({"line": line, "marker": marker})
+        last_lease = line.lease_id
+    ended_recently = deployment.closed_at is not None and clock.now() - deployment.closed_at < LOG_GRACE
+    return {
+        "deployment": deployment,
+        "log_rows": rows,
+        "after": lines[-1].id if lines else after,
+        "last_lease": last_lease,
+        "keep_polling": deployment.is_active or ended_recently or len(lines) >= LOG_BATCH,
+    }
+
+
+def _plain_lines(lines: Iterator[LeaseLogLine]) -> Iterator[str]:
+    for line in lines:
+        yield f"{line.at:%Y-%m-%dT%H:%M:%S}Z {line.stream} {line.line}\n"
+
+
+@login_required
+def deployment_logs(request: HttpRequest, deployment_id: int) -> HttpResponse:
+    """htmx: the lines after ?after=<id> appended to the page's <pre>, and the next poller.
+    Otherwise: every line as plain text (the "raw log" link)."""
+    deployment = _deployment(request, deployment_id)
+    if not request.htmx:  # type: ignore[attr-defined]
+        lease_ids = list(Lease.objects.filter(deployment=deployment).values_list("id", flat=True))
+        lines = LeaseLogLine.objects.filter(lease_id__in=lease_ids).order_by("id").iterator(chunk_size=2000)
+        response = StreamingHttpResponse(_plain_lines(lines), content_type="text/plain; charset=utf-8")
+        response["Content-Disposition"] = f'inline; filename="deployment-{deployment.id}.log"'
+        return response
+    raw_after, raw_lease = request.GET.get("after", "0"), request.GET.get("lease", "")
+    if not raw_after.isdigit() or int(raw_after) > MAX_ID or (raw_lease and not raw_lease.isdigit()):
+        return HttpResponseBadRequest("after and lease: must be ids (whole numbers)")
+    after = int(raw_after)
+    lines = deployment_log_lines(deployment, after=after, limit=LOG_BATCH)
+    last_lease = int(raw_lease) if raw_lease else None
+    context = {**_log_context(deployment, lines, after=after, last_lease=last_lease), "poll": True}
+    return render(request, "deployments/detail.html#log-poll", context)
+
+
+@require_POST
+@login_required
+def deployment_close_view(request: HttpRequest, deployment_id: int) -> HttpResponse:
+    deployment = _deployment(request, deployment_id)
+    if not deployment.is_active:
+        messages.info(request, f"Deployment #{deployment.id} has already ended.")
+        return redirect("deployments:detail", deployment_id=deployment.id)
+    deployment = deployment_close(deployment=deployment)
+    cost = deployment_cost_so_far(deployment)
+    messages.success(
+        request,
+        f"Deployment #{deployment.id} is closed. It cost {format_usd(cost, places=6)}; "
+        "the rest of the hold is back in your balance.",
+    )
+    return redirect("deployments:detail", deployment_id=deployment.id)
