@@ -228,7 +228,9 @@ def match_order(*, order_id: int, now: datetime | None = None) -> MatchOutcome:
     """Match one open order. Safe to run in several workers at once."""
     from marketplace import deployments
 
-    if not Order.objects.filter(id=order_id, status=OrderStatus.OPEN).update(status=OrderStatus.MATCHING):
+    if not Order.objects.filter(id=order_id, status=OrderStatus.OPEN).update(
+        status=OrderStatus.MATCHING, claimed_at=clock.now()
+    ):
         return MatchOutcome("skipped")
     try:
         order = Order.objects.select_related("deployment").get(id=order_id)
@@ -268,7 +270,9 @@ def match_order(*, order_id: int, now: datetime | None = None) -> MatchOutcome:
                     order=order, node_id=winner, request=request, price=price, record=record, now=now
                 )
             return MatchOutcome("matched", lease=lease)
-        if now >= order.deadline_at:
+        # Out of time and out of candidates. (Candidates left after the reserve attempts were lost
+        # to other orders: reopen and try again rather than fail with nodes still free.)
+        if now >= order.deadline_at and not candidates:
             reason = no_match_reason(request, excluded=order.excluded_node_ids)
             deployments.order_fail(order=order, reason=reason, now=now)
             return MatchOutcome("failed", reason=reason)

@@ -130,6 +130,7 @@ class Order(models.Model):
     excluded_node_ids = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField()
     deadline_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a worker last took it to match")
     matched_at = models.DateTimeField(null=True, blank=True)
     failure_reason = models.TextField(blank=True)
 

@@ -27,7 +27,8 @@ def sweep_open_orders() -> int:
     from marketplace.models import Order, OrderStatus
     from spheron_web import clock
 
-    Order.objects.filter(status=OrderStatus.MATCHING, created_at__lt=clock.now() - timedelta(minutes=5)).update(
+    # Reopen by when a worker took it, not by its age: an order that waited for capacity is not stuck.
+    Order.objects.filter(status=OrderStatus.MATCHING, claimed_at__lt=clock.now() - timedelta(minutes=5)).update(
         status=OrderStatus.OPEN
     )
     done = 0
