@@ -324,10 +324,6 @@ def _hold_capture(
 @transaction.atomic
 def hold_release(*, hold: Hold) -> LedgerTransaction | None:
     """Return what is left of the hold to available credits and close it (idempotent)."""
-    # The user's debt row is their lock (hold_place takes it first too): taking it before the
-    # accounts keeps one lock order, so a release and a new hold of the same user never deadlock.
-    debt = account_get(kind=AccountKind.USER_DEBT, user=hold.user)
-    LedgerAccount.objects.select_for_update().filter(id=debt.id).first()
     hold = _locked_hold(hold)
     if hold.status != Hold.Status.ACTIVE:
         return None

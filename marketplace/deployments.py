@@ -21,9 +21,9 @@ from django.urls import reverse
 
 from accounts.models import User
 from billing import hooks as billing_hooks
-from billing.models import Hold
+from billing.models import AccountKind, Hold, LedgerAccount
 from billing.selectors import user_balances
-from billing.services import hold_place, hold_release
+from billing.services import account_get, hold_place, hold_release
 from billing.usage import fee_rate_for, meter_close, meter_open
 from marketplace.models import (
     ACTIVE_DEPLOYMENT_STATUSES,
@@ -188,6 +188,10 @@ def lease_start(*, order: Order, node_id: int, request, price: int, record: Matc
     )
     old_hold = deployment.hold
     if old_hold is not None:
+        # The renter's debt row is their lock in billing (hold_place takes it before the accounts);
+        # take it before the release too, so this swap and a new deployment's hold cannot deadlock.
+        debt = account_get(kind=AccountKind.USER_DEBT, user=deployment.owner)
+        LedgerAccount.objects.select_for_update().filter(id=debt.id).first()
         hold_release(hold=old_hold)
     if price > 0:
         lease.meter = meter_open(
