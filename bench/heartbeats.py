@@ -408,7 +408,12 @@ class Server:
         self.proc: subprocess.Popen | None = None
 
     def start(self, **env: str) -> None:
+        import socket
+
         args = self.args
+        with socket.socket() as probe:  # another server (or another run) on the port would answer our requests
+            if probe.connect_ex((HOST, args.port)) == 0:
+                raise RuntimeError(f"something already listens on {HOST}:{args.port}; pass another --port")
         command = [
             sys.executable,
             "-m",
@@ -764,7 +769,13 @@ def heartbeats_in_process(agents: list[Agent], threads: int = 4) -> None:
     def beat(part: list[Agent]) -> None:
         try:
             for agent in part:
-                node_id, info = node_authenticate(agent.secret)
+                found = node_authenticate(agent.secret)
+                if found is None:
+                    raise RuntimeError(
+                        f"node {agent.node_id}'s fresh secret was refused: stale credentials in the cache "
+                        "(another run on the same --redis-url?)"
+                    )
+                node_id, info = found
                 body = orjson.loads(heartbeat_body(agent, agent.sequence))
                 heartbeat_receive(
                     node_id=node_id,
@@ -812,6 +823,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     set_environment(args)
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored (e.g. `&`)
     log_path = Path(tempfile.gettempdir()) / f"heartbeat-bench-gunicorn-{os.getpid()}.log"
     server = Server(args, log_path)
     stats_db: DbStats | None = None
@@ -854,7 +866,7 @@ def main(argv: list[str] | None = None) -> int:
         server_text = f"gunicorn -w {args.workers} --worker-class {args.worker_class}" + (
             f" --threads {args.threads}" if args.worker_class == "gthread" else ""
         )
-        print(f"{server_text} on {HOST}:{args.port}; its log: {log_path}")
+        print(f"{server_text} on {HOST}:{args.port}; its log (deleted unless a request fails): {log_path}")
         redis_before = redis_commands()
         pids = server.pids()
         cpu_before = cpu_snapshot(pids, database_name(args.database_url))
@@ -896,10 +908,11 @@ def main(argv: list[str] | None = None) -> int:
         if stats_db is not None:
             stats_db.close()
         try:
-            if "django" in sys.modules:
-                cache_clear()
+            cache_clear()
         except Exception:  # noqa: BLE001, S110 - best effort
             pass
+    if not load.errors:
+        log_path.unlink(missing_ok=True)  # kept when a request failed, to see why
 
     # --- Figures ---
     n = load.sent
