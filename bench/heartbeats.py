@@ -407,13 +407,17 @@ class Server:
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
-    def start(self, **env: str) -> None:
+    def port_check(self) -> None:
+        """Another server (or another run) on the port would answer our requests."""
         import socket
 
+        with socket.socket() as probe:
+            if probe.connect_ex((HOST, self.args.port)) == 0:
+                raise RuntimeError(f"something already listens on {HOST}:{self.args.port}; pass another --port")
+
+    def start(self, **env: str) -> None:
         args = self.args
-        with socket.socket() as probe:  # another server (or another run) on the port would answer our requests
-            if probe.connect_ex((HOST, args.port)) == 0:
-                raise RuntimeError(f"something already listens on {HOST}:{args.port}; pass another --port")
+        self.port_check()
         command = [
             sys.executable,
             "-m",
@@ -830,6 +834,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             started = time.perf_counter()
+            server.port_check()
             database_reset(args.database_url, force=args.force)
             migrate()
             import django
