@@ -28,6 +28,7 @@ from marketplace.models import (
     OrderStatus,
 )
 from providers.models import Node, NodeStatus, ProviderProfile, Region, StakeEvent
+from providers.pricing import node_price_per_hour_micros
 from spheron_web import clock
 from spheron_web.money import HOURS_PER_MONTH, format_usd
 
@@ -72,12 +73,17 @@ def lease_price_expression(request: Request):
 
 
 def lease_price(node: Node, request: Request) -> int:
-    monthly = (
-        request.cpu_cores * node.cpu_price_per_core_month_micros
-        + request.memory_gb * node.memory_price_per_gb_month_micros
-        + request.storage_gb * node.storage_price_per_gb_month_micros
+    """The same price in Python: the node's per-resource prices for the requested share."""
+    return node_price_per_hour_micros(
+        gpu_count=request.gpu_units,
+        gpu_price_per_hour_micros=node.gpu_price_per_hour_micros,
+        cpu_cores=request.cpu_cores,
+        cpu_price_per_core_month_micros=node.cpu_price_per_core_month_micros,
+        memory_gb=request.memory_gb,
+        memory_price_per_gb_month_micros=node.memory_price_per_gb_month_micros,
+        storage_gb=request.storage_gb,
+        storage_price_per_gb_month_micros=node.storage_price_per_gb_month_micros,
     )
-    return request.gpu_units * node.gpu_price_per_hour_micros + (2 * monthly + HOURS_PER_MONTH) // (2 * HOURS_PER_MONTH)
 
 
 def _provider_filter(values: list[str]) -> Q:
