@@ -307,11 +307,14 @@ def _assignments_changed(node_id: int) -> None:
     cache.delete(_assignments_key(node_id))
 
 
-def assignments_for_node(node_id: int, reported: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def assignments_for_node(
+    node_id: int, reported: list[dict[str, Any]], cached: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """Start what the node should run and does not report (again after an agent restart); stop what
-    it runs that is closed."""
+    it runs that is closed. `cached`: the heartbeat's prefetched cache values (this node's key is
+    absent when the cache did not have it)."""
     key = _assignments_key(node_id)
-    active = cache.get(key)
+    active = cached.get(key) if cached is not None else cache.get(key)
     if active is None:
         active = [
             {"lease_id": lease.id, "state": lease.agent_state, "spec": lease.deployment.spec}
@@ -537,7 +540,7 @@ def billing_close_handler(reference_type: str, reference_id: str, reason: str) -
 
 
 def register_hooks() -> None:
-    provider_hooks.register_assignment_source(assignments_for_node)
+    provider_hooks.register_assignment_source(assignments_for_node, cache_key=_assignments_key)
     provider_hooks.register_lease_event_handler(lease_events)
     provider_hooks.register_offline_handler(node_went_offline)
     provider_hooks.register_lease_summary(lease_summaries)

@@ -65,6 +65,18 @@ class NodeSecretEventsAuth(NodeSecretAuth):
     limit = MAX_EVENTS_PAYLOAD_BYTES
 
 
+class NodeHeartbeatAuth(NodeSecretAuth):
+    """The node secret, reading the heartbeat's other cache state in the same round trip."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> int | None:
+        _check_size(request, self.limit)
+        found = liveness.node_authenticate_heartbeat(token.strip())
+        if found is None:
+            return None
+        request.node_info, request.node_cached = found[1], found[2]  # type: ignore[attr-defined]
+        return found[0]
+
+
 node_router = Router(tags=["nodes"])
 provider_router = Router(tags=["provider"], auth=api_auth)
 
@@ -235,7 +247,7 @@ def _interval() -> int:
 
 @node_router.post(
     "/nodes/{node_id}/heartbeat",
-    auth=NodeSecretAuth(),
+    auth=NodeHeartbeatAuth(),
     response={200: HeartbeatOut, **ERRORS},
     operation_id="node_heartbeat",
     summary="A node's heartbeat: usage in, challenges and assignments out",
@@ -243,15 +255,21 @@ def _interval() -> int:
 def heartbeat(request: HttpRequest, node_id: int, payload: HeartbeatIn):
     if request.auth != node_id:  # type: ignore[attr-defined]
         raise ApplicationError("No such node.", status=404)
+    return heartbeat_handle(node_id, request.node_info, request.node_cached, payload)  # type: ignore[attr-defined]
+
+
+def heartbeat_handle(node_id: int, info: dict[str, Any], cached: dict[str, Any], payload: HeartbeatIn) -> dict:
+    """The heartbeat once authenticated and validated; also called by `providers.heartbeat_wsgi`."""
     return liveness.heartbeat_receive(
         node_id=node_id,
-        info=request.node_info,  # type: ignore[attr-defined]
+        info=info,
         sequence=payload.sequence,
         agent_version=payload.agent_version,
         usage=payload.usage.model_dump(exclude_none=True),
         challenge_responses=[r.model_dump() for r in payload.challenge_responses],
         leases=[lease.model_dump() for lease in payload.leases],
         stopping=payload.stopping,
+        cached=cached,
     )
 
 

@@ -4,7 +4,10 @@ providers sits below marketplace, so it never imports it: marketplace registers 
 at start-up (in its AppConfig.ready) and providers calls them.
 
 - assignment sources: `source(node_id, reported_leases) -> list[dict]` — what the node must start
-  or stop, returned in the heartbeat reply (see sdk/PROTOCOL.md);
+  or stop, returned in the heartbeat reply (see sdk/PROTOCOL.md). A source that keeps its state in
+  the cache registers with `cache_key=key_fn`: the heartbeat then reads that key together with the
+  node's credentials and challenges (one round trip) and calls `source(node_id, reported,
+  cached=values)`, where `values` holds the key only if the cache had it;
 - lease event handlers: `handler(node_id, lease_id, events) -> bool` — True if the lease is
   assigned to that node and the events were stored; no handler claiming it → 404;
 - offline handlers: `handler(node_id, last_heartbeat_at)` — run after commit when a node goes
@@ -24,6 +27,7 @@ OfflineHandler = Callable[[int, datetime], None]
 ChallengeFailureHandler = Callable[[int, str, str], None]
 
 _assignment_sources: list[AssignmentSource] = []
+_assignment_cache_keys: dict[AssignmentSource, Callable[[int], str]] = {}
 _lease_event_handlers: list[LeaseEventHandler] = []
 _offline_handlers: list[OfflineHandler] = []
 _challenge_failure_handlers: list[ChallengeFailureHandler] = []
@@ -35,8 +39,17 @@ def _add(registry: list, func: Callable) -> Callable:
     return func
 
 
-def register_assignment_source(func: AssignmentSource) -> AssignmentSource:
+def register_assignment_source(
+    func: AssignmentSource, *, cache_key: Callable[[int], str] | None = None
+) -> AssignmentSource:
+    if cache_key is not None:
+        _assignment_cache_keys[func] = cache_key
     return _add(_assignment_sources, func)
+
+
+def assignment_cache_keys(node_id: int) -> list[str]:
+    """The cache keys the assignment sources will read for this node (prefetched by the heartbeat)."""
+    return [key_fn(node_id) for key_fn in _assignment_cache_keys.values()]
 
 
 def register_lease_event_handler(func: LeaseEventHandler) -> LeaseEventHandler:
@@ -55,12 +68,19 @@ def unregister(func: Callable) -> None:
     for registry in (_assignment_sources, _lease_event_handlers, _offline_handlers, _challenge_failure_handlers):
         if func in registry:
             registry.remove(func)
+    _assignment_cache_keys.pop(func, None)
 
 
-def assignments_for_node(node_id: int, reported_leases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def assignments_for_node(
+    node_id: int, reported_leases: list[dict[str, Any]], cached: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """What the node must start or stop. `cached`: values already read for `assignment_cache_keys`."""
     assignments: list[dict[str, Any]] = []
     for source in _assignment_sources:
-        assignments.extend(source(node_id, reported_leases))
+        if cached is not None and source in _assignment_cache_keys:
+            assignments.extend(source(node_id, reported_leases, cached=cached))  # type: ignore[call-arg]
+        else:
+            assignments.extend(source(node_id, reported_leases))
     return assignments
 
 

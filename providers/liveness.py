@@ -65,10 +65,13 @@ def node_secret_new(node_id: int) -> str:
 # --- Credentials -------------------------------------------------------------------------------
 
 
-def node_auth_info(node_id: int) -> dict[str, Any] | None:
-    """What the hot path needs about a node, cached: secret hash, status, maintenance."""
+def node_auth_info(node_id: int, cached: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """What the hot path needs about a node, cached: secret hash, status, maintenance.
+
+    `cached`: values already read from the cache in one round trip (`heartbeat_cache_keys`); the
+    credentials key is absent there when the cache did not have it."""
     key = _auth_key(node_id)
-    info = cache.get(key)
+    info = cached.get(key) if cached is not None else cache.get(key)
     if info is None:
         row = Node.objects.filter(id=node_id).values("secret_hash", "status", "in_maintenance").first()
         info = (
@@ -84,18 +87,43 @@ def node_auth_forget(node_id: int) -> None:
     cache.delete(_auth_key(node_id))
 
 
-def node_authenticate(raw_secret: str) -> tuple[int, dict[str, Any]] | None:
-    """(node id, auth info) for a valid node secret `nsk_<id>_<random>`, else None."""
+def heartbeat_cache_keys(node_id: int) -> list[str]:
+    """Everything a heartbeat reads from the cache: credentials, pending challenges, and what the
+    assignment sources keep there (marketplace's active leases), fetched with one MGET."""
+    return [_auth_key(node_id), _challenge_key(node_id), *hooks.assignment_cache_keys(node_id)]
+
+
+def _secret_node_id(raw_secret: str) -> int | None:
     if not raw_secret.startswith(SECRET_PREFIX) or len(raw_secret) > MAX_SECRET_LENGTH:
         return None
     node_part, _, rest = raw_secret[len(SECRET_PREFIX) :].partition("_")
     if not node_part.isdigit() or not rest or len(node_part) > 12:
         return None
-    node_id = int(node_part)
-    info = node_auth_info(node_id)
-    if info is None or not info["h"] or not hmac.compare_digest(info["h"], secret_hash(raw_secret)):
+    return int(node_part)
+
+
+def _verified(info: dict[str, Any] | None, raw_secret: str) -> bool:
+    return info is not None and bool(info["h"]) and hmac.compare_digest(info["h"], secret_hash(raw_secret))
+
+
+def node_authenticate(raw_secret: str) -> tuple[int, dict[str, Any]] | None:
+    """(node id, auth info) for a valid node secret `nsk_<id>_<random>`, else None."""
+    node_id = _secret_node_id(raw_secret)
+    if node_id is None:
         return None
-    return node_id, info
+    info = node_auth_info(node_id)
+    return (node_id, info) if _verified(info, raw_secret) else None  # type: ignore[return-value]
+
+
+def node_authenticate_heartbeat(raw_secret: str) -> tuple[int, dict[str, Any], dict[str, Any]] | None:
+    """Like `node_authenticate`, reading the rest of the heartbeat's cache state in the same round
+    trip: (node id, auth info, {key: value} for `heartbeat_cache_keys`) or None."""
+    node_id = _secret_node_id(raw_secret)
+    if node_id is None:
+        return None
+    cached = cache.get_many(heartbeat_cache_keys(node_id))
+    info = node_auth_info(node_id, cached)
+    return (node_id, info, cached) if _verified(info, raw_secret) else None  # type: ignore[return-value]
 
 
 # --- Heartbeats --------------------------------------------------------------------------------
@@ -111,8 +139,12 @@ def heartbeat_receive(
     challenge_responses: list[dict[str, Any]],
     leases: list[dict[str, Any]],
     stopping: bool,
+    cached: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Record one heartbeat and build the reply: status, challenges, assignments."""
+    """Record one heartbeat and build the reply: status, challenges, assignments.
+
+    `cached`: the values `node_authenticate_heartbeat` read (pending challenges, assignment
+    sources' state); without it they are read here, one cache call each."""
     now = clock.now()
     cache.set(
         _hb_key(node_id),
@@ -134,14 +166,15 @@ def heartbeat_receive(
     for response in challenge_responses:
         challenge_answer(node_id=node_id, response=response, now=now)
         answered.add(response.get("id"))
-    pending = cache.get(_challenge_key(node_id)) or []
+    chal_key = _challenge_key(node_id)
+    pending = (cached.get(chal_key) if cached is not None else cache.get(chal_key)) or []
     still_pending = [c for c in pending if c["id"] not in answered and c["expires_ts"] > now.timestamp()]
     if status == NodeStatus.ONLINE and not maintenance and _challenge_due():
         still_pending.append(challenge_issue(node_id=node_id, now=now))
     if still_pending != pending:
-        cache.set(_challenge_key(node_id), still_pending, settings.NODE_CHALLENGE_TTL_SECONDS * 2)
+        cache.set(chal_key, still_pending, settings.NODE_CHALLENGE_TTL_SECONDS * 2)
 
-    assignments = [] if stopping else hooks.assignments_for_node(node_id, leases)
+    assignments = [] if stopping else hooks.assignments_for_node(node_id, leases, cached)
     challenges = [
         {"id": c["id"], "nonce": c["nonce"], "kind": "resources", "expires_at": c["expires_at"]} for c in still_pending
     ]

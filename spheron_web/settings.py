@@ -98,7 +98,7 @@ CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "spheron")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "spheron_web.cache.ReusingRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CACHE_KEY_PREFIX,
         }

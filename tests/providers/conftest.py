@@ -64,7 +64,56 @@ def hardware_report(*, machine: str = "machine-a", gpus: list | None = None, cor
     return report
 
 
+_TRANSPORT = {"mode": "django"}
+
+
+@pytest.fixture(params=["django", "wsgi"])
+def heartbeat_transport(request):
+    """Run a test twice: node API calls through Django's test client, then through the production WSGI
+    application (`spheron_web.wsgi`: the heartbeat fast path in front of Django)."""
+    _TRANSPORT["mode"] = request.param
+    yield request.param
+    _TRANSPORT["mode"] = "django"
+
+
+class WsgiResponse:
+    """The little of a test-client response the node API tests read."""
+
+    def __init__(self, status: str, headers: list[tuple[str, str]], content: bytes) -> None:
+        self.status_code = int(status.split(" ", 1)[0])
+        self.headers = dict(headers)
+        self.content = content
+
+    def json(self):
+        return json.loads(self.content)
+
+
+def wsgi_request(path: str, body: bytes, headers: dict[str, str] | None = None, *, app=None, **environ_extra):
+    """POST through the production WSGI stack: `NodeHeartbeatFastPath` in front of Django's handler."""
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test import RequestFactory
+
+    from providers.heartbeat_wsgi import NodeHeartbeatFastPath
+
+    request = RequestFactory().post(path, data=body, content_type="application/json", **(headers or {}))
+    environ = dict(request.environ, **environ_extra)
+    captured = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        captured["status"], captured["headers"] = status, response_headers
+
+    result = (app or NodeHeartbeatFastPath(WSGIHandler()))(environ, start_response)
+    try:
+        content = b"".join(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+    return WsgiResponse(captured["status"], captured["headers"], content)
+
+
 def post(client, path: str, body, credential: str | None = None):
     headers = {"HTTP_AUTHORIZATION": f"Bearer {credential}"} if credential else {}
     data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    if _TRANSPORT["mode"] == "wsgi" and path.startswith("/api/v1/nodes/"):
+        return wsgi_request(path, data.encode() if isinstance(data, str) else data, headers)
     return client.post(path, data=data, content_type="application/json", **headers)

@@ -23,7 +23,7 @@ from providers.models import (
 from spheron_web import clock
 from tests.providers.conftest import hardware_report, post
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("heartbeat_transport")]
 
 
 @pytest.fixture

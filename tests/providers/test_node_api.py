@@ -8,7 +8,7 @@ from providers import hooks, services
 from providers.models import Node, NodeChallenge, NodeEvent, NodeStatus, NodeToken
 from tests.providers.conftest import hardware_report, post
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("heartbeat_transport")]
 
 REGISTER = "/api/v1/nodes/register"
 
