@@ -70,6 +70,7 @@ class TransactionKind(models.TextChoices):
     HOLD_PLACE = "hold_place", "Hold placed"
     HOLD_CAPTURE = "hold_capture", "Usage charged"
     HOLD_RELEASE = "hold_release", "Hold released"
+    HOLD_SWAP = "hold_swap", "Hold swapped"
     SETTLEMENT = "settlement", "Earnings settled"
     REFUND = "refund", "Refund"
     DISPUTE = "dispute", "Dispute lost"

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import Case, F, Sum, Value, When
 from django.utils import timezone
 
 from accounts.models import User
@@ -104,12 +104,20 @@ def transaction_post(
         if existing is None:
             raise
         return existing
+    _entries_write(txn, merged)
+    return txn
+
+
+def _entries_write(txn: LedgerTransaction, merged: dict[int, int]) -> None:
+    """The entries and the cached balances of a transaction whose accounts are locked: two queries
+    whatever the number of accounts (one UPDATE with a CASE per account, not one UPDATE each)."""
     LedgerEntry.objects.bulk_create(
         [LedgerEntry(transaction=txn, account_id=account_id, amount=amount) for account_id, amount in merged.items()]
     )
-    for account_id, amount in merged.items():
-        LedgerAccount.objects.filter(id=account_id).update(balance=F("balance") + amount)
-    return txn
+    LedgerAccount.objects.filter(id__in=merged).update(
+        balance=F("balance")
+        + Case(*(When(id=account_id, then=Value(amount)) for account_id, amount in merged.items()), default=0)
+    )
 
 
 # --- Money in ------------------------------------------------------------------------------------
@@ -346,6 +354,91 @@ def hold_release(*, hold: Hold) -> LedgerTransaction | None:
     return txn
 
 
+def hold_swap(*, hold: Hold, amount: int, reference_type: str, reference_id: str) -> Hold:
+    """Close `hold` and hold `amount` for the same user under a new reference, as one ledger posting.
+
+    What a release followed by a new hold would do, in one transaction of two entries (the
+    difference between what `hold` had left and `amount`; none when they are equal) instead of two
+    of two entries each: a deployment's worst-case hold becomes its lease's hold at the locked price.
+    A repeated call finds `hold` closed and is refused, so nothing is held twice. Holding more than
+    `hold` had left takes the rest from available credits, refused while the user has debt (as
+    hold_place does).
+
+    No savepoint (two round trips saved inside the matchmaker's transaction): every refusal is
+    decided before the first write and raised after the atomic block, so a caller that catches it
+    can go on with its transaction. A database error aborts the caller's transaction, as it would
+    on PostgreSQL anyway.
+    """
+    if amount <= 0:
+        raise ApplicationError("A hold must be a positive amount.", {"field": "amount"})
+    with transaction.atomic(savepoint=False):
+        refusal, new = _hold_swap(hold, amount=amount, reference_type=reference_type, reference_id=str(reference_id))
+    if refusal is not None:
+        raise refusal
+    return new
+
+
+def _hold_swap(
+    hold: Hold, *, amount: int, reference_type: str, reference_id: str
+) -> tuple[ApplicationError, None] | tuple[None, Hold]:
+    old = _locked_hold(hold)
+    if old.status != Hold.Status.ACTIVE:
+        return ApplicationError("This hold is closed.", {"hold": old.id}, status=409), None
+    remaining = old.remaining
+    back = remaining - amount  # to available credits; negative: taken from them
+    if back < 0:
+        # The user's lock (the debt row) before the accounts, in the order hold_place takes them.
+        debt = account_get(kind=AccountKind.USER_DEBT, user=old.user)
+        owed = -LedgerAccount.objects.select_for_update().get(id=debt.id).balance
+        if owed:
+            return ApplicationError(
+                f"Your account owes ${owed / 1e6:,.2f} (a reversed payment). Top up to clear it first.",
+                {"debt_micros": owed},
+                status=409,
+            ), None
+    if back:
+        accounts = _user_funds_locked(old.user_id)
+        available, reserved = accounts[AccountKind.USER_AVAILABLE], accounts[AccountKind.USER_RESERVED]
+        if available.balance + back < 0:
+            return ApplicationError(
+                "Insufficient funds: the balance cannot cover this.",
+                {"account": available.kind, "balance": available.balance, "needed": -back},
+                status=409,
+            ), None
+    new = Hold.objects.create(
+        user_id=old.user_id, amount=amount, reference_type=reference_type, reference_id=reference_id
+    )
+    if back:
+        txn = LedgerTransaction.objects.create(
+            kind=TransactionKind.HOLD_SWAP,
+            reference_type="hold",
+            reference_id=str(old.id),
+            idempotency_key=f"hold:{old.id}:swap",
+            memo=f"Hold #{old.id} ({remaining / 1e6:,.2f} left) swapped for hold #{new.id} ({amount / 1e6:,.2f})",
+        )
+        _entries_write(txn, {reserved.id: -back, available.id: back})
+    Hold.objects.filter(id=old.id).update(
+        released=F("released") + remaining, status=Hold.Status.CLOSED, closed_at=timezone.now()
+    )
+    return None, new
+
+
+def _user_funds_locked(user_id: int) -> dict[str, LedgerAccount]:
+    """The user's available and reserved accounts, locked in id order (created first if missing)."""
+    kinds = (AccountKind.USER_AVAILABLE, AccountKind.USER_RESERVED)
+    locked = {
+        account.kind: account
+        for account in LedgerAccount.objects.select_for_update()
+        .filter(user_id=user_id, kind__in=kinds, key="")
+        .order_by("id")
+    }
+    if len(locked) < len(kinds):
+        user = User.objects.get(id=user_id)
+        ids = [account_get(kind=kind, user=user).id for kind in kinds]
+        locked = {a.kind: a for a in LedgerAccount.objects.select_for_update().filter(id__in=ids).order_by("id")}
+    return locked
+
+
 # --- Corrections ---------------------------------------------------------------------------------
 @transaction.atomic
 def transaction_reverse(*, txn: LedgerTransaction, memo: str, created_by: User | None = None) -> LedgerTransaction:
@@ -361,7 +454,7 @@ def transaction_reverse(*, txn: LedgerTransaction, memo: str, created_by: User |
     txn = LedgerTransaction.objects.select_for_update().get(id=txn.id)
     if LedgerTransaction.objects.filter(reverses=txn).exists():
         raise ApplicationError("This transaction was already reversed.", {"transaction": txn.id}, status=409)
-    if txn.kind in (TransactionKind.HOLD_PLACE, TransactionKind.HOLD_RELEASE):
+    if txn.kind in (TransactionKind.HOLD_PLACE, TransactionKind.HOLD_RELEASE, TransactionKind.HOLD_SWAP):
         raise ApplicationError(
             "A hold is corrected by capturing or releasing it, not by reversing its transactions.",
             {"transaction": txn.id},

@@ -27,7 +27,15 @@ from billing.models import (
     TransactionKind,
     UsageMeter,
 )
-from billing.services import _hold_capture, account_get, fee_for, hold_place, hold_release, transaction_post
+from billing.services import (
+    _hold_capture,
+    account_get,
+    fee_for,
+    hold_place,
+    hold_release,
+    hold_swap,
+    transaction_post,
+)
 from spheron_web.errors import ApplicationError
 from spheron_web.money import HOURS_PER_MONTH
 
@@ -98,6 +106,47 @@ def meter_open(
         fee_rate=fee_rate,
         started_at=started_at or timezone.now(),
     )
+
+
+def meter_open_swapping(
+    *,
+    hold: Hold,
+    payee_id: int,
+    price_per_hour: int,
+    fee_rate: Decimal,
+    hold_amount: int,
+    reference_type: str,
+    reference_id: str,
+    started_at: datetime,
+) -> UsageMeter:
+    """`meter_open` whose hold replaces `hold` (the renter's) in one ledger posting (`hold_swap`):
+    a deployment's worst-case hold becomes its lease's hold at the locked price.
+
+    No look-up of an existing meter first: a repeated call finds `hold` closed and raises, and a
+    meter's reference is unique. No savepoint: see `hold_swap`.
+    """
+    if price_per_hour < 0:
+        raise ApplicationError("A price cannot be negative.", {"field": "price_per_hour"})
+    refusal = None
+    with transaction.atomic(savepoint=False):
+        try:
+            new = hold_swap(hold=hold, amount=hold_amount, reference_type=reference_type, reference_id=reference_id)
+        except ApplicationError as error:  # nothing was written: leave the block cleanly, then raise
+            refusal = error
+        else:
+            meter = UsageMeter.objects.create(
+                hold=new,
+                renter_id=new.user_id,
+                payee_id=payee_id,
+                reference_type=reference_type,
+                reference_id=str(reference_id),
+                price_per_hour=price_per_hour,
+                fee_rate=fee_rate,
+                started_at=started_at,
+            )
+    if refusal is not None:
+        raise refusal
+    return meter
 
 
 @transaction.atomic

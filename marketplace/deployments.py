@@ -9,6 +9,7 @@ and releases the rest. A failed node is not charged past its last good heartbeat
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,10 +22,10 @@ from django.urls import reverse
 
 from accounts.models import User
 from billing import hooks as billing_hooks
-from billing.models import AccountKind, Hold, LedgerAccount
+from billing.models import Hold
 from billing.selectors import user_balances
-from billing.services import account_get, hold_place, hold_release
-from billing.usage import fee_rate_for, meter_close, meter_open
+from billing.services import hold_place, hold_release
+from billing.usage import fee_rate_for, meter_close, meter_open, meter_open_swapping
 from marketplace.models import (
     ACTIVE_DEPLOYMENT_STATUSES,
     CloseReason,
@@ -171,14 +172,29 @@ def _order_open(deployment: Deployment, *, attempt: int, excluded: list[int], no
     return order
 
 
-def lease_start(*, order: Order, node_id: int, request, price: int, record: MatchRecord, now: datetime) -> Lease:
-    """Called by the matchmaker inside its transaction, after the capacity was reserved."""
-    deployment = Deployment.objects.select_for_update().get(id=order.deployment_id)
-    node = Node.objects.select_related("provider__user").get(id=node_id)
+@dataclass(frozen=True)
+class Placement:
+    """The node the matchmaker chose, as its candidate query read it: what a lease needs."""
+
+    node_id: int
+    gpu_model_id: str | None
+    region_id: str
+    is_simulated: bool
+    provider_name: str
+    payee_id: int  # the provider's user, whom the lease's meter pays
+
+
+def lease_start(
+    *, order: Order, placement: Placement, request, price: int, record: MatchRecord, now: datetime
+) -> Lease:
+    """Called by the matchmaker inside its transaction, with the order and `order.deployment` locked
+    and the node's capacity reserved. The deployment's worst-case hold becomes the lease meter's
+    hold at the locked price in one ledger posting (billing's hold_swap)."""
+    deployment = order.deployment
     lease = Lease.objects.create(
         deployment=deployment,
         order=order,
-        node=node,
+        node_id=placement.node_id,
         price_per_hour_micros=price,
         gpus=request.gpu_units,
         cpu_cores=request.cpu_cores,
@@ -187,25 +203,24 @@ def lease_start(*, order: Order, node_id: int, request, price: int, record: Matc
         started_at=now,
     )
     old_hold = deployment.hold
-    if old_hold is not None:
-        # The renter's debt row is their lock in billing (hold_place takes it before the accounts);
-        # take it before the release too, so this swap and a new deployment's hold cannot deadlock.
-        debt = account_get(kind=AccountKind.USER_DEBT, user=deployment.owner)
-        LedgerAccount.objects.select_for_update().filter(id=debt.id).first()
-        hold_release(hold=old_hold)
-    if price > 0:
-        lease.meter = meter_open(
-            renter=deployment.owner,
-            payee=node.provider.user,
-            price_per_hour=price,
-            fee_rate=fee_rate_for(deployment.mode),
-            hold_amount=price * hold_hours(deployment.spec),
-            reference_type="lease",
-            reference_id=str(lease.id),
-            started_at=now,
-        )
+    meter = dict(
+        price_per_hour=price,
+        fee_rate=fee_rate_for(deployment.mode),
+        hold_amount=price * hold_hours(deployment.spec),
+        reference_type="lease",
+        reference_id=str(lease.id),
+        started_at=now,
+    )
+    if price > 0 and old_hold is not None:
+        lease.meter = meter_open_swapping(hold=old_hold, payee_id=placement.payee_id, **meter)
+    else:
+        if old_hold is not None:
+            hold_release(hold=old_hold)
+        if price > 0:
+            lease.meter = meter_open(renter=deployment.owner, payee=User.objects.get(id=placement.payee_id), **meter)
+    if lease.meter is not None:
         lease.save(update_fields=["meter"])
-    Order.objects.filter(id=order.id).update(status=OrderStatus.MATCHED, matched_at=now)
+    Order.objects.filter(id=order.id).update(status=OrderStatus.MATCHED, matched_at=now, claimed_at=now)
     deployment.status = DeploymentStatus.MATCHED
     deployment.hold = None
     if deployment.ends_at is None and deployment.duration_seconds:
@@ -214,14 +229,14 @@ def lease_start(*, order: Order, node_id: int, request, price: int, record: Matc
     _event(
         deployment,
         "matched",
-        f"Matched node {node.id} ({node.gpu_model_id}, {node.region_id}) of {node.provider.display_name} at "
-        f"{format_usd(price, places=4)}/h, best of {record.candidate_count} candidates; "
-        f"commitment {record.commitment[:16]}…",
+        f"Matched node {placement.node_id} ({placement.gpu_model_id}, {placement.region_id}) of "
+        f"{placement.provider_name} at {format_usd(price, places=4)}/h, best of {record.candidate_count} "
+        f"candidates; commitment {record.commitment[:16]}…",
         at=now,
         lease=lease,
     )
-    transaction.on_commit(lambda: _assignments_changed(node.id))
-    if node.is_simulated:
+    transaction.on_commit(lambda: _assignments_changed(placement.node_id))
+    if placement.is_simulated:
         from marketplace.tasks import simulate_demo_lease
 
         transaction.on_commit(lambda: simulate_demo_lease.delay(lease.id))

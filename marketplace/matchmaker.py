@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -27,7 +28,7 @@ from marketplace.models import (
     Order,
     OrderStatus,
 )
-from providers.models import Node, NodeStatus, ProviderProfile, Region, StakeEvent
+from providers.models import GpuModel, Node, NodeStatus, ProviderProfile, Region
 from providers.pricing import node_price_per_hour_micros
 from spheron_web import clock
 from spheron_web.money import HOURS_PER_MONTH, format_usd
@@ -92,8 +93,12 @@ def _provider_filter(values: list[str]) -> Q:
     return Q(provider_id__in=ids) | Q(provider__display_name__in=names)
 
 
-def eligible_nodes(request: Request, *, excluded: list[int] = (), with_price: bool = True) -> QuerySet[Node]:
-    """Every filter of the order, as one indexed query (the partial "listed" indexes apply)."""
+def eligible_nodes(
+    request: Request, *, excluded: list[int] = (), with_price: bool = True, gpu_model: str | None = None
+) -> QuerySet[Node]:
+    """Every filter of the order, as one indexed query (the partial "listed" indexes apply).
+
+    `gpu_model`: only nodes of this one model of the order's, whose kind the caller checked."""
     nodes = Node.objects.filter(
         status=NodeStatus.ONLINE,
         in_maintenance=False,
@@ -105,10 +110,13 @@ def eligible_nodes(request: Request, *, excluded: list[int] = (), with_price: bo
         available_memory_gb__gte=request.memory_gb,
         available_storage_gb__gte=request.storage_gb,
     )
-    if request.gpu_units:
-        nodes = nodes.filter(available_gpus__gte=request.gpu_units, gpu_model__kind="gpu")
-    if request.gpu_models:
-        nodes = nodes.filter(gpu_model_id__in=request.gpu_models)
+    if gpu_model is not None:
+        nodes = nodes.filter(available_gpus__gte=max(request.gpu_units, 1), gpu_model_id=gpu_model)
+    else:
+        if request.gpu_units:
+            nodes = nodes.filter(available_gpus__gte=request.gpu_units, gpu_model__kind="gpu")
+        if request.gpu_models:
+            nodes = nodes.filter(gpu_model_id__in=request.gpu_models)
     if request.min_vram_gb:
         nodes = nodes.filter(vram_gb__gte=request.min_vram_gb)
     if request.region_exclude:
@@ -128,18 +136,52 @@ def eligible_nodes(request: Request, *, excluded: list[int] = (), with_price: bo
     return nodes
 
 
+CANDIDATE_FIELDS = (
+    "id", "provider_id", "region_id", "gpu_model_id", "is_simulated", "lease_price", "gpu_price_per_hour_micros",
+    "price_per_hour_micros", "uptime_30d", "trust_tier", "available_gpus", "available_cpu_cores",
+    "available_memory_gb", "available_storage_gb",
+)  # fmt: skip
+REFERENCE_DATA_SECONDS = 300
+_gpu_kinds: tuple[float, dict[str, str]] = (-math.inf, {})
+
+
+def gpu_model_kinds() -> dict[str, str]:
+    """Slug → kind of every GPU model. Reference data (providers/reference): read once per process
+    and again after REFERENCE_DATA_SECONDS, not joined into every candidate query."""
+    global _gpu_kinds
+    loaded_at, kinds = _gpu_kinds
+    if time.monotonic() - loaded_at > REFERENCE_DATA_SECONDS:
+        kinds = dict(GpuModel.objects.values_list("slug", "kind"))
+        _gpu_kinds = (time.monotonic(), kinds)
+    return kinds
+
+
 def candidate_rows(request: Request, *, excluded: list[int] = ()) -> list[dict[str, Any]]:
-    """The cheapest MATCH_CANDIDATE_LIMIT nodes that pass every filter, in the requested regions."""
-    nodes = eligible_nodes(request, excluded=excluded)
-    if request.regions:
-        nodes = nodes.filter(region_id__in=request.regions)
+    """The cheapest MATCH_CANDIDATE_LIMIT nodes that pass every filter, in the requested regions.
+
+    A GPU order naming its models sends one query per model (each walks the index
+    node_listed_model_gpu_hour in price order and stops at the limit), merged here: PostgreSQL
+    cannot merge ordered index scans over an IN list, so one query for several models fetched and
+    sorted every listed node of those models. A model that is not a discrete GPU matches nothing.
+    """
+    limit = settings.MATCH_CANDIDATE_LIMIT
+    if request.gpu_units and request.gpu_models:
+        kinds = gpu_model_kinds()
+        rows: list[dict[str, Any]] = []
+        for model in dict.fromkeys(request.gpu_models):
+            if kinds.get(model) == GpuModel.Kind.GPU:
+                nodes = _in_regions(eligible_nodes(request, excluded=excluded, gpu_model=model), request)
+                rows += nodes.order_by("gpu_price_per_hour_micros", "id").values(*CANDIDATE_FIELDS)[:limit]
+        if len(request.gpu_models) > 1:
+            rows.sort(key=lambda row: (row["gpu_price_per_hour_micros"], row["id"]))
+        return rows[:limit]
+    nodes = _in_regions(eligible_nodes(request, excluded=excluded), request)
     order = ("gpu_price_per_hour_micros", "id") if request.gpu_units else ("price_per_hour_micros", "id")
-    return list(
-        nodes.order_by(*order).values(
-            "id", "provider_id", "region_id", "lease_price", "uptime_30d", "trust_tier",
-            "available_gpus", "available_cpu_cores", "available_memory_gb", "available_storage_gb",
-        )[: settings.MATCH_CANDIDATE_LIMIT]
-    )  # fmt: skip
+    return list(nodes.order_by(*order).values(*CANDIDATE_FIELDS)[:limit])
+
+
+def _in_regions(nodes: QuerySet[Node], request: Request) -> QuerySet[Node]:
+    return nodes.filter(region_id__in=request.regions) if request.regions else nodes
 
 
 def _distance_km(a: Region, b: Region) -> int:
@@ -160,36 +202,55 @@ def _fit(row: dict[str, Any], request: Request) -> Decimal:
     return (sum(ratios, Decimal(0)) / len(ratios)).quantize(matching.PLACES) if ratios else Decimal(1)
 
 
-def snapshot(rows: list[dict[str, Any]], request: Request) -> list[dict[str, Any]]:
-    """The candidates' raw inputs, as published in the match proof."""
-    provider_ids = {row["provider_id"] for row in rows}
-    stakes = dict(ProviderProfile.objects.filter(id__in=provider_ids).values_list("id", "staked_spon"))
-    slashes = dict(
-        StakeEvent.objects.filter(provider_id__in=provider_ids, kind="slash")
-        .values("provider_id")
-        .annotate(n=Count("id"))
-        .values_list("provider_id", "n")
+@dataclass(frozen=True)
+class ProviderFacts:
+    stake: int  # staked $SPON, base units
+    slashes: int
+    user_id: int  # who the lease's meter pays
+    name: str
+
+
+def provider_facts(provider_ids: set[int]) -> dict[int, ProviderFacts]:
+    """The candidates' providers in one query: stake and past slashes (scoring inputs), the user a
+    lease pays and the name its timeline shows."""
+    rows = (
+        ProviderProfile.objects.filter(id__in=provider_ids)
+        .annotate(slashes=Count("stake_events", filter=Q(stake_events__kind="slash")))
+        .values_list("id", "staked_spon", "slashes", "user_id", "display_name")
     )
+    return {id_: ProviderFacts(int(stake), slashes, user_id, name) for id_, stake, slashes, user_id, name in rows}
+
+
+def snapshot(
+    rows: list[dict[str, Any]], request: Request, *, providers: dict[int, ProviderFacts] | None = None
+) -> list[dict[str, Any]]:
+    """The candidates' raw inputs, as published in the match proof."""
+    if providers is None:
+        providers = provider_facts({row["provider_id"] for row in rows})
     regions = {}
     if request.regions and len(request.regions) > 1:
         codes = {row["region_id"] for row in rows} | {request.regions[0]}
         regions = {r.code: r for r in Region.objects.filter(code__in=codes)}
     preferred = regions.get(request.regions[0]) if regions else None
-    return [
-        {
-            "node_id": row["id"],
-            "provider_id": row["provider_id"],
-            "region": row["region_id"],
-            "price_per_hour_micros": int(row["lease_price"]),
-            "uptime_30d": str(Decimal(str(row["uptime_30d"])).quantize(matching.PLACES)),
-            "trust_tier": row["trust_tier"],
-            "slashes": int(slashes.get(row["provider_id"], 0)),
-            "stake": str(int(stakes.get(row["provider_id"], 0))),
-            "distance_km": _distance_km(regions[row["region_id"]], preferred) if preferred else None,
-            "fit": str(_fit(row, request)),
-        }
-        for row in rows
-    ]
+    none = ProviderFacts(0, 0, 0, "")
+    candidates = []
+    for row in rows:
+        provider = providers.get(row["provider_id"], none)
+        candidates.append(
+            {
+                "node_id": row["id"],
+                "provider_id": row["provider_id"],
+                "region": row["region_id"],
+                "price_per_hour_micros": int(row["lease_price"]),
+                "uptime_30d": str(Decimal(str(row["uptime_30d"])).quantize(matching.PLACES)),
+                "trust_tier": row["trust_tier"],
+                "slashes": provider.slashes,
+                "stake": str(provider.stake),
+                "distance_km": _distance_km(regions[row["region_id"]], preferred) if preferred else None,
+                "fit": str(_fit(row, request)),
+            }
+        )
+    return candidates
 
 
 def order_seed(order: Order) -> str:
@@ -231,19 +292,30 @@ class MatchOutcome:
 
 
 def match_order(*, order_id: int, now: datetime | None = None) -> MatchOutcome:
-    """Match one open order. Safe to run in several workers at once."""
+    """Match one open order. Safe to run in several workers at once.
+
+    One transaction: the order and its deployment are claimed with FOR UPDATE SKIP LOCKED (a
+    worker already on it, or a close in progress, makes this call a no-op), then the capacity is
+    reserved, the match recorded and the lease started, all committed together. A worker that dies
+    leaves nothing behind: its locks go with its connection and the order is still open. An error
+    rolls everything back, the order with it.
+    """
     from marketplace import deployments
 
-    if not Order.objects.filter(id=order_id, status=OrderStatus.OPEN).update(
-        status=OrderStatus.MATCHING, claimed_at=clock.now()
-    ):
-        return MatchOutcome("skipped")
-    try:
-        order = Order.objects.select_related("deployment").get(id=order_id)
+    with transaction.atomic():
+        order = (
+            Order.objects.select_related("deployment", "deployment__hold")
+            .select_for_update(skip_locked=True, of=("self", "deployment"))
+            .filter(id=order_id, status=OrderStatus.OPEN)
+            .first()
+        )
+        if order is None:
+            return MatchOutcome("skipped")
         now = now or clock.now()
         request = Request.from_spec(order.deployment.spec)
         rows = candidate_rows(request, excluded=order.excluded_node_ids)
-        candidates = snapshot(rows, request)
+        providers = provider_facts({row["provider_id"] for row in rows})
+        candidates = snapshot(rows, request, providers=providers)
         seed = order_seed(order)
         chosen = weights()
         for _attempt in range(MAX_RESERVE_ATTEMPTS):
@@ -251,42 +323,47 @@ def match_order(*, order_id: int, now: datetime | None = None) -> MatchOutcome:
                 break
             scored = matching.score_candidates(candidates, chosen, seed)
             winner = scored[0]["node_id"]
-            with transaction.atomic():
-                if not _reserve(winner, request):
-                    # Taken by another order meanwhile: it was not available, so it leaves the proof.
-                    candidates = [c for c in candidates if c["node_id"] != winner]
-                    continue
-                document = matching.match_document(
-                    order_id=order.id, spec_hash=order.deployment.spec_hash, candidates=candidates,
-                    weights=chosen, seed=seed, winner=winner,
-                )  # fmt: skip
-                record = MatchRecord.objects.create(
-                    order=order,
-                    seed=seed,
-                    weights=chosen,
-                    candidates=candidates,
-                    scores=scored[:10],
-                    winner_node_id=winner,
-                    commitment=matching.commitment(document),
-                    candidate_count=len(candidates),
-                    created_at=now,
-                )
-                price = next(c["price_per_hour_micros"] for c in candidates if c["node_id"] == winner)
-                lease = deployments.lease_start(
-                    order=order, node_id=winner, request=request, price=price, record=record, now=now
-                )
+            if not _reserve(winner, request):
+                # Taken by another order meanwhile: it was not available, so it leaves the proof.
+                candidates = [c for c in candidates if c["node_id"] != winner]
+                continue
+            document = matching.match_document(
+                order_id=order.id, spec_hash=order.deployment.spec_hash, candidates=candidates,
+                weights=chosen, seed=seed, winner=winner,
+            )  # fmt: skip
+            record = MatchRecord.objects.create(
+                order=order,
+                seed=seed,
+                weights=chosen,
+                candidates=candidates,
+                scores=scored[:10],
+                winner_node_id=winner,
+                commitment=matching.commitment(document),
+                candidate_count=len(candidates),
+                created_at=now,
+            )
+            row = next(row for row in rows if row["id"] == winner)
+            provider = providers[row["provider_id"]]
+            placement = deployments.Placement(
+                node_id=winner,
+                gpu_model_id=row["gpu_model_id"],
+                region_id=row["region_id"],
+                is_simulated=row["is_simulated"],
+                provider_name=provider.name,
+                payee_id=provider.user_id,
+            )
+            price = next(c["price_per_hour_micros"] for c in candidates if c["node_id"] == winner)
+            lease = deployments.lease_start(
+                order=order, placement=placement, request=request, price=price, record=record, now=now
+            )
             return MatchOutcome("matched", lease=lease)
         # Out of time and out of candidates. (Candidates left after the reserve attempts were lost
-        # to other orders: reopen and try again rather than fail with nodes still free.)
+        # to other orders: stay open and try again rather than fail with nodes still free.)
         if now >= order.deadline_at and not candidates:
             reason = no_match_reason(request, excluded=order.excluded_node_ids)
             deployments.order_fail(order=order, reason=reason, now=now)
             return MatchOutcome("failed", reason=reason)
-        Order.objects.filter(id=order.id, status=OrderStatus.MATCHING).update(status=OrderStatus.OPEN)
         return MatchOutcome("waiting")
-    except Exception:
-        Order.objects.filter(id=order_id, status=OrderStatus.MATCHING).update(status=OrderStatus.OPEN)
-        raise
 
 
 def _usd(micros: int) -> str:

@@ -9,12 +9,21 @@ import pytest
 
 from billing.models import AccountKind, Hold, LedgerAccount, LedgerEntry, LedgerTransaction, TransactionKind, UsageMeter
 from billing.selectors import user_balances
-from billing.services import fee_for, hold_capture, hold_place, hold_release, topup_reverse
+from billing.services import (
+    fee_for,
+    hold_capture,
+    hold_place,
+    hold_release,
+    hold_swap,
+    topup_reverse,
+    transaction_reverse,
+)
 from billing.usage import (
     fee_rate_for,
     meter_accrued,
     meter_close,
     meter_open,
+    meter_open_swapping,
     meter_top_up_or_warn,
     usage_settle_all,
     usage_settle_batch,
@@ -218,6 +227,108 @@ class TestHoldRelease:
 
         assert hold_release(hold=hold) is None
         assert fresh(hold).status == Hold.Status.CLOSED
+
+
+# --- hold_swap -----------------------------------------------------------------------------------
+class TestHoldSwap:
+    def test_swap_for_less_returns_the_difference_in_one_posting(self, renter):
+        fund(renter, 10 * USD)
+        old = hold_place(user=renter, amount=6 * USD, reference_type="deployment", reference_id="1:1")
+        rows = LedgerTransaction.objects.count()
+
+        new = hold_swap(hold=old, amount=2 * USD, reference_type="lease", reference_id="9")
+
+        assert (new.status, new.amount, new.remaining, new.reference_id) == ("active", 2 * USD, 2 * USD, "9")
+        old = fresh(old)
+        assert (old.status, old.released, old.remaining) == ("closed", 6 * USD, 0)
+        assert balances(renter).available == 8 * USD and balances(renter).reserved == 2 * USD
+        assert LedgerTransaction.objects.count() == rows + 1
+        swap = LedgerTransaction.objects.get(kind=TransactionKind.HOLD_SWAP)
+        assert (swap.reference_type, swap.reference_id) == ("hold", str(old.id))
+        assert sorted(swap.entries.values_list("amount", flat=True)) == [-4 * USD, 4 * USD]
+        assert_ledger_consistent()
+
+    def test_swap_for_the_same_amount_writes_no_ledger_transaction(self, renter):
+        fund(renter, 10 * USD)
+        old = hold_place(user=renter, amount=3 * USD, reference_type="deployment", reference_id="1:1")
+        rows = ledger_rows()
+
+        new = hold_swap(hold=old, amount=3 * USD, reference_type="lease", reference_id="9")
+
+        assert ledger_rows() == rows
+        assert fresh(old).status == Hold.Status.CLOSED and new.remaining == 3 * USD
+        assert balances(renter).reserved == 3 * USD and balances(renter).available == 7 * USD
+        assert_ledger_consistent()
+
+    def test_swap_for_more_takes_the_rest_from_available_credits(self, renter):
+        fund(renter, 10 * USD)
+        old = hold_place(user=renter, amount=3 * USD, reference_type="deployment", reference_id="1:1")
+
+        hold_swap(hold=old, amount=5 * USD, reference_type="lease", reference_id="9")
+
+        assert balances(renter).reserved == 5 * USD and balances(renter).available == 5 * USD
+        assert_ledger_consistent()
+
+    def test_swap_for_more_than_the_user_has_is_refused_and_leaves_no_trace(self, renter):
+        fund(renter, 4 * USD)
+        old = hold_place(user=renter, amount=3 * USD, reference_type="deployment", reference_id="1:1")
+        rows = ledger_rows()
+
+        with pytest.raises(ApplicationError, match="Insufficient funds"):
+            hold_swap(hold=old, amount=4 * USD + 1, reference_type="lease", reference_id="9")
+
+        assert ledger_rows() == rows
+        assert fresh(old).status == Hold.Status.ACTIVE and not Hold.objects.filter(reference_id="9").exists()
+
+    def test_debt_blocks_a_swap_for_more_but_not_one_for_less(self, renter):
+        topup = fund(renter, 10 * USD)
+        old = hold_place(user=renter, amount=10 * USD, reference_type="deployment", reference_id="1:1")
+        topup_reverse(topup=topup, amount=2 * USD, idempotency_key="refund:1")
+
+        with pytest.raises(ApplicationError, match=r"owes \$2\.00"):
+            hold_swap(hold=old, amount=11 * USD, reference_type="lease", reference_id="9")
+        hold_swap(hold=old, amount=4 * USD, reference_type="lease", reference_id="9")  # already held
+
+        assert balances(renter).reserved == 4 * USD and balances(renter).available == 6 * USD
+        assert balances(renter).debt == 2 * USD
+        assert_ledger_consistent()
+
+    def test_swapping_a_closed_hold_is_refused(self, renter):
+        fund(renter, 10 * USD)
+        old = hold_place(user=renter, amount=3 * USD, reference_type="deployment", reference_id="1:1")
+        hold_swap(hold=old, amount=2 * USD, reference_type="lease", reference_id="9")
+        rows = ledger_rows()
+
+        with pytest.raises(ApplicationError, match="This hold is closed."):
+            hold_swap(hold=old, amount=2 * USD, reference_type="lease", reference_id="10")
+
+        assert ledger_rows() == rows
+        assert balances(renter).reserved == 2 * USD
+
+    def test_a_swap_is_not_reversible_like_a_charge(self, renter, provider):
+        fund(renter, 10 * USD)
+        old = hold_place(user=renter, amount=3 * USD, reference_type="deployment", reference_id="1:1")
+        hold_swap(hold=old, amount=2 * USD, reference_type="lease", reference_id="9")
+        swap = LedgerTransaction.objects.get(kind=TransactionKind.HOLD_SWAP)
+
+        with pytest.raises(ApplicationError, match="capturing or releasing"):
+            transaction_reverse(txn=swap, memo="oops", created_by=provider)
+
+    def test_meter_opened_by_swapping_holds_at_the_locked_price(self, renter, provider):
+        fund(renter, 10 * USD)
+        old = hold_place(user=renter, amount=6 * USD, reference_type="deployment", reference_id="1:1")
+
+        meter = meter_open_swapping(
+            hold=old, payee_id=provider.id, price_per_hour=1 * USD, fee_rate=FIZZ, hold_amount=2 * USD,
+            reference_type="lease", reference_id="9", started_at=T0,
+        )  # fmt: skip
+
+        assert (meter.renter_id, meter.payee_id, meter.price_per_hour) == (renter.id, provider.id, 1 * USD)
+        assert meter.hold.amount == 2 * USD and fresh(old).status == Hold.Status.CLOSED
+        usage_settle_all(now=T0 + HOUR)
+        assert fresh(meter).charged == 1 * USD
+        assert balances(renter).reserved == 1 * USD and balances(renter).available == 8 * USD
+        assert_ledger_consistent()
 
 
 # --- meters: accrual -----------------------------------------------------------------------------
