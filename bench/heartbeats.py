@@ -79,7 +79,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--worker-class", choices=["gthread", "sync"], default="gthread", help="gunicorn worker class (gthread)"
     )
-    parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker (4)")
+    parser.add_argument("--threads", type=int, default=2, help="threads per gthread worker (2, as gunicorn.conf.py)")
     parser.add_argument("--port", type=int, default=8765, help="gunicorn port on 127.0.0.1 (8765)")
     parser.add_argument(
         "--client",

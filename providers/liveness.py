@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 
 from providers import hooks
 from providers.models import (
@@ -282,7 +282,7 @@ def fold_heartbeats(*, now: datetime | None = None) -> dict[str, int]:
         last_id = chunk[-1][0]
         stats["nodes"] += len(chunk)
         heartbeats = last_heartbeats([node_id for node_id, _ in chunk])
-        changed: list[Node] = []
+        changed: list[tuple[int, datetime, dict]] = []
         silent: list[tuple[int, datetime]] = []
         for node_id, last_seen in chunk:
             hb = heartbeats.get(node_id)
@@ -290,14 +290,44 @@ def fold_heartbeats(*, now: datetime | None = None) -> dict[str, int]:
             if latest is None or now - latest > timeout:
                 silent.append((node_id, latest or now))
             elif hb and (last_seen is None or hb["at"] - last_seen >= resolution):
-                changed.append(Node(id=node_id, last_seen_at=hb["at"], usage=hb["usage"]))
+                changed.append((node_id, hb["at"], hb["usage"]))
         if changed:
-            Node.objects.bulk_update(changed, ["last_seen_at", "usage"])
+            _last_seen_write(changed)
             stats["updated"] += len(changed)
         for node_id, at in silent:
             stats["offline"] += node_mark_offline(node_id=node_id, at=at, reason="no heartbeat")
     stats["missed"] = challenges_expire(now=now)
     return stats
+
+
+_FOLD_UPDATE_CHUNK = 500  # rows per UPDATE: 1,500 parameters, within every SQLite's limit
+
+
+def _last_seen_write(rows: list[tuple[int, datetime, dict]]) -> None:
+    """`last_seen_at` and `usage` of many nodes: one `UPDATE … FROM (VALUES …)` per chunk.
+
+    Django's bulk_update builds a `CASE WHEN` per row in Python: 13,000 nodes took 6–8 s, nearly
+    all of it CPU in this process. PostgreSQL, and SQLite since 3.33, take `UPDATE … FROM`."""
+    quote = connection.ops.quote_name
+    table = quote(Node._meta.db_table)
+    seen_field, usage_field = Node._meta.get_field("last_seen_at"), Node._meta.get_field("usage")
+    usage_value = "CAST(v.column3 AS jsonb)" if connection.vendor == "postgresql" else "v.column3"
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), _FOLD_UPDATE_CHUNK):
+            chunk = rows[start : start + _FOLD_UPDATE_CHUNK]
+            params: list[Any] = []
+            for node_id, at, usage in chunk:
+                params += [
+                    node_id,
+                    seen_field.get_db_prep_save(at, connection),
+                    usage_field.get_db_prep_save(usage, connection),
+                ]
+            cursor.execute(
+                f"UPDATE {table} SET {quote(seen_field.column)} = v.column2, {quote(usage_field.column)} = "
+                f"{usage_value} FROM (VALUES {', '.join(['(%s, %s, %s)'] * len(chunk))}) AS v "
+                f"WHERE {table}.id = v.column1",
+                params,
+            )
 
 
 # --- Challenges --------------------------------------------------------------------------------

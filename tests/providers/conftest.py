@@ -90,7 +90,9 @@ class WsgiResponse:
 
 def wsgi_request(path: str, body: bytes, headers: dict[str, str] | None = None, *, app=None, **environ_extra):
     """POST through the production WSGI stack: `NodeHeartbeatFastPath` in front of Django's handler."""
+    from django.core import signals
     from django.core.handlers.wsgi import WSGIHandler
+    from django.db import close_old_connections
     from django.test import RequestFactory
 
     from providers.heartbeat_wsgi import NodeHeartbeatFastPath
@@ -102,12 +104,19 @@ def wsgi_request(path: str, body: bytes, headers: dict[str, str] | None = None, 
     def start_response(status, response_headers, exc_info=None):
         captured["status"], captured["headers"] = status, response_headers
 
-    result = (app or NodeHeartbeatFastPath(WSGIHandler()))(environ, start_response)
+    # As Django's test client does: the test's transaction keeps its connection.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
     try:
-        content = b"".join(result)
+        result = (app or NodeHeartbeatFastPath(WSGIHandler()))(environ, start_response)
+        try:
+            content = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
     finally:
-        if hasattr(result, "close"):
-            result.close()
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
     return WsgiResponse(captured["status"], captured["headers"], content)
 
 
