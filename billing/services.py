@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Sum, Value, When
+from django.db.models import BigIntegerField, Case, F, Sum, Value, When
 from django.utils import timezone
 
 from accounts.models import User
@@ -114,9 +114,15 @@ def _entries_write(txn: LedgerTransaction, merged: dict[int, int]) -> None:
     LedgerEntry.objects.bulk_create(
         [LedgerEntry(transaction=txn, account_id=account_id, amount=amount) for account_id, amount in merged.items()]
     )
+    # bigint parameters: with server-side binding Django sends an int Value as int4 (amounts above
+    # $2,147 would wrap).
     LedgerAccount.objects.filter(id__in=merged).update(
         balance=F("balance")
-        + Case(*(When(id=account_id, then=Value(amount)) for account_id, amount in merged.items()), default=0)
+        + Case(
+            *(When(id=account_id, then=Value(amount, BigIntegerField())) for account_id, amount in merged.items()),
+            default=Value(0, BigIntegerField()),
+            output_field=BigIntegerField(),
+        )
     )
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import BigIntegerField, Count, F, Min, Q, QuerySet, Value
-from django.db.models.functions import Cast
+from django.db.models import BigIntegerField, Count, F, Min, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Cast, Coalesce
 from spheron_sdk import matching
 
 from marketplace.models import (
@@ -28,7 +28,7 @@ from marketplace.models import (
     Order,
     OrderStatus,
 )
-from providers.models import GpuModel, Node, NodeStatus, ProviderProfile, Region
+from providers.models import GpuModel, Node, NodeStatus, ProviderProfile, Region, StakeEvent, StakeEventKind
 from providers.pricing import node_price_per_hour_micros
 from spheron_web import clock
 from spheron_web.money import HOURS_PER_MONTH, format_usd
@@ -213,9 +213,18 @@ class ProviderFacts:
 def provider_facts(provider_ids: set[int]) -> dict[int, ProviderFacts]:
     """The candidates' providers in one query: stake and past slashes (scoring inputs), the user a
     lease pays and the name its timeline shows."""
+    # A count per provider through the stake events' provider index (a join and GROUP BY over
+    # every stake event took 3-5 times as long).
+    slashes = (
+        StakeEvent.objects.filter(provider=OuterRef("pk"), kind=StakeEventKind.SLASH)
+        .order_by()
+        .values("provider")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
     rows = (
         ProviderProfile.objects.filter(id__in=provider_ids)
-        .annotate(slashes=Count("stake_events", filter=Q(stake_events__kind="slash")))
+        .annotate(slashes=Coalesce(Subquery(slashes), 0))
         .values_list("id", "staked_spon", "slashes", "user_id", "display_name")
     )
     return {id_: ProviderFacts(int(stake), slashes, user_id, name) for id_, stake, slashes, user_id, name in rows}
