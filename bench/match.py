@@ -55,7 +55,7 @@ MATCHES_PER_SECOND_BUDGET = 100.0
 P95_BUDGET_MS = 100.0
 RATIO_BUDGET = 3.0
 WAIT_LIMIT_SECONDS = 900
-PHASES = ("candidates", "snapshot", "score", "reserve", "record", "lease_start", "no_match_reason")
+PHASES = ("candidates", "providers", "snapshot", "score", "reserve", "record", "lease_start", "no_match_reason")
 REGIONS = ["us-east", "us-west", "eu-central", "eu-west", "us-central", "uk-south", "ap-southeast", "ap-northeast"]
 
 
@@ -409,6 +409,7 @@ def run_worker(args: argparse.Namespace) -> None:
         setattr(owner, name, wrapper)
 
     timed(matchmaker, "candidate_rows", "candidates")
+    timed(matchmaker, "provider_facts", "providers")
     timed(matchmaker, "snapshot", "snapshot")
     timed(matching, "score_candidates", "score")
     timed(matchmaker, "_reserve", "reserve")
@@ -439,9 +440,10 @@ def run_worker(args: argparse.Namespace) -> None:
             return outcome
         finally:
             line = {
-                "order": order_id, "start": wall, "end": time.time(), "ms": (time.perf_counter() - started) * 1000,
+                "worker": args.worker, "order": order_id, "start": wall, "end": time.time(),
+                "ms": (time.perf_counter() - started) * 1000,
                 "status": status, "queries": db["queries"], "db_ms": db["ms"], "phases": state["phases"],
-                "cpu_ms": (time.process_time() - cpu) * 1000,
+                "cpu_ms": (time.process_time() - cpu) * 1000, "cpu_start": cpu, "cpu_end": time.process_time(),
                 "pg_cpu_ms": (_cpu_ticks(backend) - pg_cpu) * 1000 / os.sysconf("SC_CLK_TCK"),
             }  # fmt: skip
             out.write(json.dumps(line) + "\n")
@@ -624,6 +626,18 @@ def report(args, *, records, shapes, sql_ms, checks, ledger, created_in, setup_s
         f"    CPU per match: worker {worker_cpu:.1f} + PostgreSQL backend {pg_cpu:.1f} = {worker_cpu + pg_cpu:.1f} ms"
         f" → at most {cores * 1000 / (worker_cpu + pg_cpu):.0f} matches/s on {cores} idle cores"
     )
+    # What a worker spends between two match_order calls: Celery fetching, acknowledging and
+    # tracing the task (and this script's bookkeeping). Not in the CPU per match above.
+    between, gaps = [], []
+    for worker in {r.get("worker") for r in records}:
+        mine = sorted((r for r in records if r.get("worker") == worker and "cpu_start" in r), key=lambda r: r["start"])
+        between += [(b["cpu_start"] - a["cpu_end"]) * 1000 for a, b in zip(mine, mine[1:], strict=False)]
+        gaps += [(b["start"] - a["end"]) * 1000 for a, b in zip(mine, mine[1:], strict=False)]
+    if between:
+        print(
+            f"    between calls, per worker: {statistics.mean(between):.1f} ms CPU, {statistics.median(gaps):.1f} ms "
+            "wall (median) — Celery's fetch, ack and task tracing, not counted above"
+        )
     load = os.getloadavg()
     print(f"    load average at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {cores} cores")
 
