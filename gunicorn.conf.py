@@ -8,6 +8,7 @@ request: at 1,000 heartbeats/s on two workers that made p95 28 ms; with 1 ms it 
 (bench/README.md, heartbeats.py). GIL_SWITCH_INTERVAL_MS overrides it.
 """
 
+import gc
 import os
 import sys
 
@@ -18,3 +19,11 @@ _switch_interval = float(os.environ.get("GIL_SWITCH_INTERVAL_MS", "1")) / 1000
 
 def post_fork(server, worker):
     sys.setswitchinterval(_switch_interval)
+
+
+def post_worker_init(worker):
+    # Django, the apps and their modules are loaded now and live as long as the worker: move them
+    # out of the garbage collector's reach, so that its full collections scan only what requests
+    # allocate (a full pass over everything stalled all of a worker's threads for tens of ms).
+    gc.collect()
+    gc.freeze()

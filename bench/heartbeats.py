@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import math
 import os
 import resource
@@ -876,6 +877,11 @@ def main(argv: list[str] | None = None) -> int:
         pids = server.pids()
         cpu_before = cpu_snapshot(pids, database_name(args.database_url))
         rusage_before = resource.getrusage(resource.RUSAGE_SELF)
+        # This process is the measuring instrument: a full garbage collection over its long-lived
+        # objects (13,000 agents, their pre-built requests, Django) would stall every connection for
+        # tens of milliseconds and count as server latency. Frozen objects are never scanned.
+        gc.collect()
+        gc.freeze()
         load = asyncio.run(
             run_load(
                 agents,
@@ -887,6 +893,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         rusage_after = resource.getrusage(resource.RUSAGE_SELF)
+        gc.unfreeze()
         cpu_after = cpu_snapshot(pids, database_name(args.database_url))
         redis_after = redis_commands()
         server.stop()  # its database connections close, and their backends report their counters
@@ -1028,7 +1035,15 @@ def main(argv: list[str] | None = None) -> int:
         f"~{estimate:.1f} s per fold (the second run plus {fold_cadence}/{resolution} of the first one's updates)"
     )
     print()
-    print(f"budget: >= {RATE_BUDGET:,.0f} heartbeats/s: {'PASS' if rate >= RATE_BUDGET else 'FAIL'} ({rate:,.0f}/s)")
+    if args.rate:
+        # Paced: the server kept up if it answered (almost) everything offered in the window; the
+        # measured rate of a 1,000/s schedule is 999.x/s because the window includes the last reply.
+        kept_up = rate >= 0.995 * args.rate
+        passed = kept_up and args.rate >= RATE_BUDGET
+        note = f"{rate:,.1f}/s of {args.rate:,.0f}/s offered" + ("" if kept_up else ": the queue grew")
+    else:
+        passed, note = rate >= RATE_BUDGET, f"{rate:,.0f}/s"
+    print(f"budget: >= {RATE_BUDGET:,.0f} heartbeats/s: {'PASS' if passed else 'FAIL'} ({note})")
     print(f"budget: p95 <= {P95_BUDGET_MS:.0f} ms: {'PASS' if p95 <= P95_BUDGET_MS else 'FAIL'} ({p95:.2f} ms)")
     print(f"budget: no errors: {'PASS' if errors == 0 else 'FAIL'} ({errors})")
     if not args.rate:
