@@ -99,14 +99,13 @@ class NodeHeartbeatFastPath:
                 payload = api.HeartbeatIn.model_validate_json(body)
             except ValidationError:
                 return self._to_django(environ, start_response, body)
-            try:
-                reply = api.heartbeat_handle(node_id, found[1], found[2], payload)
-            except ApplicationError as exc:
-                return self._json(start_response, secure, exc.status, {"message": exc.message, "extra": exc.extra})
-            except Exception:
-                logger.exception("Internal Server Error: %s", environ.get("PATH_INFO"))
-                return self._json(start_response, secure, 500, {"message": "Internal server error.", "extra": {}})
+            reply = api.heartbeat_handle(node_id, found[1], found[2], payload)
             return self._json(start_response, secure, 200, reply)
+        except ApplicationError as exc:
+            return self._json(start_response, secure, exc.status, {"message": exc.message, "extra": exc.extra})
+        except Exception:
+            logger.exception("Internal Server Error: %s", environ.get("PATH_INFO"))
+            return self._json(start_response, secure, 500, {"message": "Internal server error.", "extra": {}})
         finally:
             signals.request_finished.send(sender=self.__class__)
 

@@ -157,11 +157,12 @@ def test_plain_http_is_redirected_when_https_is_required(node, settings):
     assert response.headers["Strict-Transport-Security"].startswith("max-age=3600")
 
 
-def test_an_unexpected_error_is_a_json_500_and_logged(node, monkeypatch, caplog):
-    def boom(**kwargs):
+@pytest.mark.parametrize("where", ["heartbeat_receive", "node_authenticate_heartbeat"])
+def test_an_unexpected_error_is_a_json_500_and_logged(node, monkeypatch, caplog, where):
+    def boom(*args, **kwargs):
         raise RuntimeError("cache down")
 
-    monkeypatch.setattr(liveness, "heartbeat_receive", boom)
+    monkeypatch.setattr(liveness, where, boom)
     response = wsgi_request(_path(node), json.dumps(BODY).encode(), _auth(node), app=NodeHeartbeatFastPath(_no_django))
     assert response.status_code == 500
     assert response.json() == {"message": "Internal server error.", "extra": {}}
