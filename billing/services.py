@@ -8,6 +8,7 @@ key returns the first result and writes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import IntegrityError, transaction
@@ -114,12 +115,17 @@ def _entries_write(txn: LedgerTransaction, merged: dict[int, int]) -> None:
     LedgerEntry.objects.bulk_create(
         [LedgerEntry(transaction=txn, account_id=account_id, amount=amount) for account_id, amount in merged.items()]
     )
+    _balances_add(merged)
+
+
+def _balances_add(deltas: dict[int, int]) -> None:
+    """Add to the cached balances of locked accounts: one UPDATE with a CASE per account."""
     # bigint parameters: with server-side binding Django sends an int Value as int4 (amounts above
     # $2,147 would wrap).
-    LedgerAccount.objects.filter(id__in=merged).update(
+    LedgerAccount.objects.filter(id__in=deltas).update(
         balance=F("balance")
         + Case(
-            *(When(id=account_id, then=Value(amount, BigIntegerField())) for account_id, amount in merged.items()),
+            *(When(id=account_id, then=Value(amount, BigIntegerField())) for account_id, amount in deltas.items()),
             default=Value(0, BigIntegerField()),
             output_field=BigIntegerField(),
         )
@@ -427,6 +433,152 @@ def _hold_swap(
         released=F("released") + remaining, status=Hold.Status.CLOSED, closed_at=timezone.now()
     )
     return None, new
+
+
+@dataclass(frozen=True)
+class HoldSwap:
+    """One swap of `hold_swaps`: close `hold`, hold `amount` under (reference_type, reference_id)."""
+
+    hold_id: int
+    amount: int
+    reference_type: str
+    reference_id: str
+
+
+def hold_swaps(swaps: Sequence[HoldSwap]) -> list[Hold | ApplicationError]:
+    """`hold_swap` for many holds at once (the matchmaker's batches): the same postings, one per
+    swap whose amounts differ, written with a fixed number of queries whatever the number of swaps.
+
+    Returns, in order, each swap's new hold, or the refusal `hold_swap` would have raised (a hold
+    already closed, debt, too little available credit), for which nothing was written. Locks are
+    taken in id order (the old holds, then the users' debt rows where a swap takes more, then the
+    users' funds), so two batches cannot deadlock on them. No savepoint: a database error aborts
+    the caller's transaction.
+    """
+    if not swaps:
+        return []
+    for swap in swaps:
+        if swap.amount <= 0:
+            raise ApplicationError("A hold must be a positive amount.", {"field": "amount"})
+    with transaction.atomic(savepoint=False):
+        return _hold_swaps(swaps)
+
+
+def _hold_swaps(swaps: Sequence[HoldSwap]) -> list[Hold | ApplicationError]:
+    old = {h.id: h for h in Hold.objects.select_for_update().filter(id__in={s.hold_id for s in swaps}).order_by("id")}
+    results: list[Hold | ApplicationError | None] = [None] * len(swaps)
+    seen: set[int] = set()
+    for n, swap in enumerate(swaps):
+        hold = old.get(swap.hold_id)
+        if hold is None or hold.status != Hold.Status.ACTIVE or swap.hold_id in seen:
+            results[n] = ApplicationError("This hold is closed.", {"hold": swap.hold_id}, status=409)
+        seen.add(swap.hold_id)
+    live = [n for n, result in enumerate(results) if result is None]
+    takers = {old[swaps[n].hold_id].user_id for n in live if old[swaps[n].hold_id].remaining < swaps[n].amount}
+    if takers:
+        # Taking more than the old hold had left is refused while the user has debt (as hold_place).
+        for user_id in sorted(takers):
+            account_get(kind=AccountKind.USER_DEBT, user=User(id=user_id))
+        owed = {
+            account.user_id: -account.balance
+            for account in LedgerAccount.objects.select_for_update()
+            .filter(kind=AccountKind.USER_DEBT, user_id__in=takers, key="")
+            .order_by("id")
+        }
+        for n in live:
+            hold = old[swaps[n].hold_id]
+            if hold.remaining < swaps[n].amount and owed.get(hold.user_id):
+                owed_now = owed[hold.user_id]
+                results[n] = ApplicationError(
+                    f"Your account owes ${owed_now / 1e6:,.2f} (a reversed payment). Top up to clear it first.",
+                    {"debt_micros": owed_now},
+                    status=409,
+                )
+        live = [n for n in live if results[n] is None]
+    movers = sorted({old[swaps[n].hold_id].user_id for n in live if old[swaps[n].hold_id].remaining != swaps[n].amount})
+    funds = _users_funds_locked(movers) if movers else {}
+    available = {user_id: accounts[AccountKind.USER_AVAILABLE].balance for user_id, accounts in funds.items()}
+    for n in list(live):
+        hold = old[swaps[n].hold_id]
+        back = hold.remaining - swaps[n].amount
+        if back < 0 and available[hold.user_id] + back < 0:
+            results[n] = ApplicationError(
+                "Insufficient funds: the balance cannot cover this.",
+                {"account": AccountKind.USER_AVAILABLE, "balance": available[hold.user_id], "needed": -back},
+                status=409,
+            )
+        elif back:
+            available[hold.user_id] += back
+    live = [n for n in live if results[n] is None]
+    if not live:
+        return results
+    new = Hold.objects.bulk_create(
+        [
+            Hold(
+                user_id=old[swaps[n].hold_id].user_id,
+                amount=swaps[n].amount,
+                reference_type=swaps[n].reference_type,
+                reference_id=str(swaps[n].reference_id),
+            )
+            for n in live
+        ]
+    )
+    moving = []
+    for n, hold in zip(live, new, strict=True):
+        results[n] = hold
+        previous = old[swaps[n].hold_id]
+        if previous.remaining != hold.amount:
+            moving.append((previous, hold))
+    if moving:
+        txns = LedgerTransaction.objects.bulk_create(
+            [
+                LedgerTransaction(
+                    kind=TransactionKind.HOLD_SWAP,
+                    reference_type="hold",
+                    reference_id=str(previous.id),
+                    idempotency_key=f"hold:{previous.id}:swap",
+                    memo=f"Hold #{previous.id} ({previous.remaining / 1e6:,.2f} left) swapped for hold "
+                    f"#{hold.id} ({hold.amount / 1e6:,.2f})",
+                )
+                for previous, hold in moving
+            ]
+        )
+        entries, deltas = [], {}
+        for txn, (previous, hold) in zip(txns, moving, strict=True):
+            back = previous.remaining - hold.amount
+            accounts = funds[previous.user_id]
+            reserved, available = accounts[AccountKind.USER_RESERVED], accounts[AccountKind.USER_AVAILABLE]
+            for account, amount in ((reserved, -back), (available, back)):
+                entries.append(LedgerEntry(transaction=txn, account_id=account.id, amount=amount))
+                deltas[account.id] = deltas.get(account.id, 0) + amount
+        LedgerEntry.objects.bulk_create(entries)
+        _balances_add({account_id: amount for account_id, amount in deltas.items() if amount})
+    Hold.objects.filter(id__in=[swaps[n].hold_id for n in live]).update(
+        released=F("amount") - F("captured"), status=Hold.Status.CLOSED, closed_at=timezone.now()
+    )
+    return results
+
+
+def _users_funds_locked(user_ids: list[int]) -> dict[int, dict[str, LedgerAccount]]:
+    """Each user's available and reserved accounts, all locked in id order in one query (created
+    first where missing)."""
+    kinds = (AccountKind.USER_AVAILABLE, AccountKind.USER_RESERVED)
+
+    def lock() -> dict[int, dict[str, LedgerAccount]]:
+        found: dict[int, dict[str, LedgerAccount]] = {}
+        accounts = LedgerAccount.objects.select_for_update().filter(user_id__in=user_ids, kind__in=kinds, key="")
+        for account in accounts.order_by("id"):
+            found.setdefault(account.user_id, {})[account.kind] = account
+        return found
+
+    found = lock()
+    missing = [user_id for user_id in user_ids if len(found.get(user_id, ())) < len(kinds)]
+    if missing:
+        for user_id in missing:
+            for kind in kinds:
+                account_get(kind=kind, user=User(id=user_id))
+        found = lock()
+    return found
 
 
 def _user_funds_locked(user_id: int) -> dict[str, LedgerAccount]:

@@ -28,12 +28,14 @@ from billing.models import (
     UsageMeter,
 )
 from billing.services import (
+    HoldSwap,
     _hold_capture,
     account_get,
     fee_for,
     hold_place,
     hold_release,
     hold_swap,
+    hold_swaps,
     transaction_post,
 )
 from spheron_web.errors import ApplicationError
@@ -147,6 +149,52 @@ def meter_open_swapping(
     if refusal is not None:
         raise refusal
     return meter
+
+
+@dataclass(frozen=True)
+class MeterSwap:
+    """One meter of `meters_open_swapping`: the arguments of `meter_open_swapping`."""
+
+    hold_id: int
+    payee_id: int
+    price_per_hour: int
+    fee_rate: Decimal
+    hold_amount: int
+    reference_type: str
+    reference_id: str
+    started_at: datetime
+
+
+def meters_open_swapping(items: list[MeterSwap]) -> list[UsageMeter | ApplicationError]:
+    """`meter_open_swapping` for many rentals at once (the matchmaker's batches): the holds are
+    swapped by `hold_swaps` and the meters written in one INSERT. Returns, in order, each meter or
+    the refusal for which nothing was written. No savepoint: see `hold_swaps`."""
+    for item in items:
+        if item.price_per_hour < 0:
+            raise ApplicationError("A price cannot be negative.", {"field": "price_per_hour"})
+    holds = hold_swaps(
+        [HoldSwap(item.hold_id, item.hold_amount, item.reference_type, str(item.reference_id)) for item in items]
+    )
+    opened = [n for n, hold in enumerate(holds) if isinstance(hold, Hold)]
+    meters = UsageMeter.objects.bulk_create(
+        [
+            UsageMeter(
+                hold=holds[n],
+                renter_id=holds[n].user_id,
+                payee_id=items[n].payee_id,
+                reference_type=items[n].reference_type,
+                reference_id=str(items[n].reference_id),
+                price_per_hour=items[n].price_per_hour,
+                fee_rate=items[n].fee_rate,
+                started_at=items[n].started_at,
+            )
+            for n in opened
+        ]
+    )
+    results: list[UsageMeter | ApplicationError] = list(holds)
+    for n, meter in zip(opened, meters, strict=True):
+        results[n] = meter
+    return results
 
 
 @transaction.atomic

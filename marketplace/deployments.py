@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F
+from django.db.models import BigIntegerField, Case, F, Value, When
 from django.http import Http404
 from django.urls import reverse
 
@@ -25,7 +25,7 @@ from billing import hooks as billing_hooks
 from billing.models import Hold
 from billing.selectors import user_balances
 from billing.services import hold_place, hold_release
-from billing.usage import fee_rate_for, meter_close, meter_open, meter_open_swapping
+from billing.usage import MeterSwap, fee_rate_for, meter_close, meter_open, meter_open_swapping, meters_open_swapping
 from marketplace.models import (
     ACTIVE_DEPLOYMENT_STATUSES,
     CloseReason,
@@ -159,7 +159,7 @@ def deployment_create(*, user: User, source: str | dict) -> Deployment:
 
 
 def _order_open(deployment: Deployment, *, attempt: int, excluded: list[int], now: datetime) -> Order:
-    from marketplace.tasks import match_order
+    from marketplace.matchmaker import kick
 
     order = Order.objects.create(
         deployment=deployment,
@@ -168,7 +168,7 @@ def _order_open(deployment: Deployment, *, attempt: int, excluded: list[int], no
         created_at=now,
         deadline_at=now + timedelta(seconds=settings.MATCH_TIMEOUT_SECONDS),
     )
-    transaction.on_commit(lambda: match_order.delay(order.id))
+    transaction.on_commit(kick)
     return order
 
 
@@ -226,21 +226,125 @@ def lease_start(
     if deployment.ends_at is None and deployment.duration_seconds:
         deployment.ends_at = now + timedelta(seconds=deployment.duration_seconds)
     deployment.save(update_fields=["status", "hold", "ends_at", "updated_at"])
-    _event(
-        deployment,
-        "matched",
-        f"Matched node {placement.node_id} ({placement.gpu_model_id}, {placement.region_id}) of "
-        f"{placement.provider_name} at {format_usd(price, places=4)}/h, best of {record.candidate_count} "
-        f"candidates; commitment {record.commitment[:16]}…",
-        at=now,
-        lease=lease,
-    )
+    _event(deployment, "matched", _matched_message(placement, price, record), at=now, lease=lease)
     transaction.on_commit(lambda: _assignments_changed(placement.node_id))
     if placement.is_simulated:
         from marketplace.tasks import simulate_demo_lease
 
         transaction.on_commit(lambda: simulate_demo_lease.delay(lease.id))
     return lease
+
+
+@dataclass(frozen=True)
+class LeaseStart:
+    """The arguments of one `lease_start`, for `leases_start`."""
+
+    order: Order
+    placement: Placement
+    request: Any
+    price: int
+    record: MatchRecord
+
+
+def leases_start(starts: list[LeaseStart], *, now: datetime) -> list[Lease]:
+    """`lease_start` for a batch of matches in the matchmaker's transaction: the same rows and the
+    same ledger postings, written with a fixed number of queries (one INSERT or UPDATE per table)
+    whatever the batch's size. A refusal from billing (which cannot happen while the orders'
+    deployments are locked: see `hold_swaps`) is raised and the caller's transaction rolls back."""
+    plain = [s for s in starts if s.price <= 0 or s.order.deployment.hold_id is None]
+    if plain:  # no swap to batch (free, or no hold): one at a time
+        done = {
+            id(s): lease_start(
+                order=s.order, placement=s.placement, request=s.request, price=s.price, record=s.record, now=now
+            )
+            for s in plain
+        }
+        batched = [s for s in starts if id(s) not in done]
+        leases = {id(s): lease for s, lease in zip(batched, leases_start(batched, now=now), strict=True)} | done
+        return [leases[id(s)] for s in starts]
+    if not starts:
+        return []
+    leases = Lease.objects.bulk_create(
+        [
+            Lease(
+                deployment=s.order.deployment,
+                order=s.order,
+                node_id=s.placement.node_id,
+                price_per_hour_micros=s.price,
+                gpus=s.request.gpu_units,
+                cpu_cores=s.request.cpu_cores,
+                memory_gb=s.request.memory_gb,
+                storage_gb=s.request.storage_gb,
+                started_at=now,
+            )
+            for s in starts
+        ]
+    )
+    meters = meters_open_swapping(
+        [
+            MeterSwap(
+                hold_id=s.order.deployment.hold_id,
+                payee_id=s.placement.payee_id,
+                price_per_hour=s.price,
+                fee_rate=fee_rate_for(s.order.deployment.mode),
+                hold_amount=s.price * hold_hours(s.order.deployment.spec),
+                reference_type="lease",
+                reference_id=str(lease.id),
+                started_at=now,
+            )
+            for s, lease in zip(starts, leases, strict=True)
+        ]
+    )
+    for meter in meters:
+        if isinstance(meter, ApplicationError):
+            raise meter
+    for lease, meter in zip(leases, meters, strict=True):
+        lease.meter = meter
+    Lease.objects.filter(id__in=[lease.id for lease in leases]).update(
+        meter=Case(*(When(id=lease.id, then=Value(lease.meter_id)) for lease in leases), output_field=BigIntegerField())
+    )
+    Order.objects.filter(id__in=[s.order.id for s in starts]).update(
+        status=OrderStatus.MATCHED, matched_at=now, claimed_at=now
+    )
+    ends = {}
+    for s in starts:
+        deployment = s.order.deployment
+        deployment.status, deployment.hold, deployment.updated_at = DeploymentStatus.MATCHED, None, now
+        if deployment.ends_at is None and deployment.duration_seconds:
+            deployment.ends_at = now + timedelta(seconds=deployment.duration_seconds)
+            ends[deployment.id] = deployment.ends_at
+    changes = {"status": DeploymentStatus.MATCHED, "hold": None, "updated_at": now}
+    if ends:
+        changes["ends_at"] = Case(*(When(id=id_, then=Value(at)) for id_, at in ends.items()), default=F("ends_at"))
+    Deployment.objects.filter(id__in=[s.order.deployment.id for s in starts]).update(**changes)
+    DeploymentEvent.objects.bulk_create(
+        [
+            DeploymentEvent(
+                deployment=s.order.deployment,
+                lease=lease,
+                kind="matched",
+                at=now,
+                message=_matched_message(s.placement, s.price, s.record)[:2000],
+            )
+            for s, lease in zip(starts, leases, strict=True)
+        ]
+    )
+    nodes = {s.placement.node_id for s in starts}
+    transaction.on_commit(lambda: _assignments_changed_many(nodes))
+    simulated = [lease.id for s, lease in zip(starts, leases, strict=True) if s.placement.is_simulated]
+    if simulated:
+        from marketplace.tasks import simulate_demo_lease
+
+        transaction.on_commit(lambda: [simulate_demo_lease.delay(lease_id) for lease_id in simulated])
+    return leases
+
+
+def _matched_message(placement: Placement, price: int, record: MatchRecord) -> str:
+    return (
+        f"Matched node {placement.node_id} ({placement.gpu_model_id}, {placement.region_id}) of "
+        f"{placement.provider_name} at {format_usd(price, places=4)}/h, best of {record.candidate_count} "
+        f"candidates; commitment {record.commitment[:16]}…"
+    )
 
 
 def order_fail(*, order: Order, reason: str, now: datetime) -> None:
@@ -320,6 +424,10 @@ def _assignments_key(node_id: int) -> str:
 
 def _assignments_changed(node_id: int) -> None:
     cache.delete(_assignments_key(node_id))
+
+
+def _assignments_changed_many(node_ids: set[int]) -> None:
+    cache.delete_many([_assignments_key(node_id) for node_id in node_ids])
 
 
 def assignments_for_node(

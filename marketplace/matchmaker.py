@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 from spheron_sdk import matching
 
 from marketplace.models import (
@@ -29,7 +32,10 @@ from marketplace.models import (
 from providers.models import GpuModel, Node, NodeStatus, ProviderProfile, Region, StakeEvent, StakeEventKind
 from providers.pricing import node_price_per_hour_micros
 from spheron_web import clock
+from spheron_web.errors import ApplicationError
 from spheron_web.money import HOURS_PER_MONTH, format_usd
+
+logger = logging.getLogger(__name__)
 
 MAX_RESERVE_ATTEMPTS = 5
 
@@ -194,19 +200,49 @@ def candidate_rows(request: Request, *, excluded: list[int] = ()) -> list[dict[s
     cannot merge ordered index scans over an IN list, so one query for several models fetched and
     sorted every listed node of those models. A model that is not a discrete GPU matches nothing.
     """
+    rows = [
+        dict(zip(CANDIDATE_FIELDS, row, strict=True))
+        for sql, params in candidate_queries(request, excluded=excluded)
+        for row in _query(sql, params)
+    ]
+    return _merged(request, rows)
+
+
+def candidate_rows_many(items: list[tuple[Request, list[int]]]) -> list[list[dict[str, Any]]]:
+    """`candidate_rows` of several orders in one round trip: their queries, unchanged, as the
+    branches of one UNION ALL, each row tagged with its order's position."""
+    parts, params = [], []
+    for n, (request, excluded) in enumerate(items):
+        for sql, values in candidate_queries(request, excluded=excluded):
+            parts.append(f"SELECT {n} AS k, q{len(parts)}.* FROM ({sql}) AS q{len(parts)}")
+            params += values
+    found: list[list[dict[str, Any]]] = [[] for _ in items]
+    if parts:
+        for row in _query(" UNION ALL ".join(parts), params):
+            found[row[0]].append(dict(zip(CANDIDATE_FIELDS, row[1:], strict=True)))
+    return [_merged(request, rows) for (request, _), rows in zip(items, found, strict=True)]
+
+
+def candidate_queries(request: Request, *, excluded: list[int] = ()) -> list[tuple[str, list]]:
+    """The SQL (and parameters) that finds an order's candidates: one query per GPU model it names
+    (see `candidate_rows`), else one."""
     if not request.tiers:
         return []
     if request.gpu_units and request.gpu_models:
         kinds = gpu_model_kinds()
         models = [m for m in dict.fromkeys(request.gpu_models) if kinds.get(m) == GpuModel.Kind.GPU]
-        rows = [row for model in models for row in _candidates(request, excluded=excluded, gpu_model=model)]
-        if len(models) > 1:
-            rows.sort(key=lambda row: (row["gpu_price_per_hour_micros"], row["id"]))
-        return rows[: settings.MATCH_CANDIDATE_LIMIT]
-    return _candidates(request, excluded=excluded)
+        return [_candidate_sql(request, excluded=excluded, gpu_model=model) for model in models]
+    return [_candidate_sql(request, excluded=excluded)]
 
 
-def _candidates(request: Request, *, excluded: list[int], gpu_model: str | None = None) -> list[dict[str, Any]]:
+def _merged(request: Request, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of an order's queries in the queries' own order (price, then id), cut at the limit."""
+    sort = "gpu_price_per_hour_micros" if request.gpu_units else "price_per_hour_micros"
+    rows.sort(key=lambda row: (row[sort], row["id"]))
+    return rows[: settings.MATCH_CANDIDATE_LIMIT]
+
+
+def _candidate_sql(request: Request, *, excluded: list[int], gpu_model: str | None = None) -> tuple[str, list]:
     where, params = _node_filters(request, excluded=excluded, gpu_model=gpu_model)
     if request.regions:
         where.append(f"n.region_id IN ({_placeholders(request.regions)})")
@@ -215,8 +251,7 @@ def _candidates(request: Request, *, excluded: list[int], gpu_model: str | None 
     sort = "n.gpu_price_per_hour_micros" if request.gpu_units else "n.price_per_hour_micros"
     columns = ", ".join(price if name == "lease_price" else f"n.{name}" for name in CANDIDATE_FIELDS)
     sql = f"SELECT {columns} FROM {Node._meta.db_table} n WHERE {' AND '.join(where)} ORDER BY {sort}, n.id LIMIT %s"
-    rows = _query(sql, [*price_params, *params, settings.MATCH_CANDIDATE_LIMIT])
-    return [dict(zip(CANDIDATE_FIELDS, row, strict=True)) for row in rows]
+    return sql, [*price_params, *params, settings.MATCH_CANDIDATE_LIMIT]
 
 
 def _distance_km(a: Region, b: Region) -> int:
@@ -262,17 +297,27 @@ def provider_facts(provider_ids: set[int]) -> dict[int, ProviderFacts]:
     return {id_: ProviderFacts(int(stake), slashes, user_id, name) for id_, stake, slashes, user_id, name in rows}
 
 
+def _regions_needed(rows: list[dict[str, Any]], request: Request) -> set[str]:
+    """Regions whose coordinates the proximity factor needs: only when the order names several."""
+    if request.regions and len(request.regions) > 1:
+        return {row["region_id"] for row in rows} | {request.regions[0]}
+    return set()
+
+
 def snapshot(
-    rows: list[dict[str, Any]], request: Request, *, providers: dict[int, ProviderFacts] | None = None
+    rows: list[dict[str, Any]],
+    request: Request,
+    *,
+    providers: dict[int, ProviderFacts] | None = None,
+    regions: dict[str, Region] | None = None,
 ) -> list[dict[str, Any]]:
     """The candidates' raw inputs, as published in the match proof."""
     if providers is None:
         providers = provider_facts({row["provider_id"] for row in rows})
-    regions = {}
-    if request.regions and len(request.regions) > 1:
-        codes = {row["region_id"] for row in rows} | {request.regions[0]}
-        regions = {r.code: r for r in Region.objects.filter(code__in=codes)}
-    preferred = regions.get(request.regions[0]) if regions else None
+    if regions is None:
+        codes = _regions_needed(rows, request)
+        regions = {r.code: r for r in Region.objects.filter(code__in=codes)} if codes else {}
+    preferred = regions.get(request.regions[0]) if request.regions and len(request.regions) > 1 else None
     none = ProviderFacts(0, 0, 0, "")
     candidates = []
     for row in rows:
@@ -304,20 +349,52 @@ def weights() -> dict[str, str]:
     return {name: str(value) for name, value in settings.MATCH_WEIGHTS.items()}
 
 
-def _reserve(node_id: int, request: Request) -> bool:
-    """Take the capacity if it is still free: one conditional UPDATE, so two workers never both get
-    it. (In SQL: the ORM spent more CPU building it than PostgreSQL spends running it.)"""
-    need = [request.gpu_units, request.cpu_cores, request.memory_gb, request.storage_gb]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {Node._meta.db_table} SET available_gpus = available_gpus - %s, "
-            "available_cpu_cores = available_cpu_cores - %s, available_memory_gb = available_memory_gb - %s, "
-            "available_storage_gb = available_storage_gb - %s "
-            "WHERE id = %s AND status = %s AND NOT in_maintenance AND available_gpus >= %s "
-            "AND available_cpu_cores >= %s AND available_memory_gb >= %s AND available_storage_gb >= %s",
-            [*need, node_id, NodeStatus.ONLINE.value, max(request.gpu_units, 0), *need[1:]],
+def _reserve(needs: dict[int, tuple[int, int, int, int]]) -> set[int]:
+    """Take capacity on several nodes at once, each only if it is still free: one conditional
+    UPDATE, so two workers never both get it. Returns the nodes reserved.
+
+    `needs`: node id → (GPUs, cores, GB of memory, GB of storage). On PostgreSQL the rows are
+    locked first in id order with SKIP LOCKED, so two batches never wait on each other (nor
+    deadlock): a node another transaction is reserving counts as taken. (In SQL: the ORM spent more
+    CPU building this than PostgreSQL spends running it.)
+    """
+    if not needs:
+        return set()
+    table = Node._meta.db_table
+    ids = sorted(needs)
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(ids))
+    params: list = [value for node_id in ids for value in (node_id, *needs[node_id])]
+    free = (
+        "n.status = %s AND NOT n.in_maintenance AND n.available_gpus >= need.g AND n.available_cpu_cores >= need.c "
+        "AND n.available_memory_gb >= need.m AND n.available_storage_gb >= need.s"
+    )
+    if connection.vendor == "postgresql":
+        sql = (
+            f"WITH need (id, g, c, m, s) AS (VALUES {values}), "
+            f"free AS (SELECT n.id FROM {table} n JOIN need ON need.id = n.id WHERE {free} "
+            "ORDER BY n.id FOR UPDATE OF n SKIP LOCKED) "
+            f"UPDATE {table} n SET available_gpus = n.available_gpus - need.g, "
+            "available_cpu_cores = n.available_cpu_cores - need.c, "
+            "available_memory_gb = n.available_memory_gb - need.m, "
+            "available_storage_gb = n.available_storage_gb - need.s "
+            f"FROM need WHERE n.id = need.id AND n.id IN (SELECT id FROM free) AND {free} RETURNING n.id"
         )
-        return cursor.rowcount == 1
+        params += [NodeStatus.ONLINE.value, NodeStatus.ONLINE.value]
+    else:  # SQLite: writers are serialised, no row locks; correlated look-ups instead of a join
+        pick = "(SELECT need.{0} FROM need WHERE need.id = {1}.id)".format
+        sql = (
+            f"WITH need (id, g, c, m, s) AS (VALUES {values}) "
+            f"UPDATE {table} SET available_gpus = available_gpus - {pick('g', table)}, "
+            f"available_cpu_cores = available_cpu_cores - {pick('c', table)}, "
+            f"available_memory_gb = available_memory_gb - {pick('m', table)}, "
+            f"available_storage_gb = available_storage_gb - {pick('s', table)} "
+            f"WHERE id IN (SELECT id FROM need) AND status = %s AND NOT in_maintenance "
+            f"AND available_gpus >= {pick('g', table)} AND available_cpu_cores >= {pick('c', table)} "
+            f"AND available_memory_gb >= {pick('m', table)} AND available_storage_gb >= {pick('s', table)} "
+            "RETURNING id"
+        )
+        params.append(NodeStatus.ONLINE.value)
+    return {row[0] for row in _query(sql, params)}
 
 
 @dataclass
@@ -327,79 +404,249 @@ class MatchOutcome:
     reason: str = ""
 
 
-def match_order(*, order_id: int, now: datetime | None = None) -> MatchOutcome:
-    """Match one open order. Safe to run in several workers at once.
+@dataclass
+class _Work:
+    """One order of a batch while it is matched."""
 
-    One transaction: the order and its deployment are claimed with FOR UPDATE SKIP LOCKED (a
-    worker already on it, or a close in progress, makes this call a no-op), then the capacity is
-    reserved, the match recorded and the lease started, all committed together. A worker that dies
-    leaves nothing behind: its locks go with its connection and the order is still open. An error
-    rolls everything back, the order with it.
+    order: Order
+    request: Request
+    rows: dict[int, dict[str, Any]]
+    candidates: list[dict[str, Any]]
+    seed: str
+    need: tuple[int, int, int, int]
+    scored: list[dict[str, Any]] | None = None
+    winner: int | None = None
+
+
+def match_order(*, order_id: int, now: datetime | None = None) -> MatchOutcome:
+    """Match one open order (a batch of one: see `match_orders`). "skipped" when the order is not
+    open, or another worker holds it."""
+    return match_orders(order_ids=[order_id], now=now).get(order_id, MatchOutcome("skipped"))
+
+
+def match_orders(
+    *,
+    order_ids: list[int] | None = None,
+    limit: int | None = None,
+    now: datetime | None = None,
+    on_full: Callable[[], None] | None = None,
+) -> dict[int, MatchOutcome]:
+    """Match a batch of open orders: `order_ids`, or the `limit` (MATCH_BATCH_SIZE) oldest that are
+    due (never tried, or waiting and past their `retry_at`). Safe to run in several workers at once.
+
+    One transaction: the orders and their deployments are claimed with FOR UPDATE SKIP LOCKED (an
+    order another worker holds, or whose deployment a close holds, is left to them), candidates
+    found in one round trip, each order scored on its own, capacity reserved for all of them with
+    one conditional UPDATE (orders whose node was taken meanwhile drop it and try their next best,
+    up to MAX_RESERVE_ATTEMPTS rounds), and the matches, leases and ledger postings written with
+    one statement per table, all committed together. A worker that dies leaves nothing behind: its
+    locks go with its connection and the orders are still open. If a batch of several orders hits
+    an error it rolls back and each of its orders is matched on its own, so one bad order cannot
+    hold up the others. `on_full` is called when the claim filled the batch (more orders may be due:
+    the caller can start another worker on them while this one matches).
     """
+    claimed: list[int] = []
+    try:
+        return _match_batch(order_ids=order_ids, limit=limit, now=now, on_full=on_full, claimed=claimed)
+    except (ApplicationError, DatabaseError):
+        if len(claimed) < 2:
+            raise
+        logger.exception("matching a batch of %d orders failed; matching them one at a time", len(claimed))
+    outcomes = {}
+    for order_id in claimed:
+        try:
+            outcomes.update(_match_batch(order_ids=[order_id], limit=None, now=now, on_full=None, claimed=[]))
+        except (ApplicationError, DatabaseError):
+            logger.exception("matching order %s failed; it stays open", order_id)
+    return outcomes
+
+
+def _claim(order_ids: list[int] | None, limit: int | None, now: datetime) -> list[Order]:
+    orders = (
+        Order.objects.select_related("deployment", "deployment__hold")
+        .select_for_update(skip_locked=True, of=("self", "deployment"))
+        .filter(status=OrderStatus.OPEN)
+        .order_by("created_at", "id")
+    )
+    if order_ids is not None:
+        return list(orders.filter(id__in=order_ids))
+    due = orders.filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now))
+    return list(due[: limit or settings.MATCH_BATCH_SIZE])
+
+
+def _match_batch(
+    *,
+    order_ids: list[int] | None,
+    limit: int | None,
+    now: datetime | None,
+    on_full: Callable[[], None] | None,
+    claimed: list[int],
+) -> dict[int, MatchOutcome]:
     from marketplace import deployments
 
+    now = now or clock.now()
     with transaction.atomic():
-        order = (
-            Order.objects.select_related("deployment", "deployment__hold")
-            .select_for_update(skip_locked=True, of=("self", "deployment"))
-            .filter(id=order_id, status=OrderStatus.OPEN)
-            .first()
-        )
-        if order is None:
-            return MatchOutcome("skipped")
-        now = now or clock.now()
-        request = Request.from_spec(order.deployment.spec)
-        rows = candidate_rows(request, excluded=order.excluded_node_ids)
-        providers = provider_facts({row["provider_id"] for row in rows})
-        candidates = snapshot(rows, request, providers=providers)
-        seed = order_seed(order)
+        orders = _claim(order_ids, limit, now)
+        claimed += [order.id for order in orders]
+        if not orders:
+            return {}
+        if on_full is not None and len(orders) == (limit or settings.MATCH_BATCH_SIZE):
+            on_full()
+        works = []
+        requests = [Request.from_spec(order.deployment.spec) for order in orders]
+        found = candidate_rows_many([(r, o.excluded_node_ids) for r, o in zip(requests, orders, strict=True)])
+        providers = provider_facts({row["provider_id"] for rows in found for row in rows})
+        codes = set().union(*(_regions_needed(rows, r) for rows, r in zip(found, requests, strict=True)))
+        regions = {r.code: r for r in Region.objects.filter(code__in=codes)} if codes else {}
+        for order, request, rows in zip(orders, requests, found, strict=True):
+            works.append(
+                _Work(
+                    order=order,
+                    request=request,
+                    rows={row["id"]: row for row in rows},
+                    candidates=snapshot(rows, request, providers=providers, regions=regions),
+                    seed=order_seed(order),
+                    need=(max(request.gpu_units, 0), request.cpu_cores, request.memory_gb, request.storage_gb),
+                )
+            )
         chosen = weights()
-        for _attempt in range(MAX_RESERVE_ATTEMPTS):
-            if not candidates:
-                break
-            scored = matching.score_candidates(candidates, chosen, seed)
-            winner = scored[0]["node_id"]
-            if not _reserve(winner, request):
-                # Taken by another order meanwhile: it was not available, so it leaves the proof.
-                candidates = [c for c in candidates if c["node_id"] != winner]
+        _allocate(works, chosen)
+
+        outcomes: dict[int, MatchOutcome] = {}
+        won = [w for w in works if w.winner is not None]
+        if won:
+            records = MatchRecord.objects.bulk_create([_record(w, chosen, now) for w in won])
+            starts = []
+            for work, record in zip(won, records, strict=True):
+                row = work.rows[work.winner]
+                provider = providers[row["provider_id"]]
+                placement = deployments.Placement(
+                    node_id=work.winner,
+                    gpu_model_id=row["gpu_model_id"],
+                    region_id=row["region_id"],
+                    is_simulated=row["is_simulated"],
+                    provider_name=provider.name,
+                    payee_id=provider.user_id,
+                )
+                price = next(c["price_per_hour_micros"] for c in work.candidates if c["node_id"] == work.winner)
+                starts.append(
+                    deployments.LeaseStart(
+                        order=work.order, placement=placement, request=work.request, price=price, record=record
+                    )
+                )
+            for work, lease in zip(won, deployments.leases_start(starts, now=now), strict=True):
+                outcomes[work.order.id] = MatchOutcome("matched", lease=lease)
+        waiting = []
+        for work in works:
+            if work.winner is not None:
                 continue
-            document = matching.match_document(
-                order_id=order.id, spec_hash=order.deployment.spec_hash, candidates=candidates,
-                weights=chosen, seed=seed, winner=winner,
-            )  # fmt: skip
-            record = MatchRecord.objects.create(
-                order=order,
-                seed=seed,
-                weights=chosen,
-                candidates=candidates,
-                scores=scored[:10],
-                winner_node_id=winner,
-                commitment=matching.commitment(document),
-                candidate_count=len(candidates),
-                created_at=now,
-            )
-            row = next(row for row in rows if row["id"] == winner)
-            provider = providers[row["provider_id"]]
-            placement = deployments.Placement(
-                node_id=winner,
-                gpu_model_id=row["gpu_model_id"],
-                region_id=row["region_id"],
-                is_simulated=row["is_simulated"],
-                provider_name=provider.name,
-                payee_id=provider.user_id,
-            )
-            price = next(c["price_per_hour_micros"] for c in candidates if c["node_id"] == winner)
-            lease = deployments.lease_start(
-                order=order, placement=placement, request=request, price=price, record=record, now=now
-            )
-            return MatchOutcome("matched", lease=lease)
-        # Out of time and out of candidates. (Candidates left after the reserve attempts were lost
-        # to other orders: stay open and try again rather than fail with nodes still free.)
-        if now >= order.deadline_at and not candidates:
-            reason = no_match_reason(request, excluded=order.excluded_node_ids)
-            deployments.order_fail(order=order, reason=reason, now=now)
-            return MatchOutcome("failed", reason=reason)
-        return MatchOutcome("waiting")
+            # Out of time and out of candidates. (Candidates left after the reserve attempts were
+            # lost to other orders: stay open and try again rather than fail with nodes still free.)
+            if now >= work.order.deadline_at and not work.candidates:
+                reason = no_match_reason(work.request, excluded=work.order.excluded_node_ids)
+                deployments.order_fail(order=work.order, reason=reason, now=now)
+                outcomes[work.order.id] = MatchOutcome("failed", reason=reason)
+            else:
+                waiting.append(work.order.id)
+                outcomes[work.order.id] = MatchOutcome("waiting")
+        if waiting:
+            Order.objects.filter(id__in=waiting).update(retry_at=now + timedelta(seconds=settings.MATCH_RETRY_SECONDS))
+        return outcomes
+
+
+def _allocate(works: list[_Work], chosen: dict[str, str]) -> None:
+    """Pick each order's winner and reserve it. Orders are served in claim order; an order whose
+    best node another order of the batch has already filled, or that another transaction took
+    (the reservation failed), drops that node from its candidates (it was not available, so it
+    leaves the proof) and is scored again without it."""
+    taken: dict[int, list[int]] = {}  # capacity this batch reserved, by node
+    pending = [w for w in works if w.candidates]
+    for _attempt in range(MAX_RESERVE_ATTEMPTS):
+        if not pending:
+            return
+        plan: dict[int, list[_Work]] = {}
+        planned: dict[int, list[int]] = {}
+        for work in pending:
+            while work.candidates:
+                scored = matching.score_candidates(work.candidates, chosen, work.seed)
+                node = scored[0]["node_id"]
+                row = work.rows[node]
+                used = planned.get(node) or taken.get(node) or [0, 0, 0, 0]
+                free = (
+                    row["available_gpus"], row["available_cpu_cores"],
+                    row["available_memory_gb"], row["available_storage_gb"],
+                )  # fmt: skip
+                if all(f - u >= n for f, u, n in zip(free, used, work.need, strict=True)):
+                    planned[node] = [u + n for u, n in zip(used, work.need, strict=True)]
+                    plan.setdefault(node, []).append(work)
+                    work.scored = scored
+                    break
+                work.candidates = [c for c in work.candidates if c["node_id"] != node]
+        needs = {}
+        for node in plan:
+            before = taken.get(node) or [0, 0, 0, 0]
+            needs[node] = tuple(p - b for p, b in zip(planned[node], before, strict=True))
+        reserved = _reserve(needs)
+        pending = []
+        for node, works_on_node in plan.items():
+            if node in reserved:
+                taken[node] = planned[node]
+                for work in works_on_node:
+                    work.winner = node
+            else:  # taken by another order meanwhile
+                for work in works_on_node:
+                    work.candidates = [c for c in work.candidates if c["node_id"] != node]
+                    work.scored = None
+                    if work.candidates:
+                        pending.append(work)
+        pending.sort(key=lambda w: (w.order.created_at, w.order.id))
+
+
+def _record(work: _Work, chosen: dict[str, str], now: datetime) -> MatchRecord:
+    document = matching.match_document(
+        order_id=work.order.id, spec_hash=work.order.deployment.spec_hash, candidates=work.candidates,
+        weights=chosen, seed=work.seed, winner=work.winner,
+    )  # fmt: skip
+    return MatchRecord(
+        order=work.order,
+        seed=work.seed,
+        weights=chosen,
+        candidates=work.candidates,
+        scores=work.scored[:10],
+        winner_node_id=work.winner,
+        commitment=matching.commitment(document),
+        candidate_count=len(work.candidates),
+        created_at=now,
+    )
+
+
+KICK_KEY = "matchmaker:kick"
+KICK_SECONDS = 30
+
+
+def kick() -> None:
+    """Have a worker match the due orders: queue `match_open_orders` unless one is queued and has
+    not started yet (a cache key, cleared by the task as it starts, before it claims: an order
+    committed after that queues a new task). Called on commit of every new order."""
+    from django.core.cache import cache
+
+    from marketplace.tasks import match_open_orders
+
+    if cache.add(KICK_KEY, 1, timeout=KICK_SECONDS):
+        match_open_orders.delay()
+
+
+def kick_clear() -> None:
+    from django.core.cache import cache
+
+    cache.delete(KICK_KEY)
+
+
+def match_due_orders(
+    *, now: datetime | None = None, on_full: Callable[[], None] | None = None
+) -> dict[int, MatchOutcome]:
+    """One batch of the orders that are due (see `match_orders`)."""
+    return match_orders(limit=settings.MATCH_BATCH_SIZE, now=now, on_full=on_full)
 
 
 def _usd(micros: int) -> str:

@@ -131,6 +131,9 @@ class Order(models.Model):
     created_at = models.DateTimeField()
     deadline_at = models.DateTimeField()
     claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a worker last took it to match")
+    retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="Waiting for capacity: not tried again before this (MATCH_RETRY_SECONDS)"
+    )
     matched_at = models.DateTimeField(null=True, blank=True)
     failure_reason = models.TextField(blank=True)
 

@@ -12,18 +12,34 @@ def refresh_market_board() -> int:
 
 @shared_task(name="marketplace.tasks.match_order", acks_late=True, ignore_result=True)
 def match_order(order_id: int) -> str:
+    """One order (kept for messages queued before batches; new orders use match_open_orders)."""
     from marketplace.matchmaker import match_order as match
 
     return match(order_id=order_id).status
 
 
+@shared_task(name="marketplace.tasks.match_open_orders", acks_late=True, ignore_result=True)
+def match_open_orders() -> int:
+    """One batch of the due orders (MATCH_BATCH_SIZE). When the batch is full another task is
+    queued as soon as the orders are claimed, so every worker matches a batch of its own.
+    Returns the number matched."""
+    from marketplace.matchmaker import kick_clear, match_due_orders
+
+    kick_clear()
+    outcomes = match_due_orders(on_full=match_open_orders.delay)
+    return sum(outcome.status == "matched" for outcome in outcomes.values())
+
+
 @shared_task(name="marketplace.tasks.sweep_open_orders", acks_late=True, ignore_result=True)
 def sweep_open_orders() -> int:
-    """Orders still open (waiting for capacity, or enqueued while no worker ran) are tried again;
-    orders stuck "matching" after a worker died are reopened."""
+    """Orders still open and due (waiting for capacity past their retry time, or enqueued while no
+    worker ran) are matched in batches, at most 500 per run; orders left "matching" by a worker of
+    an older version are reopened. Returns the number of orders tried."""
     from datetime import timedelta
 
-    from marketplace.matchmaker import match_order as match
+    from django.conf import settings
+
+    from marketplace.matchmaker import match_due_orders
     from marketplace.models import Order, OrderStatus
     from spheron_web import clock
 
@@ -32,11 +48,11 @@ def sweep_open_orders() -> int:
         status=OrderStatus.OPEN
     )
     done = 0
-    for order_id in (
-        Order.objects.filter(status=OrderStatus.OPEN).order_by("created_at").values_list("id", flat=True)[:500]
-    ):
-        match(order_id=order_id)
-        done += 1
+    while done < 500:
+        tried = len(match_due_orders())
+        done += tried
+        if tried < settings.MATCH_BATCH_SIZE:
+            break
     return done
 
 

@@ -659,14 +659,14 @@ def test_a_candidate_taken_meanwhile_leaves_the_proof(rich, settings, monkeypatc
     taken = make_node(gpu_price_per_hour_micros=100_000)
     second = make_node(gpu_price_per_hour_micros=150_000)
     deployment = deployments.deployment_create(user=rich, source=spec())
-    real_rows = matchmaker.candidate_rows
+    real_rows = matchmaker.candidate_rows_many
 
-    def rows_then_someone_else_reserves(request, *, excluded=()):
-        rows = real_rows(request, excluded=excluded)
+    def rows_then_someone_else_reserves(items):
+        rows = real_rows(items)
         Node.objects.filter(id=taken.id).update(available_gpus=0)
         return rows
 
-    monkeypatch.setattr(matchmaker, "candidate_rows", rows_then_someone_else_reserves)
+    monkeypatch.setattr(matchmaker, "candidate_rows_many", rows_then_someone_else_reserves)
     lease = matchmaker.match_order(order_id=deployment.orders.get().id).lease
     assert lease.node_id == second.id
     record = MatchRecord.objects.get(order=lease.order)
