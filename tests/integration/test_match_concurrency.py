@@ -3,9 +3,10 @@ no node is ever over-allocated, every order ends matched or failed, and the ledg
 
 The orders are created through `deployment_create` (funded renters, holds, `match_open_orders`
 enqueued on commit to the real broker) before the workers start, so both workers race through the
-orders, a batch each at a time (MATCH_BATCH_SIZE), for the same cheap nodes. Orders that find nothing wait until their deadline (MATCH_TIMEOUT_SECONDS,
-5 s here) and then fail; the test plays the beat's part and enqueues `sweep_open_orders` every
-second, as `CELERY_BEAT_SCHEDULE["sweep-open-orders"]` does in production.
+orders, a batch each at a time (MATCH_BATCH_SIZE), for the same cheap nodes. Orders that find
+nothing wait until their deadline (MATCH_TIMEOUT_SECONDS, 5 s here) and then fail; the test plays
+the beat's part and enqueues `sweep_open_orders` every second, as
+`CELERY_BEAT_SCHEDULE["sweep-open-orders"]` does in production.
 
 Needs PostgreSQL (row locks and concurrent writers; SQLite serialises writers, so there is no race)
 and Redis (the broker the workers share). Without them the test skips; under CI=true it fails.
