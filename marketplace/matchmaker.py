@@ -625,15 +625,15 @@ KICK_SECONDS = 30
 
 
 def kick() -> None:
-    """Have a worker match the due orders: queue `match_open_orders` unless one is queued and has
+    """Have a worker match the due orders: queue the `match_order` task unless one is queued and has
     not started yet (a cache key, cleared by the task as it starts, before it claims: an order
     committed after that queues a new task). Called on commit of every new order."""
     from django.core.cache import cache
 
-    from marketplace.tasks import match_open_orders
+    from marketplace.tasks import match_order as match_order_task
 
     if cache.add(KICK_KEY, 1, timeout=KICK_SECONDS):
-        match_open_orders.delay()
+        match_order_task.delay()
 
 
 def kick_clear() -> None:

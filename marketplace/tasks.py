@@ -11,22 +11,17 @@ def refresh_market_board() -> int:
 
 
 @shared_task(name="marketplace.tasks.match_order", acks_late=True, ignore_result=True)
-def match_order(order_id: int) -> str:
-    """One order (kept for messages queued before batches; new orders use match_open_orders)."""
-    from marketplace.matchmaker import match_order as match
-
-    return match(order_id=order_id).status
-
-
-@shared_task(name="marketplace.tasks.match_open_orders", acks_late=True, ignore_result=True)
-def match_open_orders() -> int:
-    """One batch of the due orders (MATCH_BATCH_SIZE). When the batch is full another task is
-    queued as soon as the orders are claimed, so every worker matches a batch of its own.
-    Returns the number matched."""
+def match_order(order_id: int | None = None) -> int:
+    """The matchmaker: one batch of the due orders, oldest first (MATCH_BATCH_SIZE, one
+    transaction; see marketplace.matchmaker.match_orders). New orders queue it on commit, once
+    until a worker starts it (`matchmaker.kick`). When the batch is full the next task is queued
+    as soon as the orders are claimed, so every worker matches a batch of its own. `order_id`
+    (sent by earlier versions, one task per order) is not needed: that order is due, so this batch
+    or the next one takes it. Returns the number matched."""
     from marketplace.matchmaker import kick_clear, match_due_orders
 
     kick_clear()
-    outcomes = match_due_orders(on_full=match_open_orders.delay)
+    outcomes = match_due_orders(on_full=match_order.delay)
     return sum(outcome.status == "matched" for outcome in outcomes.values())
 
 

@@ -1,7 +1,7 @@
 """500 orders against ~150 GPUs, matched by two real Celery worker processes on PostgreSQL + Redis:
 no node is ever over-allocated, every order ends matched or failed, and the ledger balances.
 
-The orders are created through `deployment_create` (funded renters, holds, `match_open_orders`
+The orders are created through `deployment_create` (funded renters, holds, `match_order`
 enqueued on commit to the real broker) before the workers start, so both workers race through the
 orders, a batch each at a time (MATCH_BATCH_SIZE), for the same cheap nodes. Orders that find
 nothing wait until their deadline (MATCH_TIMEOUT_SECONDS, 5 s here) and then fail; the test plays
@@ -46,6 +46,7 @@ ORDERS = 500
 RENTERS = 50  # ten deployments each: matches of one renter contend for that renter's ledger rows
 WORKERS = 2
 TIMEOUT_SECONDS = 5  # MATCH_TIMEOUT_SECONDS, in this process (order deadlines) and in the workers
+BATCH_SIZE = 3  # MATCH_BATCH_SIZE in the workers: small, so that the two interleave many batches
 MAX_WAIT_SECONDS = 60
 # Every order: one GPU of any model, 2 cores, 4 GB, 20 GB disk, provider mode, at most $3.00/h.
 NEED = {"gpus": 1, "cpu": 2, "memory": 4, "storage": 20}
@@ -172,6 +173,7 @@ def start_worker(index: int, log_dir: Path) -> tuple[subprocess.Popen, Path]:
         "DATABASE_URL": _test_database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "MATCH_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
+        "MATCH_BATCH_SIZE": str(BATCH_SIZE),
         "PYTHONUNBUFFERED": "1",
     }
     command = [
@@ -213,11 +215,20 @@ def test_two_workers_match_500_orders_without_over_allocating(postgresql_and_red
     for n in range(ORDERS):
         deployments.deployment_create(user=renters[n % RENTERS], source=SPEC)
     created_in = time.monotonic() - started
-    assert Order.objects.filter(status=OrderStatus.OPEN).count() == ORDERS  # enqueued, none matched yet
+    assert Order.objects.filter(status=OrderStatus.OPEN).count() == ORDERS  # none matched yet
+    # The orders queued a matchmaker task on commit; it is queued again once both workers are up,
+    # so that neither drains the batches alone while the other is still starting.
+    app.control.purge()
+    matchmaker.kick_clear()
 
     with tempfile.TemporaryDirectory(prefix="match-workers-") as log_dir:
         workers = [start_worker(index, Path(log_dir)) for index in range(WORKERS)]
         try:
+            ready_by = time.monotonic() + 60
+            while not all(" ready." in log.read_text() for _, log in workers) and time.monotonic() < ready_by:
+                assert all(process.poll() is None for process, _ in workers), "a worker died while starting"
+                time.sleep(0.2)
+            matchmaker.kick()
             deadline = time.monotonic() + MAX_WAIT_SECONDS
             while unfinished() and time.monotonic() < deadline:
                 if any(process.poll() is not None for process, _ in workers):
@@ -233,7 +244,7 @@ def test_two_workers_match_500_orders_without_over_allocating(postgresql_and_red
     report = "\n".join(f"--- worker {n} ---\n{text[-3000:]}" for n, text in enumerate(logs))
     assert left == 0, f"{left} orders still open or matching after {MAX_WAIT_SECONDS} s\n{report}"
     for n, text in enumerate(logs):
-        batches = re.findall(r"marketplace\.tasks\.match_open_orders\[[^\]]+\] succeeded in [\d.]+s: (\d+)", text)
+        batches = re.findall(r"marketplace\.tasks\.match_order\[[^\]]+\] succeeded in [\d.]+s: (\d+)", text)
         assert any(int(count) for count in batches), f"worker {n} matched nothing in its batches\n{report}"
         assert "Traceback" not in text, report
 
