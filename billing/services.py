@@ -470,21 +470,21 @@ def _hold_swaps(swaps: Sequence[HoldSwap]) -> list[Hold | ApplicationError]:
     seen: set[int] = set()
     for n, swap in enumerate(swaps):
         hold = old.get(swap.hold_id)
-        if hold is None or hold.status != Hold.Status.ACTIVE or swap.hold_id in seen:
+        if hold is None or hold.status != Hold.Status.ACTIVE:
             results[n] = ApplicationError("This hold is closed.", {"hold": swap.hold_id}, status=409)
+        elif swap.hold_id in seen:  # only its first swap may close it
+            results[n] = ApplicationError(
+                "This hold is swapped twice in one batch.", {"hold": swap.hold_id}, status=409
+            )
         seen.add(swap.hold_id)
     live = [n for n, result in enumerate(results) if result is None]
     takers = {old[swaps[n].hold_id].user_id for n in live if old[swaps[n].hold_id].remaining < swaps[n].amount}
     if takers:
         # Taking more than the old hold had left is refused while the user has debt (as hold_place).
-        for user_id in sorted(takers):
+        debts = LedgerAccount.objects.filter(kind=AccountKind.USER_DEBT, user_id__in=takers, key="")
+        for user_id in sorted(takers - set(debts.values_list("user_id", flat=True))):
             account_get(kind=AccountKind.USER_DEBT, user=User(id=user_id))
-        owed = {
-            account.user_id: -account.balance
-            for account in LedgerAccount.objects.select_for_update()
-            .filter(kind=AccountKind.USER_DEBT, user_id__in=takers, key="")
-            .order_by("id")
-        }
+        owed = {account.user_id: -account.balance for account in debts.select_for_update().order_by("id")}
         for n in live:
             hold = old[swaps[n].hold_id]
             if hold.remaining < swaps[n].amount and owed.get(hold.user_id):
