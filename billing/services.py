@@ -376,63 +376,15 @@ def hold_swap(*, hold: Hold, amount: int, reference_type: str, reference_id: str
     `hold` had left takes the rest from available credits, refused while the user has debt (as
     hold_place does).
 
-    No savepoint (two round trips saved inside the matchmaker's transaction): every refusal is
+    A batch of one (`hold_swaps`). No savepoint: every refusal is
     decided before the first write and raised after the atomic block, so a caller that catches it
     can go on with its transaction. A database error aborts the caller's transaction, as it would
     on PostgreSQL anyway.
     """
-    if amount <= 0:
-        raise ApplicationError("A hold must be a positive amount.", {"field": "amount"})
-    with transaction.atomic(savepoint=False):
-        refusal, new = _hold_swap(hold, amount=amount, reference_type=reference_type, reference_id=str(reference_id))
-    if refusal is not None:
-        raise refusal
-    return new
-
-
-def _hold_swap(
-    hold: Hold, *, amount: int, reference_type: str, reference_id: str
-) -> tuple[ApplicationError, None] | tuple[None, Hold]:
-    old = _locked_hold(hold)
-    if old.status != Hold.Status.ACTIVE:
-        return ApplicationError("This hold is closed.", {"hold": old.id}, status=409), None
-    remaining = old.remaining
-    back = remaining - amount  # to available credits; negative: taken from them
-    if back < 0:
-        # The user's lock (the debt row) before the accounts, in the order hold_place takes them.
-        debt = account_get(kind=AccountKind.USER_DEBT, user=old.user)
-        owed = -LedgerAccount.objects.select_for_update().get(id=debt.id).balance
-        if owed:
-            return ApplicationError(
-                f"Your account owes ${owed / 1e6:,.2f} (a reversed payment). Top up to clear it first.",
-                {"debt_micros": owed},
-                status=409,
-            ), None
-    if back:
-        accounts = _user_funds_locked(old.user_id)
-        available, reserved = accounts[AccountKind.USER_AVAILABLE], accounts[AccountKind.USER_RESERVED]
-        if available.balance + back < 0:
-            return ApplicationError(
-                "Insufficient funds: the balance cannot cover this.",
-                {"account": available.kind, "balance": available.balance, "needed": -back},
-                status=409,
-            ), None
-    new = Hold.objects.create(
-        user_id=old.user_id, amount=amount, reference_type=reference_type, reference_id=reference_id
-    )
-    if back:
-        txn = LedgerTransaction.objects.create(
-            kind=TransactionKind.HOLD_SWAP,
-            reference_type="hold",
-            reference_id=str(old.id),
-            idempotency_key=f"hold:{old.id}:swap",
-            memo=f"Hold #{old.id} ({remaining / 1e6:,.2f} left) swapped for hold #{new.id} ({amount / 1e6:,.2f})",
-        )
-        _entries_write(txn, {reserved.id: -back, available.id: back})
-    Hold.objects.filter(id=old.id).update(
-        released=F("released") + remaining, status=Hold.Status.CLOSED, closed_at=timezone.now()
-    )
-    return None, new
+    (result,) = hold_swaps([HoldSwap(hold.id, amount, reference_type, str(reference_id))])
+    if isinstance(result, ApplicationError):
+        raise result
+    return result
 
 
 @dataclass(frozen=True)
@@ -579,22 +531,6 @@ def _users_funds_locked(user_ids: list[int]) -> dict[int, dict[str, LedgerAccoun
                 account_get(kind=kind, user=User(id=user_id))
         found = lock()
     return found
-
-
-def _user_funds_locked(user_id: int) -> dict[str, LedgerAccount]:
-    """The user's available and reserved accounts, locked in id order (created first if missing)."""
-    kinds = (AccountKind.USER_AVAILABLE, AccountKind.USER_RESERVED)
-    locked = {
-        account.kind: account
-        for account in LedgerAccount.objects.select_for_update()
-        .filter(user_id=user_id, kind__in=kinds, key="")
-        .order_by("id")
-    }
-    if len(locked) < len(kinds):
-        user = User.objects.get(id=user_id)
-        ids = [account_get(kind=kind, user=user).id for kind in kinds]
-        locked = {a.kind: a for a in LedgerAccount.objects.select_for_update().filter(id__in=ids).order_by("id")}
-    return locked
 
 
 # --- Corrections ---------------------------------------------------------------------------------
