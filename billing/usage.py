@@ -34,7 +34,6 @@ from billing.services import (
     fee_for,
     hold_place,
     hold_release,
-    hold_swap,
     hold_swaps,
     transaction_post,
 )
@@ -125,30 +124,20 @@ def meter_open_swapping(
     a deployment's worst-case hold becomes its lease's hold at the locked price.
 
     No look-up of an existing meter first: a repeated call finds `hold` closed and raises, and a
-    meter's reference is unique. No savepoint: see `hold_swap`.
+    meter's reference is unique. A batch of one (`meters_open_swapping`); no savepoint: see `hold_swaps`.
     """
-    if price_per_hour < 0:
-        raise ApplicationError("A price cannot be negative.", {"field": "price_per_hour"})
-    refusal = None
-    with transaction.atomic(savepoint=False):
-        try:
-            new = hold_swap(hold=hold, amount=hold_amount, reference_type=reference_type, reference_id=reference_id)
-        except ApplicationError as error:  # nothing was written: leave the block cleanly, then raise
-            refusal = error
-        else:
-            meter = UsageMeter.objects.create(
-                hold=new,
-                renter_id=new.user_id,
-                payee_id=payee_id,
-                reference_type=reference_type,
-                reference_id=str(reference_id),
-                price_per_hour=price_per_hour,
-                fee_rate=fee_rate,
+    (result,) = meters_open_swapping(
+        [
+            MeterSwap(
+                hold_id=hold.id, payee_id=payee_id, price_per_hour=price_per_hour, fee_rate=fee_rate,
+                hold_amount=hold_amount, reference_type=reference_type, reference_id=str(reference_id),
                 started_at=started_at,
             )
-    if refusal is not None:
-        raise refusal
-    return meter
+        ]
+    )  # fmt: skip
+    if isinstance(result, ApplicationError):
+        raise result
+    return result
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from billing import hooks as billing_hooks
 from billing.models import Hold
 from billing.selectors import user_balances
 from billing.services import hold_place, hold_release
-from billing.usage import MeterSwap, fee_rate_for, meter_close, meter_open, meter_open_swapping, meters_open_swapping
+from billing.usage import MeterSwap, fee_rate_for, meter_close, meter_open, meters_open_swapping
 from marketplace.models import (
     ACTIVE_DEPLOYMENT_STATUSES,
     CloseReason,
@@ -189,8 +189,12 @@ def lease_start(
 ) -> Lease:
     """Called by the matchmaker inside its transaction, with the order and `order.deployment` locked
     and the node's capacity reserved. The deployment's worst-case hold becomes the lease meter's
-    hold at the locked price in one ledger posting (billing's hold_swap)."""
+    hold at the locked price in one ledger posting (billing's hold_swap): a batch of one
+    (`leases_start`); free leases and deployments without a hold are written here."""
     deployment = order.deployment
+    if price > 0 and deployment.hold_id is not None:
+        start = LeaseStart(order=order, placement=placement, request=request, price=price, record=record)
+        return leases_start([start], now=now)[0]
     lease = Lease.objects.create(
         deployment=deployment,
         order=order,
@@ -211,13 +215,10 @@ def lease_start(
         reference_id=str(lease.id),
         started_at=now,
     )
-    if price > 0 and old_hold is not None:
-        lease.meter = meter_open_swapping(hold=old_hold, payee_id=placement.payee_id, **meter)
-    else:
-        if old_hold is not None:
-            hold_release(hold=old_hold)
-        if price > 0:
-            lease.meter = meter_open(renter=deployment.owner, payee=User.objects.get(id=placement.payee_id), **meter)
+    if old_hold is not None:
+        hold_release(hold=old_hold)
+    if price > 0:
+        lease.meter = meter_open(renter=deployment.owner, payee=User.objects.get(id=placement.payee_id), **meter)
     if lease.meter is not None:
         lease.save(update_fields=["meter"])
     Order.objects.filter(id=order.id).update(status=OrderStatus.MATCHED, matched_at=now, claimed_at=now)
