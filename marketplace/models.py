@@ -5,6 +5,18 @@ from django.db import models
 from providers.models import LISTED, Node
 
 
+class InlineJSONField(models.JSONField):
+    """A JSONField that bulk_create sends as one parameter per row.
+
+    On PostgreSQL Django 5.2 bulk-inserts through UNNEST, one array parameter per column, and
+    psycopg escapes each quote of each array element in Python (re.sub with a template): 1.7 ms for
+    six 11 KB match proofs. A field with `get_placeholder` keeps the plain VALUES form.
+    """
+
+    def get_placeholder(self, value, compiler, connection) -> str:
+        return "%s"
+
+
 class OfferQuerySet(models.QuerySet):
     pass
 
@@ -148,9 +160,9 @@ class MatchRecord(models.Model):
 
     order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="match")
     seed = models.CharField(max_length=64)
-    weights = models.JSONField()
-    candidates = models.JSONField(help_text="Raw inputs of each scored candidate, in SQL order")
-    scores = models.JSONField(help_text="Each candidate's factor scores and total, best first")
+    weights = InlineJSONField()
+    candidates = InlineJSONField(help_text="Raw inputs of each scored candidate, in SQL order")
+    scores = InlineJSONField(help_text="Each candidate's factor scores and total, best first")
     winner_node_id = models.BigIntegerField()
     commitment = models.CharField(max_length=64, help_text="SHA-256 of the canonical match document")
     candidate_count = models.PositiveIntegerField()

@@ -130,6 +130,8 @@ class ProviderProfile(models.Model):
     storage_price_per_gb_month_micros = models.BigIntegerField(default=10_000)
     # Mirror of the provider's staked $SPON in base units (18 decimals); StakeEvent rows are its history.
     staked_spon = models.DecimalField(max_digits=78, decimal_places=0, default=0)
+    # Mirror of how many slash StakeEvents it has (a matchmaker input: reputation), kept by stake_record.
+    slash_count = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

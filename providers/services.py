@@ -323,7 +323,9 @@ def stake_record(
             status=409,
         )
     locked.staked_spon = balance
-    locked.save(update_fields=["staked_spon", "updated_at"])
+    if kind == StakeEventKind.SLASH:
+        locked.slash_count += 1
+    locked.save(update_fields=["staked_spon", "slash_count", "updated_at"])
     event = StakeEvent.objects.create(
         provider=locked,
         kind=kind,
@@ -334,7 +336,7 @@ def stake_record(
         created_by=by,
     )
     stake_coverage_refresh(provider=locked)
-    provider.staked_spon = balance
+    provider.staked_spon, provider.slash_count = balance, locked.slash_count
     return event
 
 

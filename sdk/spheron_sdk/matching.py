@@ -28,10 +28,14 @@ def canonical_json(document: Any) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+_ONE, _ZERO, _SEVEN, _EIGHT = Decimal(1), Decimal(0), Decimal(7), Decimal(8)
+_TWO_64 = Decimal(2**64)
+
+
 def random_factor(seed: str, node_id: int) -> Decimal:
     """A uniform draw in [0, 1) per node, from the recorded seed: HMAC-SHA256(seed, node id)."""
-    digest = hmac.new(seed.encode(), str(node_id).encode(), hashlib.sha256).digest()
-    return _q(Decimal(int.from_bytes(digest[:8], "big")) / Decimal(2**64))
+    digest = hmac.digest(seed.encode(), str(node_id).encode(), "sha256")
+    return _q(Decimal(int.from_bytes(digest[:8], "big")) / _TWO_64)
 
 
 def factor_scores(candidates: list[dict[str, Any]], seed: str) -> list[dict[str, Decimal]]:
@@ -40,47 +44,58 @@ def factor_scores(candidates: list[dict[str, Any]], seed: str) -> list[dict[str,
     stakes = [Decimal(str(c["stake"])) for c in candidates]
     distances = [c["distance_km"] for c in candidates if c.get("distance_km") is not None]
     low, high = (min(prices), max(prices)) if prices else (0, 0)
-    top_stake = max(stakes) if stakes else Decimal(0)
+    spread = Decimal(high - low)
+    top_stake = max(stakes) if stakes else _ZERO
     far = max(distances) if distances else 0
+    far_d = Decimal(far)
+    key = seed.encode()
+    digest = hmac.digest
     result = []
     for candidate, price, stake in zip(candidates, prices, stakes, strict=True):
         slashes = min(int(candidate.get("slashes", 0)), MAX_SLASHES)
         distance = candidate.get("distance_km")
+        draw = digest(key, str(int(candidate["node_id"])).encode(), "sha256")
         result.append(
             {
-                "price": _q(Decimal(1) - Decimal(price - low) / Decimal(high - low)) if high > low else Decimal(1),
+                "price": _q(_ONE - Decimal(price - low) / spread) if high > low else _ONE,
                 "uptime": _q(Decimal(str(candidate["uptime_30d"]))),
                 "reputation": _q(
-                    Decimal(8 - int(candidate["trust_tier"]))
-                    / Decimal(7)
-                    * (Decimal(1) - Decimal(slashes) / MAX_SLASHES)
+                    (_EIGHT - int(candidate["trust_tier"])) / _SEVEN * (_ONE - Decimal(slashes) / MAX_SLASHES)
                 ),
-                "stake": _q(stake / top_stake) if top_stake > 0 else Decimal(0),
-                "proximity": _q(Decimal(1) - Decimal(distance) / Decimal(far))
-                if distance is not None and far
-                else Decimal(1),
+                "stake": _q(stake / top_stake) if top_stake > 0 else _ZERO,
+                "proximity": _q(_ONE - Decimal(distance) / far_d) if distance is not None and far else _ONE,
                 "fit": _q(Decimal(str(candidate["fit"]))),
-                "random": random_factor(seed, int(candidate["node_id"])),
+                "random": _q(Decimal(int.from_bytes(draw[:8], "big")) / _TWO_64),
             }
         )
     return result
 
 
+def ranked(candidates: list[dict[str, Any]], weights: dict[str, Any], seed: str) -> list[tuple[Decimal, int, dict]]:
+    """(total score, node id, factors) of each candidate, best first (ties: lower node id). What
+    `score_candidates` formats; the matchmaker picks from this and formats only what it keeps."""
+    weight = [Decimal(str(weights.get(name, 0))) for name in FACTORS]
+    rows = []
+    for candidate, factors in zip(candidates, factor_scores(candidates, seed), strict=True):
+        total = _ZERO
+        for w, value in zip(weight, factors.values(), strict=True):  # FACTORS order
+            total += w * value
+        rows.append((_q(total), int(candidate["node_id"]), factors))
+    rows.sort(key=lambda row: (-row[0], row[1]))
+    return rows
+
+
+def formatted(rows: list[tuple[Decimal, int, dict]]) -> list[dict[str, Any]]:
+    """Rows of `ranked` as published: {"node_id", "total", "factors"} with decimal strings."""
+    return [
+        {"node_id": node_id, "total": str(total), "factors": {name: str(value) for name, value in factors.items()}}
+        for total, node_id, factors in rows
+    ]
+
+
 def score_candidates(candidates: list[dict[str, Any]], weights: dict[str, Any], seed: str) -> list[dict[str, Any]]:
     """Candidates with their factors and total score, best first (ties: lower node id)."""
-    weight = {name: Decimal(str(weights.get(name, 0))) for name in FACTORS}
-    scored = []
-    for candidate, factors in zip(candidates, factor_scores(candidates, seed), strict=True):
-        total = _q(sum((weight[name] * factors[name] for name in FACTORS), Decimal(0)))
-        scored.append(
-            {
-                "node_id": int(candidate["node_id"]),
-                "total": str(total),
-                "factors": {name: str(value) for name, value in factors.items()},
-            }
-        )
-    scored.sort(key=lambda row: (-Decimal(row["total"]), row["node_id"]))
-    return scored
+    return formatted(ranked(candidates, weights, seed))
 
 
 def match_document(

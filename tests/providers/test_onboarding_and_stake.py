@@ -8,7 +8,7 @@ from providers import services
 from providers.hardware import apple_model_slug, cpu_model_slug, gpu_model_slug
 from providers.models import NodeStatus, ProviderProfile, StakeEvent
 from spheron_web.errors import ApplicationError
-from tests.factories import make_node, make_user
+from tests.factories import make_node, make_provider, make_user
 
 GOOD_EVM = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # the EIP-55 spec's own example
 
@@ -111,6 +111,12 @@ class TestStake:
         assert [(e.kind, e.balance_after / 10**18) for e in history] == [
             ("stake", 2000), ("stake", 2400), ("slash", 1400),
         ]  # fmt: skip
+        # The slash count the matchmaker reads is kept on the profile, and only slashes count.
+        assert provider.slash_count == 1
+        services.stake_record(provider=provider, kind="unstake", amount="100")
+        services.stake_record(provider=provider, kind="slash", amount="100", reason="missed challenges")
+        provider.refresh_from_db()
+        assert provider.slash_count == 2 == StakeEvent.objects.filter(provider=provider, kind="slash").count()
 
     @pytest.mark.parametrize(
         ("kind", "amount", "reason", "message"),
@@ -135,3 +141,23 @@ class TestStake:
         services.stake_coverage_refresh(provider=provider)
         node.refresh_from_db()
         assert not node.stake_covered
+
+
+@pytest.mark.django_db
+def test_slash_count_migration_counts_existing_slashes():
+    """providers 0007 fills slash_count from the slash StakeEvents recorded before it existed."""
+    import importlib
+
+    from django.apps import apps
+
+    from spheron_web import clock
+
+    migration = importlib.import_module("providers.migrations.0007_providerprofile_slash_count")
+    twice, once, never = (make_provider() for _ in range(3))
+    for provider, kinds in ((twice, ["slash", "stake", "slash"]), (once, ["slash", "unstake"]), (never, ["stake"])):
+        for kind in kinds:
+            StakeEvent.objects.create(provider=provider, kind=kind, amount=1, balance_after=0, created_at=clock.now())
+    ProviderProfile.objects.update(slash_count=0)
+    migration.count_slashes(apps, None)
+    counts = dict(ProviderProfile.objects.filter(id__in=[twice.id, once.id, never.id]).values_list("id", "slash_count"))
+    assert counts == {twice.id: 2, once.id: 1, never.id: 0}
