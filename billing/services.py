@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import BigIntegerField, Case, F, Sum, Value, When
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from accounts.models import User
 from billing.models import AccountKind, Hold, LedgerAccount, LedgerEntry, LedgerTransaction, TransactionKind
+from spheron_web.db import update_by_id
 from spheron_web.errors import ApplicationError
 
 NON_NEGATIVE = {AccountKind.USER_AVAILABLE, AccountKind.USER_RESERVED}
@@ -119,17 +120,8 @@ def _entries_write(txn: LedgerTransaction, merged: dict[int, int]) -> None:
 
 
 def _balances_add(deltas: dict[int, int]) -> None:
-    """Add to the cached balances of locked accounts: one UPDATE with a CASE per account."""
-    # bigint parameters: with server-side binding Django sends an int Value as int4 (amounts above
-    # $2,147 would wrap).
-    LedgerAccount.objects.filter(id__in=deltas).update(
-        balance=F("balance")
-        + Case(
-            *(When(id=account_id, then=Value(amount, BigIntegerField())) for account_id, amount in deltas.items()),
-            default=Value(0, BigIntegerField()),
-            output_field=BigIntegerField(),
-        )
-    )
+    """Add to the cached balances of locked accounts: one UPDATE joined to the amounts."""
+    update_by_id(LedgerAccount, "balance", deltas, add=True)
 
 
 # --- Money in ------------------------------------------------------------------------------------

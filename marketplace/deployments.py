@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import BigIntegerField, Case, F, Value, When
+from django.db.models import F
 from django.http import Http404
 from django.urls import reverse
 
@@ -43,6 +43,7 @@ from marketplace.spec import Spec, spec_parse
 from providers import hooks as provider_hooks
 from providers.models import GpuModel, Node, NodeStatus, Region
 from spheron_web import clock
+from spheron_web.db import update_by_id
 from spheron_web.errors import ApplicationError
 from spheron_web.money import format_usd
 
@@ -301,9 +302,7 @@ def leases_start(starts: list[LeaseStart], *, now: datetime) -> list[Lease]:
             raise meter
     for lease, meter in zip(leases, meters, strict=True):
         lease.meter = meter
-    Lease.objects.filter(id__in=[lease.id for lease in leases]).update(
-        meter=Case(*(When(id=lease.id, then=Value(lease.meter_id)) for lease in leases), output_field=BigIntegerField())
-    )
+    update_by_id(Lease, "meter", {lease.id: lease.meter_id for lease in leases})
     Order.objects.filter(id__in=[s.order.id for s in starts]).update(
         status=OrderStatus.MATCHED, matched_at=now, claimed_at=now
     )
@@ -314,10 +313,10 @@ def leases_start(starts: list[LeaseStart], *, now: datetime) -> list[Lease]:
         if deployment.ends_at is None and deployment.duration_seconds:
             deployment.ends_at = now + timedelta(seconds=deployment.duration_seconds)
             ends[deployment.id] = deployment.ends_at
-    changes = {"status": DeploymentStatus.MATCHED, "hold": None, "updated_at": now}
-    if ends:
-        changes["ends_at"] = Case(*(When(id=id_, then=Value(at)) for id_, at in ends.items()), default=F("ends_at"))
-    Deployment.objects.filter(id__in=[s.order.deployment.id for s in starts]).update(**changes)
+    Deployment.objects.filter(id__in=[s.order.deployment.id for s in starts]).update(
+        status=DeploymentStatus.MATCHED, hold=None, updated_at=now
+    )
+    update_by_id(Deployment, "ends_at", ends)
     DeploymentEvent.objects.bulk_create(
         [
             DeploymentEvent(

@@ -10,19 +10,42 @@ def refresh_market_board() -> int:
     return market_board_refresh()
 
 
+MATCH_TASK_SECONDS = 2.0  # a match_order task stops starting batches after this long and queues its successor
+
+
 @shared_task(name="marketplace.tasks.match_order", acks_late=True, ignore_result=True)
 def match_order(order_id: int | None = None) -> int:
-    """The matchmaker: one batch of the due orders, oldest first (MATCH_BATCH_SIZE, one
-    transaction; see marketplace.matchmaker.match_orders). New orders queue it on commit, once
-    until a worker starts it (`matchmaker.kick`). When the batch is full the next task is queued
-    as soon as the orders are claimed, so every worker matches a batch of its own. `order_id`
-    (sent by earlier versions, one task per order) is not needed: that order is due, so this batch
-    or the next one takes it. Returns the number matched."""
+    """The matchmaker: batches of the due orders, oldest first (MATCH_BATCH_SIZE each, one
+    transaction each; see marketplace.matchmaker.match_orders), for as long as each batch comes back
+    full and for at most MATCH_TASK_SECONDS; then it queues its successor, so other tasks get the
+    worker in between. New orders queue it on commit, once until a worker starts it
+    (`matchmaker.kick`). Its first full batch also queues one more task as soon as the orders are
+    claimed, so an idle worker joins in. `order_id` (sent by earlier versions, one task per order)
+    is not needed: that order is due, so a batch takes it. Returns the number matched."""
+    import time
+
     from marketplace.matchmaker import kick_clear, match_due_orders
 
     kick_clear()
-    outcomes = match_due_orders(on_full=match_order.delay)
-    return sum(outcome.status == "matched" for outcome in outcomes.values())
+    deadline = time.monotonic() + MATCH_TASK_SECONDS
+    helped, matched = False, 0
+    while True:
+        full = False
+
+        def on_full() -> None:
+            nonlocal full, helped
+            full = True
+            if not helped:
+                helped = True
+                match_order.delay()
+
+        outcomes = match_due_orders(on_full=on_full)
+        matched += sum(outcome.status == "matched" for outcome in outcomes.values())
+        if not full:
+            return matched
+        if time.monotonic() >= deadline:
+            match_order.delay()
+            return matched
 
 
 @shared_task(name="marketplace.tasks.sweep_open_orders", acks_late=True, ignore_result=True)

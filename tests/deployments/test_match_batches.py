@@ -179,7 +179,23 @@ def test_new_orders_wake_one_worker_not_one_each(renters, monkeypatch, django_ca
     assert sent == [1, 1]
 
 
-def test_the_task_queues_the_next_batch_when_its_own_was_full(renters, settings, monkeypatch):
+def test_the_task_matches_batches_while_they_come_back_full_and_calls_in_help(renters, settings, monkeypatch):
+    from marketplace import tasks
+
+    settings.MATCH_BATCH_SIZE = 2
+    for _ in range(5):
+        make_node()
+    create(renters, 5)
+    sent = []
+    monkeypatch.setattr(tasks.match_order, "delay", lambda: sent.append(1))
+    # Batches of 2, 2 and 1: the first full one queues one more task (an idle worker joins in),
+    # the short last one ends the loop.
+    assert tasks.match_order() == 5 and sent == [1]
+    assert Order.objects.filter(status=OrderStatus.MATCHED).count() == 5
+    assert tasks.match_order() == 0 and sent == [1]  # nothing due: nothing more queued
+
+
+def test_the_task_hands_over_to_a_successor_after_its_time(renters, settings, monkeypatch):
     from marketplace import tasks
 
     settings.MATCH_BATCH_SIZE = 2
@@ -188,8 +204,10 @@ def test_the_task_queues_the_next_batch_when_its_own_was_full(renters, settings,
     create(renters, 3)
     sent = []
     monkeypatch.setattr(tasks.match_order, "delay", lambda: sent.append(1))
-    assert tasks.match_order() == 2 and sent == [1]  # full: another worker takes the next batch
-    assert tasks.match_order() == 1 and sent == [1]  # the last one: nothing more queued
+    monkeypatch.setattr(tasks, "MATCH_TASK_SECONDS", 0)
+    # One full batch, then out of time: the helper and the successor are queued.
+    assert tasks.match_order() == 2 and sent == [1, 1]
+    assert tasks.match_order() == 1 and sent == [1, 1]
     assert Order.objects.filter(status=OrderStatus.MATCHED).count() == 3
 
 
