@@ -316,7 +316,7 @@ MATCH_TIMEOUT_SECONDS = env_int("MATCH_TIMEOUT_SECONDS", 60, min_value=1, max_va
 MATCH_CANDIDATE_LIMIT = env_int("MATCH_CANDIDATE_LIMIT", 50, min_value=1, max_value=1000)
 # Orders a worker claims and matches in one transaction; an order that found no free node waits
 # this long before it is tried again (until its MATCH_TIMEOUT_SECONDS deadline).
-MATCH_BATCH_SIZE = env_int("MATCH_BATCH_SIZE", 6, min_value=1, max_value=500)
+MATCH_BATCH_SIZE = env_int("MATCH_BATCH_SIZE", 5, min_value=1, max_value=500)
 MATCH_RETRY_SECONDS = env_int("MATCH_RETRY_SECONDS", 5, min_value=0, max_value=600)
 # Key of the seed derivation (HMAC of the order); defaults to one derived from SECRET_KEY.
 MATCH_SEED_SECRET = env_str("MATCH_SEED_SECRET", "") or ""
