@@ -13,7 +13,8 @@
 3. The bare SQL: for every order, the exact SQL `candidate_rows` sends, captured and run raw on the
    same connection (median of 3), before any worker runs.
 4. The run: `--workers` real Celery worker processes (`--pool=solo`, this script as the launcher,
-   see `--_worker`) drain the queue, a batch of MATCH_BATCH_SIZE orders per task. Each wraps
+   see `--_worker`) drain the queue: each `match_order` task matches batches of MATCH_BATCH_SIZE
+   orders while they come back full (up to MATCH_TASK_SECONDS, then a successor). Each wraps
    `marketplace.matchmaker.match_orders` and a few functions it calls with timers, from outside the
    code: each batch appends one JSON line (its orders and outcomes, wall start/end, ms, queries,
    DB ms, ms per phase, CPU) to a file the bench reads afterwards.
