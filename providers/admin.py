@@ -74,7 +74,7 @@ class ProviderProfileAdmin(admin.ModelAdmin):
     search_fields = ("display_name", "user__email", "payout_evm_address", "payout_solana_address")
     raw_id_fields = ("user",)
     # The stake changes only through StakeEvent (stake_record), which keeps the history.
-    readonly_fields = ("staked_spon", "created_at", "updated_at")
+    readonly_fields = ("staked_spon", "slash_count", "created_at", "updated_at")
     list_select_related = ("user", "default_region")
     inlines = (ProviderGpuPriceInline,)
 

@@ -56,6 +56,7 @@ def test_the_staked_balance_is_not_editable_on_the_profile(admin_client, provide
     page = admin_client.get(f"/admin/providers/providerprofile/{provider.id}/change/").content.decode()
     assert 'name="staked_spon"' not in page
     assert "gpu_prices-TOTAL_FORMS" in page  # list prices inline
+    assert "Slash count" in page and 'name="slash_count"' not in page  # shown, kept by stake_record
 
 
 def test_tokens_are_read_only_hashes_and_cannot_be_added(admin_client, provider):
