@@ -440,8 +440,9 @@ def match_orders(
     one statement per table, all committed together. A worker that dies leaves nothing behind: its
     locks go with its connection and the orders are still open. If a batch of several orders hits
     an error it rolls back and each of its orders is matched on its own, so one bad order cannot
-    hold up the others. `on_full` is called when the claim filled the batch (more orders may be due:
-    the caller can start another worker on them while this one matches).
+    hold up the others; one that fails on its own waits MATCH_RETRY_SECONDS. `on_full` is called
+    when the claim filled the batch (more orders may be due: the caller can start another worker on
+    them while this one matches).
     """
     claimed: list[int] = []
     try:
@@ -455,7 +456,11 @@ def match_orders(
         try:
             outcomes.update(_match_batch(order_ids=[order_id], limit=None, now=now, on_full=None, claimed=[]))
         except (ApplicationError, DatabaseError):
-            logger.exception("matching order %s failed; it stays open", order_id)
+            # It stays open, and waits like an order without a node: the next batch (a task loops
+            # while its batches are full) must not claim it again at once.
+            logger.exception("matching order %s failed; it stays open and waits", order_id)
+            retry_at = (now or clock.now()) + timedelta(seconds=settings.MATCH_RETRY_SECONDS)
+            Order.objects.filter(id=order_id, status=OrderStatus.OPEN).update(retry_at=retry_at)
     return outcomes
 
 

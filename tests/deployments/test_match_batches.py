@@ -159,6 +159,9 @@ def test_a_batch_that_fails_is_matched_one_order_at_a_time(renters, settings, mo
     assert bad.status == OrderStatus.OPEN and not Lease.objects.filter(order=bad).exists()
     assert sum(Node.objects.values_list("available_gpus", flat=True)) == 2  # the bad one's reservation rolled back
     assert "matching a batch of 3 orders failed" in caplog.text
+    # It waits like an order without a node, so the next batch does not claim it again at once.
+    assert bad.retry_at is not None and bad.retry_at > clock.now()
+    assert matchmaker.match_orders(limit=10) == {}
     assert ledger_total() == 0 and not cached_balances_mismatch()
 
 
