@@ -48,13 +48,10 @@ def factor_scores(candidates: list[dict[str, Any]], seed: str) -> list[dict[str,
     top_stake = max(stakes) if stakes else _ZERO
     far = max(distances) if distances else 0
     far_d = Decimal(far)
-    key = seed.encode()
-    digest = hmac.digest
     result = []
     for candidate, price, stake in zip(candidates, prices, stakes, strict=True):
         slashes = min(int(candidate.get("slashes", 0)), MAX_SLASHES)
         distance = candidate.get("distance_km")
-        draw = digest(key, str(int(candidate["node_id"])).encode(), "sha256")
         result.append(
             {
                 "price": _q(_ONE - Decimal(price - low) / spread) if high > low else _ONE,
@@ -65,7 +62,7 @@ def factor_scores(candidates: list[dict[str, Any]], seed: str) -> list[dict[str,
                 "stake": _q(stake / top_stake) if top_stake > 0 else _ZERO,
                 "proximity": _q(_ONE - Decimal(distance) / far_d) if distance is not None and far else _ONE,
                 "fit": _q(Decimal(str(candidate["fit"]))),
-                "random": _q(Decimal(int.from_bytes(draw[:8], "big")) / _TWO_64),
+                "random": random_factor(seed, int(candidate["node_id"])),
             }
         )
     return result

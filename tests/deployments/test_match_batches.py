@@ -182,15 +182,23 @@ def test_new_orders_wake_one_worker_not_one_each(renters, monkeypatch, django_ca
     assert sent == [1, 1]
 
 
-def test_the_task_matches_batches_while_they_come_back_full_and_calls_in_help(renters, settings, monkeypatch):
+def _queue_of_tasks(renters, settings, monkeypatch, orders: int) -> list[int]:
+    """`orders` orders on as many nodes, batches of 2, and the tasks the `match_order` task queues."""
     from marketplace import tasks
 
     settings.MATCH_BATCH_SIZE = 2
-    for _ in range(5):
+    for _ in range(orders):
         make_node()
-    create(renters, 5)
-    sent = []
+    create(renters, orders)
+    sent: list[int] = []
     monkeypatch.setattr(tasks.match_order, "delay", lambda: sent.append(1))
+    return sent
+
+
+def test_the_task_matches_batches_while_they_come_back_full_and_calls_in_help(renters, settings, monkeypatch):
+    from marketplace import tasks
+
+    sent = _queue_of_tasks(renters, settings, monkeypatch, orders=5)
     # Batches of 2, 2 and 1: the first full one queues one more task (an idle worker joins in),
     # the short last one ends the loop.
     assert tasks.match_order() == 5 and sent == [1]
@@ -201,12 +209,7 @@ def test_the_task_matches_batches_while_they_come_back_full_and_calls_in_help(re
 def test_the_task_hands_over_to_a_successor_after_its_time(renters, settings, monkeypatch):
     from marketplace import tasks
 
-    settings.MATCH_BATCH_SIZE = 2
-    for _ in range(3):
-        make_node()
-    create(renters, 3)
-    sent = []
-    monkeypatch.setattr(tasks.match_order, "delay", lambda: sent.append(1))
+    sent = _queue_of_tasks(renters, settings, monkeypatch, orders=3)
     monkeypatch.setattr(tasks, "MATCH_TASK_SECONDS", 0)
     # One full batch, then out of time: the helper and the successor are queued.
     assert tasks.match_order() == 2 and sent == [1, 1]
