@@ -606,6 +606,10 @@ def report(args, *, records, shapes, sql_ms, checks, ledger, created_in, setup_s
     ratios = [o["share_ms"] / sql_ms[o["order"]] for o in matched if sql_ms.get(o["order"])]
     ratio = statistics.median(ratios) if ratios else math.nan
     p95_ratio = s95 / percentile(sql_of_matched, 0.95) if sql_of_matched else math.nan
+    # The same in total: all the matched orders' shares over all their bare SQL. It needs no split of
+    # a batch's time between its orders (an equal share gives a cheap query its neighbours' costs).
+    timed = [o for o in matched if sql_ms.get(o["order"])]
+    total_ratio = sum(o["share_ms"] for o in timed) / sum(sql_ms[o["order"]] for o in timed) if timed else math.nan
     correct = not any(checks[key] for key in ("over_allocated", "free_mismatch", "negative", "above_max_price"))
     batches_matched = [r for r in records if "matched" in r["orders"].values()]
 
@@ -637,6 +641,8 @@ def report(args, *, records, shapes, sql_ms, checks, ledger, created_in, setup_s
           "   (candidate_rows' SQL, raw cursor, median of 3, no load)")  # fmt: skip
     print(f"  match / SQL           {ratio:>8.1f}   (median per order of share / its bare SQL; p95/p95 {p95_ratio:.1f})"
           f"   budget ≤ {RATIO_BUDGET:g}   {verdict(ratio <= RATIO_BUDGET)}")  # fmt: skip
+    print(f"  match / SQL in total  {total_ratio:>8.1f}   (Σ matched orders' shares / Σ their bare SQL; "
+          "for information: the verdict is on the median above)")  # fmt: skip
     print(f"  over-allocation       {checks['over_allocated']:>8}   nodes (free ≠ totals − leases: "
           f"{checks['free_mismatch']}, negative: {checks['negative']}, leases above max price: "
           f"{checks['above_max_price']}; {checks['leased_nodes']:,} nodes leased)   {verdict(correct)}")  # fmt: skip
@@ -647,6 +653,10 @@ def report(args, *, records, shapes, sql_ms, checks, ledger, created_in, setup_s
     db_ms = per_match([r["db_ms"] for r in batches_matched])
     total = per_match([r["ms"] for r in batches_matched])
     print(f"    total {total:.2f}; {queries:.2f} queries taking {db_ms:.2f} (DB round trips, server time included)")
+    if sql_of_matched:
+        # A floor for the ratio: what the statements alone take, with no Python and no commit.
+        print(f"    the statements alone are {db_ms / statistics.mean(sql_of_matched):.1f} × the mean bare SQL "
+              f"({statistics.mean(sql_of_matched):.2f} ms)")  # fmt: skip
     accounted = 0.0
     for phase in PHASES:
         value = per_match([r["phases"].get(phase, 0.0) for r in batches_matched])
