@@ -35,7 +35,7 @@ demo: migrate
 run: demo
 	@echo ""
 	@echo "  Spheron Web: http://127.0.0.1:8000   (API docs: http://127.0.0.1:8000/api/v1/docs, admin: /admin/)"
-	@echo "  Demo logins (password: spheron-demo): developer@spheron.test, provider@spheron.test, admin@spheron.test"
+	@echo "  Demo logins (password: spheron-demo): developer@spheron.test (\$$100 of demo credits), provider@spheron.test, admin@spheron.test"
 	@echo "  E-mails (sign-up confirmation, password reset) are printed in this terminal."
 	@echo ""
 	DEBUG=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile

@@ -15,8 +15,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.template import engines
-from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from billing.models import (
@@ -32,36 +30,16 @@ from billing.models import (
 )
 from billing.services import adjustment_post, transaction_reverse
 from billing.stripe_service import stripe_event_replay
+from spheron_web import admin_actions
 from spheron_web.errors import ApplicationError
 from spheron_web.money import format_usd, usd_to_micros
-
-# The intermediate page of an action (like Django's own delete confirmation). Kept here as a
-# string so the admin needs no template files of its own.
-_ACTION_FORM_TEMPLATE = """{% extends "admin/base_site.html" %}
-{% load admin_urls %}
-{% block breadcrumbs %}<div class="breadcrumbs">
-<a href="{% url 'admin:index' %}">Home</a> &rsaquo;
-<a href="{% url opts|admin_urlname:'changelist' %}">{{ opts.verbose_name_plural|capfirst }}</a> &rsaquo; {{ title }}
-</div>{% endblock %}
-{% block content %}
-<p>{{ intro }}</p>
-<ul>{% for obj in queryset %}<li>{{ obj }}</li>{% endfor %}</ul>
-<form method="post">{% csrf_token %}
-{{ form.as_div }}
-{% for obj in queryset %}<input type="hidden" name="_selected_action" value="{{ obj.pk }}">{% endfor %}
-<input type="hidden" name="action" value="{{ action }}">
-<input type="hidden" name="apply" value="1">
-<div class="submit-row"><input type="submit" class="default" value="{{ submit_label }}"></div>
-</form>
-{% endblock %}
-"""
 
 
 def usd(micros: int | None) -> str:
     return "" if micros is None else format_usd(micros, places=6)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(admin_actions.ActionFormMixin, admin.ModelAdmin):
     """Audit lists: viewing only. Corrections are new ledger transactions, never edits."""
 
     show_full_result_count = False
@@ -78,38 +56,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_post_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("billing.add_ledgertransaction")
 
-    def action_form_page(
-        self,
-        request: HttpRequest,
-        queryset: QuerySet,
-        form: forms.Form,
-        *,
-        action: str,
-        title: str,
-        intro: str,
-        submit_label: str,
-    ) -> TemplateResponse:
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": title,
-            "intro": intro,
-            "queryset": queryset,
-            "form": form,
-            "action": action,
-            "submit_label": submit_label,
-        }
-        return TemplateResponse(request, engines["django"].from_string(_ACTION_FORM_TEMPLATE), context)
 
-
-class ReasonForm(forms.Form):
+class ReasonForm(admin_actions.ReasonForm):
     reason = forms.CharField(max_length=300, help_text="Recorded on the ledger transaction.")
-
-    def clean_reason(self) -> str:
-        reason = self.cleaned_data["reason"].strip()
-        if not reason:
-            raise forms.ValidationError("A reason is required.")
-        return reason
 
 
 class AdjustmentForm(ReasonForm):

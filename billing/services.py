@@ -572,8 +572,11 @@ def transaction_reverse(*, txn: LedgerTransaction, memo: str, created_by: User |
 
 
 @transaction.atomic
-def adjustment_post(*, user: User, amount: int, memo: str, created_by: User) -> LedgerTransaction:
-    """Credit (positive) or debit (negative) a user's available credits, with a reason."""
+def adjustment_post(
+    *, user: User, amount: int, memo: str, created_by: User, idempotency_key: str | None = None
+) -> LedgerTransaction:
+    """Credit (positive) or debit (negative) a user's available credits, with a reason (once per
+    `idempotency_key`, when given)."""
     if not memo.strip():
         raise ApplicationError("An adjustment needs a reason.", {"field": "memo"})
     if amount == 0:
@@ -586,6 +589,7 @@ def adjustment_post(*, user: User, amount: int, memo: str, created_by: User) -> 
             (account_get(kind=AccountKind.USER_AVAILABLE, user=user), amount),
             (account_get(kind=AccountKind.CLEARING_ADJUSTMENTS), -amount),
         ],
+        idempotency_key=idempotency_key,
         memo=memo,
         created_by=created_by,
     )

@@ -1,8 +1,26 @@
 from __future__ import annotations
 
-from django.contrib import admin
+import json
 
-from marketplace.models import DemoMarket, Offer
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from marketplace.deployments import deployment_close
+from marketplace.models import (
+    CloseReason,
+    DemoMarket,
+    Deployment,
+    DeploymentEvent,
+    Lease,
+    MatchRecord,
+    Offer,
+    Order,
+)
+from spheron_web import admin_actions
+from spheron_web.money import format_usd
 
 
 @admin.register(Offer)
@@ -44,3 +62,178 @@ class DemoMarketAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+# --- Deployments (issue 5): browsed here, changed only through the services --------------------
+
+
+def _usd_per_hour(micros: int | None) -> str:
+    return "" if micros is None else f"{format_usd(micros, places=4)}/h"
+
+
+class _ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class OrderInline(_ReadOnlyInline):
+    model = Order
+    fields = ("attempt", "status", "created_at", "deadline_at", "matched_at", "excluded_node_ids", "failure_reason")
+    readonly_fields = fields
+    ordering = ("attempt",)
+
+
+class LeaseInline(_ReadOnlyInline):
+    model = Lease
+    fields = ("node", "price", "gpus", "cpu_cores", "memory_gb", "status", "agent_state", "started_at", "ended_at",
+              "close_reason")  # fmt: skip
+    readonly_fields = fields
+    ordering = ("started_at", "id")
+
+    @admin.display(description="Price")
+    def price(self, lease: Lease) -> str:
+        return _usd_per_hour(lease.price_per_hour_micros)
+
+
+class DeploymentEventInline(_ReadOnlyInline):
+    model = DeploymentEvent
+    fields = ("at", "kind", "message", "lease")
+    readonly_fields = fields
+    show_change_link = False
+
+
+class CloseForm(admin_actions.ReasonForm):
+    reason = forms.CharField(max_length=300, help_text="Shown to the renter on the deployment's timeline.")
+
+
+class _ViewOnlyAdmin(admin.ModelAdmin):
+    """Records the matchmaker, the agents and billing write: look, never edit."""
+
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin_actions.ActionFormMixin, _ViewOnlyAdmin):
+    """Every deployment with its orders, leases and timeline. One action: close, as the renter's
+    close does (the lease settled, the rest of the hold refunded), with a reason the renter sees."""
+
+    list_display = ("id", "name", "owner", "mode", "status", "close_reason", "max_price", "created_at", "closed_at")
+    list_filter = ("status", "mode", "close_reason", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("=id", "name", "owner__email")
+    list_select_related = ("owner",)
+    date_hierarchy = "created_at"
+    fields = (
+        "owner", "name", "status", "mode", "failover", "max_price", "duration_seconds", "created_at",
+        "started_at", "ends_at", "closed_at", "close_reason", "failure_reason", "hold", "spec_hash", "spec_source",
+    )  # fmt: skip
+    readonly_fields = fields
+    inlines = (OrderInline, LeaseInline, DeploymentEventInline)
+    actions = ("close_deployments",)
+
+    @admin.display(description="Max price")
+    def max_price(self, deployment: Deployment) -> str:
+        return _usd_per_hour(deployment.max_price_per_hour_micros)
+
+    def has_close_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("marketplace.change_deployment")
+
+    @admin.action(description="Close the selected deployments…", permissions=["close"])
+    def close_deployments(self, request: HttpRequest, queryset: QuerySet[Deployment]):
+        form = CloseForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            for deployment in queryset.order_by("id"):
+                if not deployment.is_active:
+                    self.message_user(request, f"{deployment} was already {deployment.status}.", messages.WARNING)
+                    continue
+                deployment_close(
+                    deployment=deployment, reason=CloseReason.ADMIN_CLOSED, message=form.cleaned_data["reason"]
+                )
+                self.log_change(request, deployment, f"Closed: {form.cleaned_data['reason']}")
+                self.message_user(request, f"{deployment} closed.", messages.SUCCESS)
+            return None
+        return self.action_form_page(
+            request,
+            queryset,
+            form,
+            action="close_deployments",
+            title="Close deployments",
+            intro="Each active deployment is closed as if its renter had closed it: the lease stops and is "
+            "settled, and what is left of the hold goes back to the renter. Closed ones are skipped.",
+            submit_label="Close them",
+        )
+
+
+@admin.register(Order)
+class OrderAdmin(_ViewOnlyAdmin):
+    list_display = ("id", "deployment", "attempt", "status", "created_at", "deadline_at", "matched_at")
+    list_filter = ("status", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("=id", "=deployment__id")
+    list_select_related = ("deployment",)
+    ordering = ("-id",)
+
+
+@admin.register(Lease)
+class LeaseAdmin(_ViewOnlyAdmin):
+    list_display = ("id", "deployment", "node", "price", "gpus", "status", "agent_state", "started_at", "ended_at",
+                    "close_reason")  # fmt: skip
+    list_filter = ("status", "agent_state", "close_reason")
+    search_fields = ("=id", "=deployment__id", "=node__id")
+    list_select_related = ("deployment", "node")
+    ordering = ("-id",)
+
+    @admin.display(description="Price")
+    def price(self, lease: Lease) -> str:
+        return _usd_per_hour(lease.price_per_hour_micros)
+
+
+@admin.register(MatchRecord)
+class MatchRecordAdmin(_ViewOnlyAdmin):
+    """The matchmaker's choices: what the match proof publishes (candidates, weights, seed,
+    commitment) and the score table of the top candidates."""
+
+    list_display = ("id", "order", "winner_node_id", "candidate_count", "short_commitment", "created_at")
+    search_fields = ("=id", "=order__id", "=order__deployment__id", "=winner_node_id", "commitment")
+    list_select_related = ("order",)
+    ordering = ("-id",)
+    fields = ("order", "created_at", "winner_node_id", "candidate_count", "commitment", "seed", "weights_pretty",
+              "scores_pretty", "candidates_pretty")  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description="Commitment")
+    def short_commitment(self, record: MatchRecord) -> str:
+        return f"{record.commitment[:16]}…"
+
+    @admin.display(description="Weights")
+    def weights_pretty(self, record: MatchRecord) -> str:
+        return _pretty(record.weights)
+
+    @admin.display(description="Scores (best first)")
+    def scores_pretty(self, record: MatchRecord) -> str:
+        return _pretty(record.scores)
+
+    @admin.display(description="Candidates (the proof's inputs)")
+    def candidates_pretty(self, record: MatchRecord) -> str:
+        return _pretty(record.candidates)
+
+
+def _pretty(value) -> str:
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True))

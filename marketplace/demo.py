@@ -31,6 +31,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
+from billing.services import adjustment_post
 from marketplace.models import DemoMarket
 from providers.models import GpuModel, Node, NodeMode, NodeStatus, ProviderProfile, Region
 from providers.pricing import (
@@ -49,6 +50,7 @@ BATCH_SIZE = 2000
 GENERATOR_VERSION = 1
 
 DEVELOPER_EMAIL = "developer@spheron.test"
+DEVELOPER_CREDIT_MICROS = 100_000_000  # $100 of demo credits, so a deployment can be tried at once
 PROVIDER_EMAIL = "provider@spheron.test"
 ADMIN_EMAIL = "admin@spheron.test"
 
@@ -592,6 +594,19 @@ def _ensure_logins() -> ProviderProfile:
     return profile
 
 
+def _developer_credit() -> None:
+    """$100 of credits for the demo developer, granted by the demo admin, once (idempotency key):
+    without them, a server with no Stripe keys could not show a deployment."""
+    developer = User.objects.get(email=DEVELOPER_EMAIL)
+    adjustment_post(
+        user=developer,
+        amount=DEVELOPER_CREDIT_MICROS,
+        memo="Demo credits (seed_demo)",
+        created_by=User.objects.get(email=ADMIN_EMAIL),
+        idempotency_key=f"demo-credit:{developer.id}",
+    )
+
+
 # --- The service -----------------------------------------------------------------------------
 def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSeedResult:
     """Fill the database with a demo market of `nodes` nodes drawn from `seed` (idempotent)."""
@@ -607,6 +622,7 @@ def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSe
 
     with transaction.atomic():
         if _already_seeded(nodes=nodes, seed=seed):
+            _developer_credit()  # a database seeded before the demo credits existed gets them too
             demo_profiles = ProviderProfile.objects.filter(_demo_users_q("user__"))
             return DemoSeedResult(
                 nodes=nodes,
@@ -621,6 +637,7 @@ def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSe
         if removed := _delete_demo_market():
             say(f"Removed the previous demo market: {removed} nodes ({time.perf_counter() - started:.1f} s).")
         demo_profile = _ensure_logins()
+        _developer_credit()
 
         rng = random.Random(seed)
         now = timezone.now()

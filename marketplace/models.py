@@ -83,6 +83,7 @@ class CloseReason(models.TextChoices):
     PROVIDER_FAILED = "provider_failed", "The node failed"
     EXITED = "exited", "The workload exited"
     WORKLOAD_FAILED = "workload_failed", "The workload failed to start"
+    ADMIN_CLOSED = "admin_closed", "Closed by an administrator"
 
 
 class Deployment(models.Model):
@@ -154,6 +155,9 @@ class Order(models.Model):
         indexes = [models.Index(fields=["created_at"], condition=models.Q(status="open"), name="order_open")]
         constraints = [models.UniqueConstraint(fields=["deployment", "attempt"], name="order_unique_attempt")]
 
+    def __str__(self) -> str:
+        return f"order #{self.pk} (deployment #{self.deployment_id}, attempt {self.attempt})"
+
 
 class MatchRecord(models.Model):
     """Why the matchmaker chose a node: every scored candidate, the weights, the seed, the commitment."""
@@ -167,6 +171,9 @@ class MatchRecord(models.Model):
     commitment = models.CharField(max_length=64, help_text="SHA-256 of the canonical match document")
     candidate_count = models.PositiveIntegerField()
     created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"match of order #{self.order_id}"
 
 
 class LeaseStatus(models.TextChoices):
@@ -203,6 +210,9 @@ class Lease(models.Model):
                 fields=["deployment"], condition=models.Q(status="active"), name="lease_one_active_per_deployment"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"lease #{self.pk} on node {self.node_id}"
 
 
 class DeploymentEvent(models.Model):

@@ -9,6 +9,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from accounts.models import User
+from billing.models import LedgerTransaction, TransactionKind
+from billing.selectors import ledger_total, user_balances
 from marketplace.demo import DEMO_DOMAIN, DEMO_PASSWORD, demo_nodes_q, demo_seed
 from providers.models import GpuModel, Node, NodeMode, NodeStatus, ProviderProfile, Region
 from providers.pricing import (
@@ -230,3 +232,28 @@ def test_command_prints_the_demo_logins():
     for email in ("developer@spheron.test", "provider@spheron.test", "admin@spheron.test"):
         assert email in printed
     assert DEMO_PASSWORD in printed
+
+
+def test_the_demo_developer_gets_demo_credits_once():
+    demo_seed(nodes=20, seed=1)
+    developer = User.objects.get(email="developer@spheron.test")
+    assert user_balances(user=developer).available == 100_000_000
+    grant = LedgerTransaction.objects.get(kind=TransactionKind.ADJUSTMENT, reference_id=str(developer.id))
+    assert grant.created_by.email == "admin@spheron.test" and grant.memo == "Demo credits (seed_demo)"
+
+    demo_seed(nodes=20, seed=1)  # the same market: nothing to do
+    demo_seed(nodes=30, seed=2)  # another market: rebuilt, the logins kept
+    assert user_balances(user=developer).available == 100_000_000
+    assert ledger_total() == 0
+
+
+def test_a_database_seeded_before_the_demo_credits_gets_them_on_the_next_run(monkeypatch):
+    with monkeypatch.context() as before_the_credits:
+        before_the_credits.setattr("marketplace.demo._developer_credit", lambda: None)
+        demo_seed(nodes=20, seed=1)
+    developer = User.objects.get(email="developer@spheron.test")
+    assert user_balances(user=developer).available == 0
+
+    demo_seed(nodes=20, seed=1)  # already seeded: only the credits are added
+
+    assert user_balances(user=developer).available == 100_000_000

@@ -1,0 +1,71 @@
+"""What the apps' admin actions share: an intermediate page with a form (like Django's own delete
+confirmation) and a required, trimmed reason."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template import engines
+from django.template.response import TemplateResponse
+
+# Kept here as a string so the admin needs no template files of its own.
+_ACTION_FORM_TEMPLATE = """{% extends "admin/base_site.html" %}
+{% load admin_urls %}
+{% block breadcrumbs %}<div class="breadcrumbs">
+<a href="{% url 'admin:index' %}">Home</a> &rsaquo;
+<a href="{% url opts|admin_urlname:'changelist' %}">{{ opts.verbose_name_plural|capfirst }}</a> &rsaquo; {{ title }}
+</div>{% endblock %}
+{% block content %}
+<p>{{ intro }}</p>
+<ul>{% for obj in queryset %}<li>{{ obj }}</li>{% endfor %}</ul>
+<form method="post">{% csrf_token %}
+{{ form.as_div }}
+{% for obj in queryset %}<input type="hidden" name="_selected_action" value="{{ obj.pk }}">{% endfor %}
+<input type="hidden" name="action" value="{{ action }}">
+<input type="hidden" name="apply" value="1">
+<div class="submit-row"><input type="submit" class="default" value="{{ submit_label }}"></div>
+</form>
+{% endblock %}
+"""
+
+
+class ActionFormMixin:
+    """For a ModelAdmin whose actions ask for input first: `action_form_page` renders the form, and
+    the action runs when it comes back with "apply" and validates."""
+
+    def action_form_page(
+        self: admin.ModelAdmin,
+        request: HttpRequest,
+        queryset: QuerySet,
+        form: forms.Form,
+        *,
+        action: str,
+        title: str,
+        intro: str,
+        submit_label: str,
+    ) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": title,
+            "intro": intro,
+            "queryset": queryset,
+            "form": form,
+            "action": action,
+            "submit_label": submit_label,
+        }
+        return TemplateResponse(request, engines["django"].from_string(_ACTION_FORM_TEMPLATE), context)
+
+
+class ReasonForm(forms.Form):
+    """A required reason; subclasses restate the field to say where it is recorded."""
+
+    reason = forms.CharField(max_length=300)
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("A reason is required.")
+        return reason
