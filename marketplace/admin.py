@@ -142,8 +142,8 @@ class DeploymentAdmin(admin_actions.ActionFormMixin, _ViewOnlyAdmin):
     list_select_related = ("owner",)
     date_hierarchy = "created_at"
     fields = (
-        "owner", "name", "status", "mode", "failover", "max_price", "duration_seconds", "created_at",
-        "started_at", "ends_at", "closed_at", "close_reason", "failure_reason", "hold", "spec_hash", "spec_source",
+        "owner", "name", "status", "mode", "failover", "max_price", "duration_seconds", "created_at", "started_at",
+        "ends_at", "closed_at", "close_reason", "failure_reason", "hold", "spec_hash", "spec_as_submitted",
     )  # fmt: skip
     readonly_fields = fields
     inlines = (OrderInline, LeaseInline, DeploymentEventInline)
@@ -152,6 +152,10 @@ class DeploymentAdmin(admin_actions.ActionFormMixin, _ViewOnlyAdmin):
     @admin.display(description="Max price")
     def max_price(self, deployment: Deployment) -> str:
         return _usd_per_hour(deployment.max_price_per_hour_micros)
+
+    @admin.display(description="Spec as submitted")
+    def spec_as_submitted(self, deployment: Deployment) -> str:
+        return format_html("<pre>{}</pre>", deployment.spec_source)
 
     def has_close_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("marketplace.change_deployment")

@@ -228,6 +228,9 @@ class DeploymentEvent(models.Model):
         ordering = ["at", "id"]
         indexes = [models.Index(fields=["deployment", "at"], name="deployment_event_at")]
 
+    def __str__(self) -> str:
+        return f"{self.kind} at {self.at:%Y-%m-%d %H:%M:%S} UTC"
+
 
 class LeaseLogLine(models.Model):
     lease = models.ForeignKey(Lease, on_delete=models.CASCADE, related_name="log_lines")

@@ -38,6 +38,7 @@ def test_the_marketplace_records_are_listed_and_shown_read_only(admin_client, ma
     assert "Matched node" in page  # the timeline inline
     assert f"lease #{lease.id} on node {lease.node_id}" in page and "/h" in page  # the lease inline, its price
     assert 'name="name"' not in page and 'name="spec_source"' not in page  # nothing to edit
+    assert "<pre>version:" in page  # the spec as submitted, its lines kept
     proof = admin_client.get(f"/admin/marketplace/matchrecord/{record.id}/change/").content.decode()
     assert record.commitment in proof and "&quot;node_id&quot;" in proof  # the candidates, as JSON
     assert admin_client.post(f"/admin/marketplace/lease/{lease.id}/delete/", {"post": "yes"}).status_code == 403
