@@ -30,7 +30,7 @@ from billing.models import (
 )
 from billing.services import adjustment_post, transaction_reverse
 from billing.stripe_service import stripe_event_replay
-from spheron_web import admin_actions
+from spheron_web import admin_tools
 from spheron_web.errors import ApplicationError
 from spheron_web.money import format_usd, usd_to_micros
 
@@ -39,25 +39,16 @@ def usd(micros: int | None) -> str:
     return "" if micros is None else format_usd(micros, places=6)
 
 
-class ReadOnlyAdmin(admin_actions.ActionFormMixin, admin.ModelAdmin):
+class ReadOnlyAdmin(admin_tools.ActionFormMixin, admin_tools.ReadOnlyAdmin):
     """Audit lists: viewing only. Corrections are new ledger transactions, never edits."""
 
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def has_post_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("billing.add_ledgertransaction")
 
 
-class ReasonForm(admin_actions.ReasonForm):
+class ReasonForm(admin_tools.ReasonForm):
     reason = forms.CharField(max_length=300, help_text="Recorded on the ledger transaction.")
 
 
@@ -128,25 +119,14 @@ class LedgerAccountAdmin(ReadOnlyAdmin):
         )
 
 
-class LedgerEntryInline(admin.TabularInline):
+class LedgerEntryInline(admin_tools.ReadOnlyInline):
     model = LedgerEntry
     fields = ("account", "amount", "amount_usd")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
 
     @admin.display(description="USD")
     def amount_usd(self, entry: LedgerEntry) -> str:
         return usd(entry.amount)
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(LedgerTransaction)

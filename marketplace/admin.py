@@ -19,7 +19,7 @@ from marketplace.models import (
     Offer,
     Order,
 )
-from spheron_web import admin_actions
+from spheron_web import admin_tools
 from spheron_web.money import format_usd
 
 
@@ -67,72 +67,49 @@ class DemoMarketAdmin(admin.ModelAdmin):
 # --- Deployments (issue 5): browsed here, changed only through the services --------------------
 
 
+class _ViewOnlyAdmin(admin_tools.ReadOnlyAdmin):
+    """Records the matchmaker, the agents and billing write."""
+
+    show_full_result_count = False
+
+
 def _usd_per_hour(micros: int | None) -> str:
     return "" if micros is None else f"{format_usd(micros, places=4)}/h"
 
 
-class _ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-
-class OrderInline(_ReadOnlyInline):
+class OrderInline(admin_tools.ReadOnlyInline):
     model = Order
     fields = ("attempt", "status", "created_at", "deadline_at", "matched_at", "excluded_node_ids", "failure_reason")
     readonly_fields = fields
     ordering = ("attempt",)
+    show_change_link = True
 
 
-class LeaseInline(_ReadOnlyInline):
+class LeaseInline(admin_tools.ReadOnlyInline):
     model = Lease
     fields = ("node", "price", "gpus", "cpu_cores", "memory_gb", "status", "agent_state", "started_at", "ended_at",
               "close_reason")  # fmt: skip
     readonly_fields = fields
     ordering = ("started_at", "id")
+    show_change_link = True
 
     @admin.display(description="Price")
     def price(self, lease: Lease) -> str:
         return _usd_per_hour(lease.price_per_hour_micros)
 
 
-class DeploymentEventInline(_ReadOnlyInline):
+class DeploymentEventInline(admin_tools.ReadOnlyInline):
     model = DeploymentEvent
     fields = ("at", "kind", "message", "lease")
     readonly_fields = fields
-    show_change_link = False
 
 
-class CloseForm(admin_actions.ReasonForm):
+class CloseForm(admin_tools.ReasonForm):
     reason = forms.CharField(max_length=300, help_text="Shown to the renter on the deployment's timeline.")
 
 
-class _ViewOnlyAdmin(admin.ModelAdmin):
-    """Records the matchmaker, the agents and billing write: look, never edit."""
-
-    show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-
 @admin.register(Deployment)
-class DeploymentAdmin(admin_actions.ActionFormMixin, _ViewOnlyAdmin):
+class DeploymentAdmin(admin_tools.ActionFormMixin, _ViewOnlyAdmin):
     """Every deployment with its orders, leases and timeline. One action: close, as the renter's
     close does (the lease settled, the rest of the hold refunded), with a reason the renter sees."""
 

@@ -20,20 +20,8 @@ from providers.models import (
     StakeEventKind,
 )
 from providers.services import SPON_DECIMALS, node_review_clear, node_token_revoke, stake_record
+from spheron_web.admin_tools import ReadOnlyAdmin
 from spheron_web.errors import ApplicationError
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records the system writes (timeline, challenges, eras): look, never edit."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(Region)

@@ -1,5 +1,6 @@
-"""What the apps' admin actions share: an intermediate page with a form (like Django's own delete
-confirmation) and a required, trimmed reason."""
+"""What the apps' admins share: view-only model admins and inlines (records the system writes are
+looked at, never edited), and for actions that ask first, an intermediate page with a form (like
+Django's own delete confirmation) and a required, trimmed reason."""
 
 from __future__ import annotations
 
@@ -9,6 +10,36 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template import engines
 from django.template.response import TemplateResponse
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records the system writes: look, never add, edit or delete."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """The same, as an inline: no blank rows, no delete boxes."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
 
 # Kept here as a string so the admin needs no template files of its own.
 _ACTION_FORM_TEMPLATE = """{% extends "admin/base_site.html" %}
