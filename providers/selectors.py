@@ -102,7 +102,8 @@ def stake_summary(*, provider: ProviderProfile) -> dict[str, Any]:
     from providers.services import SPON_DECIMALS, min_stake_per_gpu_base_units
 
     unit = Decimal(10) ** SPON_DECIMALS
-    nodes = Node.objects.filter(provider=provider, is_simulated=False).exclude(status="disabled")
+    mine = Node.objects.filter(provider=provider).exclude(status="disabled")
+    nodes = mine.filter(is_simulated=False)
     gpus = sum(nodes.values_list("gpu_count", flat=True))
     required = min_stake_per_gpu_base_units() * gpus
     staked = provider.staked_spon
@@ -112,6 +113,7 @@ def stake_summary(*, provider: ProviderProfile) -> dict[str, Any]:
         "shortfall": max(Decimal(0), (required - staked) / unit),
         "min_per_gpu": Decimal(settings.MIN_STAKE_PER_GPU_SPON),
         "gpus": gpus,
+        "demo_gpus": sum(mine.filter(is_simulated=True).values_list("gpu_count", flat=True)),  # need no stake
         "uncovered_nodes": list(nodes.filter(stake_covered=False).values_list("name", flat=True)),
         "history": StakeEvent.objects.filter(provider=provider).select_related("created_by")[:50],
     }

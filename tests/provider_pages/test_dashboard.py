@@ -115,3 +115,13 @@ def test_a_covered_provider_sees_no_stake_warning(provider_client, provider):
     html = provider_client.get("/provider/").content.decode()
     assert 'data-testid="stake-warning"' not in html
     assert "2,000 <small>of 200 $SPON needed</small>" in html
+
+
+def test_the_stake_card_says_demo_nodes_need_no_stake(provider_client, provider):
+    make_node(provider=provider, name="box-a")
+    make_node(provider=provider, name="demo-box", gpu_count=8, is_simulated=True)
+    html = provider_client.get("/provider/").content.decode()
+    assert "× 1 GPU (the 8 GPUs of demo nodes need none)" in html
+    assert "of 200 $SPON needed" in html
+    stake_page = provider_client.get("/provider/stake/").content.decode()
+    assert "(the 8 GPUs of demo nodes need none)" in stake_page
