@@ -42,8 +42,6 @@ def usd(micros: int | None) -> str:
 class ReadOnlyAdmin(admin_tools.ActionFormMixin, admin_tools.ReadOnlyAdmin):
     """Audit lists: viewing only. Corrections are new ledger transactions, never edits."""
 
-    show_full_result_count = False
-
     def has_post_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("billing.add_ledgertransaction")
 

@@ -67,12 +67,6 @@ class DemoMarketAdmin(admin.ModelAdmin):
 # --- Deployments (issue 5): browsed here, changed only through the services --------------------
 
 
-class _ViewOnlyAdmin(admin_tools.ReadOnlyAdmin):
-    """Records the matchmaker, the agents and billing write."""
-
-    show_full_result_count = False
-
-
 def _usd_per_hour(micros: int | None) -> str:
     return "" if micros is None else f"{format_usd(micros, places=4)}/h"
 
@@ -109,7 +103,7 @@ class CloseForm(admin_tools.ReasonForm):
 
 
 @admin.register(Deployment)
-class DeploymentAdmin(admin_tools.ActionFormMixin, _ViewOnlyAdmin):
+class DeploymentAdmin(admin_tools.ActionFormMixin, admin_tools.ReadOnlyAdmin):
     """Every deployment with its orders, leases and timeline. One action: close, as the renter's
     close does (the lease settled, the rest of the hold refunded), with a reason the renter sees."""
 
@@ -164,7 +158,7 @@ class DeploymentAdmin(admin_tools.ActionFormMixin, _ViewOnlyAdmin):
 
 
 @admin.register(Order)
-class OrderAdmin(_ViewOnlyAdmin):
+class OrderAdmin(admin_tools.ReadOnlyAdmin):
     list_display = ("id", "deployment", "attempt", "status", "created_at", "deadline_at", "matched_at")
     list_filter = ("status", ("created_at", admin.DateFieldListFilter))
     search_fields = ("=id", "=deployment__id")
@@ -173,7 +167,7 @@ class OrderAdmin(_ViewOnlyAdmin):
 
 
 @admin.register(Lease)
-class LeaseAdmin(_ViewOnlyAdmin):
+class LeaseAdmin(admin_tools.ReadOnlyAdmin):
     list_display = ("id", "deployment", "node", "price", "gpus", "status", "agent_state", "started_at", "ended_at",
                     "close_reason")  # fmt: skip
     list_filter = ("status", "agent_state", "close_reason")
@@ -187,7 +181,7 @@ class LeaseAdmin(_ViewOnlyAdmin):
 
 
 @admin.register(MatchRecord)
-class MatchRecordAdmin(_ViewOnlyAdmin):
+class MatchRecordAdmin(admin_tools.ReadOnlyAdmin):
     """The matchmaker's choices: what the match proof publishes (candidates, weights, seed,
     commitment) and the score table of the top candidates."""
 
