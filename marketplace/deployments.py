@@ -340,10 +340,11 @@ def leases_start(starts: list[LeaseStart], *, now: datetime) -> list[Lease]:
 
 
 def _matched_message(placement: Placement, price: int, record: MatchRecord) -> str:
+    count = record.candidate_count
+    among = f"best of {count} candidates" if count > 1 else "the only candidate"
     return (
         f"Matched node {placement.node_id} ({placement.gpu_model_id}, {placement.region_id}) of "
-        f"{placement.provider_name} at {format_usd(price, places=4)}/h, best of {record.candidate_count} "
-        f"candidates; commitment {record.commitment[:16]}…"
+        f"{placement.provider_name} at {format_usd(price, places=4)}/h, {among}; commitment {record.commitment[:16]}…"
     )
 
 

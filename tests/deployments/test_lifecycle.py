@@ -125,3 +125,17 @@ def test_demo_nodes_report_like_an_agent_would(renter, market):
     deployment.refresh_from_db()
     assert deployment.status == DeploymentStatus.RUNNING
     assert "simulated demo node" in LeaseLogLine.objects.filter(lease=lease).first().line
+
+
+def test_the_matched_event_counts_the_candidates_in_words(renter, market):
+    def matched_message(node=None) -> tuple[str, int]:
+        source = spec_text() if node is None else spec_text().replace('{region: ""}', f'{{region: "", node: {node}}}')
+        deployment = deployments.deployment_create(user=renter, source=source)
+        matchmaker.match_order(order_id=deployment.orders.get().id)
+        record = MatchRecord.objects.get(order__deployment=deployment)
+        return deployment.events.get(kind="matched").message, record.candidate_count
+
+    message, count = matched_message()
+    assert count > 1 and f"best of {count} candidates;" in message
+    message, count = matched_message(node=market["good"].id)
+    assert count == 1 and "the only candidate;" in message and "best of" not in message

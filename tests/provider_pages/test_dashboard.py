@@ -125,3 +125,17 @@ def test_the_stake_card_says_demo_nodes_need_no_stake(provider_client, provider)
     assert "of 200 $SPON needed" in html
     stake_page = provider_client.get("/provider/stake/").content.decode()
     assert "(the 8 GPUs of demo nodes need none)" in stake_page
+
+
+def test_a_demo_node_says_it_sends_no_heartbeats_instead_of_a_growing_last_seen(provider_client, provider):
+    real = make_node(provider=provider, name="box-a", last_seen_at=timezone.now() - timedelta(seconds=20))
+    demo = make_node(
+        provider=provider, name="demo-box", is_simulated=True, last_seen_at=timezone.now() - timedelta(hours=5)
+    )
+    html = provider_client.get("/provider/").content.decode()
+    rows = {row.split('data-node-id="')[1].split('"')[0]: row for row in html.split('data-testid="node-row"')[1:]}
+    assert "demo, no agent" in rows[str(demo.id)] and "hours ago" not in rows[str(demo.id)]
+    assert "s ago" in rows[str(real.id)] and "demo, no agent" not in rows[str(real.id)]
+    demo_page = provider_client.get(f"/provider/nodes/{demo.id}/").content.decode()
+    assert 'data-testid="demo-node-note"' in demo_page and "a demo node sends no heartbeats" in demo_page
+    assert 'data-testid="demo-node-note"' not in provider_client.get(f"/provider/nodes/{real.id}/").content.decode()
