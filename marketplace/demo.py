@@ -33,13 +33,14 @@ from django.utils import timezone
 from accounts.models import User
 from billing.services import adjustment_post
 from marketplace.models import DemoMarket
-from providers.models import GpuModel, Node, NodeMode, NodeStatus, ProviderProfile, Region
+from providers.models import GpuModel, Node, NodeMode, NodeStatus, ProviderProfile, Region, StakeEvent, StakeEventKind
 from providers.pricing import (
     FIZZ_CPU_PER_CORE_MONTH,
     FIZZ_MEMORY_PER_GB_MONTH,
     FIZZ_STORAGE_PER_GB_MONTH,
     node_price_per_hour_micros,
 )
+from providers.services import stake_record
 
 DEMO_DOMAIN = "demo.spheron.test"
 DEMO_PASSWORD = "spheron-demo"
@@ -50,6 +51,7 @@ BATCH_SIZE = 2000
 GENERATOR_VERSION = 1
 
 DEVELOPER_EMAIL = "developer@spheron.test"
+DEMO_PROVIDER_STAKE_SPON = "10000"  # the demo provider's $SPON stake, recorded as its first stake event
 DEVELOPER_CREDIT_MICROS = 100_000_000  # $100 of demo credits, so a deployment can be tried at once
 PROVIDER_EMAIL = "provider@spheron.test"
 ADMIN_EMAIL = "admin@spheron.test"
@@ -588,10 +590,25 @@ def _ensure_logins() -> ProviderProfile:
             "display_name": "Demo Provider",
             "default_region_id": "us-east",
             "is_verified": True,
-            "staked_spon": 10_000 * 10**18,
         },
     )
     return profile
+
+
+def _provider_stake(profile: ProviderProfile) -> None:
+    """The demo provider's stake, recorded once through the stake service, so that the stake page's
+    history shows where it came from. (Databases seeded before this set the balance without a
+    history: it is recorded again from zero.)"""
+    if StakeEvent.objects.filter(provider=profile).exists():
+        return
+    ProviderProfile.objects.filter(id=profile.id).update(staked_spon=0)
+    stake_record(
+        provider=profile,
+        kind=StakeEventKind.STAKE,
+        amount=DEMO_PROVIDER_STAKE_SPON,
+        reason="Demo stake (seed_demo)",
+        by=User.objects.get(email=ADMIN_EMAIL),
+    )
 
 
 def _developer_credit() -> None:
@@ -623,6 +640,7 @@ def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSe
     with transaction.atomic():
         if _already_seeded(nodes=nodes, seed=seed):
             _developer_credit()  # a database seeded before the demo credits existed gets them too
+            _provider_stake(ProviderProfile.objects.get(user__email=PROVIDER_EMAIL))  # and the stake's history
             demo_profiles = ProviderProfile.objects.filter(_demo_users_q("user__"))
             return DemoSeedResult(
                 nodes=nodes,
@@ -638,6 +656,7 @@ def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSe
             say(f"Removed the previous demo market: {removed} nodes ({time.perf_counter() - started:.1f} s).")
         demo_profile = _ensure_logins()
         _developer_credit()
+        _provider_stake(demo_profile)
 
         rng = random.Random(seed)
         now = timezone.now()

@@ -12,7 +12,7 @@ from accounts.models import User
 from billing.models import LedgerTransaction, TransactionKind
 from billing.selectors import ledger_total, user_balances
 from marketplace.demo import DEMO_DOMAIN, DEMO_PASSWORD, demo_nodes_q, demo_seed
-from providers.models import GpuModel, Node, NodeMode, NodeStatus, ProviderProfile, Region
+from providers.models import GpuModel, Node, NodeMode, NodeStatus, ProviderProfile, Region, StakeEvent, StakeEventKind
 from providers.pricing import (
     FIZZ_CPU_PER_CORE_MONTH,
     FIZZ_MEMORY_PER_GB_MONTH,
@@ -257,3 +257,32 @@ def test_a_database_seeded_before_the_demo_credits_gets_them_on_the_next_run(mon
     demo_seed(nodes=20, seed=1)  # already seeded: only the credits are added
 
     assert user_balances(user=developer).available == 100_000_000
+
+
+def test_the_demo_providers_stake_is_recorded_once_with_its_history():
+    demo_seed(nodes=20, seed=1)
+    profile = ProviderProfile.objects.get(user__email="provider@spheron.test")
+    (event,) = StakeEvent.objects.filter(provider=profile)
+    assert event.kind == StakeEventKind.STAKE and event.amount == 10_000 * 10**18 == event.balance_after
+    assert event.created_by.email == "admin@spheron.test" and event.reason == "Demo stake (seed_demo)"
+    assert profile.staked_spon == 10_000 * 10**18
+
+    demo_seed(nodes=20, seed=1)  # the same market: nothing to do
+    demo_seed(nodes=30, seed=2)  # another market: rebuilt, the logins and the stake kept
+    profile.refresh_from_db()
+    assert StakeEvent.objects.filter(provider=profile).count() == 1 and profile.staked_spon == 10_000 * 10**18
+
+
+def test_a_stake_seeded_without_history_is_recorded_again_from_zero(monkeypatch):
+    with monkeypatch.context() as before_the_history:
+        before_the_history.setattr("marketplace.demo._provider_stake", lambda profile: None)
+        demo_seed(nodes=20, seed=1)
+    profile = ProviderProfile.objects.get(user__email="provider@spheron.test")
+    ProviderProfile.objects.filter(id=profile.id).update(staked_spon=10_000 * 10**18)  # as older seeds set it
+    assert not StakeEvent.objects.filter(provider=profile).exists()
+
+    demo_seed(nodes=20, seed=1)
+
+    profile.refresh_from_db()
+    (event,) = StakeEvent.objects.filter(provider=profile)
+    assert profile.staked_spon == event.balance_after == 10_000 * 10**18  # not 20,000
