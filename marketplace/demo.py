@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Protocol
 
 from allauth.account.models import EmailAddress
@@ -40,7 +41,7 @@ from providers.pricing import (
     FIZZ_STORAGE_PER_GB_MONTH,
     node_price_per_hour_micros,
 )
-from providers.services import stake_record
+from providers.services import provider_prices_update, stake_record
 
 DEMO_DOMAIN = "demo.spheron.test"
 DEMO_PASSWORD = "spheron-demo"
@@ -624,6 +625,23 @@ def _developer_credit() -> None:
     )
 
 
+def _provider_prices(profile: ProviderProfile, owner: _Owner) -> None:
+    """The demo provider's price list (the prices page): its CPU, memory and storage list prices,
+    which its provider-mode demo machines are priced within a few percent of, and the GPU price of
+    each model those machines have."""
+    nodes = Node.objects.filter(provider=profile, mode=NodeMode.PROVIDER).order_by("id")
+    usd = lambda micros: str(Decimal(micros) / 1_000_000)  # noqa: E731
+    provider_prices_update(
+        provider=profile,
+        gpu_prices={
+            model: usd(price) for model, price in nodes.values_list("gpu_model_id", "gpu_price_per_hour_micros")
+        },
+        cpu_per_core_month=usd(owner.cpu_price),
+        memory_per_gb_month=usd(owner.memory_price),
+        storage_per_gb_month=usd(owner.storage_price),
+    )
+
+
 # --- The service -----------------------------------------------------------------------------
 def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSeedResult:
     """Fill the database with a demo market of `nodes` nodes drawn from `seed` (idempotent)."""
@@ -699,6 +717,7 @@ def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSe
             (_build_node(rng, now=now, owner=owner, **arguments) for owner, arguments in plan),
             batch_size=BATCH_SIZE,
         )
+        _provider_prices(demo_profile, demo_provider)
         # Fresh planner statistics: after a bulk load SQLite has none (and never gathers them by
         # itself), and without them it sorts every listed node instead of using the catalog indexes.
         with connection.cursor() as cursor:

@@ -286,3 +286,17 @@ def test_a_stake_seeded_without_history_is_recorded_again_from_zero(monkeypatch)
     profile.refresh_from_db()
     (event,) = StakeEvent.objects.filter(provider=profile)
     assert profile.staked_spon == event.balance_after == 10_000 * 10**18  # not 20,000
+
+
+def test_the_demo_providers_price_list_is_how_its_provider_mode_nodes_are_priced():
+    demo_seed(nodes=20, seed=1)
+    profile = ProviderProfile.objects.get(user__email="provider@spheron.test")
+    nodes = Node.objects.filter(provider=profile, mode=NodeMode.PROVIDER)
+    assert nodes.count() >= 2
+    listed = dict(profile.gpu_prices.values_list("gpu_model_id", "price_per_hour_micros"))
+    assert listed == dict(nodes.values_list("gpu_model_id", "gpu_price_per_hour_micros"))
+    assert profile.cpu_price_per_core_month_micros == 1_000_000  # $1.00 per core-month, its list price
+    for node in nodes:  # each machine within 5% of the list
+        for resource in ("cpu_price_per_core_month_micros", "memory_price_per_gb_month_micros",
+                         "storage_price_per_gb_month_micros"):  # fmt: skip
+            assert abs(getattr(node, resource) / getattr(profile, resource) - 1) <= 0.05
