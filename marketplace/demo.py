@@ -52,9 +52,9 @@ BATCH_SIZE = 2000
 GENERATOR_VERSION = 1
 
 DEVELOPER_EMAIL = "developer@spheron.test"
-DEMO_PROVIDER_STAKE_SPON = "10000"  # the demo provider's $SPON stake, recorded as its first stake event
 DEVELOPER_CREDIT_MICROS = 100_000_000  # $100 of demo credits, so a deployment can be tried at once
 PROVIDER_EMAIL = "provider@spheron.test"
+DEMO_PROVIDER_STAKE_SPON = "10000"  # the demo provider's $SPON stake, recorded as its first stake event
 ADMIN_EMAIL = "admin@spheron.test"
 
 
