@@ -7,6 +7,7 @@ All services of a deployment run together on one node, so the request is their s
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
@@ -333,7 +334,10 @@ def spec_parse(
         for key, codes in (("region", regions), ("region_exclude", region_exclude)):
             for code in codes:
                 if code not in known_regions:
-                    check.error(("deployment", "attributes", key), f"unknown region {code!r}")
+                    check.error(
+                        ("deployment", "attributes", key),
+                        f"unknown region {code!r}{_did_you_mean(code, known_regions)}",
+                    )
     if set(regions) & set(region_exclude):
         check.error(("deployment", "attributes", "region_exclude"), "excludes a region the spec asks for")
     desired_provider = check.string(
@@ -363,6 +367,26 @@ def spec_parse(
     if check.errors:
         raise SpecError(check.errors)
     return spec
+
+
+def _did_you_mean(word: str, known: set[str]) -> str:
+    """ "; did you mean 'rtx4090'?" for a near spelling (spaces, dashes and case ignored): the same
+    name written differently, else the names it begins, else the longest name it begins with, else
+    up to three close ones, best first."""
+    squash = {re.sub(r"[\s_-]", "", name.lower()): name for name in known}
+    typed = re.sub(r"[\s_-]", "", word.lower())
+    if typed in squash:
+        names = [squash[typed]]
+    elif prefixed := sorted(name for key, name in squash.items() if typed and key.startswith(typed)):
+        names = prefixed[:3]
+    elif within := sorted((key for key in squash if len(key) > 1 and typed.startswith(key)), key=len, reverse=True):
+        names = [squash[within[0]]]  # "h100-80g" → h100, "us-east-1" → us-east
+    else:
+        names = [squash[key] for key in difflib.get_close_matches(typed, list(squash), n=3, cutoff=0.75)]
+    if not names:
+        return ""
+    quoted = [repr(name) for name in names]
+    return f"; did you mean {' or '.join(quoted) if len(quoted) < 3 else ', '.join(quoted[:-1]) + ' or ' + quoted[-1]}?"
 
 
 def _service(check: _Checker, name: str, body: Any, known_models: set[str] | None) -> Service:
@@ -435,7 +459,10 @@ def _service(check: _Checker, name: str, body: Any, known_models: set[str] | Non
         if known_models is not None:
             for model in gpu_models:
                 if model not in known_models:
-                    check.error((*path, "resources", "gpu", "model"), f"unknown GPU model {model!r}")
+                    check.error(
+                        (*path, "resources", "gpu", "model"),
+                        f"unknown GPU model {model!r}{_did_you_mean(model, known_models)}",
+                    )
         if gpu.get("req_vram") not in (None, ""):
             match = re.fullmatch(r"\s*(>=)?\s*(\d+)\s*(gb|gi)?\s*", str(gpu["req_vram"]).lower())
             if not match or isinstance(gpu["req_vram"], bool):

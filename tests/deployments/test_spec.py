@@ -164,3 +164,26 @@ def test_multi_line_commands_and_env_values_are_allowed():
     assert web.command == ["python", "-c", "import time\nprint(1)"]
     errors = errors_of(VALID.replace("image: crccheck/hello-world", 'image: "bad\\nimage"'))
     assert any(e["field"] == "services.web.image" for e in errors)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        (
+            ("model: rtx4090", "model: RTX 4090"),
+            "services.web.resources.gpu.model",
+            "'rtx 4090'; did you mean 'rtx4090'?",
+        ),
+        (("model: rtx4090", "model: a100"), "services.web.resources.gpu.model", "did you mean 'a100-80g'?"),
+        (("model: rtx4090", "model: h100-sxm"), "services.web.resources.gpu.model", "did you mean 'h100'?"),
+        (("model: rtx4090", "model: voodoo5"), "services.web.resources.gpu.model", "unknown GPU model 'voodoo5'"),
+        (("region: us-east", "region: us-east-1"), "deployment.attributes.region", "did you mean 'us-east'?"),
+        (("region: us-east", "region: eu-wst"), "deployment.attributes.region", "did you mean 'eu-west'?"),
+    ],
+)
+def test_an_unknown_model_or_region_suggests_the_name_meant(change, field, message):
+    old, new = change
+    (error,) = [e for e in errors_of(VALID.replace(old, new, 1)) if e["field"] == field]
+    assert error["message"].endswith(message)
+    if "voodoo5" in new:
+        assert "did you mean" not in error["message"]
