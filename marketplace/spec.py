@@ -386,7 +386,8 @@ def _did_you_mean(word: str, known: set[str]) -> str:
     if not names:
         return ""
     quoted = [repr(name) for name in names]
-    return f"; did you mean {' or '.join(quoted) if len(quoted) < 3 else ', '.join(quoted[:-1]) + ' or ' + quoted[-1]}?"
+    listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+    return f"; did you mean {listed}?"
 
 
 def _service(check: _Checker, name: str, body: Any, known_models: set[str] | None) -> Service:
