@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "django_htmx",
+    # The API docs (/api/v1/docs) load Swagger UI from ninja's own static files, not a CDN.
+    "ninja",
     "template_partials",
     "accounts",
     "billing",
