@@ -400,7 +400,8 @@ def _first_month(user: User) -> tuple[int, int]:
 
 def statement_months(*, user: User, now: datetime | None = None) -> list[dict]:
     """Every month from the user's first (sign-up or first transaction) to now, newest first,
-    with what came in, what was charged, and the net change of their funds."""
+    with what came in, what was charged, everything else (refunds, adjustments, disputes) and the
+    net change of their funds."""
     now = (now or timezone.now()).astimezone(UTC)
     first_year, first_month = _first_month(user)
     ids = list(account_ids(user, FUNDS_KINDS).values()) or [NO_ACCOUNT]
@@ -429,6 +430,10 @@ def statement_months(*, user: User, now: datetime | None = None) -> list[dict]:
                 "number": statement_number(user=user, year=year, month=month),
                 "topups": row.get("topups", 0),
                 "usage": -row.get("usage", 0),
+                # Refunds, adjustments, disputes: what else moved the funds, so that
+                # top-ups − usage + other = net change on every row.
+                "other": row.get("net", 0) - row.get("topups", 0) - row.get("usage", 0),
+                "other_display": signed_usd(row.get("net", 0) - row.get("topups", 0) - row.get("usage", 0)),
                 "net": row.get("net", 0),
                 "net_display": signed_usd(row.get("net", 0)),
                 "current": (year, month) == (now.year, now.month),

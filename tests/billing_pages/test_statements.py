@@ -109,6 +109,10 @@ def test_statement_list_has_every_month_since_the_first_with_totals(developer, l
     october = months[1]
     assert (october["topups"], october["usage"]) == (50 * USD, 14_833_333)
     assert october["net"] == statement_get(user=developer, year=2026, month=10, now=NOW).total
+    # The row adds up: the refund and the adjustment are the "other" column.
+    for month in months:
+        assert month["topups"] - month["usage"] + month["other"] == month["net"]
+    assert october["other"] == -15 * USD + 2 * USD
     assert months[0]["current"] and not october["current"]
 
 
@@ -130,6 +134,8 @@ def test_statements_list_page_links_each_month(dev_client: Client, developer, le
     page = dev_client.get("/billing/statements/").content.decode()
     for slug in ("2026-09", "2026-10", "2026-11"):
         assert f'href="/billing/statements/{slug}/"' in page
+    october = page.split('data-month="2026-10"', 1)[1].split("</tr>", 1)[0]
+    assert "$50.00" in october and "$14.833333" in october and "−$13.00" in october
 
 
 @pytest.mark.parametrize("slug", ["2026-13", "2026-00", "2099-01", "2020-01", "26-11"])
