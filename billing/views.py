@@ -264,7 +264,10 @@ def earnings(request: HttpRequest) -> HttpResponse:
                 )
                 return redirect("billing_earnings")
     else:
-        form = PayoutForm()
+        # The payout address given at onboarding (EVM first, else Solana), ready to use.
+        profile = getattr(user, "provider_profile", None)
+        address = profile and (profile.payout_evm_address or profile.payout_solana_address)
+        form = PayoutForm(initial={"destination": address} if address else None)
     paginator = Paginator(earnings_transactions(user=user), TRANSACTIONS_PAGE_SIZE)
     try:
         page = paginator.page(request.GET.get("page") or 1)

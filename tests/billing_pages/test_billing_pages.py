@@ -14,6 +14,7 @@ from django.utils import timezone
 from billing.models import PayoutRequest, TopUp
 from billing.services import account_get, transaction_post, transaction_reverse
 from billing.statements import spend_chart, spend_per_day
+from providers.models import ProviderProfile
 from spheron_web.errors import ApplicationError
 from tests.billing_pages.conftest import USD, fund, rent
 
@@ -463,3 +464,30 @@ def test_today_is_in_the_chart_window():
     spend = spend_chart([])
     assert spend.days == 0 and spend.bars == []
     assert date.today() - timedelta(days=29) <= date.today()
+
+
+def test_nothing_settled_disables_the_payout_button_and_says_why(provider_client: Client, provider):
+    page = html(provider_client.get("/billing/earnings/"))
+
+    assert '<button type="submit" disabled' in page
+    assert "Nothing to pay out yet" in page
+
+
+def test_settled_earnings_enable_the_payout_button(provider_client: Client, earned):
+    page = html(provider_client.get("/billing/earnings/"))
+
+    assert '<button type="submit">Request payout</button>' in page
+    assert "Nothing to pay out yet" not in page
+
+
+@pytest.mark.parametrize(("evm", "solana", "expected"), [(EVM, SOLANA, EVM), ("", SOLANA, SOLANA), ("", "", None)])
+def test_the_payout_address_from_onboarding_is_filled_in(
+    provider_client: Client, provider, earned, evm: str, solana: str, expected: str | None
+):
+    ProviderProfile.objects.create(
+        user=provider, display_name="Host", payout_evm_address=evm, payout_solana_address=solana
+    )
+    page = html(provider_client.get("/billing/earnings/"))
+    field = page.split('name="destination"', 1)[1].split(">", 1)[0]
+
+    assert (f'value="{expected}"' in field) if expected else ("value=" not in field)
