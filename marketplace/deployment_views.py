@@ -276,8 +276,10 @@ def _spec_check(request: HttpRequest, text: str) -> dict[str, Any]:
         return {"errors": sorted(exc.errors, key=lambda error: (error["line"] or 0, error["field"]))}
     cost = estimate(spec)
     balances = user_balances(user=request.user)  # type: ignore[arg-type]
+    names = dict(GpuModel.objects.filter(slug__in=spec.gpu_models).values_list("slug", "name"))
     return {
         "spec": spec,
+        "gpu_names": [names.get(slug, slug) for slug in spec.gpu_models],
         "estimate": cost,
         "duration": duration_text(spec.duration_seconds),
         "available": balances.available,

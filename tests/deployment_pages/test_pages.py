@@ -148,6 +148,7 @@ def test_the_live_check_shows_the_estimate(owner_client, market):
     assert 'data-testid="estimate-total">$1.00' in html and "2 h" in html
     assert 'data-testid="estimate-hold">$1.00' in html
     assert "short-balance" not in html
+    assert "1× GeForce RTX 4090" in html  # the model's name, not its slug
 
 
 def test_the_live_check_warns_when_the_balance_is_short(market):
