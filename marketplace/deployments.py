@@ -340,10 +340,12 @@ def leases_start(starts: list[LeaseStart], *, now: datetime) -> list[Lease]:
 
 
 def _matched_message(placement: Placement, price: int, record: MatchRecord) -> str:
+    from marketplace.matchmaker import gpu_model_name
+
     count = record.candidate_count
     among = f"best of {count} candidates" if count > 1 else "the only candidate"
     return (
-        f"Matched node {placement.node_id} ({placement.gpu_model_id}, {placement.region_id}) of "
+        f"Matched node {placement.node_id} ({gpu_model_name(placement.gpu_model_id)}, {placement.region_id}) of "
         f"{placement.provider_name} at {format_usd(price, places=4)}/h, {among}; commitment {record.commitment[:16]}…"
     )
 

@@ -178,18 +178,24 @@ CANDIDATE_FIELDS = (
     "available_memory_gb", "available_storage_gb",
 )  # fmt: skip
 REFERENCE_DATA_SECONDS = 300
-_gpu_kinds: tuple[float, dict[str, str]] = (-math.inf, {})
+_gpu_models: tuple[float, dict[str, tuple[str, str]]] = (-math.inf, {})
 
 
-def gpu_model_kinds() -> dict[str, str]:
-    """Slug → kind of every GPU model. Reference data (providers/reference): read once per process
-    and again after REFERENCE_DATA_SECONDS, not joined into every candidate query."""
-    global _gpu_kinds
-    loaded_at, kinds = _gpu_kinds
+def _gpu_model_facts() -> dict[str, tuple[str, str]]:
+    """Slug → (kind, name) of every GPU model. Reference data (providers/reference): read once per
+    process and again after REFERENCE_DATA_SECONDS, not joined into every candidate query."""
+    global _gpu_models
+    loaded_at, facts = _gpu_models
     if time.monotonic() - loaded_at > REFERENCE_DATA_SECONDS:
-        kinds = dict(GpuModel.objects.values_list("slug", "kind"))
-        _gpu_kinds = (time.monotonic(), kinds)
-    return kinds
+        facts = {slug: (kind, name) for slug, kind, name in GpuModel.objects.values_list("slug", "kind", "name")}
+        _gpu_models = (time.monotonic(), facts)
+    return facts
+
+
+def gpu_model_name(slug: str) -> str:
+    """A GPU model's display name ("GeForce RTX 4090"), or the slug if it is unknown."""
+    facts = _gpu_model_facts().get(slug)
+    return facts[1] if facts else slug
 
 
 def candidate_rows(request: Request, *, excluded: list[int] = ()) -> list[dict[str, Any]]:
@@ -229,8 +235,8 @@ def candidate_queries(request: Request, *, excluded: list[int] = ()) -> list[tup
     if not request.tiers:
         return []
     if request.gpu_units and request.gpu_models:
-        kinds = gpu_model_kinds()
-        models = [m for m in dict.fromkeys(request.gpu_models) if kinds.get(m) == GpuModel.Kind.GPU]
+        facts = _gpu_model_facts()
+        models = [m for m in dict.fromkeys(request.gpu_models) if facts.get(m, ("",))[0] == GpuModel.Kind.GPU]
         return [_candidate_sql(request, excluded=excluded, gpu_model=model) for model in models]
     return [_candidate_sql(request, excluded=excluded)]
 

@@ -137,6 +137,7 @@ def test_the_matched_event_counts_the_candidates_in_words(renter, market):
 
     message, count = matched_message()
     assert count > 1 and f"best of {count} candidates;" in message
+    assert "(GeForce RTX 4090, " in message  # the model's name, not its slug
     taken = Lease.objects.get().node_id
     free = next(market[name].id for name in ("cheap", "good", "dear") if market[name].id != taken)
     message, count = matched_message(node=free)
