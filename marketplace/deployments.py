@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Case, Exists, F, OuterRef, Value, When
 from django.http import Http404
 from django.urls import reverse
 
@@ -385,8 +385,16 @@ def _lease_end(lease: Lease, *, reason: str, now: datetime, charge_until: dateti
         return
     if lease.meter_id:
         meter_close(meter=lease.meter, now=charge_until or now, reason=reason)
-    Lease.objects.filter(id=lease.id).update(status=LeaseStatus.CLOSED, ended_at=now, close_reason=reason)
+    # A demo node has no agent to confirm the stop: it is stopped with the lease.
+    simulated = Exists(Node.objects.filter(id=OuterRef("node_id"), is_simulated=True))
+    Lease.objects.filter(id=lease.id).update(
+        status=LeaseStatus.CLOSED,
+        ended_at=now,
+        close_reason=reason,
+        agent_state=Case(When(simulated, then=Value("stopped")), default=F("agent_state")),
+    )
     lease.status, lease.ended_at, lease.close_reason = LeaseStatus.CLOSED, now, reason
+    lease.refresh_from_db(fields=["agent_state"])
     _release_capacity(lease)
     transaction.on_commit(lambda: _assignments_changed(lease.node_id))
 
@@ -496,6 +504,11 @@ def lease_events(node_id: int, lease_id: int, events: list[dict[str, Any]]) -> b
                 continue
             if lease.status != LeaseStatus.ACTIVE:
                 _event(deployment, f"agent_{kind}", event.get("message") or kind, at=now, lease=lease)
+                if kind in Lease.AGENT_DONE:  # the agent confirms the stop of an ended lease
+                    lease.agent_state = kind
+                    if kind == "exited":
+                        lease.exit_code = event.get("exit_code")
+                    Lease.objects.filter(id=lease.id).update(agent_state=lease.agent_state, exit_code=lease.exit_code)
                 continue
             if kind == "provisioning":
                 lease.agent_state = "provisioning"

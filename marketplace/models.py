@@ -214,6 +214,17 @@ class Lease(models.Model):
     def __str__(self) -> str:
         return f"lease #{self.pk} on node {self.node_id}"
 
+    AGENT_DONE = ("stopped", "exited", "failed")
+
+    @property
+    def agent_state_shown(self) -> str:
+        """What the page says of the agent: its last report, except that a lease that ended while
+        the agent still reported it running is "stopping" (the stop is sent with its next
+        heartbeat), or "lost" when the node itself failed."""
+        if self.status == LeaseStatus.ACTIVE or self.agent_state in self.AGENT_DONE:
+            return self.agent_state
+        return "lost" if self.close_reason == CloseReason.PROVIDER_FAILED else "stopping"
+
 
 class DeploymentEvent(models.Model):
     """The deployment's timeline."""

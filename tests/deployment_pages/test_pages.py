@@ -194,6 +194,7 @@ def test_detail_shows_stepper_lease_why_commitment_and_logs(owner_client, owner,
     assert f'data-node-id="{lease.node_id}"' in html and lease.node.provider.display_name in html
     assert f"{lease.node.region.name} ({lease.node.region_id})" in html
     assert 'data-testid="lease-price"' in html and 'data-testid="cost-so-far"' in html
+    assert "<dt>Cost so far</dt>" in html and 'data-testid="agent-state">running<' in html
     record = lease.order.match
     assert len(re.findall(r'data-testid="score-row"', html)) == 3
     assert 'data-winner="true"' in html and "×0.3" in html  # the price weight in the header
@@ -282,6 +283,8 @@ def test_close_from_the_page(owner_client, owner, market):
     html = owner_client.get(response["Location"]).content.decode()
     half_hour = lease.price_per_hour_micros // 2
     assert f"is closed. It cost ${half_hour / 1_000_000:.6f}" in html
+    assert "<dt>Total cost</dt>" in html and "Cost so far" not in html
+    assert 'data-testid="agent-state">stopping<' in html  # until the agent confirms the stop
     assert owner_client.get(f"/deployments/{deployment.id}/close/").status_code == 405
 
 

@@ -65,6 +65,12 @@ def test_create_match_run_close(renter, market, django_capture_on_commit_callbac
     assert balances.reserved == 0 and balances.available == 100_000_000 - meter.charged
     kinds = list(deployment.events.values_list("kind", flat=True))
     assert kinds == ["created", "matched", "provisioning", "running", "closed"]
+    # Until the agent confirms the stop (with its next heartbeat) the lease shows "stopping".
+    assert (lease.agent_state, lease.agent_state_shown) == ("running", "stopping")
+    assert deployments.lease_events(node.id, lease.id, [{"type": "stopped", "message": "stopped on request"}])
+    lease.refresh_from_db()
+    assert (lease.agent_state, lease.agent_state_shown, lease.status) == ("stopped", "stopped", LeaseStatus.CLOSED)
+    assert deployment.events.filter(kind="agent_stopped", message="stopped on request").exists()
 
 
 def test_not_enough_credit_is_a_clear_402_with_a_top_up_link(market):
@@ -103,6 +109,7 @@ def test_node_failure_fails_over_and_charges_nothing_after_the_last_heartbeat(re
     lease.refresh_from_db()
     meter = UsageMeter.objects.get(id=lease.meter_id)
     assert lease.close_reason == "provider_failed" and meter.closed_at == last_good and meter.charged == 0
+    assert lease.agent_state_shown == "lost"  # the node stopped reporting: nobody confirms a stop
     deployment.refresh_from_db()
     assert deployment.status == DeploymentStatus.PENDING
     second = deployment.orders.get(attempt=2)
@@ -125,6 +132,10 @@ def test_demo_nodes_report_like_an_agent_would(renter, market):
     deployment.refresh_from_db()
     assert deployment.status == DeploymentStatus.RUNNING
     assert "simulated demo node" in LeaseLogLine.objects.filter(lease=lease).first().line
+    # A demo node has no agent to confirm the stop: closing stops it.
+    deployments.deployment_close(deployment=deployment)
+    lease.refresh_from_db()
+    assert (lease.status, lease.agent_state) == (LeaseStatus.CLOSED, "stopped")
 
 
 def test_the_matched_event_counts_the_candidates_in_words(renter, market):
