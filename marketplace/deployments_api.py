@@ -57,6 +57,16 @@ class SpecIn(BaseModel):
         "(GET /api/v1/deployments/spec-schema)",
     )
 
+    @field_validator("spec", mode="before")
+    @classmethod
+    def _text_or_object(cls, value: Any) -> Any:
+        # One plain message instead of one per member of the union (spec.str, spec.dict[str,any]).
+        if not isinstance(value, str | dict):
+            kinds = {bool: "a boolean", int: "a number", float: "a number", list: "an array", type(None): "null"}
+            kind = kinds.get(type(value), "another type")
+            raise ValueError(f"must be the spec as YAML text (a string) or as a JSON object, not {kind}")
+        return value
+
     @field_validator("spec")
     @classmethod
     def _bounded(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:

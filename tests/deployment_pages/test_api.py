@@ -89,6 +89,16 @@ def test_input_is_strict(owner_api, body):
     assert response.json()["extra"]["errors"]
 
 
+@pytest.mark.parametrize(
+    ("value", "kind"), [(42, "a number"), (True, "a boolean"), (["version: 2"], "an array"), (None, "null")]
+)
+def test_a_spec_of_the_wrong_type_gets_one_plain_message(owner_api, value, kind):
+    errors = post(owner_api, BASE, {"spec": value}).json()["extra"]["errors"]
+    assert errors == [
+        {"field": "spec", "message": f"must be the spec as YAML text (a string) or as a JSON object, not {kind}"}
+    ]
+
+
 def test_validate_reports_errors_with_lines_and_creates_nothing(owner_api, market):
     bad = spec_text().replace("amount: 0.50", "amount: -1").replace("duration: 24h", "duration: 3 weeks")
     response = post(owner_api, f"{BASE}/validate", {"spec": bad})
