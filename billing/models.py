@@ -106,6 +106,7 @@ class LedgerEntry(models.Model):
     amount = models.BigIntegerField(help_text="micro-USD; entries of one transaction sum to zero")
 
     class Meta:
+        verbose_name_plural = "ledger entries"
         indexes = [models.Index(fields=["account", "transaction"], name="ledgerentry_account_txn")]
         constraints = [models.CheckConstraint(condition=~Q(amount=0), name="ledgerentry_amount_not_zero")]
 
