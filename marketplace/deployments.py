@@ -598,7 +598,37 @@ def node_leases_fail(*, node_id: int, last_good: datetime) -> int:
     node = Node.objects.filter(id=node_id).first()
     if node is None or (node.status == NodeStatus.ONLINE and node.online_since and node.online_since > last_good):
         return 0  # came back within the grace period
-    failed = 0
+    return _node_leases_end(
+        node_id,
+        charge_until=last_good,
+        reason=CloseReason.PROVIDER_FAILED,
+        event="node_failed",
+        message=(
+            f"Node {node_id} stopped heartbeating at {last_good:%H:%M:%S} UTC and did not come back within "
+            f"{settings.FAILOVER_GRACE_SECONDS} s. Not charged after its last heartbeat."
+        ),
+        penalise=True,
+    )
+
+
+def node_disabled(node_id: int, at: datetime) -> int:
+    """providers' disabled hook (an admin took the node off the market, in this transaction): its
+    leases end now, charged until now, the provider not penalised (a slash is a separate decision),
+    and are re-matched elsewhere unless failover is off."""
+    return _node_leases_end(
+        node_id,
+        charge_until=at,
+        reason=CloseReason.NODE_DISABLED,
+        event="node_disabled",
+        message=f"Node {node_id} was taken off the market by an administrator. Not charged after {at:%H:%M:%S} UTC.",
+        penalise=False,
+    )
+
+
+def _node_leases_end(
+    node_id: int, *, charge_until: datetime, reason: str, event: str, message: str, penalise: bool
+) -> int:
+    ended = 0
     now = clock.now()
     for lease_id in list(Lease.objects.filter(node_id=node_id, status=LeaseStatus.ACTIVE).values_list("id", flat=True)):
         with transaction.atomic():
@@ -606,28 +636,23 @@ def node_leases_fail(*, node_id: int, last_good: datetime) -> int:
             if lease.status != LeaseStatus.ACTIVE:
                 continue
             deployment = Deployment.objects.select_for_update().get(id=lease.deployment_id)
-            charge_until = max(last_good, lease.started_at)
-            _lease_end(lease, reason=CloseReason.PROVIDER_FAILED, now=now, charge_until=charge_until)
-            for handler in _penalty_handlers:
-                handler(lease, last_good)
-            _event(
-                deployment,
-                "node_failed",
-                f"Node {node_id} stopped heartbeating at {last_good:%H:%M:%S} UTC and did not come back within "
-                f"{settings.FAILOVER_GRACE_SECONDS} s. Not charged after its last heartbeat.",
-                at=now,
-                lease=lease,
-            )
-            failed += 1
+            _lease_end(lease, reason=reason, now=now, charge_until=max(charge_until, lease.started_at))
+            if penalise:
+                for handler in _penalty_handlers:
+                    handler(lease, charge_until)
+            _event(deployment, event, message, at=now, lease=lease)
+            ended += 1
             if not deployment.failover:
                 deployment.status = DeploymentStatus.CLOSED
-                deployment.close_reason = CloseReason.PROVIDER_FAILED
+                deployment.close_reason = reason
                 deployment.closed_at = now
                 deployment.save(update_fields=["status", "close_reason", "closed_at", "updated_at"])
-                _event(deployment, "closed", "The node failed and failover is off for this deployment.", at=now)
+                failed = reason == CloseReason.PROVIDER_FAILED
+                why = "The node failed" if failed else "The node was taken off the market"
+                _event(deployment, "closed", f"{why} and failover is off for this deployment.", at=now)
                 continue
             _rematch(deployment, failed_node=node_id, now=now)
-    return failed
+    return ended
 
 
 def _rematch(deployment: Deployment, *, failed_node: int, now: datetime) -> None:
@@ -682,6 +707,7 @@ def register_hooks() -> None:
     provider_hooks.register_assignment_source(assignments_for_node, cache_key=_assignments_key)
     provider_hooks.register_lease_event_handler(lease_events)
     provider_hooks.register_offline_handler(node_went_offline)
+    provider_hooks.register_disabled_handler(node_disabled)
     provider_hooks.register_lease_summary(lease_summaries)
     billing_hooks.register_insufficient_funds_handler(billing_close_handler)
 

@@ -84,6 +84,7 @@ class CloseReason(models.TextChoices):
     EXITED = "exited", "The workload exited"
     WORKLOAD_FAILED = "workload_failed", "The workload failed to start"
     ADMIN_CLOSED = "admin_closed", "Closed by an administrator"
+    NODE_DISABLED = "node_disabled", "The node was taken off the market"
 
 
 class Deployment(models.Model):

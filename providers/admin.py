@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import transaction
 from django.http import HttpRequest
 
+from providers import liveness
 from providers.models import (
     GpuModel,
     Node,
@@ -12,6 +14,7 @@ from providers.models import (
     NodeEra,
     NodeEvent,
     NodeOutage,
+    NodeStatus,
     NodeToken,
     ProviderGpuPrice,
     ProviderProfile,
@@ -19,7 +22,8 @@ from providers.models import (
     StakeEvent,
     StakeEventKind,
 )
-from providers.services import SPON_DECIMALS, node_review_clear, node_token_revoke, stake_record
+from providers.pricing import node_price_per_hour_micros
+from providers.services import SPON_DECIMALS, node_disable, node_review_clear, node_token_revoke, stake_record
 from spheron_web.admin_tools import ReadOnlyAdmin
 from spheron_web.errors import ApplicationError
 
@@ -67,8 +71,35 @@ class ProviderProfileAdmin(admin.ModelAdmin):
     inlines = (ProviderGpuPriceInline,)
 
 
+NODE_PRICE_FIELDS = (
+    "gpu_price_per_hour_micros",
+    "cpu_price_per_core_month_micros",
+    "memory_price_per_gb_month_micros",
+    "storage_price_per_gb_month_micros",
+)
+MAX_PRICE_MICROS = 10**12  # $1,000,000 a unit: far above any price, far below an overflow
+
+
+class NodeAdminForm(forms.ModelForm):
+    """The per-resource prices are checked here: the constraint on them also names the node's
+    hourly price, which is not in the form, so the form's own constraint check skips it."""
+
+    class Meta:
+        model = Node
+        fields = NODE_PRICE_FIELDS  # the admin passes its own list (its fieldsets)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name in NODE_PRICE_FIELDS:
+            if name in self.fields:
+                field = self.fields[name]
+                field.validators += [MinValueValidator(0), MaxValueValidator(MAX_PRICE_MICROS)]
+                field.widget.attrs.update(min=0, max=MAX_PRICE_MICROS)
+
+
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
+    form = NodeAdminForm
     list_display = (
         "id",
         "name",
@@ -102,11 +133,34 @@ class NodeAdmin(admin.ModelAdmin):
     )
     actions = ("clear_review",)
     search_fields = ("=id", "name", "provider__display_name", "provider__user__email")
-    raw_id_fields = ("provider",)
     list_select_related = ("provider", "region", "gpu_model")
+    # Editable: who and where, status and maintenance, the per-resource prices, the review flag.
+    # Read-only: what the agent reports (hardware), what leases keep (free capacity: an edit would
+    # break free = totals − leases), what heartbeats and eras compute (uptime, trust tier), what the
+    # stake decides (stake_covered) and what follows from the prices (the node's hourly price,
+    # recomputed on save).
     readonly_fields = (
+        "provider",
+        "gpu_model",
+        "vram_gb",
+        "gpu_tier",
+        "gpu_count",
+        "cpu_cores",
+        "memory_gb",
+        "storage_gb",
+        "bandwidth_mbps",
+        "price_per_hour_micros",
         "price_per_gpu_hour_micros",
         "price_per_vram_gb_micros",
+        "available_gpus",
+        "available_cpu_cores",
+        "available_memory_gb",
+        "available_storage_gb",
+        "trust_tier",
+        "uptime_1d",
+        "uptime_7d",
+        "uptime_30d",
+        "stake_covered",
         "last_seen_at",
         "created_at",
         "updated_at",
@@ -151,6 +205,41 @@ class NodeAdmin(admin.ModelAdmin):
         ("Review", {"fields": ("needs_review", "review_reason", "stake_covered")}),
         ("Audit", {"fields": ("created_at", "updated_at")}),
     )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # nodes are registered by their agent (`fizz start`) or loaded by seed_demo
+
+    def has_delete_permission(self, request: HttpRequest, obj: Node | None = None) -> bool:
+        return False  # leases, outages and eras refer to it: set its status to "Disabled by an admin"
+
+    def save_model(self, request: HttpRequest, obj: Node, form, change: bool) -> None:
+        disabling = change and "status" in form.changed_data and obj.status == NodeStatus.DISABLED
+        if disabling:  # node_disable makes that change, with what follows from it
+            obj.status = form.initial["status"]
+        # The node's hourly price is rounded once from its per-resource prices (providers.pricing).
+        obj.price_per_hour_micros = node_price_per_hour_micros(
+            gpu_count=obj.gpu_count,
+            gpu_price_per_hour_micros=obj.gpu_price_per_hour_micros,
+            cpu_cores=obj.cpu_cores,
+            cpu_price_per_core_month_micros=obj.cpu_price_per_core_month_micros,
+            memory_gb=obj.memory_gb,
+            memory_price_per_gb_month_micros=obj.memory_price_per_gb_month_micros,
+            storage_gb=obj.storage_gb,
+            storage_price_per_gb_month_micros=obj.storage_price_per_gb_month_micros,
+        )
+        super().save_model(request, obj, form, change)
+        # The heartbeat reads the status and maintenance flag from the cache: forget them.
+        transaction.on_commit(lambda: liveness.node_auth_forget(obj.id))
+        if disabling:
+            ended = node_disable(node_id=obj.id, by=request.user)
+            obj.status = NodeStatus.DISABLED
+            if ended:
+                self.message_user(
+                    request,
+                    f"Node {obj.name} is off the market: {ended} running lease(s) ended there, not charged from now; "
+                    "their deployments are being matched to other nodes (unless failover is off).",
+                    messages.WARNING,
+                )
 
     @admin.action(description="Clear “needs review” on the selected nodes")
     def clear_review(self, request: HttpRequest, queryset) -> None:

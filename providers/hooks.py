@@ -12,7 +12,9 @@ at start-up (in its AppConfig.ready) and providers calls them.
   assigned to that node and the events were stored; no handler claiming it → 404;
 - offline handlers: `handler(node_id, last_heartbeat_at)` — run after commit when a node goes
   offline (failover, penalties);
-- challenge failure handlers: `handler(node_id, challenge_id, reason)` — rewards/slashing.
+- challenge failure handlers: `handler(node_id, challenge_id, reason)` — rewards/slashing;
+- disabled handlers: `handler(node_id, at) -> int` — run inside the transaction that takes a node
+  off the market (an admin disabled it): end what runs on it; returns how many leases ended.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ AssignmentSource = Callable[[int, list[dict[str, Any]]], list[dict[str, Any]]]
 LeaseEventHandler = Callable[[int, int, list[dict[str, Any]]], bool]
 OfflineHandler = Callable[[int, datetime], None]
 ChallengeFailureHandler = Callable[[int, str, str], None]
+DisabledHandler = Callable[[int, datetime], int]
 
 _assignment_sources: list[AssignmentSource] = []
 _assignment_cache_keys: dict[AssignmentSource, Callable[[int], str]] = {}
 _lease_event_handlers: list[LeaseEventHandler] = []
 _offline_handlers: list[OfflineHandler] = []
 _challenge_failure_handlers: list[ChallengeFailureHandler] = []
+_disabled_handlers: list[DisabledHandler] = []
 
 
 def _add(registry: list, func: Callable) -> Callable:
@@ -64,8 +68,15 @@ def register_challenge_failure_handler(func: ChallengeFailureHandler) -> Challen
     return _add(_challenge_failure_handlers, func)
 
 
+def register_disabled_handler(func: DisabledHandler) -> DisabledHandler:
+    return _add(_disabled_handlers, func)
+
+
 def unregister(func: Callable) -> None:
-    for registry in (_assignment_sources, _lease_event_handlers, _offline_handlers, _challenge_failure_handlers):
+    registries = (
+        _assignment_sources, _lease_event_handlers, _offline_handlers, _challenge_failure_handlers, _disabled_handlers
+    )  # fmt: skip
+    for registry in registries:
         if func in registry:
             registry.remove(func)
     _assignment_cache_keys.pop(func, None)
@@ -96,6 +107,10 @@ def node_offline(node_id: int, at: datetime) -> None:
 def challenge_failed(node_id: int, challenge_id: str, reason: str) -> None:
     for handler in _challenge_failure_handlers:
         handler(node_id, challenge_id, reason)
+
+
+def node_disabled(node_id: int, at: datetime) -> int:
+    return sum(handler(node_id, at) for handler in _disabled_handlers)
 
 
 LeaseSummary = Callable[[list[int]], dict[int, str]]

@@ -446,6 +446,7 @@ class NodeEventKind(models.TextChoices):
     CHALLENGE = "challenge", "Challenge"
     TIER = "tier", "Trust tier changed"
     FLAGGED = "flagged", "Flagged for review"
+    DISABLED = "disabled", "Disabled by an admin"
 
 
 class NodeEvent(models.Model):

@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from accounts.models import User
-from providers import liveness
+from providers import hooks, liveness
 from providers.models import (
     GpuModel,
     Node,
@@ -20,6 +20,7 @@ from providers.models import (
     NodeEventKind,
     NodeMode,
     NodeOutage,
+    NodeStatus,
     NodeToken,
     OutageKind,
     ProviderGpuPrice,
@@ -263,6 +264,27 @@ def node_maintenance_set(*, provider: ProviderProfile, node_id: int, on: bool) -
             NodeEvent.objects.create(node=node, kind=NodeEventKind.MAINTENANCE_OFF, at=now)
     liveness.node_auth_forget(node.id)
     return node
+
+
+def node_disable(*, node_id: int, by: User | None = None) -> int:
+    """An admin takes a node off the market: status "disabled" (not matched; its heartbeats get no
+    work, so its agent stops what runs), a timeline entry saying who, and what runs on it ended
+    through the disabled hook (marketplace: leases end now and fail over), all in one transaction.
+    Returns the leases ended; 0 and no change if it was already disabled."""
+    now = clock.now()
+    with transaction.atomic():
+        node = Node.objects.select_for_update().filter(id=node_id).first()
+        if node is None:
+            raise Http404("No such node.")
+        if node.status == NodeStatus.DISABLED:
+            return 0
+        node.status = NodeStatus.DISABLED
+        node.save(update_fields=["status", "updated_at"])
+        who = by.email if by else "an admin"
+        NodeEvent.objects.create(node=node, kind=NodeEventKind.DISABLED, at=now, message=f"disabled by {who}")
+        ended = hooks.node_disabled(node.id, now)
+        transaction.on_commit(lambda: liveness.node_auth_forget(node_id))
+    return ended
 
 
 def node_review_clear(*, node_ids: list[int], by: User | None = None) -> int:

@@ -153,3 +153,38 @@ def test_the_matched_event_counts_the_candidates_in_words(renter, market):
     free = next(market[name].id for name in ("cheap", "good", "dear") if market[name].id != taken)
     message, count = matched_message(node=free)
     assert count == 1 and "the only candidate;" in message and "best of" not in message
+
+
+@pytest.mark.parametrize("failover", [True, False])
+def test_disabling_a_node_ends_its_leases_now_and_fails_over(renter, market, failover):
+    from providers.models import Node, NodeEvent, NodeStatus
+    from providers.services import node_disable
+    from tests.factories import make_user
+
+    source = spec_text() if failover else spec_text().replace("  mode: fizz", "  mode: fizz\n  failover: false")
+    deployment = deployments.deployment_create(user=renter, source=source)
+    lease = matchmaker.match_order(order_id=deployment.orders.get().id).lease
+    clock.advance(1800)
+    admin = make_user(email="ops@example.test", is_staff=True)
+
+    assert node_disable(node_id=lease.node_id, by=admin) == 1
+    assert node_disable(node_id=lease.node_id, by=admin) == 0  # already off the market
+
+    node = Node.objects.get(id=lease.node_id)
+    assert node.status == NodeStatus.DISABLED and node.available_gpus == node.gpu_count
+    assert NodeEvent.objects.get(node=node, kind="disabled").message == "disabled by ops@example.test"
+    lease.refresh_from_db()
+    meter = UsageMeter.objects.get(id=lease.meter_id)
+    assert (lease.status, lease.close_reason) == (LeaseStatus.CLOSED, "node_disabled")
+    assert meter.charged == lease.price_per_hour_micros // 2  # charged until now, not after
+    deployment.refresh_from_db()
+    kinds = list(deployment.events.values_list("kind", flat=True))
+    assert "node_disabled" in kinds
+    if failover:
+        assert deployment.status == DeploymentStatus.PENDING and kinds[-1] == "failover"
+        assert deployment.orders.get(attempt=2).excluded_node_ids == [node.id]
+        new_lease = matchmaker.match_order(order_id=deployment.orders.get(attempt=2).id).lease
+        assert new_lease.node_id != node.id
+    else:
+        assert (deployment.status, deployment.close_reason) == (DeploymentStatus.CLOSED, "node_disabled")
+        assert user_balances(user=renter).reserved == 0

@@ -103,3 +103,80 @@ def test_timeline_records_are_read_only(admin_client, provider):
     assert admin_client.get("/admin/providers/nodeevent/add/").status_code == 403
     assert admin_client.post(f"/admin/providers/nodeevent/{event.id}/delete/", {"post": "yes"}).status_code == 403
     assert NodeEvent.objects.filter(id=event.id).exists()
+
+
+def test_node_admin_edits_prices_and_status_but_not_what_leases_and_heartbeats_keep(admin_client, provider):
+    from providers.pricing import node_price_per_hour_micros
+
+    node = make_node(provider=provider, name="rig-b")
+    page = admin_client.get(f"/admin/providers/node/{node.id}/change/").content.decode()
+    for editable in ("name", "status", "region", "in_maintenance", "gpu_price_per_hour_micros", "review_reason"):
+        assert f'name="{editable}"' in page, editable
+    for kept in ("available_gpus", "available_cpu_cores", "price_per_hour_micros", "trust_tier", "uptime_30d",
+                 "stake_covered", "gpu_count", "gpu_model", "provider"):  # fmt: skip
+        assert f'name="{kept}"' not in page, kept
+    form = {
+        "name": "rig-b",
+        "mode": node.mode,
+        "region": node.region_id,
+        "status": node.status,
+        "gpu_price_per_hour_micros": "400000",
+        "cpu_price_per_core_month_micros": str(node.cpu_price_per_core_month_micros),
+        "memory_price_per_gb_month_micros": str(node.memory_price_per_gb_month_micros),
+        "storage_price_per_gb_month_micros": str(node.storage_price_per_gb_month_micros),
+        "review_reason": "",
+    }
+    response = admin_client.post(f"/admin/providers/node/{node.id}/change/", form)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    node.refresh_from_db()
+    # The node's hourly price follows its per-resource prices.
+    assert node.gpu_price_per_hour_micros == 400_000
+    assert node.price_per_hour_micros == node_price_per_hour_micros(
+        gpu_count=node.gpu_count,
+        gpu_price_per_hour_micros=400_000,
+        cpu_cores=node.cpu_cores,
+        cpu_price_per_core_month_micros=node.cpu_price_per_core_month_micros,
+        memory_gb=node.memory_gb,
+        memory_price_per_gb_month_micros=node.memory_price_per_gb_month_micros,
+        storage_gb=node.storage_gb,
+        storage_price_per_gb_month_micros=node.storage_price_per_gb_month_micros,
+    )
+    bad = admin_client.post(f"/admin/providers/node/{node.id}/change/", {**form, "gpu_price_per_hour_micros": "-1"})
+    assert bad.status_code == 200 and "errornote" in bad.content.decode()
+    # Nodes come from their agent; their history keeps them.
+    assert admin_client.get("/admin/providers/node/add/").status_code == 403
+    assert admin_client.post(f"/admin/providers/node/{node.id}/delete/", {"post": "yes"}).status_code == 403
+
+
+def test_disabling_a_leased_node_in_the_admin_ends_its_lease(admin_client, provider):
+    from marketplace import deployments, matchmaker
+    from marketplace.models import LeaseStatus
+    from providers.models import Node, NodeStatus
+    from tests.deployments.conftest import fund, spec_text
+
+    node = make_node(provider=provider, name="rig-c")
+    renter = make_user(is_developer=True)
+    fund(renter)
+    source = spec_text(model=node.gpu_model_id, price="3", duration="1h")
+    deployment = deployments.deployment_create(user=renter, source=source)
+    lease = matchmaker.match_order(order_id=deployment.orders.get().id).lease
+    assert lease.node_id == node.id
+    form = {
+        "name": node.name,
+        "mode": node.mode,
+        "region": node.region_id,
+        "status": NodeStatus.DISABLED,
+        "gpu_price_per_hour_micros": str(node.gpu_price_per_hour_micros),
+        "cpu_price_per_core_month_micros": str(node.cpu_price_per_core_month_micros),
+        "memory_price_per_gb_month_micros": str(node.memory_price_per_gb_month_micros),
+        "storage_price_per_gb_month_micros": str(node.storage_price_per_gb_month_micros),
+        "review_reason": "",
+    }
+    response = admin_client.post(f"/admin/providers/node/{node.id}/change/", form, follow=True)
+
+    page = response.content.decode()
+    assert "Node rig-c is off the market: 1 running lease(s) ended there" in page
+    lease.refresh_from_db()
+    assert (lease.status, lease.close_reason) == (LeaseStatus.CLOSED, "node_disabled")
+    assert Node.objects.get(id=node.id).status == NodeStatus.DISABLED
+    assert NodeEvent.objects.filter(node=node, kind="disabled").count() == 1
