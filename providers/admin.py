@@ -22,7 +22,7 @@ from providers.models import (
     StakeEvent,
     StakeEventKind,
 )
-from providers.pricing import node_price_per_hour_micros
+from providers.pricing import whole_node_price_per_hour_micros
 from providers.services import SPON_DECIMALS, node_disable, node_review_clear, node_token_revoke, stake_record
 from spheron_web.admin_tools import ReadOnlyAdmin
 from spheron_web.errors import ApplicationError
@@ -217,16 +217,7 @@ class NodeAdmin(admin.ModelAdmin):
         if disabling:  # node_disable makes that change, with what follows from it
             obj.status = form.initial["status"]
         # The node's hourly price is rounded once from its per-resource prices (providers.pricing).
-        obj.price_per_hour_micros = node_price_per_hour_micros(
-            gpu_count=obj.gpu_count,
-            gpu_price_per_hour_micros=obj.gpu_price_per_hour_micros,
-            cpu_cores=obj.cpu_cores,
-            cpu_price_per_core_month_micros=obj.cpu_price_per_core_month_micros,
-            memory_gb=obj.memory_gb,
-            memory_price_per_gb_month_micros=obj.memory_price_per_gb_month_micros,
-            storage_gb=obj.storage_gb,
-            storage_price_per_gb_month_micros=obj.storage_price_per_gb_month_micros,
-        )
+        obj.price_per_hour_micros = whole_node_price_per_hour_micros(obj)
         super().save_model(request, obj, form, change)
         # The heartbeat reads the status and maintenance flag from the cache: forget them.
         transaction.on_commit(lambda: liveness.node_auth_forget(obj.id))

@@ -31,6 +31,21 @@ def node_price_per_hour_micros(
     return gpu_count * gpu_price_per_hour_micros + hourly_from_monthly
 
 
+def whole_node_price_per_hour_micros(node) -> int:
+    """A node's own hourly price (all of it) from its per-resource prices: what
+    `Node.price_per_hour_micros` must hold."""
+    return node_price_per_hour_micros(
+        gpu_count=node.gpu_count,
+        gpu_price_per_hour_micros=node.gpu_price_per_hour_micros,
+        cpu_cores=node.cpu_cores,
+        cpu_price_per_core_month_micros=node.cpu_price_per_core_month_micros,
+        memory_gb=node.memory_gb,
+        memory_price_per_gb_month_micros=node.memory_price_per_gb_month_micros,
+        storage_gb=node.storage_gb,
+        storage_price_per_gb_month_micros=node.storage_price_per_gb_month_micros,
+    )
+
+
 # Fizz GPU price: the RTX 4090's $0.175/h (protocol-facts.md) scaled by the model's tier
 # multiplier (ours), unless the operator sets a price with `fizz start --price-per-hour`.
 FIZZ_RTX4090_PER_HOUR = 175_000

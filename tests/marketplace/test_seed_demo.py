@@ -17,7 +17,7 @@ from providers.pricing import (
     FIZZ_CPU_PER_CORE_MONTH,
     FIZZ_MEMORY_PER_GB_MONTH,
     FIZZ_STORAGE_PER_GB_MONTH,
-    node_price_per_hour_micros,
+    whole_node_price_per_hour_micros,
 )
 from tests.factories import make_node
 
@@ -115,16 +115,7 @@ def test_nodes_follow_the_protocol_rules():
             assert node.vram_gb == node.memory_gb <= model.vram_gb
         else:
             assert node.vram_gb == model.vram_gb
-        assert node.price_per_hour_micros == node_price_per_hour_micros(
-            gpu_count=node.gpu_count,
-            gpu_price_per_hour_micros=node.gpu_price_per_hour_micros,
-            cpu_cores=node.cpu_cores,
-            cpu_price_per_core_month_micros=node.cpu_price_per_core_month_micros,
-            memory_gb=node.memory_gb,
-            memory_price_per_gb_month_micros=node.memory_price_per_gb_month_micros,
-            storage_gb=node.storage_gb,
-            storage_price_per_gb_month_micros=node.storage_price_per_gb_month_micros,
-        )
+        assert node.price_per_hour_micros == whole_node_price_per_hour_micros(node)
         if node.mode == NodeMode.FIZZ:
             assert 4 <= node.trust_tier <= 7
             assert node.gpu_count == 1

@@ -106,7 +106,7 @@ def test_timeline_records_are_read_only(admin_client, provider):
 
 
 def test_node_admin_edits_prices_and_status_but_not_what_leases_and_heartbeats_keep(admin_client, provider):
-    from providers.pricing import node_price_per_hour_micros
+    from providers.pricing import whole_node_price_per_hour_micros
 
     node = make_node(provider=provider, name="rig-b")
     page = admin_client.get(f"/admin/providers/node/{node.id}/change/").content.decode()
@@ -131,16 +131,7 @@ def test_node_admin_edits_prices_and_status_but_not_what_leases_and_heartbeats_k
     node.refresh_from_db()
     # The node's hourly price follows its per-resource prices.
     assert node.gpu_price_per_hour_micros == 400_000
-    assert node.price_per_hour_micros == node_price_per_hour_micros(
-        gpu_count=node.gpu_count,
-        gpu_price_per_hour_micros=400_000,
-        cpu_cores=node.cpu_cores,
-        cpu_price_per_core_month_micros=node.cpu_price_per_core_month_micros,
-        memory_gb=node.memory_gb,
-        memory_price_per_gb_month_micros=node.memory_price_per_gb_month_micros,
-        storage_gb=node.storage_gb,
-        storage_price_per_gb_month_micros=node.storage_price_per_gb_month_micros,
-    )
+    assert node.price_per_hour_micros == whole_node_price_per_hour_micros(node)
     bad = admin_client.post(f"/admin/providers/node/{node.id}/change/", {**form, "gpu_price_per_hour_micros": "-1"})
     assert bad.status_code == 200 and "errornote" in bad.content.decode()
     # Nodes come from their agent; their history keeps them.
