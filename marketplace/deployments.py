@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Case, Exists, F, OuterRef, Value, When
+from django.db.models import F
 from django.http import Http404
 from django.urls import reverse
 
@@ -385,16 +385,12 @@ def _lease_end(lease: Lease, *, reason: str, now: datetime, charge_until: dateti
         return
     if lease.meter_id:
         meter_close(meter=lease.meter, now=charge_until or now, reason=reason)
-    # A demo node has no agent to confirm the stop: it is stopped with the lease.
-    simulated = Exists(Node.objects.filter(id=OuterRef("node_id"), is_simulated=True))
+    if lease.node.is_simulated:  # a demo node has no agent to confirm the stop: it stops with the lease
+        lease.agent_state = "stopped"
     Lease.objects.filter(id=lease.id).update(
-        status=LeaseStatus.CLOSED,
-        ended_at=now,
-        close_reason=reason,
-        agent_state=Case(When(simulated, then=Value("stopped")), default=F("agent_state")),
+        status=LeaseStatus.CLOSED, ended_at=now, close_reason=reason, agent_state=lease.agent_state
     )
     lease.status, lease.ended_at, lease.close_reason = LeaseStatus.CLOSED, now, reason
-    lease.refresh_from_db(fields=["agent_state"])
     _release_capacity(lease)
     transaction.on_commit(lambda: _assignments_changed(lease.node_id))
 
@@ -406,7 +402,9 @@ def deployment_close(*, deployment: Deployment, reason: str = CloseReason.USER_C
         deployment = Deployment.objects.select_for_update().get(id=deployment.id)
         if not deployment.is_active:
             return deployment
-        for lease in Lease.objects.filter(deployment=deployment, status=LeaseStatus.ACTIVE).select_related("meter"):
+        for lease in Lease.objects.filter(deployment=deployment, status=LeaseStatus.ACTIVE).select_related(
+            "meter", "node"
+        ):
             _lease_end(lease, reason=reason, now=now)
         Order.objects.filter(deployment=deployment, status__in=[OrderStatus.OPEN, OrderStatus.MATCHING]).update(
             status=OrderStatus.CANCELLED
@@ -632,7 +630,7 @@ def _node_leases_end(
     now = clock.now()
     for lease_id in list(Lease.objects.filter(node_id=node_id, status=LeaseStatus.ACTIVE).values_list("id", flat=True)):
         with transaction.atomic():
-            lease = Lease.objects.select_for_update(of=("self",)).select_related("meter").get(id=lease_id)
+            lease = Lease.objects.select_for_update(of=("self",)).select_related("meter", "node").get(id=lease_id)
             if lease.status != LeaseStatus.ACTIVE:
                 continue
             deployment = Deployment.objects.select_for_update().get(id=lease.deployment_id)

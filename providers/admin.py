@@ -219,9 +219,9 @@ class NodeAdmin(admin.ModelAdmin):
         # The node's hourly price is rounded once from its per-resource prices (providers.pricing).
         obj.price_per_hour_micros = whole_node_price_per_hour_micros(obj)
         super().save_model(request, obj, form, change)
-        # The heartbeat reads the status and maintenance flag from the cache: forget them.
-        transaction.on_commit(lambda: liveness.node_auth_forget(obj.id))
-        if disabling:
+        if not disabling:  # (node_disable does it too) the heartbeat reads status and maintenance from the cache
+            transaction.on_commit(lambda: liveness.node_auth_forget(obj.id))
+        else:
             ended = node_disable(node_id=obj.id, by=request.user)
             obj.status = NodeStatus.DISABLED
             if ended:
