@@ -58,5 +58,5 @@ class PayoutForm(forms.Form):
         label="Pay to address",
         max_length=100,
         help_text="An EVM address (0x…) or a Solana address.",
-        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "class": "address-input"}),
     )

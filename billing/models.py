@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from spheron_web.money import format_usd
+
 
 class AccountKind(models.TextChoices):
     USER_AVAILABLE = "user_available", "User: available credits"
@@ -110,6 +112,9 @@ class LedgerEntry(models.Model):
         indexes = [models.Index(fields=["account", "transaction"], name="ledgerentry_account_txn")]
         constraints = [models.CheckConstraint(condition=~Q(amount=0), name="ledgerentry_amount_not_zero")]
 
+    def __str__(self) -> str:
+        return f"Entry #{self.pk}: {format_usd(self.amount, places=6)} on account #{self.account_id}"
+
 
 class Hold(models.Model):
     """Credits reserved for a purpose (a deployment's worst case) until captured or released."""
@@ -137,6 +142,10 @@ class Hold(models.Model):
             ),
             models.UniqueConstraint(fields=["reference_type", "reference_id"], name="hold_unique_reference"),
         ]
+
+    def __str__(self) -> str:
+        amount = format_usd(self.amount, places=6)
+        return f"Hold #{self.pk}: {amount} for {self.reference_type} {self.reference_id} ({self.status})"
 
     @property
     def remaining(self) -> int:
@@ -180,6 +189,10 @@ class UsageMeter(models.Model):
             models.UniqueConstraint(fields=["reference_type", "reference_id"], name="meter_unique_reference"),
         ]
 
+    def __str__(self) -> str:
+        price = format_usd(self.price_per_hour, places=6)
+        return f"Meter #{self.pk}: {self.reference_type} {self.reference_id} at {price}/h"
+
 
 class TopUp(models.Model):
     """A card top-up. Credits are granted only by the verified Stripe webhook."""
@@ -203,6 +216,9 @@ class TopUp(models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="topup_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"Top-up #{self.pk}: {format_usd(self.amount)} ({self.status})"
 
 
 class StripeEvent(models.Model):
@@ -248,3 +264,6 @@ class PayoutRequest(models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="payout_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"Payout #{self.pk}: {format_usd(self.amount, places=6)} to {self.destination} ({self.status})"

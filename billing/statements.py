@@ -250,6 +250,7 @@ class SpendChart:
     ticks: list[dict] = field(default_factory=list)
     total: int = 0
     days: int = 0
+    tick_places: int = 2  # decimals of the y labels: enough to tell the ticks apart
 
     @property
     def day_label_y(self) -> float:
@@ -263,7 +264,18 @@ class SpendChart:
 def spend_chart(spend: list[DaySpend], *, width: int = 720, height: int = 240) -> SpendChart:
     """Bars for each day (a 1-unit stub marks a day with no spend), y ticks at quarters of a
     rounded maximum, a date under every fifth day and the last."""
-    left, right_margin, top, bottom = 64, 12, 12, 40
+    right_margin, top, bottom = 12, 12, 40
+    peak = _nice_ceiling(max((item.amount for item in spend), default=0))
+    ticks = [{"value": (peak * step + 2) // 4} for step in range(5)]  # to the nearest micro-USD
+    # Cents label dollars, but a month of cheap CPU can peak at a fraction of a cent: add decimals
+    # (up to the ledger's six) until the first tick above zero shows two digits.
+    places = 2
+    while places < 6 and ticks[1]["value"] < 10 ** (6 - places + 1):
+        places += 1
+    for tick in ticks:
+        tick["label"] = format_usd(tick["value"], places=places)
+    # Room on the left for the longest label (about 7 units a character) and the axis title.
+    left = max(64, 30 + 7 * max(len(tick["label"]) for tick in ticks))
     plot_width, plot_height = width - left - right_margin, height - top - bottom
     chart = SpendChart(
         width=width,
@@ -276,8 +288,8 @@ def spend_chart(spend: list[DaySpend], *, width: int = 720, height: int = 240) -
         plot_height=plot_height,
         total=sum(item.amount for item in spend),
         days=len(spend),
+        tick_places=places,
     )
-    peak = _nice_ceiling(max((item.amount for item in spend), default=0))
     slot = plot_width / max(len(spend), 1)
     for index, item in enumerate(spend):
         bar_height = max(round(plot_height * max(item.amount, 0) / peak, 1), 1.0)
@@ -295,8 +307,8 @@ def spend_chart(spend: list[DaySpend], *, width: int = 720, height: int = 240) -
                 "labelled": index % 5 == 0 or index == len(spend) - 1,
             }
         )
-    for step in range(5):
-        chart.ticks.append({"value": peak * step // 4, "y": round(chart.baseline - plot_height * step / 4, 1)})
+    for step, tick in enumerate(ticks):
+        chart.ticks.append({**tick, "y": round(chart.baseline - plot_height * step / 4, 1)})
     return chart
 
 

@@ -253,3 +253,6 @@ class LeaseLogLine(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [models.Index(fields=["lease", "id"], name="lease_log_lease_id")]
+
+    def __str__(self) -> str:
+        return f"Lease {self.lease_id} {self.stream} at {self.at:%H:%M:%S}: {self.line[:60]}"

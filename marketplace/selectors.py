@@ -157,6 +157,7 @@ class MarketRow:
     free_gpus: int
     lowest_price_per_gpu_hour_micros: int | None
     median_price_per_gpu_hour_micros: int | None
+    kind: str = GpuModel.Kind.GPU  # gpu, apple or cpu: whether vram_gb means VRAM, unified memory or nothing
 
 
 def _medians(queryset: QuerySet) -> dict[str, int]:
@@ -205,6 +206,7 @@ def market_board_compute(*, filters: OfferFilter | None = None) -> list[MarketRo
                 free_gpus=row["free_gpus"] if row else 0,
                 lowest_price_per_gpu_hour_micros=row["lowest"] if row else None,
                 median_price_per_gpu_hour_micros=medians.get(model.slug),
+                kind=model.kind,
             )
         )
     return board
@@ -212,11 +214,11 @@ def market_board_compute(*, filters: OfferFilter | None = None) -> list[MarketRo
 
 def _board_cache_key(filters: OfferFilter | None) -> str:
     if filters is None:
-        return "market-board:v1:all"
+        return "market-board:v2:all"
     parts = [filters.mode or "", filters.region or "", filters.continent or "", filters.tier or ""]
     parts += [str(filters.min_vram_gb or ""), str(filters.min_gpus or ""), str(filters.max_price_per_hour or "")]
     parts.append(str(filters.min_uptime if filters.min_uptime is not None else ""))
-    return "market-board:v1:" + ":".join(parts)
+    return "market-board:v2:" + ":".join(parts)
 
 
 def market_board(*, filters: OfferFilter | None = None, max_age: int | None = None) -> list[MarketRow]:

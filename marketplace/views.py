@@ -8,7 +8,7 @@ from django.utils.http import urlencode
 
 from marketplace.filters import SORT_LABELS, TIER_HELP, OfferFilter
 from marketplace.selectors import OFFER_COLUMNS, check_references, market_board, offer_get, offer_list
-from providers.models import Continent, NodeMode
+from providers.models import Continent, GpuModel, NodeMode
 from providers.selectors import gpu_model_list, region_list
 from spheron_web.errors import ApplicationError
 from spheron_web.query import parse_query_filters
@@ -21,6 +21,15 @@ TIER_CHOICES = [
     *[(str(tier), f"Tier {tier}") for tier in range(1, 8)],
 ]
 UPTIME_CHOICES = [("", "Any uptime"), ("0.9", "≥ 90%"), ("0.95", "≥ 95%"), ("0.98", "≥ 98%"), ("0.99", "≥ 99%")]
+
+
+def _offer_row(row: dict, model: GpuModel | None) -> dict:
+    """An offer row with its model's name and kind (gpu, apple or cpu: what its memory means)."""
+    return {
+        **row,
+        "gpu_name": model.name if model else row["gpu_model_id"],
+        "gpu_kind": model.kind if model else GpuModel.Kind.GPU,
+    }
 
 
 def catalog(request: HttpRequest) -> HttpResponse:
@@ -43,8 +52,8 @@ def catalog(request: HttpRequest) -> HttpResponse:
         page = paginator.page(paginator.num_pages)
 
     gpu_models = list(gpu_model_list())
-    names = {model.slug: model.name for model in gpu_models}
-    page.object_list = [{**row, "gpu_name": names.get(row["gpu_model_id"], row["gpu_model_id"])} for row in page]
+    models_by_slug = {model.slug: model for model in gpu_models}
+    page.object_list = [_offer_row(row, models_by_slug.get(row["gpu_model_id"])) for row in page]
 
     active = filters.active()
     context = {

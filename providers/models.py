@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Cast
 
+SPON_DECIMALS = 18  # $SPON base units per token, as on chain
+
 
 class Continent(models.TextChoices):
     NORTH_AMERICA = "north-america", "North America"
@@ -320,6 +322,9 @@ class ProviderGpuPrice(models.Model):
             models.CheckConstraint(condition=Q(price_per_hour_micros__gt=0), name="provider_gpu_price_positive"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.gpu_model_id}: {self.price_per_hour_micros / 1_000_000:.6f} USD per GPU-hour"
+
 
 class NodeToken(models.Model):
     """A registration token for one machine. Only a SHA-256 hash is stored; it is shown once."""
@@ -381,6 +386,9 @@ class NodeOutage(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"Node {self.node_id} {self.kind} outage from {self.started_at:%Y-%m-%d %H:%M}"
+
 
 class ChallengeStatus(models.TextChoices):
     PENDING = "pending", "Pending"
@@ -410,6 +418,9 @@ class NodeChallenge(models.Model):
             models.Index(fields=["expires_at"], condition=Q(status="pending"), name="challenge_pending_expiry"),
         ]
 
+    def __str__(self) -> str:
+        return f"Challenge {self.public_id} to node {self.node_id} ({self.status})"
+
 
 class EraOutcome(models.TextChoices):
     GOOD = "good", "Good (counts towards promotion)"
@@ -434,6 +445,9 @@ class NodeEra(models.Model):
     class Meta:
         ordering = ["-started_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["node", "started_at"], name="era_unique_per_node")]
+
+    def __str__(self) -> str:
+        return f"Node {self.node_id} era to {self.ended_at:%Y-%m-%d %H:%M}: {self.outcome}"
 
 
 class NodeEventKind(models.TextChoices):
@@ -461,6 +475,9 @@ class NodeEvent(models.Model):
         ordering = ["-at", "-id"]
         indexes = [models.Index(fields=["node", "at"], name="node_event_node_at")]
 
+    def __str__(self) -> str:
+        return f"Node {self.node_id} {self.kind} at {self.at:%Y-%m-%d %H:%M:%S}"
+
 
 class StakeEventKind(models.TextChoices):
     STAKE = "stake", "Staked"
@@ -487,3 +504,6 @@ class StakeEvent(models.Model):
             models.CheckConstraint(condition=Q(amount__gt=0), name="stake_event_amount_positive"),
             models.CheckConstraint(condition=Q(balance_after__gte=0), name="stake_event_balance_non_negative"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.amount / 10**SPON_DECIMALS:,} $SPON (provider #{self.provider_id})"

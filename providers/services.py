@@ -14,6 +14,7 @@ from django.http import Http404
 from accounts.models import User
 from providers import hooks, liveness
 from providers.models import (
+    SPON_DECIMALS,
     GpuModel,
     Node,
     NodeEvent,
@@ -37,7 +38,6 @@ TOKEN_PREFIX = "fzt_"
 TOKEN_PREFIX_LENGTH = 12
 MAX_TOKEN_LENGTH = 100
 MAX_ACTIVE_TOKENS = 200
-SPON_DECIMALS = 18
 MAX_PRICE_PER_GPU_HOUR_MICROS = 100_000_000  # $100 per GPU-hour: above that is a typo
 MAX_PRICE_PER_UNIT_MONTH_MICROS = 1_000_000_000  # $1,000 per core/GB-month
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from billing.models import PayoutRequest, TopUp
 from billing.services import account_get, transaction_post, transaction_reverse
-from billing.statements import spend_chart, spend_per_day
+from billing.statements import DaySpend, spend_chart, spend_per_day
 from providers.models import ProviderProfile
 from spheron_web.errors import ApplicationError
 from tests.billing_pages.conftest import USD, fund, rent
@@ -345,6 +345,19 @@ def test_spend_chart_scales_to_a_round_maximum_and_labels_axes(dev_client: Clien
     assert page.count('data-testid="spend-bar"') == 30
     assert f'data-day="{today:%Y-%m-%d}" data-micros="{13 * USD}"' in page
     assert "USD per day" in page and "Day (UTC)" in page and "$20.00" in page
+
+
+def test_a_spend_chart_of_fractions_of_a_cent_labels_its_axis_with_enough_decimals(dev_client: Client):
+    today = timezone.now().date()
+    chart = spend_chart([DaySpend(day=today, amount=50)])  # $0.00005 in a day: a minute of a cheap CPU
+
+    assert [tick["value"] for tick in chart.ticks] == [0, 13, 25, 38, 50]
+    assert chart.tick_places == 6
+    labels = [tick["label"] for tick in chart.ticks]
+    assert labels == ["$0.00", "$0.000013", "$0.000025", "$0.000038", "$0.00005"]  # not five "$0.00"
+    assert chart.left >= 30 + 7 * len("$0.000013")  # the labels clear the axis title
+    assert chart.bars[0]["x"] > chart.left
+    assert spend_chart([DaySpend(day=today, amount=13 * USD)]).tick_places == 2
 
 
 def test_an_empty_spend_chart_still_draws_thirty_days(dev_client: Client):

@@ -126,3 +126,44 @@ def test_home_page(client, market):
     html = client.get("/").content.decode()
     assert "Browse GPUs" in html
     assert "H100 80GB" in html
+
+
+def test_offer_page_says_an_unstaked_node_is_not_rentable_rather_than_fully_rented(client, db):
+    node = make_node(stake_covered=False)
+    html = client.get(f"/gpus/{node.id}/").content.decode()
+    assert "the provider's stake does not cover this node" in html
+    assert "Fully rented" not in html
+    assert 'data-testid="rent-link"' not in html
+
+
+def test_cpu_only_offers_show_no_vram_and_no_gpu_units(client, db):
+    node = make_node(
+        gpu_model="cpu-basic", vram_gb=64, memory_gb=64, bandwidth_mbps=0, gpu_price_per_hour_micros=20_000
+    )
+    detail = client.get(f"/gpus/{node.id}/").content.decode()
+    assert "VRAM" not in detail and "per GPU-hour" not in detail and "GPU free" not in detail
+    assert "Available: 16 of 16 cores free" in detail
+    assert "none: CPU only (Basic" in detail
+    assert "per hour (CPU tier)" in detail
+    assert "not reported" in detail  # the agent sent no bandwidth: not "0 Mbps"
+
+    catalog = client.get("/gpus/", {"gpu_model": "cpu-basic"}).content.decode()
+    row = catalog.split(f'data-node-id="{node.id}"')[1].split("</tr>")[0]
+    assert "no GPU · free" in row and "GB each" not in row
+    board = catalog.split('data-testid="market-board"')[1].split("</div>")[0]
+    card = board.split("CPU only (Basic")[1].split("</a>")[0]
+    assert "1 offer<" in card and "1 free machine<" in card and " GB" not in card
+
+
+def test_apple_offers_call_their_memory_unified(client, db):
+    node = make_node(gpu_model="apple-m2-max", vram_gb=96, memory_gb=96)
+    detail = client.get(f"/gpus/{node.id}/").content.decode()
+    assert "Unified memory</dt><dd>96 GB" in detail and "VRAM" not in detail
+
+
+def test_home_page_sends_each_visitor_to_the_right_provider_page(client, db, django_user_model):
+    assert "/accounts/signup/?next=/provider/onboarding/" in client.get("/").content.decode()
+    user = django_user_model.objects.create_user(email="dev@example.com", password="pw-12345678")
+    client.force_login(user)
+    html = client.get("/").content.decode()
+    assert 'href="/provider/onboarding/">Become a provider' in html

@@ -37,6 +37,7 @@ def test_adding_a_stake_event_in_the_admin_records_it_and_moves_the_balance(admi
     # The event is then read-only: no editing, no deleting, history stays.
     page = admin_client.get(f"/admin/providers/stakeevent/{event.id}/change/").content.decode()
     assert 'name="amount_spon"' not in page and 'name="reason"' not in page
+    assert "Staked: 200 $SPON" in page and "StakeEvent object" not in page
     assert admin_client.post(f"/admin/providers/stakeevent/{event.id}/delete/", {"post": "yes"}).status_code == 403
 
 

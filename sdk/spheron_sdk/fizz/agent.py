@@ -170,7 +170,8 @@ class Agent:
         if reply.get("trust_tier") is not None:
             details.append(f"trust tier {reply['trust_tier']}")
         if reply.get("price_per_hour"):
-            details.append(f"{reply['price_per_hour']} USD per GPU-hour")
+            unit = "hour" if str(reply.get("gpu_tier") or "").startswith("cpu-") else "GPU-hour"  # CPU/Apple tiers
+            details.append(f"{reply['price_per_hour']} USD per {unit}")
         log.info("registered as node %d: %s", node.node_id, ", ".join(details))
         return node
 
