@@ -33,6 +33,7 @@ from billing.models import (
     TopUp,
     TransactionKind,
 )
+from billing.references import describe_references
 from spheron_web.errors import ApplicationError
 from spheron_web.money import format_usd
 from spheron_web.query import clean_query_value
@@ -484,12 +485,17 @@ def statement_get(*, user: User, year: int, month: int, now: datetime | None = N
         .annotate(amount=Sum("amount"), count=Count("transaction", distinct=True), last=Max("transaction__created_at"))
         .order_by("transaction__reference_type", "transaction__reference_id")
     )
+    usage = [row for row in usage if row["amount"]]
+    names = describe_references(
+        ((row["transaction__reference_type"], row["transaction__reference_id"]) for row in usage), user=user
+    )
     for row in usage:
         if row["amount"]:
-            reference = f"{row['transaction__reference_type']} {row['transaction__reference_id']}"
+            pair = (row["transaction__reference_type"], row["transaction__reference_id"])
+            reference = f"{pair[0]} {pair[1]}"
             group(TransactionKind.HOLD_CAPTURE).lines.append(
                 StatementLine(
-                    description=f"Usage: {reference}",
+                    description=f"Usage: {names[pair].label if pair in names else reference}",
                     reference=reference,
                     date=row["last"],
                     count=row["count"],

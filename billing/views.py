@@ -18,6 +18,7 @@ from django.utils.http import urlencode
 from billing.forms import PayoutForm, TopUpForm
 from billing.models import PayoutRequest, TransactionKind
 from billing.payouts import earnings_transactions, payout_request_create, provider_earnings
+from billing.references import with_references
 from billing.selectors import user_balances
 from billing.statements import (
     KIND_LABELS,
@@ -67,7 +68,7 @@ def _overview(request: HttpRequest, *, topup_form: TopUpForm | None = None) -> H
         "card_payments": card_payments_configured(),
         "topup_form": topup_form or TopUpForm(),
         "chart": spend_chart(spend),
-        "recent": [_display(row) for row in transaction_list(user=user)[:10]],  # type: ignore[arg-type]
+        "recent": [_display(row) for row in with_references(list(transaction_list(user=user)[:10]), user=user)],  # type: ignore[arg-type]
         "months": statement_months(user=user)[:6],  # type: ignore[arg-type]
     }
     return render(request, "billing/overview.html", context)
@@ -141,7 +142,7 @@ def transactions(request: HttpRequest) -> HttpResponse:
         page = paginator.page(1)
     except EmptyPage:
         page = paginator.page(paginator.num_pages)
-    page.object_list = [_display(row) for row in page.object_list]
+    page.object_list = [_display(row) for row in with_references(list(page.object_list), user=request.user)]
     active = filters.active()
     context = {
         "filters": filters,
@@ -280,7 +281,7 @@ def earnings(request: HttpRequest) -> HttpResponse:
             "pending_display": signed_usd(row["pending"]) if row["pending"] else "",
             "settled_display": signed_usd(row["settled"]) if row["settled"] else "",
         }
-        for row in page.object_list
+        for row in with_references(list(page.object_list), user=user)
     ]
     context = {
         "earnings": provider_earnings(user=user),

@@ -23,6 +23,8 @@ from django.urls import reverse
 from accounts.models import User
 from billing import hooks as billing_hooks
 from billing.models import Hold
+from billing.references import Reference as BillingReference
+from billing.references import register_reference_describer
 from billing.selectors import user_balances
 from billing.services import hold_place, hold_release
 from billing.usage import MeterSwap, fee_rate_for, meter_close, meter_open, meters_open_swapping
@@ -701,6 +703,36 @@ def billing_close_handler(reference_type: str, reference_id: str, reason: str) -
     deployment_close(deployment=lease.deployment, reason=close_reason)
 
 
+def describe_deployment_references(ids: list[str], user) -> dict[str, BillingReference]:
+    """Billing references "deployment <id>:<n>" (a deployment's hold): the renter's deployment."""
+    heads = {reference_id: reference_id.split(":", 1)[0] for reference_id in ids}
+    by_id = {reference_id: int(head) for reference_id, head in heads.items() if head.isdigit()}
+    names = dict(Deployment.objects.filter(id__in=set(by_id.values()), owner=user).values_list("id", "name"))
+    return {
+        reference_id: BillingReference(f"Deployment #{pk} ({names[pk]})", reverse("deployments:detail", args=[pk]))
+        for reference_id, pk in by_id.items()
+        if pk in names
+    }
+
+
+def describe_lease_references(ids: list[str], user) -> dict[str, BillingReference]:
+    """Billing references "lease <id>": the deployment for its renter, the node for its provider."""
+    columns = ("id", "deployment_id", "deployment__name", "deployment__owner_id", "node_id", "node__name")
+    leases = Lease.objects.filter(id__in=[int(i) for i in ids if i.isdigit()]).values(
+        *columns, "node__provider__user_id"
+    )
+    described = {}
+    for lease in leases:
+        if lease["deployment__owner_id"] == user.pk:
+            pk = lease["deployment_id"]
+            label = f"Deployment #{pk} ({lease['deployment__name']})"
+            described[str(lease["id"])] = BillingReference(label, reverse("deployments:detail", args=[pk]))
+        elif lease["node__provider__user_id"] == user.pk:
+            label = f"Lease #{lease['id']} on {lease['node__name'] or 'node ' + str(lease['node_id'])}"
+            described[str(lease["id"])] = BillingReference(label, reverse("providers:node", args=[lease["node_id"]]))
+    return described
+
+
 def register_hooks() -> None:
     provider_hooks.register_assignment_source(assignments_for_node, cache_key=_assignments_key)
     provider_hooks.register_lease_event_handler(lease_events)
@@ -708,6 +740,8 @@ def register_hooks() -> None:
     provider_hooks.register_disabled_handler(node_disabled)
     provider_hooks.register_lease_summary(lease_summaries)
     billing_hooks.register_insufficient_funds_handler(billing_close_handler)
+    register_reference_describer("deployment", describe_deployment_references)
+    register_reference_describer("lease", describe_lease_references)
 
 
 def deployment_cost_so_far(deployment: Deployment) -> int:

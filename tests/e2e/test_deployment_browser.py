@@ -302,6 +302,9 @@ def test_developer_deploys_on_a_real_agent_watches_logs_closes_and_both_sides_se
     usage = page.get_by_test_id("transactions-table").locator("tr", has_text="Usage until close")
     expect(usage).to_have_count(1)
     expect(usage).to_contain_text(f"{meter.charged / 1_000_000:.6f}")
+    expect(usage.get_by_role("link", name=f"Deployment #{deployment.id}")).to_have_attribute(
+        "href", f"/deployments/{deployment.id}/"
+    )
     expect(page.get_by_test_id("balance-reserved")).to_have_text("$0.00")
     expect(page.get_by_test_id("balance-available")).to_have_attribute("data-micros", str(20_000_000 - meter.charged))
 
@@ -311,7 +314,7 @@ def test_developer_deploys_on_a_real_agent_watches_logs_closes_and_both_sides_se
     assert 0 < pending <= meter.charged
     expect(page.get_by_test_id("earnings-pending")).to_have_attribute("data-micros", str(pending))
     expect(page.get_by_test_id("settlement-row")).to_have_count(1)
-    expect(page.get_by_test_id("settlement-row")).to_contain_text(f"lease {lease.id}")
+    expect(page.get_by_test_id("settlement-row")).to_contain_text(f"Lease #{lease.id} on {lease.node.name}")
 
 
 def test_a_node_killed_mid_lease_fails_over_to_another_agent(

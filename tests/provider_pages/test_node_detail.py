@@ -48,6 +48,14 @@ def test_node_page_shows_the_reported_hardware(provider_client, agent_node):
     assert "550.54.15 / 12.4" in hardware
 
 
+def test_a_cpu_only_node_page_shows_no_gpus_and_no_vram(provider_client, provider):
+    node = make_node(provider=provider, gpu_model="cpu-basic", vram_gb=32, memory_gb=32)
+    html = provider_client.get(f"/provider/nodes/{node.id}/").content.decode()
+    hardware = html.split('data-testid="hardware"')[1].split("</section>")[0]
+    assert "<dt>GPUs</dt><dd>none</dd>" in hardware
+    assert "VRAM" not in hardware and "Any CPU only" not in hardware
+
+
 def test_outages_show_in_the_uptime_chart_the_strip_and_the_events(provider_client, provider):
     now = timezone.now()
     node = make_node(provider=provider, name="flaky", registered_at=_midnight(4))
