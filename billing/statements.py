@@ -490,18 +490,17 @@ def statement_get(*, user: User, year: int, month: int, now: datetime | None = N
         ((row["transaction__reference_type"], row["transaction__reference_id"]) for row in usage), user=user
     )
     for row in usage:
-        if row["amount"]:
-            pair = (row["transaction__reference_type"], row["transaction__reference_id"])
-            reference = f"{pair[0]} {pair[1]}"
-            group(TransactionKind.HOLD_CAPTURE).lines.append(
-                StatementLine(
-                    description=f"Usage: {names[pair].label if pair in names else reference}",
-                    reference=reference,
-                    date=row["last"],
-                    count=row["count"],
-                    amount=row["amount"],
-                )
+        pair = (row["transaction__reference_type"], row["transaction__reference_id"])
+        reference = f"{pair[0]} {pair[1]}"
+        group(TransactionKind.HOLD_CAPTURE).lines.append(
+            StatementLine(
+                description=f"Usage: {names[pair].label if pair in names else reference}",
+                reference=reference,
+                date=row["last"],
+                count=row["count"],
+                amount=row["amount"],
             )
+        )
     others = (
         in_period.exclude(USAGE)
         .values(

@@ -703,16 +703,16 @@ def billing_close_handler(reference_type: str, reference_id: str, reason: str) -
     deployment_close(deployment=lease.deployment, reason=close_reason)
 
 
+def _deployment_reference(pk: int, name: str) -> BillingReference:
+    return BillingReference(f"Deployment #{pk} ({name})", reverse("deployments:detail", args=[pk]))
+
+
 def describe_deployment_references(ids: list[str], user) -> dict[str, BillingReference]:
     """Billing references "deployment <id>:<n>" (a deployment's hold): the renter's deployment."""
     heads = {reference_id: reference_id.split(":", 1)[0] for reference_id in ids}
     by_id = {reference_id: int(head) for reference_id, head in heads.items() if head.isdigit()}
     names = dict(Deployment.objects.filter(id__in=set(by_id.values()), owner=user).values_list("id", "name"))
-    return {
-        reference_id: BillingReference(f"Deployment #{pk} ({names[pk]})", reverse("deployments:detail", args=[pk]))
-        for reference_id, pk in by_id.items()
-        if pk in names
-    }
+    return {reference_id: _deployment_reference(pk, names[pk]) for reference_id, pk in by_id.items() if pk in names}
 
 
 def describe_lease_references(ids: list[str], user) -> dict[str, BillingReference]:
@@ -724,9 +724,7 @@ def describe_lease_references(ids: list[str], user) -> dict[str, BillingReferenc
     described = {}
     for lease in leases:
         if lease["deployment__owner_id"] == user.pk:
-            pk = lease["deployment_id"]
-            label = f"Deployment #{pk} ({lease['deployment__name']})"
-            described[str(lease["id"])] = BillingReference(label, reverse("deployments:detail", args=[pk]))
+            described[str(lease["id"])] = _deployment_reference(lease["deployment_id"], lease["deployment__name"])
         elif lease["node__provider__user_id"] == user.pk:
             label = f"Lease #{lease['id']} on {lease['node__name'] or 'node ' + str(lease['node_id'])}"
             described[str(lease["id"])] = BillingReference(label, reverse("providers:node", args=[lease["node_id"]]))
