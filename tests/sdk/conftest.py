@@ -135,7 +135,8 @@ class FakeServer:
             if path.endswith("/heartbeat"):
                 if self.heartbeat_replies:
                     return self.heartbeat_replies.popleft()
-                return 200, {"status": "online", "maintenance": False, "heartbeat_interval_seconds": 1}
+                status = "offline" if body.get("stopping") else "online"  # as the server answers a stop
+                return 200, {"status": status, "maintenance": False, "heartbeat_interval_seconds": 1}
             if path.endswith("/events"):
                 if self.event_replies:
                     return self.event_replies.popleft()

@@ -86,7 +86,9 @@ def test_register_heartbeat_run_a_lease_and_stop(fake_server: FakeServer, start_
     log = (config_dir / "agent.log").read_text()
     assert "registered as node 42" in log and "lease 7: exited" in log
     assert "nsk_42_s3cr3t" not in log and "fzt_" not in log  # secrets stay out of the log
-    assert run_fizz("status", config_dir=config_dir).returncode == 3
+    stopped = run_fizz("status", config_dir=config_dir)
+    assert stopped.returncode == 3
+    assert "status:     offline (server)" in stopped.stdout  # what the server said to the stop
 
     # Started again without a token: the stored node is used, nothing is registered again.
     again = start_agent("--server", fake_server.url, config_dir=config_dir)

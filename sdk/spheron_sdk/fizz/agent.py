@@ -339,13 +339,16 @@ class Agent:
         if final_heartbeat and self.node is not None:
             self.sequence += 1
             try:
-                client.heartbeat(
+                reply = client.heartbeat(
                     self.node.node_id,
                     self.node.node_secret,
                     self.heartbeat_payload(stopping=True),
                     timeout=FINAL_HEARTBEAT_TIMEOUT,
                 )
                 log.info("told the server this node is stopping")
+                # `fizz status` then shows what the server now says (offline), not the last heartbeat's.
+                if isinstance(reply, dict) and reply.get("status"):
+                    self.state["status"] = reply["status"]
             except (ApiError, TransientError) as exc:
                 log.warning("could not send the last heartbeat: %s", exc)
         self._sweep()
