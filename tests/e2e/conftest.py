@@ -63,14 +63,20 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser, live_server, settings) -> Iterator[object]:
+def viewport() -> dict[str, int]:
+    """The browser window's size; a test module overrides it (a phone, say)."""
+    return {"width": 1280, "height": 900}
+
+
+@pytest.fixture
+def page(browser, live_server, settings, viewport) -> Iterator[object]:
     # DEBUG=0 in tests selects the manifest storage, whose manifest only `collectstatic` writes;
     # the live server serves static files from the finders, so plain storage is the honest match.
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    context = browser.new_context(base_url=live_server.url, viewport=viewport)
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     errors: list[str] = []

@@ -1,0 +1,62 @@
+"""On a phone-sized screen (390 px) the pages fit: the top bar wraps instead of running off the
+right edge, and a wide table scrolls inside itself instead of widening the whole page."""
+
+from __future__ import annotations
+
+import pytest
+from allauth.account.models import EmailAddress
+
+from billing.services import hold_capture, hold_place, topup_credit
+from tests.factories import make_node, make_provider, make_user
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+PASSWORD = "correct-horse-battery-staple"
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def viewport() -> dict[str, int]:
+    return PHONE
+
+
+def overflow(page) -> dict:
+    """How far the page is wider than the screen, and the widest element that makes it so."""
+    return page.evaluate(
+        """() => {
+            const width = window.innerWidth;
+            const wide = [...document.querySelectorAll('body *')]
+                .map(e => [Math.round(e.getBoundingClientRect().right), e.tagName + '.' + e.className])
+                .filter(([right]) => right > width + 1).sort((a, b) => b[0] - a[0]);
+            return {scroll: document.documentElement.scrollWidth - width, widest: wide[0] || null};
+        }"""
+    )
+
+
+def test_pages_fit_a_phone_screen(page, live_server):
+    user = make_user(email="pat@example.test", password=PASSWORD, is_developer=True, is_provider=False)
+    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    topup_credit(user=user, amount=50_000_000, reference_type="test", reference_id="t1", idempotency_key="t1")
+    hold = hold_place(user=user, amount=5_000_000, reference_type="test", reference_id="h1")
+    hold_capture(hold=hold, amount=1_234_567, payee=make_user(), fee_rate=0, idempotency_key="c1", memo="Usage")
+    provider = make_provider(display_name="A provider with a rather long display name")
+    for n in range(8):
+        make_node(provider=provider, name=f"a-node-with-a-long-hostname-{n}", region=["us-east", "eu-west"][n % 2])
+
+    page.goto("/accounts/login/")
+    page.fill("input[name=login]", user.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+    for path in ("/", "/gpus/", "/deployments/", "/deployments/new/", "/billing/", "/billing/transactions/"):
+        page.goto(path)
+        assert overflow(page)["scroll"] <= 0, f"{path} is wider than the phone: {overflow(page)}"
+        # Every top-bar link is on the screen, not past its right edge.
+        for link in page.locator("header.topbar a").all():
+            box = link.bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"] + 1, (path, link.inner_text())
+
+    page.goto("/gpus/")
+    table = page.locator("table.offers").first
+    # The catalog's table is wider than a phone: it scrolls on its own.
+    assert table.evaluate("t => t.scrollWidth > t.clientWidth && getComputedStyle(t).overflowX === 'auto'")
