@@ -22,19 +22,31 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Protocol
 
 from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, Sum, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from accounts.models import User
 from billing.services import adjustment_post
 from marketplace.models import DemoMarket
-from providers.models import GpuModel, Node, NodeMode, NodeStatus, ProviderProfile, Region, StakeEvent, StakeEventKind
+from providers.models import (
+    SPON_DECIMALS,
+    GpuModel,
+    Node,
+    NodeMode,
+    NodeStatus,
+    ProviderProfile,
+    Region,
+    StakeEvent,
+    StakeEventKind,
+)
 from providers.pricing import (
     FIZZ_CPU_PER_CORE_MONTH,
     FIZZ_MEMORY_PER_GB_MONTH,
@@ -49,12 +61,16 @@ MAX_DEMO_NODES = 1_000_000
 MAX_SEED = 2**63 - 1  # recorded in a bounded text field
 BATCH_SIZE = 2000
 # Bump when the generator changes, so that an older market with the same arguments is rebuilt.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: every demo provider has a recorded stake that covers its nodes
 
 DEVELOPER_EMAIL = "developer@spheron.test"
 DEVELOPER_CREDIT_MICROS = 100_000_000  # $100 of demo credits, so a deployment can be tried at once
 PROVIDER_EMAIL = "provider@spheron.test"
 DEMO_PROVIDER_STAKE_SPON = "10000"  # the demo provider's $SPON stake, recorded as its first stake event
+# The market's other providers stake this many times the minimum their GPUs need (datacenters more),
+# drawn from their own generator so the market's nodes do not depend on it.
+OPERATOR_STAKE_COVER = (1.0, 4.0)
+COMPANY_STAKE_COVER = (2.0, 12.0)
 ADMIN_EMAIL = "admin@spheron.test"
 
 
@@ -78,6 +94,9 @@ class DemoSeedResult:
     community_operators: int
     logins: tuple[DemoLogin, ...]
     seconds: float
+    # Set when another market was asked for but the one in the database was kept: why, and how to
+    # get the one asked for.
+    kept_because: str = ""
 
 
 DEMO_LOGINS = (
@@ -557,10 +576,35 @@ def _already_seeded(*, nodes: int, seed: int) -> bool:
     return verified == len(DEMO_LOGINS) and Node.objects.filter(demo_nodes_q()).count() == nodes
 
 
+def _why_keep_the_market() -> str:
+    """Why the demo market in the database must stay although another was asked for ("" when it
+    may go): a lease on a demo node is rental history (the renter's deployment, its charges and
+    the provider's earnings point at it), which replacing the market would have to delete."""
+    from marketplace.models import Lease
+
+    leases = Lease.objects.filter(node__in=Node.objects.filter(demo_nodes_q()))
+    count = leases.count()
+    if not count:
+        return ""
+    kept = DemoMarket.objects.order_by("-created_at").first()
+    what = (
+        f"the demo market in this database ({kept.nodes:,} nodes, seed {kept.seed}, "
+        f"generator v{kept.generator_version})"
+        if kept
+        else "the demo nodes in this database"
+    )
+    return (
+        f"{what} has rental history ({count} lease{'s' if count != 1 else ''} on its nodes), so it was kept "
+        "as it is. For the market asked for, start from an empty database: stop the server, delete "
+        "var/spheron.sqlite3 (or point DATABASE_URL at a new database) and run it again."
+    )
+
+
 def _delete_demo_market() -> int:
     """Deletes demo nodes, then their profiles and users (PROTECT foreign keys); returns the nodes deleted."""
     DemoMarket.objects.all().delete()
     deleted, _ = Node.objects.filter(demo_nodes_q()).delete()
+    StakeEvent.objects.filter(_demo_users_q("provider__user__")).delete()
     ProviderProfile.objects.filter(_demo_users_q("user__")).delete()
     User.objects.filter(_demo_users_q()).delete()
     return deleted
@@ -612,6 +656,45 @@ def _provider_stake(profile: ProviderProfile) -> None:
     )
 
 
+def _market_stakes(companies: list[_Owner], operators: list[_Owner], *, seed: int, now) -> None:
+    """Every other demo provider stakes a few times the minimum its GPUs need (a CPU-only or Apple
+    machine counts as one), each with the stake event that recorded it: the matchmaker's stake
+    factor and the admin's stake history then read as they would in a real market."""
+    rng = random.Random(f"demo-stakes:{seed}")
+    gpus = dict(
+        Node.objects.filter(provider_id__in=[o.profile_id for o in companies + operators])
+        .values("provider_id")
+        .annotate(units=Sum(Greatest("gpu_count", Value(1))))
+        .values_list("provider_id", "units")
+    )
+    per_gpu = Decimal(settings.MIN_STAKE_PER_GPU_SPON)
+    stakes = {}
+    for owners, (low, high) in ((companies, COMPANY_STAKE_COVER), (operators, OPERATOR_STAKE_COVER)):
+        for owner in owners:
+            spon = (per_gpu * gpus.get(owner.profile_id, 1) * Decimal(str(round(rng.uniform(low, high), 2)))).quantize(
+                Decimal(1), rounding=ROUND_CEILING
+            )
+            stakes[owner.profile_id] = spon * 10**SPON_DECIMALS
+    profiles = list(ProviderProfile.objects.filter(id__in=stakes))
+    for profile in profiles:
+        profile.staked_spon = stakes[profile.id]
+    ProviderProfile.objects.bulk_update(profiles, ["staked_spon"], batch_size=BATCH_SIZE)
+    StakeEvent.objects.bulk_create(
+        [
+            StakeEvent(
+                provider_id=profile_id,
+                kind=StakeEventKind.STAKE,
+                amount=amount,
+                balance_after=amount,
+                reason="Demo stake (seed_demo)",
+                created_at=now,
+            )  # fmt: skip
+            for profile_id, amount in stakes.items()
+        ],
+        batch_size=BATCH_SIZE,
+    )
+
+
 def _developer_credit() -> None:
     """$100 of credits for the demo developer, granted by the demo admin, once (idempotency key):
     without them, a server with no Stripe keys could not show a deployment."""
@@ -656,18 +739,22 @@ def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSe
             stdout.write(message + "\n")
 
     with transaction.atomic():
-        if _already_seeded(nodes=nodes, seed=seed):
+        seeded = _already_seeded(nodes=nodes, seed=seed)
+        kept_because = "" if seeded else _why_keep_the_market()
+        if seeded or kept_because:
             _developer_credit()  # a database seeded before the demo credits existed gets them too
             _provider_stake(ProviderProfile.objects.get(user__email=PROVIDER_EMAIL))  # and the stake's history
             demo_profiles = ProviderProfile.objects.filter(_demo_users_q("user__"))
+            kept = DemoMarket.objects.order_by("-created_at").first() if kept_because else None
             return DemoSeedResult(
-                nodes=nodes,
-                seed=seed,
+                nodes=kept.nodes if kept else nodes,
+                seed=kept.seed if kept else seed,
                 created=False,
                 datacenter_providers=demo_profiles.filter(user__email__startswith=COMPANY_EMAIL_PREFIX).count(),
                 community_operators=demo_profiles.exclude(user__email__startswith=COMPANY_EMAIL_PREFIX).count(),
                 logins=DEMO_LOGINS,
                 seconds=time.perf_counter() - started,
+                kept_because=kept_because,
             )
 
         if removed := _delete_demo_market():
@@ -718,6 +805,7 @@ def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSe
             batch_size=BATCH_SIZE,
         )
         _provider_prices(demo_profile, demo_provider)
+        _market_stakes(companies, operators, seed=seed, now=now)
         # Fresh planner statistics: after a bulk load SQLite has none (and never gathers them by
         # itself), and without them it sorts every listed node instead of using the catalog indexes.
         with connection.cursor() as cursor:

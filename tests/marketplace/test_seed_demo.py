@@ -12,6 +12,7 @@ from accounts.models import User
 from billing.models import LedgerTransaction, TransactionKind
 from billing.selectors import ledger_total, user_balances
 from marketplace.demo import DEMO_DOMAIN, DEMO_PASSWORD, demo_nodes_q, demo_seed
+from marketplace.models import Lease
 from providers.models import GpuModel, Node, NodeMode, NodeStatus, ProviderProfile, Region, StakeEvent, StakeEventKind
 from providers.pricing import (
     FIZZ_CPU_PER_CORE_MONTH,
@@ -291,3 +292,62 @@ def test_the_demo_providers_price_list_is_how_its_provider_mode_nodes_are_priced
         for resource in ("cpu_price_per_core_month_micros", "memory_price_per_gb_month_micros",
                          "storage_price_per_gb_month_micros"):  # fmt: skip
             assert abs(getattr(node, resource) / getattr(profile, resource) - 1) <= 0.05
+
+
+def test_every_demo_provider_has_a_recorded_stake_that_covers_its_nodes(settings):
+    settings.MIN_STAKE_PER_GPU_SPON = "200"
+    demo_seed(nodes=300, seed=5)
+    market = ProviderProfile.objects.filter(user__email__endswith=f"@{DEMO_DOMAIN}")
+    assert market.count() > 10
+    stakes = set()
+    for profile in market:
+        units = sum(max(g, 1) for g in Node.objects.filter(provider=profile).values_list("gpu_count", flat=True))
+        (event,) = StakeEvent.objects.filter(provider=profile)
+        assert event.kind == StakeEventKind.STAKE and event.reason == "Demo stake (seed_demo)"
+        assert profile.staked_spon == event.amount == event.balance_after
+        assert profile.staked_spon >= 200 * units * 10**18  # at least what its nodes need
+        stakes.add(profile.staked_spon)
+    assert len(stakes) > market.count() // 2  # drawn, not one figure for everybody
+
+    demo_seed(nodes=300, seed=5)  # the same market: no second stake
+    assert StakeEvent.objects.filter(provider__in=market).count() == market.count()
+    demo_seed(nodes=200, seed=6)  # another market: the old providers and their stake history go
+    assert (
+        not StakeEvent.objects.filter(provider__user__email__endswith=f"@{DEMO_DOMAIN}")
+        .exclude(provider__in=ProviderProfile.objects.filter(user__email__endswith=f"@{DEMO_DOMAIN}"))
+        .exists()
+    )
+    assert StakeEvent.objects.filter(provider__user__email__endswith=f"@{DEMO_DOMAIN}").count() == (
+        ProviderProfile.objects.filter(user__email__endswith=f"@{DEMO_DOMAIN}").count()
+    )
+
+
+def test_a_demo_market_with_rental_history_is_kept_with_a_message_not_a_traceback(django_capture_on_commit_callbacks):
+    from marketplace.deployment_forms import spec_for_node
+    from marketplace.deployments import deployment_create
+    from marketplace.matchmaker import match_order
+    from tests.deployments.conftest import fund
+
+    demo_seed(nodes=40, seed=3)
+    node_ids = set(Node.objects.filter(demo_nodes_q()).values_list("id", flat=True))
+    node = (
+        Node.objects.filter(demo_nodes_q(), status=NodeStatus.ONLINE, in_maintenance=False, available_gpus__gt=0)
+        .exclude(gpu_model__kind=GpuModel.Kind.CPU)
+        .order_by("id")
+        .first()
+    )
+    renter = User.objects.get(email="developer@spheron.test")
+    fund(renter, 500)
+    with django_capture_on_commit_callbacks(execute=False):
+        deployment = deployment_create(user=renter, source=spec_for_node(node))
+    assert match_order(order_id=deployment.orders.get().id).status == "matched"
+
+    out = StringIO()
+    call_command("seed_demo", "--nodes", "25", "--seed", "4", stdout=out)  # another market asked for
+
+    assert "Not replaced: the demo market in this database (40 nodes, seed 3, generator v" in out.getvalue()
+    assert "rental history (1 lease on its nodes)" in out.getvalue() and "var/spheron.sqlite3" in out.getvalue()
+    assert set(Node.objects.filter(demo_nodes_q()).values_list("id", flat=True)) == node_ids  # nothing deleted
+    assert Lease.objects.get(deployment=deployment).node_id == node.id
+    result = demo_seed(nodes=25, seed=4)
+    assert result.kept_because and not result.created and (result.nodes, result.seed) == (40, 3)

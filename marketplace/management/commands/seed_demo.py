@@ -23,7 +23,9 @@ class Command(BaseCommand):
         if not 0 <= seed <= MAX_SEED:
             raise CommandError(f"--seed must be between 0 and {MAX_SEED}; got {seed}.")
         result = demo_seed(nodes=nodes, seed=seed, stdout=self.stdout)
-        if result.created:
+        if result.kept_because:
+            self.stdout.write(self.style.WARNING(f"Not replaced: {result.kept_because}"))
+        elif result.created:
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Demo market ready: {result.nodes} nodes (seed {result.seed}), "
