@@ -19,6 +19,7 @@ from accounts.models import User
 from billing.models import AccountKind, Hold, LedgerAccount, LedgerEntry, LedgerTransaction, TransactionKind
 from spheron_web.db import update_by_id
 from spheron_web.errors import ApplicationError
+from spheron_web.money import format_usd
 
 NON_NEGATIVE = {AccountKind.USER_AVAILABLE, AccountKind.USER_RESERVED}
 NON_POSITIVE = {AccountKind.USER_DEBT}
@@ -263,6 +264,7 @@ def hold_place(*, user: User, amount: int, reference_type: str, reference_id: st
             (account_get(kind=AccountKind.USER_RESERVED, user=user), amount),
         ],
         idempotency_key=f"hold:{hold.id}:place",
+        memo="Held until it is used; what is not used comes back",
     )
     return hold
 
@@ -351,6 +353,7 @@ def hold_release(*, hold: Hold) -> LedgerTransaction | None:
                 (account_get(kind=AccountKind.USER_AVAILABLE, user=hold.user), remaining),
             ],
             idempotency_key=f"hold:{hold.id}:release",
+            memo="The unused part of the hold, back in your balance",
         )
     Hold.objects.filter(id=hold.id).update(
         released=F("released") + remaining, status=Hold.Status.CLOSED, closed_at=timezone.now()
@@ -481,8 +484,8 @@ def _hold_swaps(swaps: Sequence[HoldSwap]) -> list[Hold | ApplicationError]:
                     reference_type="hold",
                     reference_id=str(previous.id),
                     idempotency_key=f"hold:{previous.id}:swap",
-                    memo=f"Hold #{previous.id} ({previous.remaining / 1e6:,.2f} left) swapped for hold "
-                    f"#{hold.id} ({hold.amount / 1e6:,.2f})",
+                    memo=f"Hold #{previous.id} ({format_usd(previous.remaining, places=6)} left) swapped for "
+                    f"hold #{hold.id} ({format_usd(hold.amount, places=6)})",
                 )
                 for previous, hold in moving
             ]

@@ -463,13 +463,14 @@ def _meter_top_up_or_warn(*, meter_id: int, now: datetime) -> tuple[str, int, Le
             transaction.on_commit(lambda: hooks.low_balance(meter.renter, meter))
         return "warned", 0, None
     transaction.on_commit(lambda: hooks.insufficient_funds(meter.reference_type, meter.reference_id))
-    meter_close(meter=meter, now=now, reason="insufficient_funds")
+    meter_close(meter=meter, now=now, reason="insufficient funds")
     return "closed", 0, None
 
 
 @transaction.atomic
 def meter_close(*, meter: UsageMeter, now: datetime | None = None, reason: str = "closed") -> UsageMeter:
-    """Stop metering: settle up to `now`, then release what is left of the hold (idempotent)."""
+    """Stop metering: settle up to `now`, then release what is left of the hold (idempotent).
+    `reason`: why, in words for the renter's transactions ("closed by the renter")."""
     meter = UsageMeter.objects.select_for_update().get(id=meter.id)
     # The clock is read once the meter is ours: a settlement that committed while we waited used
     # an earlier `now`, so the close never lands before what was already charged.
@@ -487,7 +488,7 @@ def meter_close(*, meter: UsageMeter, now: datetime | None = None, reason: str =
                 payee=meter.payee,
                 fee=meter_fee(meter, due),
                 idempotency_key=f"meter:{meter.id}:charged:{meter.charged + due}",
-                memo=f"Usage until close ({reason})",
+                memo=f"Usage until close: {reason}",
             )
             UsageMeter.objects.filter(id=meter.id).update(charged=meter.charged + due, settled_at=now)
         hold_release(hold=hold)
@@ -502,5 +503,5 @@ def meter_expire(*, meter_id: int, now: datetime) -> None:
     if meter.closed_at is not None:
         return
     end = meter.started_at + timedelta(seconds=RESERVATION_SECONDS + meter.excluded_seconds)
-    meter_close(meter=meter, now=min(now, end), reason="expired")
+    meter_close(meter=meter, now=min(now, end), reason="the reservation's term is over")
     transaction.on_commit(lambda: hooks.rental_expired(meter.reference_type, meter.reference_id))

@@ -386,7 +386,8 @@ def _lease_end(lease: Lease, *, reason: str, now: datetime, charge_until: dateti
     if lease.status != LeaseStatus.ACTIVE:
         return
     if lease.meter_id:
-        meter_close(meter=lease.meter, now=charge_until or now, reason=reason)
+        label = CloseReason(reason).label if reason in CloseReason.values else reason
+        meter_close(meter=lease.meter, now=charge_until or now, reason=label[:1].lower() + label[1:])
     if lease.node.is_simulated:  # a demo node has no agent to confirm the stop: it stops with the lease
         lease.agent_state = "stopped"
     Lease.objects.filter(id=lease.id).update(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 from django.utils import timezone
@@ -49,3 +51,27 @@ def test_provider_sees_the_lease_and_node_behind_each_earning(owner, market):
     page = client.get("/billing/earnings/").content.decode()
     assert f'<a href="/provider/nodes/{lease.node_id}/">Lease #{lease.id} on {lease.node.name}</a>' in page
     assert f"/deployments/{deployment.id}/" not in page  # the renter's page is not the provider's
+
+
+def test_every_transaction_of_a_deployment_says_in_words_what_it_was(owner, market):
+    from billing.models import LedgerTransaction
+    from spheron_web.money import format_usd
+
+    deployment, lease = create_and_match(owner)
+    deployments.lease_events(lease.node_id, lease.id, [{"type": "provisioning"}, {"type": "running"}])
+    clock.advance(600)
+    deployments.deployment_close(deployment=deployment)
+
+    memos = {
+        txn.kind: txn.memo
+        for txn in LedgerTransaction.objects.filter(entries__account__user=owner).distinct()
+        if txn.kind != "topup"
+    }
+    assert memos["hold_place"] == "Held until it is used; what is not used comes back"
+    lease.refresh_from_db()
+    new_hold = lease.meter.hold
+    assert re.fullmatch(r"Hold #\d+ \(\$12\.00 left\) swapped for hold #\d+ \(\$\d+\.\d{2,6}\)", memos["hold_swap"])
+    assert memos["hold_swap"].endswith(f"swapped for hold #{new_hold.id} ({format_usd(new_hold.amount, places=6)})")
+    assert "(0.00)" not in memos["hold_swap"]
+    assert memos["hold_capture"] == "Usage until close: closed by the renter"  # not the code "user_closed"
+    assert memos["hold_release"] == "The unused part of the hold, back in your balance"
