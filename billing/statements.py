@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from django.db.models import Count, Max, Min, Q, QuerySet, Sum
@@ -222,17 +224,29 @@ def spend_per_day(*, user: User, days: int = 30, today: date | None = None) -> l
     return [DaySpend(day=day, amount=-totals.get(day, 0)) for day in (first + timedelta(n) for n in range(days))]
 
 
-def _nice_ceiling(value: int) -> int:
-    """The smallest 1, 2, 2.5 or 5 × 10^n at or above `value` (an axis maximum people can read)."""
+def _tick_step(value: int) -> int:
+    """The y axis's step in micro-USD: the smallest 1, 2, 2.5 or 5 × 10^n that is a whole number of
+    micro-USD (the ledger's unit) and whose four steps reach `value`. So every tick is a round
+    amount the ledger can hold: $0, $5, $10, $15, $20, or $0.000020, $0.000040… for a cheap CPU."""
     if value <= 0:
-        return 1_000_000  # an empty chart still gets a $1 scale
+        return 250_000  # an empty chart still gets a $1 scale
+    need = Fraction(value, 4)
     magnitude = 1
-    while magnitude * 10 <= value:
+    while magnitude * 10 <= need:
         magnitude *= 10
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * magnitude:
-            return int(step * magnitude)
+    for step in (Fraction(1), Fraction(2), Fraction(5, 2), Fraction(5), Fraction(10)):
+        amount = step * magnitude
+        if amount >= need and amount.denominator == 1:
+            return int(amount)
     return 10 * magnitude  # pragma: no cover
+
+
+def _tick_places(step: int) -> int:
+    """Decimals that show every multiple of `step` micro-USD exactly: 2 for whole cents, up to 6."""
+    places = 2
+    while places < 6 and step % 10 ** (6 - places):
+        places += 1
+    return places
 
 
 @dataclass
@@ -266,15 +280,12 @@ def spend_chart(spend: list[DaySpend], *, width: int = 720, height: int = 240) -
     """Bars for each day (a 1-unit stub marks a day with no spend), y ticks at quarters of a
     rounded maximum, a date under every fifth day and the last."""
     right_margin, top, bottom = 12, 12, 40
-    peak = _nice_ceiling(max((item.amount for item in spend), default=0))
-    ticks = [{"value": (peak * step + 2) // 4} for step in range(5)]  # to the nearest micro-USD
-    # Cents label dollars, but a month of cheap CPU can peak at a fraction of a cent: add decimals
-    # (up to the ledger's six) until the first tick above zero shows two digits.
-    places = 2
-    while places < 6 and ticks[1]["value"] < 10 ** (6 - places + 1):
-        places += 1
+    step = _tick_step(max((item.amount for item in spend), default=0))
+    peak = 4 * step
+    places = _tick_places(step)
+    ticks = [{"value": step * n} for n in range(5)]
     for tick in ticks:
-        tick["label"] = format_usd(tick["value"], places=places)
+        tick["label"] = f"${Decimal(tick['value']) / 1_000_000:,.{places}f}" if tick["value"] else "$0"
     # Room on the left for the longest label (about 7 units a character) and the axis title.
     left = max(64, 30 + 7 * max(len(tick["label"]) for tick in ticks))
     plot_width, plot_height = width - left - right_margin, height - top - bottom

@@ -351,13 +351,22 @@ def test_a_spend_chart_of_fractions_of_a_cent_labels_its_axis_with_enough_decima
     today = timezone.now().date()
     chart = spend_chart([DaySpend(day=today, amount=50)])  # $0.00005 in a day: a minute of a cheap CPU
 
-    assert [tick["value"] for tick in chart.ticks] == [0, 13, 25, 38, 50]
-    assert chart.tick_places == 6
+    # Every tick a round amount the ledger can hold (not 13, 25, 38: quarters of 50 rounded).
+    assert [tick["value"] for tick in chart.ticks] == [0, 20, 40, 60, 80]
+    assert chart.tick_places == 5
     labels = [tick["label"] for tick in chart.ticks]
-    assert labels == ["$0.00", "$0.000013", "$0.000025", "$0.000038", "$0.00005"]  # not five "$0.00"
-    assert chart.left >= 30 + 7 * len("$0.000013")  # the labels clear the axis title
+    assert labels == ["$0", "$0.00002", "$0.00004", "$0.00006", "$0.00008"]  # not five "$0.00"
+    assert chart.left >= 30 + 7 * len("$0.00002")  # the labels clear the axis title
     assert chart.bars[0]["x"] > chart.left
     assert spend_chart([DaySpend(day=today, amount=13 * USD)]).tick_places == 2
+    # Ten micro-USD: quarters of 2.5 cannot be held by the ledger; steps of 5 can.
+    assert [tick["label"] for tick in spend_chart([DaySpend(day=today, amount=10)]).ticks] == [
+        "$0", "$0.000005", "$0.000010", "$0.000015", "$0.000020",
+    ]  # fmt: skip
+    # A few cents: steps of a cent, not a twentieth of one.
+    assert [tick["label"] for tick in spend_chart([DaySpend(day=today, amount=37_000)]).ticks] == [
+        "$0", "$0.01", "$0.02", "$0.03", "$0.04",
+    ]  # fmt: skip
 
 
 def test_an_empty_spend_chart_still_draws_thirty_days(dev_client: Client):
