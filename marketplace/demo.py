@@ -29,8 +29,7 @@ from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.db import connection, transaction
-from django.db.models import Q, Sum, Value
-from django.db.models.functions import Greatest
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -656,43 +655,23 @@ def _provider_stake(profile: ProviderProfile) -> None:
     )
 
 
-def _market_stakes(companies: list[_Owner], operators: list[_Owner], *, seed: int, now) -> None:
-    """Every other demo provider stakes a few times the minimum its GPUs need (a CPU-only or Apple
-    machine counts as one), each with the stake event that recorded it: the matchmaker's stake
-    factor and the admin's stake history then read as they would in a real market."""
+def _market_stakes(
+    companies: list[_Owner], operators: list[_Owner], plan: list[tuple[_Owner, dict]], *, seed: int
+) -> dict[str, Decimal]:
+    """Every other demo provider's stake in $SPON base units, by e-mail: a few times the minimum its
+    planned GPUs need (the matchmaker's stake factor then reads as it would in a real market)."""
     rng = random.Random(f"demo-stakes:{seed}")
-    gpus = dict(
-        Node.objects.filter(provider_id__in=[o.profile_id for o in companies + operators])
-        .values("provider_id")
-        .annotate(units=Sum(Greatest("gpu_count", Value(1))))
-        .values_list("provider_id", "units")
-    )
+    gpus: dict[str, int] = {}
+    for owner, arguments in plan:
+        gpus[owner.email] = gpus.get(owner.email, 0) + max(arguments["gpu_count"], 1)
     per_gpu = Decimal(settings.MIN_STAKE_PER_GPU_SPON)
     stakes = {}
     for owners, (low, high) in ((companies, COMPANY_STAKE_COVER), (operators, OPERATOR_STAKE_COVER)):
         for owner in owners:
-            spon = (per_gpu * gpus.get(owner.profile_id, 1) * Decimal(str(round(rng.uniform(low, high), 2)))).quantize(
-                Decimal(1), rounding=ROUND_CEILING
-            )
-            stakes[owner.profile_id] = spon * 10**SPON_DECIMALS
-    profiles = list(ProviderProfile.objects.filter(id__in=stakes))
-    for profile in profiles:
-        profile.staked_spon = stakes[profile.id]
-    ProviderProfile.objects.bulk_update(profiles, ["staked_spon"], batch_size=BATCH_SIZE)
-    StakeEvent.objects.bulk_create(
-        [
-            StakeEvent(
-                provider_id=profile_id,
-                kind=StakeEventKind.STAKE,
-                amount=amount,
-                balance_after=amount,
-                reason="Demo stake (seed_demo)",
-                created_at=now,
-            )  # fmt: skip
-            for profile_id, amount in stakes.items()
-        ],
-        batch_size=BATCH_SIZE,
-    )
+            cover = Decimal(str(round(rng.uniform(low, high), 2)))
+            spon = (per_gpu * gpus.get(owner.email, 1) * cover).quantize(Decimal(1), rounding=ROUND_CEILING)
+            stakes[owner.email] = spon * 10**SPON_DECIMALS
+    return stakes
 
 
 def _developer_credit() -> None:
@@ -772,6 +751,7 @@ def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSe
         )  # fmt: skip
         companies, operators, plan = _plan_market(rng, nodes=nodes, demo_provider=demo_provider)
         owners = companies + operators
+        stakes = _market_stakes(companies, operators, plan, seed=seed)
 
         unusable_password = make_password(None)
         DemoMarket.objects.create(seed=seed, nodes=nodes, generator_version=GENERATOR_VERSION)
@@ -791,8 +771,23 @@ def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSe
                     default_region_id=owner.regions[0],
                     payout_evm_address=owner.payout_evm_address,
                     is_verified=owner.is_verified,
+                    staked_spon=stakes[owner.email],
                 )
                 for owner, user in zip(owners, users, strict=True)
+            ],
+            batch_size=BATCH_SIZE,
+        )
+        StakeEvent.objects.bulk_create(
+            [
+                StakeEvent(
+                    provider_id=profile.id,
+                    kind=StakeEventKind.STAKE,
+                    amount=profile.staked_spon,
+                    balance_after=profile.staked_spon,
+                    reason="Demo stake (seed_demo)",
+                    created_at=now,
+                )  # fmt: skip
+                for profile in profiles
             ],
             batch_size=BATCH_SIZE,
         )
@@ -805,7 +800,6 @@ def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSe
             batch_size=BATCH_SIZE,
         )
         _provider_prices(demo_profile, demo_provider)
-        _market_stakes(companies, operators, seed=seed, now=now)
         # Fresh planner statistics: after a bulk load SQLite has none (and never gathers them by
         # itself), and without them it sorts every listed node instead of using the catalog indexes.
         with connection.cursor() as cursor:
