@@ -65,7 +65,8 @@ LOG_GRACE = timedelta(seconds=15)
 STEPS = (
     (DeploymentStatus.PENDING, "Pending", "looking for a node"),
     (DeploymentStatus.MATCHED, "Matched", "node chosen, price locked"),
-    (DeploymentStatus.PROVISIONING, "Provisioning", "the node starts the workload"),
+    # A soft hyphen: on a phone the word breaks as "Provi-sioning" rather than anywhere.
+    (DeploymentStatus.PROVISIONING, "Provi\u00adsioning", "the node starts the workload"),
     (DeploymentStatus.RUNNING, "Running", "the workload runs"),
     (DeploymentStatus.CLOSED, "Closed", "stopped and settled"),
 )

@@ -7,6 +7,7 @@ import pytest
 from allauth.account.models import EmailAddress
 
 from billing.services import hold_capture, hold_place, topup_credit
+from tests.deployment_pages.conftest import create_and_match
 from tests.factories import make_node, make_provider, make_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -41,6 +42,9 @@ def test_pages_fit_a_phone_screen(page, live_server):
     provider = make_provider(display_name="A provider with a rather long display name")
     for n in range(8):
         make_node(provider=provider, name=f"a-node-with-a-long-hostname-{n}", region=["us-east", "eu-west"][n % 2])
+    # A matched deployment: the stepper, the score table, the commitment and the verify snippet.
+    deployment, lease = create_and_match(user)
+    assert lease is not None
 
     page.goto("/accounts/login/")
     page.fill("input[name=login]", user.email)
@@ -48,7 +52,8 @@ def test_pages_fit_a_phone_screen(page, live_server):
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: "/accounts/login/" not in url)
 
-    for path in ("/", "/gpus/", "/deployments/", "/deployments/new/", "/billing/", "/billing/transactions/"):
+    pages = ("/", "/gpus/", "/deployments/", "/deployments/new/", "/billing/", "/billing/transactions/")
+    for path in (*pages, f"/deployments/{deployment.id}/"):
         page.goto(path)
         assert overflow(page)["scroll"] <= 0, f"{path} is wider than the phone: {overflow(page)}"
         # Every top-bar link is on the screen, not past its right edge.
