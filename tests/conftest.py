@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.core.cache import cache
 
@@ -44,3 +46,17 @@ def _real_clock():
     clock.reset()
     yield
     clock.reset()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _empty_test_task_queue():
+    """Without Redis, the tasks tests queue on commit (matching, demo agents) land in the filesystem
+    broker under the tests' own folder (SPHERON_VAR_DIR=var/test) and no worker takes them: empty
+    it as a run starts, so it does not grow run after run. Never the folder `make run` uses."""
+    from django.conf import settings
+
+    options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {})
+    if settings.CELERY_BROKER_URL.startswith("filesystem") and settings.VAR_DIR != settings.BASE_DIR / "var":
+        for message in Path(options["data_folder_in"]).glob("*.msg"):
+            message.unlink(missing_ok=True)
+    yield

@@ -29,6 +29,9 @@ def test_tasks_run_on_a_broker_not_eagerly():
 
 @pytest.mark.integration
 def test_a_real_worker_process_runs_a_task():
+    # A queue of its own: tasks other tests queued on commit (matching, demo agents) wait in the
+    # default queue, and a worker working through them first could miss the deadline.
+    queue = "pytest-ping"
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -43,6 +46,8 @@ def test_a_real_worker_process_runs_a_task():
             "--without-mingle",
             "--hostname",
             f"pytest-{os.getpid()}@%h",
+            "--queues",
+            queue,
         ],
         cwd=ROOT,
         env=dict(os.environ),
@@ -51,7 +56,7 @@ def test_a_real_worker_process_runs_a_task():
         text=True,
     )
     try:
-        result = ping.apply_async()
+        result = ping.apply_async(queue=queue)
         deadline = time.monotonic() + 60
         while not result.ready() and time.monotonic() < deadline and worker.poll() is None:
             time.sleep(0.2)
