@@ -13,6 +13,7 @@ from tests.factories import make_node, make_provider, make_user
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 PASSWORD = "correct-horse-battery-staple"
 PHONE = {"width": 390, "height": 844}
+MODELS = ("rtx4090", "rtx3090", "a100-80g", "h100")
 
 
 @pytest.fixture
@@ -41,7 +42,12 @@ def test_pages_fit_a_phone_screen(page, live_server):
     hold_capture(hold=hold, amount=1_234_567, payee=make_user(), fee_rate=0, idempotency_key="c1", memo="Usage")
     provider = make_provider(display_name="A provider with a rather long display name")
     for n in range(8):
-        make_node(provider=provider, name=f"a-node-with-a-long-hostname-{n}", region=["us-east", "eu-west"][n % 2])
+        make_node(
+            provider=provider,
+            name=f"a-node-with-a-long-hostname-{n}",
+            region=["us-east", "eu-west"][n % 2],
+            gpu_model=MODELS[n % len(MODELS)],
+        )
     # A matched deployment: the stepper, the score table, the commitment and the verify snippet.
     deployment, lease = create_and_match(user)
     assert lease is not None
@@ -65,3 +71,23 @@ def test_pages_fit_a_phone_screen(page, live_server):
     table = page.locator("table.offers").first
     # The catalog's table is wider than a phone: it scrolls on its own.
     assert table.evaluate("t => t.scrollWidth > t.clientWidth && getComputedStyle(t).overflowX === 'auto'")
+
+    # The filters take two columns and the market board is one row that scrolls sideways, so the
+    # offers start within the first screen and a half, not after a card for every model.
+    cards = page.locator("[data-testid=market-board] .board-card")
+    assert cards.count() >= len(MODELS)
+    tops = {round(card.bounding_box()["y"]) for card in cards.all()}
+    assert len(tops) == 1, f"the board's cards are on {len(tops)} rows"
+    board = page.get_by_test_id("market-board")
+    assert board.evaluate("b => b.scrollWidth > b.clientWidth && getComputedStyle(b).overflowX === 'auto'")
+    assert table.bounding_box()["y"] < 1.5 * PHONE["height"]
+    filters = page.locator("#catalog-filters label")
+    assert round(filters.nth(0).bounding_box()["y"]) == round(filters.nth(1).bounding_box()["y"])
+
+    # Choosing a model from the board puts its card first, where the renter can see it.
+    page.locator(".board-card", has_text="H100").click()
+    page.wait_for_url(lambda url: "gpu_model=h100" in url)
+    selected = page.locator(".board-card.selected")
+    assert selected.inner_text().startswith("H100")
+    left = min(card.bounding_box()["x"] for card in page.locator(".board-card").all())
+    assert selected.bounding_box()["x"] == left
