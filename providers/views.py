@@ -12,6 +12,7 @@ from decimal import Decimal
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -19,6 +20,7 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
 
+from billing.payouts import provider_earnings
 from providers.forms import MODE_HELP, NodeTokenForm, ProviderPricesForm, ProviderProfileForm, attach_error
 from providers.models import GpuModel, GpuTier, NodeStatus, ProviderProfile
 from providers.pricing import (
@@ -301,7 +303,12 @@ def dashboard(request: HttpRequest, provider: ProviderProfile) -> HttpResponse:
         response = HttpResponse(html)
     else:
         stake = stake_summary(provider=provider)
-        response = render(request, "providers/dashboard.html", {**context, "stake": _stake_display(stake)})
+        context |= {
+            "stake": _stake_display(stake),
+            "earnings": provider_earnings(user=provider.user),
+            "hold_hours": settings.EARNINGS_HOLD_HOURS,
+        }
+        response = render(request, "providers/dashboard.html", context)
     response["Vary"] = REFRESH_VARY
     return response
 

@@ -7,9 +7,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from billing.earnings import earnings_settle_due
+from billing.payouts import payout_request_create
+from billing.services import hold_capture, hold_place, topup_credit
 from providers import services
 from providers.models import NodeStatus
-from tests.factories import make_node
+from tests.factories import make_node, make_user
 from tests.provider_pages.conftest import heartbeat, register
 
 pytestmark = pytest.mark.django_db
@@ -139,3 +142,34 @@ def test_a_demo_node_says_it_sends_no_heartbeats_instead_of_a_growing_last_seen(
     demo_page = provider_client.get(f"/provider/nodes/{demo.id}/").content.decode()
     assert 'data-testid="demo-node-note"' in demo_page and "a demo node sends no heartbeats" in demo_page
     assert 'data-testid="demo-node-note"' not in provider_client.get(f"/provider/nodes/{real.id}/").content.decode()
+
+
+def test_the_earnings_card_shows_pending_settled_and_payable(provider_client, provider):
+    empty = provider_client.get("/provider/").content.decode()
+    card = empty.split('data-testid="earnings-card"')[1].split("</div>")[0]
+    assert 'data-micros="0"' in card and "$0.00 pending" in card and "$0.00 can be paid out" in card
+
+    renter = make_user()
+    topup_credit(user=renter, amount=50_000_000, reference_type="test", reference_id="t", idempotency_key="t")
+    hold = hold_place(user=renter, amount=10_000_000, reference_type="test", reference_id="h")
+    # $3.00 charged (no fee): settles after the hold period; then $0.25 more, still pending.
+    hold_capture(hold=hold, amount=3_000_000, payee=provider.user, fee_rate=0, idempotency_key="c1", memo="Usage")
+    earnings_settle_due(now=timezone.now() + timedelta(hours=73))
+    hold_capture(hold=hold, amount=250_000, payee=provider.user, fee_rate=0, idempotency_key="c2", memo="Usage")
+    payout_request_create(user=provider.user, amount=1_000_000, destination="0x" + "ab" * 20)
+
+    html = provider_client.get("/provider/").content.decode()
+    card = html.split('data-testid="earnings-card"')[1].split("</div>")[0]
+    assert 'data-micros="3250000"' in card and ">$3.25</a>" in card
+    assert "$0.25 pending, settled 72 hours after each hourly charge" in card
+    assert "$2.00 can be paid out" in card  # $3.00 settled, $1.00 already requested
+    assert 'href="/billing/earnings/"' in card
+
+
+def test_a_provider_with_only_demo_nodes_is_not_told_of_zero_needed(provider_client, provider):
+    make_node(provider=provider, name="demo-box", gpu_count=8, is_simulated=True)
+    html = provider_client.get("/provider/").content.decode()
+    card = html.split('data-testid="stake-card"')[1].split("</div>")[0]
+    assert "of 0 $SPON needed" not in card
+    assert "<small>$SPON staked</small>" in card
+    assert "the 8 GPUs of demo nodes need no stake; a machine you add needs 200 $SPON per GPU" in card
