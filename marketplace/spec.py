@@ -27,6 +27,7 @@ MAX_REPLICAS = 8
 MAX_DURATION_SECONDS = 12 * HOURS_PER_MONTH * 3600
 MIN_DURATION_SECONDS = 60
 MAX_PRICE_PER_HOUR = Decimal("1000")
+PRICE_HINT = "set the most you pay per hour: price: {token: USD, amount: 0.50}"
 DURATION_UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "mon": HOURS_PER_MONTH * 3600}
 SIZE_UNITS = {
     "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40,
@@ -471,7 +472,12 @@ def _service(check: _Checker, name: str, body: Any, known_models: set[str] | Non
             else:
                 min_vram = int(match.group(2))
 
-    price = check.mapping(body.get("price"), (*path, "price"))
+    price = body.get("price")
+    if price is None:
+        check.error((*path, "price"), f"is required: {PRICE_HINT}")
+    elif not isinstance(price, dict):
+        check.error((*path, "price"), "must be a mapping such as {token: USD, amount: 0.50}")
+    price = price if isinstance(price, dict) else {}
     max_price = Decimal(0)
     if price:
         token = str(price.get("token", "USD")).upper()
@@ -556,11 +562,8 @@ def _totals(check: _Checker, spec: Spec) -> None:
                 check.error(("services", service.name, "resources", "storage"), "fizz mode has no persistent storage")
     if spec.mode == "fizz" and gpus > 1:
         check.error(("services",), f"fizz mode allows one GPU per deployment; this spec asks for {gpus}")
-    if spec.services and price <= 0 and not any(e["field"].endswith("price.amount") for e in check.errors):
-        check.error(
-            ("services", spec.services[0].name, "price"),
-            "set the most you pay per hour: price: {token: USD, amount: 0.50}",
-        )
+    if spec.services and price <= 0 and not any(e["field"].endswith((".price", ".price.amount")) for e in check.errors):
+        check.error(("services", spec.services[0].name, "price"), PRICE_HINT)
     spec.cpu_cores = max(1, math.ceil(cpu)) if spec.services else 0
     spec.memory_gb = math.ceil(memory / 2**30)
     spec.storage_gb = math.ceil(storage / 2**30)

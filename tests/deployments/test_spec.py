@@ -140,7 +140,18 @@ def test_documents_that_are_not_specs(text, message):
 
 def test_a_missing_price_is_explained():
     errors = errors_of(VALID.replace("    price: {token: USD, amount: 0.50}\n", ""))
-    assert any("most you pay per hour" in e["message"] for e in errors)
+    # One error for the one missing field: what is missing, and how to write it.
+    assert [e["message"] for e in errors if e["field"] == "services.web.price"] == [
+        "is required: set the most you pay per hour: price: {token: USD, amount: 0.50}"
+    ]
+    assert len(errors) == 1, errors
+
+
+def test_a_price_that_is_not_a_mapping_gets_one_error():
+    errors = errors_of(VALID.replace("price: {token: USD, amount: 0.50}", "price: 0.5"))
+    assert [(e["field"], e["message"]) for e in errors] == [
+        ("services.web.price", "must be a mapping such as {token: USD, amount: 0.50}")
+    ]
 
 
 def test_every_error_is_reported_at_once():
