@@ -7,7 +7,7 @@ from allauth.account.models import EmailAddress
 from django.core import mail
 
 from accounts.models import User
-from tests.factories import make_node, make_user
+from tests.factories import make_node, make_provider, make_user
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -36,9 +36,28 @@ def test_signup_with_roles_sends_a_confirmation_and_confirming_logs_in(client):
     [message] = mail.outbox
     assert message.to == ["new@example.test"]
     confirm_url = first_link(message)
-    client.post(confirm_url)
+    response = client.post(confirm_url)
     assert EmailAddress.objects.get(user=user).verified
     assert int(client.session["_auth_user_id"]) == user.pk
+    # A provider-only account goes on to set up its provider profile, what it signed up for.
+    assert response.status_code == 302 and response["Location"] == "/provider/onboarding/"
+
+
+@pytest.mark.django_db
+def test_a_login_lands_on_onboarding_only_for_a_provider_without_a_profile(client):
+    provider = verified_user("prov@example.test", is_developer=False, is_provider=True)
+    both = verified_user("both@example.test", is_developer=True, is_provider=True)
+    for user, landing in ((provider, "/provider/onboarding/"), (both, "/")):
+        response = client.post("/accounts/login/", {"login": user.email, "password": PASSWORD})
+        assert (response.status_code, response["Location"]) == (302, landing), user.email
+        client.logout()
+    # With a profile, the provider lands on the default page; a ?next= always wins.
+    make_provider(user=provider, display_name="Prov")
+    response = client.post("/accounts/login/", {"login": provider.email, "password": PASSWORD})
+    assert response["Location"] == "/"
+    client.logout()
+    response = client.post("/accounts/login/?next=/gpus/", {"login": "both@example.test", "password": PASSWORD})
+    assert response["Location"] == "/gpus/"
 
 
 @pytest.mark.django_db
