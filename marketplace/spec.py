@@ -27,7 +27,8 @@ MAX_REPLICAS = 8
 MAX_DURATION_SECONDS = 12 * HOURS_PER_MONTH * 3600
 MIN_DURATION_SECONDS = 60
 MAX_PRICE_PER_HOUR = Decimal("1000")
-PRICE_HINT = "set the most you pay per hour: price: {token: USD, amount: 0.50}"
+PRICE_EXAMPLE = "{token: USD, amount: 0.50}"
+PRICE_HINT = f"set the most you pay per hour: price: {PRICE_EXAMPLE}"
 DURATION_UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "mon": HOURS_PER_MONTH * 3600}
 SIZE_UNITS = {
     "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40,
@@ -476,7 +477,7 @@ def _service(check: _Checker, name: str, body: Any, known_models: set[str] | Non
     if price is None:
         check.error((*path, "price"), f"is required: {PRICE_HINT}")
     elif not isinstance(price, dict):
-        check.error((*path, "price"), "must be a mapping such as {token: USD, amount: 0.50}")
+        check.error((*path, "price"), f"must be a mapping such as {PRICE_EXAMPLE}")
     price = price if isinstance(price, dict) else {}
     max_price = Decimal(0)
     if price:
