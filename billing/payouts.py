@@ -88,6 +88,10 @@ class Earnings:
     requested: int  # payout requests not yet paid or rejected
 
     @property
+    def total(self) -> int:
+        return self.pending + self.settled
+
+    @property
     def payable(self) -> int:
         """Settled earnings not already asked for."""
         return max(self.settled - self.requested, 0)
