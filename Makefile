@@ -14,12 +14,12 @@ $(BIN)/python:
 
 $(VENV)/.installed: requirements/base.txt sdk/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements/base.txt
-	$(BIN)/pip install --quiet --no-deps -e sdk
+	$(BIN)/pip install --quiet -e sdk
 	touch $@
 
 $(VENV)/.installed-test: requirements/base.txt requirements/test.txt sdk/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements/test.txt
-	$(BIN)/pip install --quiet --no-deps -e sdk
+	$(BIN)/pip install --quiet -e sdk
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
