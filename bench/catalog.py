@@ -27,8 +27,10 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spheron_web.settings")
 
 HOST = "127.0.0.1"
-P95_BUDGET_MS = 50.0
-RATIO_BUDGET = 2.0
+# Issue 18 restated issue 2's budget: a ratio means little when an index answers in under a
+# millisecond, so the budget is absolute: the whole request, and what the application adds.
+P95_BUDGET_MS = 10.0
+EXTRA_BUDGET_MS = 3.0
 
 # (name, query string parameters); "page 2" follows the cursor of the default listing.
 QUERIES: list[tuple[str, dict[str, str]]] = [
@@ -195,23 +197,31 @@ def main(argv: list[str] | None = None) -> int:
         f"database: {vendor} ({connection.settings_dict['NAME']}); nodes: {total_nodes:,} "
         f"({listed:,} listed); repeat {args.repeat}, warm-up {args.warmup}"
     )
-    print(f"budget: api p95 <= {P95_BUDGET_MS:.0f} ms and api p95 / sql p95 <= {RATIO_BUDGET:g} (PostgreSQL, 100k)")
+    print(
+        f"budget: api p95 <= {P95_BUDGET_MS:.0f} ms and extra (api p95 - sql p95) <= {EXTRA_BUDGET_MS:g} ms, "
+        "for every query (PostgreSQL, 100k nodes)"
+    )
     header = (
         f"{'query':<30} {'items':>5} {'sql rows':>8} {'api p50':>8} {'api p95':>8} "
         f"{'sql p50':>8} {'sql p95':>8} {'ratio':>6} {'extra':>6}  budget"
     )
     print(header)
     print("-" * len(header))
+    failures = 0
     for row in rows:
         api_p50, api_p95 = statistics.median(row.api_ms), percentile(row.api_ms, 0.95)
         sql_p50, sql_p95 = statistics.median(row.sql_ms), percentile(row.sql_ms, 0.95)
         ratio = api_p95 / sql_p95 if sql_p95 else float("inf")
-        verdict = "PASS" if api_p95 <= P95_BUDGET_MS and ratio <= RATIO_BUDGET else "FAIL"
+        passed = api_p95 <= P95_BUDGET_MS and api_p95 - sql_p95 <= EXTRA_BUDGET_MS
+        failures += not passed
+        verdict = "PASS" if passed else "FAIL"
         print(
             f"{row.name:<30} {row.items:>5} {row.sql_rows:>8} {api_p50:>8.2f} {api_p95:>8.2f} "
             f"{sql_p50:>8.2f} {sql_p95:>8.2f} {ratio:>6.2f} {api_p95 - sql_p95:>6.2f}  {verdict}"
         )
-    print("(times in ms; ratio = api p95 / sql p95; extra = api p95 - sql p95, the cost of Django and the API)")
+    print("(times in ms; extra = api p95 - sql p95, the cost of Django and the API; ratio = api p95 / sql p95, "
+          "for information)")  # fmt: skip
+    print(f"overall: {'PASS' if not failures else f'FAIL ({failures} of {len(rows)} queries over budget)'}")
     if args.explain:
         print()
         for row in rows:

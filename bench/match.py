@@ -21,10 +21,11 @@
 5. The checks: no node over-allocated (Σ active leases ≤ totals; free = totals − Σ leases; never
    negative), no lease above its order's max price, the ledger sums to zero.
 
-Budget: ≥ 100 matches/s, p95 ≤ 100 ms per match (a batch, claim to commit), match / bare SQL ≤ 3
-(median over orders of each one's share of its batch), zero
-over-allocation. See bench/README.md. Exit code 0 whatever the speed; 1 when the setup fails or a
-correctness check does.
+Budget (as issue 18 restated issue 5's): ≥ 100 matches/s with two workers, p95 ≤ 100 ms per match
+(a batch, claim to commit), and a match's wall time ≤ 2 × the database time of the statements it
+sends (a match must send more statements than the one candidate query, so a ratio to that query
+alone cannot hold); zero over-allocation. See bench/README.md. Exit code 0 whatever the speed;
+1 when the setup fails or a correctness check does.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ RENTERS = 50
 RENTER_CREDIT_USD = 50_000
 MATCHES_PER_SECOND_BUDGET = 100.0
 P95_BUDGET_MS = 100.0
-RATIO_BUDGET = 3.0
+WALL_OVER_DB_BUDGET = 2.0  # a match's wall time over the database time of the statements it sends
 WAIT_LIMIT_SECONDS = 900
 DECISION = ("candidates", "providers", "snapshot", "score", "reserve")
 PHASES = ("candidates", "providers", "snapshot", "score", "reserve", "record", "lease_start", "no_match_reason")
@@ -633,17 +634,22 @@ def report(args, *, records, shapes, sql_ms, checks, ledger, created_in, setup_s
     print(f"  orders tried          {len(orders):>8,}   {dict(outcomes)}")
     print(f"  matched               {len(matched):>8,}   in {window:.2f} s (first batch start → last batch end)")
     print()
-    print(f"  matches/s             {rate:>8.1f}   budget ≥ {MATCHES_PER_SECOND_BUDGET:.0f}   {verdict(rate >= 100)}")
+    print(f"  matches/s             {rate:>8.1f}   budget ≥ {MATCHES_PER_SECOND_BUDGET:.0f} with two workers "
+          f"({args.workers} here)   {verdict(rate >= MATCHES_PER_SECOND_BUDGET)}")  # fmt: skip
     print(f"  match p50 / p95 / p99 {b50:>8.1f} / {b95:.1f} / {b99:.1f} ms   (a batch, claim to commit: what a "
           f"matched order waits once claimed)   budget p95 ≤ {P95_BUDGET_MS:.0f} ms   "
           f"{verdict(b95 <= P95_BUDGET_MS)}")  # fmt: skip
     print(f"  per match p50 / p95   {s50:>8.2f} / {s95:.2f} ms   (each order's share: batch time / orders in it)")
     print(f"  bare SQL p50 / p95    {percentile(sql_of_matched, 0.5):>8.2f} / {percentile(sql_of_matched, 0.95):.2f} ms"
           "   (candidate_rows' SQL, raw cursor, median of 3, no load)")  # fmt: skip
-    print(f"  match / SQL           {ratio:>8.1f}   (median per order of share / its bare SQL; p95/p95 {p95_ratio:.1f})"
-          f"   budget ≤ {RATIO_BUDGET:g}   {verdict(ratio <= RATIO_BUDGET)}")  # fmt: skip
-    print(f"  match / SQL in total  {total_ratio:>8.1f}   (Σ matched orders' shares / Σ their bare SQL; "
-          "for information: the verdict is on the median above)")  # fmt: skip
+    wall_ms = per_match([r["ms"] for r in batches_matched])
+    db_ms = per_match([r["db_ms"] for r in batches_matched])
+    wall_over_db = wall_ms / db_ms if db_ms else math.nan
+    print(f"  wall / DB time        {wall_over_db:>8.2f}   (a match's wall time {wall_ms:.2f} ms over the database "
+          f"time of the statements it sends, {db_ms:.2f} ms)   budget ≤ {WALL_OVER_DB_BUDGET:g}   "
+          f"{verdict(wall_over_db <= WALL_OVER_DB_BUDGET)}")  # fmt: skip
+    print(f"  match / SQL           {ratio:>8.1f}   (median per order of share / its bare candidate SQL; p95/p95 "
+          f"{p95_ratio:.1f}; in total {total_ratio:.1f}; for information)")  # fmt: skip
     print(f"  over-allocation       {checks['over_allocated']:>8}   nodes (free ≠ totals − leases: "
           f"{checks['free_mismatch']}, negative: {checks['negative']}, leases above max price: "
           f"{checks['above_max_price']}; {checks['leased_nodes']:,} nodes leased)   {verdict(correct)}")  # fmt: skip
@@ -651,8 +657,7 @@ def report(args, *, records, shapes, sql_ms, checks, ledger, created_in, setup_s
 
     print("\n  where a match's time goes (batches that matched; totals over matched orders, ms per match):")
     queries = per_match([r["queries"] for r in batches_matched])
-    db_ms = per_match([r["db_ms"] for r in batches_matched])
-    total = per_match([r["ms"] for r in batches_matched])
+    total = wall_ms
     print(f"    total {total:.2f}; {queries:.2f} queries taking {db_ms:.2f} (DB round trips, server time included)")
     if sql_of_matched:
         # A floor for the ratio: what the statements alone take, with no Python and no commit.
@@ -662,7 +667,8 @@ def report(args, *, records, shapes, sql_ms, checks, ledger, created_in, setup_s
         # its ledger postings: the figure to read if the budget meant the decision, not the lease.
         decision = sum(per_match([r["phases"].get(phase, 0.0) for r in batches_matched]) for phase in DECISION)
         print(f"    the decision alone ({' + '.join(DECISION)}) takes {decision:.2f} ms: "
-              f"{decision / statistics.mean(sql_of_matched):.1f} × the mean bare SQL (for information)")  # fmt: skip
+              f"{decision / statistics.mean(sql_of_matched):.1f} × the mean bare SQL (for information; "
+              f"wall / DB time {wall_over_db:.2f} is the verdict)")  # fmt: skip
     accounted = 0.0
     for phase in PHASES:
         value = per_match([r["phases"].get(phase, 0.0) for r in batches_matched])
@@ -706,7 +712,7 @@ def report(args, *, records, shapes, sql_ms, checks, ledger, created_in, setup_s
             f"    {shape:<18} {len({o['order'] for o in rows}):>6} {len(done):>7} {percentile(done, 0.5):>7.2f} "
             f"{percentile(done, 0.95):>7.2f} {percentile(sql, 0.5):>8.2f} {percentile(sql, 0.95):>8.2f}"
         )
-    budget_ok = rate >= MATCHES_PER_SECOND_BUDGET and b95 <= P95_BUDGET_MS and ratio <= RATIO_BUDGET
+    budget_ok = rate >= MATCHES_PER_SECOND_BUDGET and b95 <= P95_BUDGET_MS and wall_over_db <= WALL_OVER_DB_BUDGET
     print(f"\n  overall: {verdict(budget_ok and correct and ledger == 0)}")
     return correct and ledger == 0
 
