@@ -54,8 +54,6 @@ from spheron_web import clock
 from spheron_web.errors import ApplicationError
 from spheron_web.money import HOURS_PER_MONTH
 
-# The raw node token waits here between the POST that made it and the GET that shows it (once).
-NEW_TOKEN_SESSION_KEY = "providers:new_node_token"
 REFRESH_VARY = "HX-Request, HX-Target, HX-History-Restore-Request"
 # Uptime at or above this is shown as fully up (a second of downtime in a quarter hour is noise).
 UP = 0.999
@@ -375,13 +373,13 @@ def tokens(request: HttpRequest, provider: ProviderProfile) -> HttpResponse:
             except ApplicationError as exc:
                 attach_error(form, exc)
             else:
-                # Like GitHub: kept in the session until the next page shows it, then gone.
-                request.session[NEW_TOKEN_SESSION_KEY] = {"id": token.id, "raw": raw}
+                # Shown in this response only (no-store), never kept anywhere: a redirect would need
+                # the raw token to wait in the session row until the next page view.
+                new_token = {"id": token.id, "raw": raw}
                 messages.success(request, f"Token “{token.label}” created. Copy it now: it will not be shown again.")
-                return redirect("providers:tokens")
+                form = NodeTokenForm(provider=provider)
     else:
         form = NodeTokenForm(provider=provider)
-        new_token = request.session.pop(NEW_TOKEN_SESSION_KEY, None)
     context = {
         "provider": provider,
         "form": form,

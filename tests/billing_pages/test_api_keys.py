@@ -33,6 +33,17 @@ def test_a_new_key_is_shown_once_and_only_its_hash_is_stored(dev_client: Client,
     assert "never" in listing  # not used yet
 
 
+def test_a_new_key_is_in_no_session_row(dev_client: Client, developer):
+    from django.contrib.sessions.models import Session
+
+    response = dev_client.post("/account/api-keys/", {"label": "CI deploys"})
+    [raw_key] = set(KEY.findall(response.content.decode()))
+    dev_client.get("/account/api-keys/")
+
+    assert Session.objects.exists()
+    assert not any(raw_key in str(row.get_decoded()) for row in Session.objects.all())
+
+
 def test_a_label_is_required(dev_client: Client, developer):
     response = dev_client.post("/account/api-keys/", {"label": "   "})
 
