@@ -1,9 +1,67 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
 from pathlib import Path
 
 import pytest
 from django.core.cache import cache
+
+CALENDAR_HELP = (
+    "Run as if today were this UTC date (YYYY-MM-DD, at the current time of day) or moment "
+    "(YYYY-MM-DDTHH:MM[:SS]): the whole process's clock is moved there for the session and keeps "
+    "ticking (time-machine). With -m calendar, runs the date-sensitive tests at a calendar edge."
+)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--calendar", metavar="DATE", default=None, help=CALENDAR_HELP)
+
+
+def calendar_moment(value: str, *, now: datetime) -> datetime:
+    """`--calendar`'s value as a UTC moment: a bare date keeps the time of day of `now`."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise pytest.UsageError(f"--calendar={value!r}: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]") from None
+    if moment.tzinfo is not None:
+        return moment.astimezone(UTC)
+    if len(value) == len("YYYY-MM-DD"):
+        real = now.astimezone(UTC)
+        return datetime.combine(moment.date(), time(real.hour, real.minute, real.second), tzinfo=UTC)
+    return moment.replace(tzinfo=UTC)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """--calendar: move every clock this process reads (datetime, date.today, time.time, so
+    timezone.now, spheron_web.clock, auto_now fields, the live server's thread) to that date.
+
+    Nothing the product stores or compares comes from the database's own now(), so this holds on
+    SQLite and PostgreSQL alike. Processes the tests start (agents, workers) keep the real clock:
+    the calendar tests start none."""
+    value = config.getoption("--calendar")
+    if not value:
+        return
+    import time_machine
+
+    moment = calendar_moment(value, now=datetime.now(UTC))
+    traveller = time_machine.travel(moment, tick=True)
+    traveller.start()
+    config._calendar_travel = traveller
+    config._calendar_moment = moment
+
+
+def pytest_unconfigure(config):
+    traveller = getattr(config, "_calendar_travel", None)
+    if traveller is not None:
+        traveller.stop()
+        config._calendar_travel = None
+
+
+def pytest_report_header(config):
+    moment = getattr(config, "_calendar_moment", None)
+    if moment is not None:
+        return f"calendar: the clock starts at {moment.isoformat()} (--calendar), and ticks"
 
 
 @pytest.fixture(autouse=True)
