@@ -21,5 +21,6 @@ urlpatterns = [
     path("billing/", include("billing.urls")),
     path("billing/", include("billing.page_urls")),
     path("provider/", include("providers.urls")),
+    path("fizz/", include("providers.install_urls")),
     path("deployments/", include("marketplace.deployment_urls")),
 ]
