@@ -173,6 +173,7 @@ class Agent:
             unit = "hour" if str(reply.get("gpu_tier") or "").startswith("cpu-") else "GPU-hour"  # CPU/Apple tiers
             details.append(f"{reply['price_per_hour']} USD per {unit}")
         log.info("registered as node %d: %s", node.node_id, ", ".join(details))
+        log_registration_notes(reply)
         return node
 
     def registration_payload(self, machine_id: str) -> dict[str, Any]:
@@ -390,3 +391,15 @@ def registration_refused_message(exc: ApiError) -> str:
         return f"{text} (make a new token in the dashboard for this machine)"
     detail = f" ({exc.extra})" if exc.extra else ""
     return f"the server refused the registration ({exc.status}): {exc.message}{detail}"
+
+
+def log_registration_notes(reply: dict[str, Any]) -> None:
+    """What the server says about the node it registered: warnings (fewer cores or less disk than a
+    Fizz node should have) and what makes it rentable (the provider's stake per GPU)."""
+    for warning in reply.get("warnings") or []:
+        if isinstance(warning, str):
+            log.warning("server: %s", warning[:500])
+    rentable = reply.get("rentable")
+    if isinstance(rentable, dict) and isinstance(rentable.get("message"), str):
+        level = logging.INFO if rentable.get("stake_covered") else logging.WARNING
+        log.log(level, "%s", rentable["message"][:500])
