@@ -97,23 +97,39 @@ def node_eras(*, node: Node, limit: int = 30) -> QuerySet[NodeEra]:
     return NodeEra.objects.filter(node=node)[:limit]
 
 
+def stake_nodes(*, provider: ProviderProfile) -> QuerySet[Node]:
+    """The nodes the provider's stake must cover, oldest first: every agent-run node not disabled.
+
+    `stake_coverage_refresh` marks these covered or not (the matchmaker matches covered nodes
+    only) and `stake_summary` adds up what they need, so the two never disagree. Each counts its
+    `gpu_count` units; a CPU-only or Apple machine registers as one unit (providers.registration)."""
+    return Node.objects.filter(provider=provider, is_simulated=False).exclude(status="disabled").order_by("id")
+
+
 def stake_summary(*, provider: ProviderProfile) -> dict[str, Any]:
-    """Staked $SPON, the minimum for the provider's GPUs, and which nodes it does not cover."""
+    """Staked $SPON, the minimum for the provider's units (GPUs; a CPU-only or Apple machine is
+    one), and which nodes it does not cover."""
     from providers.services import SPON_DECIMALS, min_stake_per_gpu_base_units
 
     unit = Decimal(10) ** SPON_DECIMALS
-    mine = Node.objects.filter(provider=provider).exclude(status="disabled")
-    nodes = mine.filter(is_simulated=False)
-    gpus = sum(nodes.values_list("gpu_count", flat=True))
+    nodes = stake_nodes(provider=provider)
+    units = {kind: 0 for kind in GpuModel.Kind.values}
+    for kind, gpu_count in nodes.values_list("gpu_model__kind", "gpu_count"):
+        units[kind] += gpu_count
+    gpus = sum(units.values())
     required = min_stake_per_gpu_base_units() * gpus
     staked = provider.staked_spon
+    demo = Node.objects.filter(provider=provider, is_simulated=True).exclude(status="disabled")
     return {
         "staked": staked / unit,
         "required": required / unit,
         "shortfall": max(Decimal(0), (required - staked) / unit),
         "min_per_gpu": Decimal(settings.MIN_STAKE_PER_GPU_SPON),
-        "gpus": gpus,
-        "demo_gpus": sum(mine.filter(is_simulated=True).values_list("gpu_count", flat=True)),  # need no stake
+        "gpus": gpus,  # units the stake must cover: GPUs, and one per CPU-only or Apple machine
+        "gpu_units": units[GpuModel.Kind.GPU],
+        "cpu_machines": units[GpuModel.Kind.CPU],
+        "apple_machines": units[GpuModel.Kind.APPLE],
+        "demo_gpus": sum(demo.values_list("gpu_count", flat=True)),  # need no stake
         "uncovered_nodes": list(nodes.filter(stake_covered=False).values_list("name", flat=True)),
         "history": StakeEvent.objects.filter(provider=provider).select_related("created_by")[:50],
     }

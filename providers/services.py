@@ -364,15 +364,14 @@ def stake_record(
 
 def stake_coverage_refresh(*, provider: ProviderProfile) -> int:
     """Mark which of the provider's nodes the stake covers (oldest first). Returns GPUs covered."""
+    from providers.selectors import stake_nodes
+
     # Demo nodes (no agent) keep the coverage they were seeded with.
     per_gpu = min_stake_per_gpu_base_units()
     stake = ProviderProfile.objects.filter(id=provider.id).values_list("staked_spon", flat=True).first() or Decimal(0)
     covered_gpus = 0
     covered_ids, uncovered_ids = [], []
-    for node_id, gpu_count in (
-        Node.objects.filter(provider=provider, is_simulated=False).exclude(status="disabled").order_by("id")
-        .values_list("id", "gpu_count")
-    ):  # fmt: skip
+    for node_id, gpu_count in stake_nodes(provider=provider).values_list("id", "gpu_count"):
         if per_gpu * (covered_gpus + gpu_count) <= stake:
             covered_gpus += gpu_count
             covered_ids.append(node_id)

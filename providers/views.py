@@ -278,7 +278,8 @@ def onboarding(request: HttpRequest) -> HttpResponse:
                 return redirect("providers:dashboard")
     else:
         form = ProviderProfileForm.for_profile(profile)
-    return render(request, "providers/onboarding.html", {"form": form, "profile": profile})
+    context = {"form": form, "profile": profile, "min_stake_per_gpu": spon(Decimal(settings.MIN_STAKE_PER_GPU_SPON))}
+    return render(request, "providers/onboarding.html", context)
 
 
 # --- Dashboard -----------------------------------------------------------------------------------
@@ -294,15 +295,17 @@ def dashboard(request: HttpRequest, provider: ProviderProfile) -> HttpResponse:
         "total": len(rows),
         "server_url": f"{request.scheme}://{request.get_host()}",
     }
+    # Read with the rows: a node that registers between two refreshes changes what is needed.
+    context["stake"] = _stake_display(stake_summary(provider=provider), with_history=False)
     if _fragment_requested(request, "nodes-table"):
-        # The table, and the "nodes online" card out of band so the two never disagree.
+        # The table, and the "nodes online" and stake cards and the stake warning out of band, so
+        # they never disagree with it (a new node must not sit beside "0 of 0 $SPON needed").
         html = render_to_string("providers/dashboard.html#nodes-table", context, request=request)
-        html += render_to_string("providers/dashboard.html#nodes-online", {**context, "oob": True}, request=request)
+        for part in ("nodes-online", "stake-card", "stake-warning"):
+            html += render_to_string(f"providers/dashboard.html#{part}", {**context, "oob": True}, request=request)
         response = HttpResponse(html)
     else:
-        stake = stake_summary(provider=provider)
         context |= {
-            "stake": _stake_display(stake),
             "earnings": provider_earnings(user=provider.user),
             "hold_hours": settings.EARNINGS_HOLD_HOURS,
         }
@@ -486,7 +489,21 @@ def prices(request: HttpRequest, provider: ProviderProfile) -> HttpResponse:
 # --- Stake ---------------------------------------------------------------------------------------
 
 
-def _stake_display(summary: dict[str, Any]) -> dict[str, Any]:
+def stake_units_text(summary: dict[str, Any]) -> str:
+    """What the stake must cover, in units: '2 GPUs', '1 CPU-only machine',
+    '2 GPUs + 1 CPU-only machine' (a CPU-only or Apple machine is one unit, as registered)."""
+    parts = []
+    for count, noun in (
+        (summary["gpu_units"], "GPU"),
+        (summary["cpu_machines"], "CPU-only machine"),
+        (summary["apple_machines"], "Apple machine"),
+    ):
+        if count:
+            parts.append(f"{count} {noun}{'' if count == 1 else 's'}")
+    return " + ".join(parts) or "0 GPUs"
+
+
+def _stake_display(summary: dict[str, Any], *, with_history: bool = True) -> dict[str, Any]:
     unit = Decimal(10) ** SPON_DECIMALS
     return {
         **summary,
@@ -494,6 +511,8 @@ def _stake_display(summary: dict[str, Any]) -> dict[str, Any]:
         "required_display": spon(summary["required"]),
         "shortfall_display": spon(summary["shortfall"]),
         "min_per_gpu_display": spon(summary["min_per_gpu"]),
+        "units_display": stake_units_text(summary),
+        "machines": summary["cpu_machines"] + summary["apple_machines"],
         "covered": summary["shortfall"] <= 0 and not summary["uncovered_nodes"],
         "history_rows": [
             {
@@ -501,7 +520,7 @@ def _stake_display(summary: dict[str, Any]) -> dict[str, Any]:
                 "amount_display": spon(event.amount / unit),
                 "balance_display": spon(event.balance_after / unit),
             }
-            for event in summary["history"]
+            for event in (summary["history"] if with_history else ())
         ],
     }
 

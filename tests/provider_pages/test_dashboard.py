@@ -54,7 +54,7 @@ def test_htmx_refresh_returns_only_the_table_and_the_online_count(provider_clien
     assert response.status_code == 200
     html = response.content.decode()
     assert html.lstrip().startswith('<section id="nodes-table"')
-    assert "<html" not in html and "topbar" not in html and "stake-card" not in html
+    assert "<html" not in html and "topbar" not in html and "earnings-card" not in html
     assert html.count('data-testid="node-row"') == 2
     assert 'hx-trigger="every 5s"' in html  # the fresh table keeps polling
     # The card outside the table is swapped out of band, so the two never disagree.
