@@ -28,7 +28,7 @@ from marketplace.deployment_views import (
     leases_by_deployment,
 )
 from marketplace.models import Deployment, DeploymentStatus, Lease, MatchRecord
-from marketplace.spec import MAX_SPEC_BYTES, SpecError, spec_json_schema
+from marketplace.spec import MAX_SPEC_BYTES, SpecError, spec_json_schema, spec_json_within_budget
 from spheron_web.auth import api_auth
 from spheron_web.schemas import ErrorOut
 
@@ -70,6 +70,8 @@ class SpecIn(BaseModel):
     @field_validator("spec")
     @classmethod
     def _bounded(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
+        if isinstance(value, dict) and not spec_json_within_budget(value):
+            return value  # too deep or too many values to measure: the spec's own check says so
         size = len(value.encode()) if isinstance(value, str) else len(json.dumps(value, default=str).encode())
         if size > MAX_SPEC_BYTES:
             raise ValueError(f"is larger than {MAX_SPEC_BYTES // 1024} KiB")

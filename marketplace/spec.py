@@ -22,6 +22,12 @@ from spheron_web.errors import ApplicationError
 from spheron_web.money import HOURS_PER_MONTH
 
 MAX_SPEC_BYTES = 64 * 1024
+# What a spec may expand to, checked while it is read and before any walk over it: a real spec has
+# a few dozen nodes and four levels; these leave room and keep every spec a few milliseconds of work.
+MAX_SPEC_DEPTH = 24
+MAX_SPEC_NODES = 3000
+MAX_NUMBER_CHARS = 32  # a number written longer is refused before it is converted
+MAX_SIZE_BYTES = 2**50  # 1 PiB, far above any node
 MAX_SERVICES = 10
 MAX_REPLICAS = 8
 MAX_DURATION_SECONDS = 12 * HOURS_PER_MONTH * 3600
@@ -34,6 +40,11 @@ SIZE_UNITS = {
     "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40,
     "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "": 1,
 }  # fmt: skip
+# ASCII digits only: `\d`, int() and Decimal() also read Arabic-Indic or full-width digits.
+DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?", re.ASCII)
+SIZE_TEXT = re.compile(r"([0-9]{1,15}(?:\.[0-9]{1,9})?)\s*([a-z]*)", re.ASCII)
+DURATION_TEXT = re.compile(r"\s*([0-9]{1,9})\s*(s|min|h|d|mon)\s*", re.ASCII)
+VRAM_TEXT = re.compile(r"\s*(>=)?\s*([0-9]{1,6})\s*(gb|gi)?\s*", re.ASCII)
 SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$", re.IGNORECASE)
@@ -121,26 +132,134 @@ def _lines(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
     return result
 
 
+class _TooLong(str):
+    """A number written with more than MAX_NUMBER_CHARS characters, kept as text (never converted):
+    the field's check reports it, so the error names the field."""
+
+
+class _OverBudget(yaml.MarkedYAMLError):
+    """The text asks for more than a spec may: an alias, too deep, too many values."""
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader with a budget, enforced while composing (before anything is built):
+    aliases are refused (a few hundred bytes of nested aliases expand to gigabytes), nesting is
+    bounded (the composer recurses once per level, so this also keeps it far from
+    RecursionError) and so is the number of values. Numbers too long to be real stay text."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.spec_depth = 0
+        self.spec_nodes = 0
+
+    def fetch_flow_collection_start(self, TokenClass: type) -> None:
+        # The scanner looks up to 1,024 characters ahead and re-checks every open bracket on each
+        # step, so `[[[[…` costs quadratic time before the composer sees one node: stop it here.
+        if self.flow_level >= MAX_SPEC_DEPTH:
+            raise _OverBudget(problem=f"is nested more than {MAX_SPEC_DEPTH} levels deep", problem_mark=self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:  # type: ignore[override]
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _OverBudget(
+                problem="anchors and aliases (&name, *name) are not supported: write each value out",
+                problem_mark=event.start_mark,
+            )
+        self.spec_nodes += 1
+        if self.spec_nodes > MAX_SPEC_NODES:
+            raise _OverBudget(problem=f"has more than {MAX_SPEC_NODES} values", problem_mark=event.start_mark)
+        self.spec_depth += 1
+        try:
+            if self.spec_depth > MAX_SPEC_DEPTH:
+                raise _OverBudget(
+                    problem=f"is nested more than {MAX_SPEC_DEPTH} levels deep", problem_mark=event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.spec_depth -= 1
+
+    def construct_bounded_number(self, node: yaml.ScalarNode) -> Any:
+        text = self.construct_scalar(node)
+        if len(text) > MAX_NUMBER_CHARS:
+            return _TooLong(text[:MAX_NUMBER_CHARS] + "…")
+        if node.tag.endswith(":int"):
+            return self.construct_yaml_int(node)
+        return self.construct_yaml_float(node)
+
+
+_SpecLoader.add_constructor("tag:yaml.org,2002:int", _SpecLoader.construct_bounded_number)
+_SpecLoader.add_constructor("tag:yaml.org,2002:float", _SpecLoader.construct_bounded_number)
+
+
+def _bounded_copy(data: Any) -> Any:
+    """The JSON form under the same budget as YAML, walked without recursion: a SpecError when it
+    is too deep or too large; numbers too long to be real become _TooLong text."""
+    too_large = 10**MAX_NUMBER_CHARS
+    holder: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any, int]] = [(data, holder, 0, 1)]
+    nodes = 0
+    while stack:
+        value, parent, key, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_SPEC_NODES:
+            raise SpecError([{"field": "spec", "message": f"has more than {MAX_SPEC_NODES} values", "line": None}])
+        if depth > MAX_SPEC_DEPTH:
+            raise SpecError(
+                [{"field": "spec", "message": f"is nested more than {MAX_SPEC_DEPTH} levels deep", "line": None}]
+            )
+        if isinstance(value, dict):
+            copy: Any = dict.fromkeys(value)
+            stack.extend((item, copy, name, depth + 1) for name, item in value.items())
+        elif isinstance(value, list | tuple):
+            copy = [None] * len(value)
+            stack.extend((item, copy, index, depth + 1) for index, item in enumerate(value))
+        elif isinstance(value, int) and not isinstance(value, bool) and not -too_large < value < too_large:
+            copy = _TooLong(f"a number with more than {MAX_NUMBER_CHARS} digits")
+        else:
+            copy = value
+        parent[key] = copy
+    return holder[0]
+
+
+def spec_json_within_budget(data: Any) -> bool:
+    """Whether the JSON form is within the depth and size budget (the API checks this before
+    measuring it)."""
+    try:
+        _bounded_copy(data)
+    except SpecError:
+        return False
+    return True
+
+
 def _load(source: str | dict) -> tuple[Any, dict[tuple, int]]:
     if isinstance(source, dict):
-        return source, {}
+        return _bounded_copy(source), {}
     if not isinstance(source, str):
         raise SpecError([{"field": "spec", "message": "must be YAML text or a JSON object", "line": None}])
-    if len(source.encode()) > MAX_SPEC_BYTES:
+    if len(source) > MAX_SPEC_BYTES or len(source.encode()) > MAX_SPEC_BYTES:
         raise SpecError([{"field": "spec", "message": f"is larger than {MAX_SPEC_BYTES // 1024} KiB", "line": None}])
     if "\x00" in source:
         raise SpecError([{"field": "spec", "message": "must not contain NUL bytes", "line": None}])
     if not source.strip():
         raise SpecError([{"field": "spec", "message": "is empty", "line": None}])
+    loader = _SpecLoader(source)
     try:
-        node = yaml.compose(source, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(source)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except _OverBudget as exc:
+        mark = exc.problem_mark
+        raise SpecError([{"field": "spec", "message": exc.problem, "line": mark.line + 1 if mark else None}]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or "is not valid YAML"
         raise SpecError(
             [{"field": "spec", "message": f"is not valid YAML: {problem}", "line": mark.line + 1 if mark else None}]
         ) from None
+    except (ValueError, OverflowError):  # a timestamp or number that passed the grammar but not the calendar
+        raise SpecError([{"field": "spec", "message": "has a value that cannot be read", "line": None}]) from None
+    finally:
+        loader.dispose()
     return data, (_lines(node) if node is not None else {})
 
 
@@ -173,33 +292,61 @@ class _Checker:
     def integer(self, value: Any, path: tuple, *, minimum: int, maximum: int, default: int | None = None) -> int:
         if value is None and default is not None:
             return default
+        if isinstance(value, _TooLong):
+            self.error(path, f"has too many digits (at most {MAX_NUMBER_CHARS} characters)")
+            return default or minimum
         if isinstance(value, bool) or not isinstance(value, int):
             self.error(path, "must be a whole number")
             return default or minimum
         if value < minimum:
             self.error(path, f"must be ≥ {minimum}")
-        elif value > maximum:
+            return minimum
+        if value > maximum:
             self.error(path, f"must be ≤ {maximum}")
+            return maximum
         return value
 
     def decimal(
         self, value: Any, path: tuple, *, minimum: Decimal, maximum: Decimal, exclusive_min: bool = True
     ) -> Decimal:
+        """A bounded decimal; Decimal(0) after an error, so no later sum meets a huge number.
+        Text is checked as text first (ASCII digits, at most MAX_NUMBER_CHARS characters, a
+        three-digit exponent at most): Decimal() would read '٣' as 3 and '9e9999999999' as a number."""
+        if isinstance(value, _TooLong):
+            self.error(path, f"has too many digits (at most {MAX_NUMBER_CHARS} characters)")
+            return Decimal(0)
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             self.error(path, "must be a number")
             return Decimal(0)
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                self.error(path, "must be a finite number")
+                return Decimal(0)
+            text = repr(value)
+        elif isinstance(value, int):
+            if not -(10**MAX_NUMBER_CHARS) < value < 10**MAX_NUMBER_CHARS:
+                self.error(path, f"has too many digits (at most {MAX_NUMBER_CHARS} characters)")
+                return Decimal(0)
+            text = str(value)
+        else:
+            text = value.strip()
+            if len(text) > MAX_NUMBER_CHARS:
+                self.error(path, f"has too many digits (at most {MAX_NUMBER_CHARS} characters)")
+                return Decimal(0)
+            if not DECIMAL_TEXT.fullmatch(text):
+                self.error(path, "must be a plain number written with the digits 0-9, such as 0.50")
+                return Decimal(0)
         try:
-            number = Decimal(str(value).strip())
+            number = Decimal(text)
         except InvalidOperation:
             self.error(path, "must be a number")
             return Decimal(0)
-        if not number.is_finite():
-            self.error(path, "must be a finite number")
-            return Decimal(0)
         if number < minimum or (exclusive_min and number == minimum):
             self.error(path, f"must be {'>' if exclusive_min else '≥'} {minimum}")
-        elif number > maximum:
+            return Decimal(0)
+        if number > maximum:
             self.error(path, f"must be ≤ {maximum}")
+            return Decimal(0)
         return number
 
     def string(
@@ -236,19 +383,28 @@ class _Checker:
         ]
 
     def size(self, value: Any, path: tuple) -> int:
+        if isinstance(value, _TooLong) or (isinstance(value, int) and not isinstance(value, bool) and value > 10**30):
+            self.error(path, f"has too many digits (at most {MAX_NUMBER_CHARS} characters)")
+            return 0
         text = str(value).strip().lower() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
-        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([a-z]*)", text)
+        match = SIZE_TEXT.fullmatch(text) if len(text) <= 40 else None
         if not match or match.group(2) not in SIZE_UNITS:
             self.error(path, "must be a size such as 512Mi, 4Gi or 100G")
             return 0
         size = int(Decimal(match.group(1)) * SIZE_UNITS[match.group(2)])
         if size <= 0:
             self.error(path, "must be above zero")
+            return 0
+        if size > MAX_SIZE_BYTES:
+            self.error(path, "must be at most 1024Ti")
+            return 0
         return size
 
 
 def parse_duration(text: Any) -> int | None:
-    match = re.fullmatch(r"\s*(\d+)\s*(s|min|h|d|mon)\s*", str(text)) if isinstance(text, (str, int)) else None
+    if isinstance(text, bool) or not isinstance(text, (str, int)) or len(str(text)) > 40:
+        return None
+    match = DURATION_TEXT.fullmatch(str(text))
     if not match:
         return None
     return int(match.group(1)) * DURATION_UNITS[match.group(2)]
@@ -301,7 +457,7 @@ def spec_parse(
     deployment = check.mapping(root.get("deployment"), ("deployment",), required=False)
     check.unknown(deployment, {"duration", "mode", "tiers", "attributes", "failover"}, ("deployment",))
     mode = deployment.get("mode", "provider")
-    if mode not in MODE_TIERS:
+    if not isinstance(mode, str) or mode not in MODE_TIERS:
         check.error(("deployment", "mode"), 'must be "fizz" or "provider"')
         mode = "provider"
     duration = None
@@ -467,8 +623,10 @@ def _service(check: _Checker, name: str, body: Any, known_models: set[str] | Non
                         f"unknown GPU model {model!r}{_did_you_mean(model, known_models)}",
                     )
         if gpu.get("req_vram") not in (None, ""):
-            match = re.fullmatch(r"\s*(>=)?\s*(\d+)\s*(gb|gi)?\s*", str(gpu["req_vram"]).lower())
-            if not match or isinstance(gpu["req_vram"], bool):
+            raw_vram = gpu["req_vram"]
+            text = str(raw_vram).lower() if isinstance(raw_vram, str | int) and not isinstance(raw_vram, bool) else ""
+            match = VRAM_TEXT.fullmatch(text) if len(text) <= 40 else None
+            if not match:
                 check.error((*path, "resources", "gpu", "req_vram"), 'must be a VRAM size in GB such as ">=24"')
             else:
                 min_vram = int(match.group(2))
@@ -571,6 +729,11 @@ def _totals(check: _Checker, spec: Spec) -> None:
     spec.gpu_units = gpus
     spec.gpu_models = sorted(models)
     spec.max_price_per_hour_micros = int((price * 1_000_000).to_integral_value())
+    if spec.services and price > 0 and spec.max_price_per_hour_micros <= 0:
+        # Below half a micro-dollar the hold would be $0, which no ledger can place: refuse it
+        # here, so validating and creating give the same answer.
+        priced = next(service for service in spec.services if service.max_price_per_hour > 0)
+        check.error(("services", priced.name, "price", "amount"), "must be at least 0.000001 (USD per hour)")
 
 
 def spec_json_schema() -> dict[str, Any]:
