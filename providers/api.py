@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
 from ninja import Router, Status
-from ninja.security import HttpBearer
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -21,9 +20,10 @@ from pydantic import (
 
 from providers import hooks, liveness, selectors, services
 from providers.registration import node_register
-from spheron_web.auth import api_auth
+from spheron_web.auth import BearerAuth, api_auth
 from spheron_web.errors import ApplicationError
 from spheron_web.schemas import ErrorOut
+from spheron_web.throttle import auth_failure
 
 MAX_NODE_PAYLOAD_BYTES = 64 * 1024
 MAX_EVENTS_PAYLOAD_BYTES = 2 * 1024 * 1024
@@ -39,16 +39,21 @@ def _check_size(request: HttpRequest, limit: int) -> None:
         raise ApplicationError(f"The request body is too large (at most {limit // 1024} KiB).", status=400)
 
 
-class NodeTokenAuth(HttpBearer):
-    """`Authorization: Bearer fzt_…` — a node token from the dashboard (registration only)."""
+class NodeTokenAuth(BearerAuth):
+    """`Authorization: Bearer fzt_…` — a node token from the dashboard (registration only; a token
+    that is well formed but unknown is refused, and counted, by `register`)."""
 
     def authenticate(self, request: HttpRequest, token: str) -> str | None:
         _check_size(request, MAX_NODE_PAYLOAD_BYTES)
-        return token.strip() if token.strip().startswith("fzt_") else None
+        if not token.strip().startswith("fzt_"):
+            auth_failure(request)
+            return None
+        return token.strip()
 
 
-class NodeSecretAuth(HttpBearer):
-    """`Authorization: Bearer nsk_<node id>_…` — the secret a node got at registration."""
+class NodeSecretAuth(BearerAuth):
+    """`Authorization: Bearer nsk_<node id>_…` — the secret a node got at registration. Failures
+    are rate limited per client address; a valid secret never touches the counter."""
 
     limit = MAX_NODE_PAYLOAD_BYTES
 
@@ -56,6 +61,7 @@ class NodeSecretAuth(HttpBearer):
         _check_size(request, self.limit)
         found = liveness.node_authenticate(token.strip())
         if found is None:
+            auth_failure(request)
             return None
         request.node_info = found[1]  # type: ignore[attr-defined]
         return found[0]
@@ -72,6 +78,7 @@ class NodeHeartbeatAuth(NodeSecretAuth):
         _check_size(request, self.limit)
         found = liveness.node_authenticate_heartbeat(token.strip())
         if found is None:
+            auth_failure(request)
             return None
         request.node_info, request.node_cached = found[1], found[2]  # type: ignore[attr-defined]
         return found[0]
@@ -219,7 +226,12 @@ def register(request: HttpRequest, payload: RegisterIn):
     report = payload.model_dump()
     if report["price_per_hour"] is not None:
         report["price_per_hour"] = str(report["price_per_hour"])
-    result = node_register(raw_token=request.auth, report=report)  # type: ignore[arg-type]
+    try:
+        result = node_register(raw_token=request.auth, report=report)  # type: ignore[arg-type]
+    except ApplicationError as exc:
+        if exc.status == 401:  # the token is unknown or revoked
+            auth_failure(request)
+        raise
     node = result.node
     return Status(
         201 if result.created else 200,

@@ -17,15 +17,31 @@ from ninja.utils import check_csrf
 from accounts.api_keys import api_key_authenticate
 from accounts.models import User
 from spheron_web.errors import ApplicationError
+from spheron_web.throttle import auth_failure
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
 
 
-class ApiKeyAuth(HttpBearer):
-    """`Authorization: Bearer sph_...`, a key from the account page."""
+class BearerAuth(HttpBearer):
+    """django-ninja's `HttpBearer` without its DEBUG log line, which writes a header with another
+    scheme (`Token …`, `Basic …`), credential included, to the log."""
+
+    def __call__(self, request: HttpRequest) -> Any:
+        scheme, _, token = request.headers.get(self.header, "").partition(" ")
+        if scheme.lower() != self.openapi_scheme:
+            return None
+        return self.authenticate(request, token)
+
+
+class ApiKeyAuth(BearerAuth):
+    """`Authorization: Bearer sph_...`, a key from the account page. Failures are rate limited per
+    client address (spheron_web.throttle); a valid key costs nothing more."""
 
     def authenticate(self, request: HttpRequest, token: str) -> User | None:
-        return api_key_authenticate(raw_key=token.strip())
+        user = api_key_authenticate(raw_key=token.strip())
+        if user is None:
+            auth_failure(request)
+        return user
 
 
 class SessionCsrfAuth(APIKeyCookie):

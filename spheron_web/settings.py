@@ -233,6 +233,12 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Failed API-key, node-token and node-secret authentications per client address (spheron_web.throttle):
+# after this many in one window, further failures are 429 until the window ends.
+AUTH_FAILURE_LIMIT = env_int("AUTH_FAILURE_LIMIT", 20, min_value=1, max_value=100000)
+AUTH_FAILURE_WINDOW_SECONDS = env_int("AUTH_FAILURE_WINDOW_SECONDS", 300, min_value=1, max_value=86400)
+# Reverse proxies whose X-Forwarded-For is believed (their own addresses, comma-separated).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 
 # --- i18n / static -------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -254,11 +260,30 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG or not STORAGES["staticfiles"]["BACKEND"].startswith("whitenoise")
 
+# Every handler redacts credentials (spheron_web/log_redaction.py). Django's own "django" and
+# "django.server" loggers are redefined here so that none of their default handlers, which have no
+# such filter, stays attached: "django" goes to the root handler, "django.server" (runserver's
+# request lines) keeps its format.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"redact_secrets": {"()": "spheron_web.log_redaction.RedactSecretsFilter"}},
+    "formatters": {
+        "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"}
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]},
+        "django.server": {
+            "class": "logging.StreamHandler",
+            "formatter": "django.server",
+            "filters": ["redact_secrets"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"})},
+    "loggers": {
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+    },
 }
 
 # --- Product settings ----------------------------------------------------------------------
