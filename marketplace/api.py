@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from marketplace.filters import OfferFilter
 from marketplace.selectors import market_board, offer_page, offer_row
 from providers.models import Continent, NodeMode
-from providers.selectors import gpu_model_list, region_list
+from providers.selectors import gpu_model_kind, gpu_model_list, region_list
 from spheron_web.schemas import ErrorOut
 
 router = Router(tags=["catalog"])
@@ -30,7 +30,14 @@ class OfferOut(BaseModel):
     node_id: int
     provider: str
     gpu_model: str = Field(description="GPU model slug (GET /gpu-models)")
-    gpu_count: int
+    gpu_kind: str = Field(
+        description="The model's kind: `gpu`, `apple` (Apple silicon) or `cpu` (a CPU-only machine, no GPU)"
+    )
+    unit: str = Field(
+        description="What gpu_count, available_gpus and price_per_gpu_hour count: `gpu`, or `machine` for a "
+        "CPU-only or Apple machine, which is one unit (its price_per_gpu_hour is per machine-hour)"
+    )
+    gpu_count: int = Field(description="GPUs; 1 for a CPU-only or Apple machine (one unit)")
     vram_gb: int = Field(description="Memory per GPU, GB")
     gpu_tier: str
     cpu_cores: int
@@ -40,7 +47,7 @@ class OfferOut(BaseModel):
     region: str
     mode: NodeMode
     price_per_hour: str = Field(description="USD per hour for the whole node, exact decimal string")
-    price_per_gpu_hour: str = Field(description="USD per GPU-hour")
+    price_per_gpu_hour: str = Field(description="USD per GPU-hour; per machine-hour when unit is `machine`")
     price_per_vram_gb_hour: str = Field(description="USD per GB of VRAM per hour (all GPUs)")
     uptime_1d: float
     uptime_7d: float
@@ -55,10 +62,13 @@ class OfferPageOut(BaseModel):
 
 
 def _offer_item(row: dict) -> dict:
+    kind = gpu_model_kind(row["gpu_model_id"])
     return {
         "node_id": row["id"],
         "provider": row["provider__display_name"],
         "gpu_model": row["gpu_model_id"],
+        "gpu_kind": kind,
+        "unit": "gpu" if kind == "gpu" else "machine",
         "gpu_count": row["gpu_count"],
         "vram_gb": row["vram_gb"],
         "gpu_tier": row["gpu_tier"],
@@ -150,10 +160,12 @@ class MarketRowOut(Schema):
     vendor: str
     vram_gb: int
     gpu_tier: str
+    kind: str = Field(description="`gpu`, `apple` or `cpu` (CPU-only machines)")
+    unit: str = Field(description="`gpu`, or `machine` when each node is one unit (CPU-only, Apple)")
     offers: int = Field(description="Listed nodes with this model")
-    free_gpus: int
-    lowest_price_per_gpu_hour: str | None
-    median_price_per_gpu_hour: str | None
+    free_gpus: int = Field(description="Free units: GPUs, or machines when unit is `machine`")
+    lowest_price_per_gpu_hour: str | None = Field(description="Per GPU-hour; per machine-hour when unit is `machine`")
+    median_price_per_gpu_hour: str | None = Field(description="Per GPU-hour; per machine-hour when unit is `machine`")
 
 
 @router.get(
@@ -168,8 +180,9 @@ def market(request: HttpRequest, filters: Query[OfferFilter]):
         {
             **{
                 field: getattr(row, field)
-                for field in ("gpu_model", "name", "vendor", "vram_gb", "gpu_tier", "offers", "free_gpus")
+                for field in ("gpu_model", "name", "vendor", "vram_gb", "gpu_tier", "kind", "offers", "free_gpus")
             },
+            "unit": "gpu" if row.kind == "gpu" else "machine",
             "lowest_price_per_gpu_hour": None
             if row.lowest_price_per_gpu_hour_micros is None
             else _usd(row.lowest_price_per_gpu_hour_micros),

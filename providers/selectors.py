@@ -15,6 +15,19 @@ def gpu_model_list() -> QuerySet[GpuModel]:
     return GpuModel.objects.all()
 
 
+_gpu_model_kinds: dict[str, str] = {}
+
+
+def gpu_model_kind(slug: str) -> str:
+    """'gpu', 'apple' or 'cpu' for a model slug, from a per-process copy of the reference data (a
+    model's kind never changes), so listing offers costs no join and no extra query per page."""
+    kind = _gpu_model_kinds.get(slug)
+    if kind is None:
+        _gpu_model_kinds.update(GpuModel.objects.values_list("slug", "kind"))
+        kind = _gpu_model_kinds.get(slug, GpuModel.Kind.GPU)
+    return kind
+
+
 def region_list() -> QuerySet[Region]:
     return Region.objects.all()
 
