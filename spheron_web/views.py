@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.templatetags.static import static
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from marketplace.selectors import market_board
 
@@ -31,3 +35,18 @@ def healthz(request: HttpRequest) -> HttpResponse:
 def favicon(request: HttpRequest) -> HttpResponse:
     """Browsers ask for /favicon.ico on every page that names no icon (the admin's, say)."""
     return HttpResponsePermanentRedirect(static("img/favicon.svg"))
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """/admin/login/ is the site's own sign-in (allauth, which rate-limits failed attempts), never a
+    second password form without limits. The admin still checks staff status on every page."""
+    next_url = request.GET.get("next", "")
+    if not url_has_allowed_host_and_scheme(next_url, {request.get_host()}, require_https=request.is_secure()):
+        next_url = reverse("admin:index")
+    user = request.user
+    if user.is_authenticated:
+        if user.is_active and user.is_staff:
+            return redirect(next_url)
+        # Sending a signed-in non-staff user to the site's login would bounce straight back here.
+        return render(request, "accounts/admin_not_staff.html", status=403)
+    return redirect(f"{reverse('account_login')}?{urlencode({'next': next_url})}")
