@@ -142,6 +142,17 @@ class RegisterIn(_Strict):
         return value
 
 
+class RentableOut(BaseModel):
+    """What makes the node matchable: the provider's stake per GPU (a CPU-only machine is one)."""
+
+    stake_covered: bool
+    min_stake_per_gpu_spon: str
+    units: int
+    staked_spon: str
+    required_spon: str
+    message: str
+
+
 class RegisterOut(BaseModel):
     node_id: int
     node_secret: str
@@ -154,6 +165,7 @@ class RegisterOut(BaseModel):
     price_per_hour: str
     heartbeat_interval_seconds: int
     warnings: list[str]
+    rentable: RentableOut
 
 
 class UsageIn(_Strict):
@@ -247,6 +259,7 @@ def register(request: HttpRequest, payload: RegisterIn):
             "price_per_hour": f"{Decimal(node.price_per_hour_micros) / 1_000_000:.6f}",
             "heartbeat_interval_seconds": _interval(),
             "warnings": result.warnings,
+            "rentable": result.rentable,
         },
     )
 

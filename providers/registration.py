@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +19,7 @@ from providers.models import (
     NodeStatus,
     NodeToken,
     ProviderGpuPrice,
+    ProviderProfile,
     Region,
 )
 from providers.pricing import (
@@ -28,6 +29,7 @@ from providers.pricing import (
     fizz_gpu_price_per_hour_micros,
     node_price_per_hour_micros,
 )
+from providers.selectors import stake_summary
 from providers.services import MAX_PRICE_PER_GPU_HOUR_MICROS, stake_coverage_refresh, token_hash, usd_to_micros
 from spheron_web import clock
 from spheron_web.errors import ApplicationError
@@ -42,6 +44,7 @@ class Registration:
     secret: str
     created: bool
     warnings: list[str]
+    rentable: dict[str, Any] = field(default_factory=dict)
 
 
 def token_find(raw_token: str) -> NodeToken | None:
@@ -246,7 +249,13 @@ def node_register(*, raw_token: str, report: dict[str, Any]) -> Registration:
     stake_coverage_refresh(provider=provider)
     node.refresh_from_db()
     transaction.on_commit(lambda: liveness.node_auth_forget(node.id))
-    return Registration(node=node, secret=secret, created=created, warnings=_warnings(mode, hardware))
+    return Registration(
+        node=node,
+        secret=secret,
+        created=created,
+        warnings=_warnings(mode, hardware),
+        rentable=_rentable(node=node, provider=provider),
+    )
 
 
 def _region_for(code: str | None, token: NodeToken) -> Region:
@@ -285,3 +294,37 @@ def _warnings(mode: str, hardware: dict[str, Any]) -> list[str]:
                 f"Fizz nodes should have at least {FIZZ_RECOMMENDED[key]} {label}; this one has {hardware[key]}."
             )
     return warnings
+
+
+def _spon(amount: Decimal) -> str:
+    return f"{amount.normalize():f}"
+
+
+def _rentable(*, node: Node, provider: ProviderProfile) -> dict[str, Any]:
+    """What makes this node rentable, for the agent to log at start (sdk/PROTOCOL.md, `rentable`):
+    the provider's stake must cover MIN_STAKE_PER_GPU_SPON per GPU of its nodes, a CPU-only or
+    Apple machine counting as one GPU (the same figures as the dashboard's stake card)."""
+    summary = stake_summary(provider=provider)
+    per_gpu, staked, required = summary["min_per_gpu"], summary["staked"], summary["required"]
+    rule = f"this market needs {_spon(per_gpu)} $SPON staked per GPU (a CPU-only machine counts as one)"
+    if not per_gpu:
+        message = "This market needs no stake: renters can be matched to this node while it is online."
+    elif node.stake_covered:
+        message = (
+            f"Renters can be matched to this node while it is online: {rule}, "
+            f"and your stake of {_spon(staked)} $SPON covers the {_spon(required)} $SPON your nodes need."
+        )
+    else:
+        message = (
+            f"Renters cannot be matched to this node until your stake covers it: {rule}, "
+            f"so your nodes need {_spon(required)} $SPON and you have staked {_spon(staked)}. "
+            f"Stake {_spon(summary['shortfall'])} $SPON more (Provider, then Stake, on the site)."
+        )
+    return {
+        "stake_covered": node.stake_covered,
+        "min_stake_per_gpu_spon": _spon(per_gpu),
+        "units": node.gpu_count,
+        "staked_spon": _spon(staked),
+        "required_spon": _spon(required),
+        "message": message,
+    }
