@@ -9,7 +9,8 @@ from spheron_web.errors import ApplicationError
 from spheron_web.money import usd_to_micros
 
 # Dollars and at most two decimal places; bounded so nobody can post a thousand-digit number.
-USD_AMOUNT = re.compile(r"^\d{1,9}(\.\d{1,2})?$")
+# ASCII digits: `\d` also matches Arabic-Indic and full-width digits, which Decimal() reads as dollars.
+USD_AMOUNT = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,2})?$", re.ASCII)
 
 
 def parse_usd_amount(value: object, *, field: str = "amount") -> int:

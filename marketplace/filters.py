@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from providers.models import Continent, NodeMode
 from spheron_web.errors import ApplicationError
+from spheron_web.money import parse_plain_decimal
 from spheron_web.query import clean_query_value
 
 SortKey = Literal["price", "-price", "price_per_vram", "uptime", "-uptime", "vram", "-vram"]
@@ -82,6 +83,14 @@ class OfferFilter(BaseModel):
         # A field-level validator: ninja hands model-level ones a wrapper object, not a dict.
         value = clean_query_value(value)
         return "price" if value is None and info.field_name == "sort" else value
+
+    @field_validator("max_price_per_hour", mode="before")
+    @classmethod
+    def _plain_price(cls, value: Any) -> Any:
+        # Decimal() would read Arabic-Indic or full-width digits, and exponents, as a price.
+        if isinstance(value, str) and value.strip() and parse_plain_decimal(value) is None:
+            raise ValueError("must be a price in USD written with the digits 0-9, e.g. 1.50")
+        return value
 
     @field_validator("gpu_model", "region")
     @classmethod

@@ -22,6 +22,7 @@ from providers import hooks, liveness, selectors, services
 from providers.registration import node_register
 from spheron_web.auth import BearerAuth, api_auth
 from spheron_web.errors import ApplicationError
+from spheron_web.money import parse_plain_decimal
 from spheron_web.schemas import ErrorOut
 from spheron_web.throttle import auth_failure
 
@@ -137,7 +138,8 @@ class RegisterIn(_Strict):
     @field_validator("price_per_hour", mode="before")
     @classmethod
     def _price_text(cls, value: Any) -> Any:
-        if isinstance(value, bool):
+        # Not a boolean, and as text ASCII digits only: Decimal() also reads '٣' or '３' as a price.
+        if isinstance(value, bool) or (isinstance(value, str) and parse_plain_decimal(value) is None):
             raise ValueError('must be a price in USD, e.g. "0.30"')
         return value
 

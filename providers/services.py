@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -33,6 +34,7 @@ from providers.models import (
 from spheron_web import clock
 from spheron_web.addresses import evm_address_clean, solana_address_clean
 from spheron_web.errors import ApplicationError
+from spheron_web.money import parse_plain_decimal
 
 TOKEN_PREFIX = "fzt_"
 TOKEN_PREFIX_LENGTH = 12
@@ -177,11 +179,12 @@ def node_token_revoke(*, provider: ProviderProfile, token_id: int) -> NodeToken:
 
 
 def usd_to_micros(value: str | Decimal | int | float, *, field: str, maximum: int) -> int:
-    try:
-        amount = Decimal(str(value).strip().lstrip("$"))
-    except (InvalidOperation, ValueError):
-        raise ApplicationError("Enter a price in US dollars, e.g. 1.25.", {"field": field}) from None
-    if not amount.is_finite() or amount <= 0:
+    plain = isinstance(value, str | Decimal | int | float) and not isinstance(value, bool)
+    text = str(value).strip().removeprefix("$") if plain else ""
+    amount = parse_plain_decimal(text)  # ASCII digits, no exponent: not '٣', '３' or '1e999999'
+    if amount is None:
+        raise ApplicationError("Enter a price in US dollars, e.g. 1.25.", {"field": field})
+    if amount <= 0:
         raise ApplicationError("A price must be above zero.", {"field": field})
     micros = int((amount * 1_000_000).to_integral_value())
     if micros > maximum:
@@ -308,12 +311,16 @@ def node_review_clear(*, node_ids: list[int], by: User | None = None) -> int:
 # --- Stake record ------------------------------------------------------------------------------
 
 
+SPON_AMOUNT = re.compile(r"[+-]?[0-9]{1,42}(?:\.[0-9]{0,40})?", re.ASCII)
+
+
 def spon_to_base_units(amount: str | Decimal, *, field: str = "amount") -> Decimal:
-    try:
-        value = Decimal(str(amount).strip())
-    except (InvalidOperation, ValueError):
-        raise ApplicationError("Enter an amount of $SPON, e.g. 200.", {"field": field}) from None
-    if not value.is_finite() or value <= 0:
+    text = str(amount).strip()
+    # ASCII digits only, no exponent, bounded length: Decimal() reads '٣' and '1e999999' too.
+    value = Decimal(text) if SPON_AMOUNT.fullmatch(text) else None
+    if value is None:
+        raise ApplicationError("Enter an amount of $SPON, e.g. 200.", {"field": field})
+    if value <= 0:
         raise ApplicationError("The amount must be above zero.", {"field": field})
     base = value * (10**SPON_DECIMALS)
     if base != base.to_integral_value():

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal
 
 MICROS_PER_USD = 1_000_000
 HOURS_PER_MONTH = 730  # 365 * 24 / 12, the convention cloud price lists use
+
+
+# A money amount as people write it: ASCII digits (Python's `\d`, int() and Decimal() also read
+# Arabic-Indic or full-width digits), an optional sign and decimal point, no exponent, bounded
+# length, so nothing converts a thousand digits or a huge exponent.
+PLAIN_DECIMAL = re.compile(r"[+-]?[0-9]{1,15}(?:\.[0-9]{0,15})?|[+-]?\.[0-9]{1,15}", re.ASCII)
+
+
+def parse_plain_decimal(text: str) -> Decimal | None:
+    """'1.25' -> Decimal('1.25'); None for anything that is not a plain ASCII decimal number."""
+    if not isinstance(text, str) or len(text) > 40:
+        return None
+    text = text.strip()
+    return Decimal(text) if PLAIN_DECIMAL.fullmatch(text) else None
 
 
 def usd_to_micros(amount: Decimal) -> int:
