@@ -13,4 +13,5 @@ urlpatterns = [
     path("<int:deployment_id>/", views.deployment_detail, name="detail"),
     path("<int:deployment_id>/logs/", views.deployment_logs, name="logs"),
     path("<int:deployment_id>/close/", views.deployment_close_view, name="close"),
+    path("<int:deployment_id>/redeploy/", views.deployment_redeploy_view, name="redeploy"),
 ]

@@ -32,8 +32,10 @@ from marketplace.deployments import (
     deployment_close,
     deployment_cost_so_far,
     deployment_create,
+    deployment_redeploy,
     estimate,
     get_deployment_for_user,
+    node_failover_at,
     spec_from_source,
 )
 from marketplace.matchmaker import deployment_match_summary
@@ -125,9 +127,38 @@ def deployment_log_lines(
 # --- Presentation helpers ----------------------------------------------------------------------
 
 
-def stepper(deployment: Deployment, events: list[DeploymentEvent]) -> list[dict[str, str]]:
+def node_silence(deployment: Deployment, lease: Lease | None) -> dict[str, Any] | None:
+    """While the node of the running lease is offline: since when (its last heartbeat), what
+    happens next and when. None while it heartbeats."""
+    if lease is None or lease.status != LeaseStatus.ACTIVE:
+        return None
+    failover_at = node_failover_at(lease.node)
+    if failover_at is None:
+        return None
+    pinned = deployment.spec.get("node")
+    when = f"{failover_at:%H:%M:%S} UTC"
+    if pinned:
+        next_step = f"closing at {when} if it does not come back: pinned to this node, it cannot move"
+    elif not deployment.failover:
+        next_step = f"closing at {when} if it does not come back: failover is off"
+    else:
+        next_step = f"moving to another node at {when} if it does not come back"
+    return {
+        "node_id": lease.node_id,
+        "since": lease.node.last_seen_at,
+        "at": failover_at,
+        "pinned": pinned,
+        "next": next_step,
+        "hint": f"node stopped responding at {lease.node.last_seen_at:%H:%M:%S} UTC; {next_step}",
+    }
+
+
+def stepper(
+    deployment: Deployment, events: list[DeploymentEvent], silence: dict[str, Any] | None = None
+) -> list[dict[str, str]]:
     """pending → matched → provisioning → running → closed (or failed), each step done, current,
-    to do, or skipped (a deployment closed before it ran). A failover starts over at pending."""
+    to do, or skipped (a deployment closed before it ran). A failover starts over at pending. While
+    the node is silent the current step says so, and what happens next and when."""
     reached: set[str] = set()
     for event in events:
         if event.kind == "failover":
@@ -140,7 +171,10 @@ def stepper(deployment: Deployment, events: list[DeploymentEvent]) -> list[dict[
         current = keys.index(deployment.status)
         for index, (key, label, hint) in enumerate(STEPS):
             state = "done" if index < current else "current" if index == current else "todo"
-            steps.append({"key": key, "label": label, "hint": hint, "state": state})
+            step = {"key": key, "label": label, "hint": hint, "state": state}
+            if silence and state == "current":
+                step.update(hint=silence["hint"], warn="true")
+            steps.append(step)
         return steps
     failed = deployment.status == DeploymentStatus.FAILED
     reason = CloseReason(deployment.close_reason).label if deployment.close_reason in CloseReason.values else ""
@@ -375,15 +409,34 @@ def deployment_validate(request: HttpRequest) -> HttpResponse:
 # --- Detail ------------------------------------------------------------------------------------
 
 
+REDEPLOY_AFTER = (CloseReason.PROVIDER_FAILED, CloseReason.NODE_DISABLED)
+
+
 def _detail_context(request: HttpRequest, deployment: Deployment) -> dict[str, Any]:
     events = list(deployment.events.order_by("at", "id"))
     lease = deployment_lease(deployment)
+    silence = node_silence(deployment, lease)
+    pinned = deployment.spec.get("node")
+    # An ended lease whose stop the agent has not confirmed yet: keep refreshing until it does (or
+    # until the stop timeout gives its capacity back), so the final state shows without a reload.
+    awaiting_agent = bool(
+        lease
+        and lease.status != LeaseStatus.ACTIVE
+        and lease.agent_state_shown == "stopping"
+        and lease.capacity_released_at is None
+    )
     return {
         "deployment": deployment,
-        "steps": stepper(deployment, events),
+        "steps": stepper(deployment, events, silence),
         "events": events,
         "lease": lease,
         "lease_active": bool(lease and lease.status == LeaseStatus.ACTIVE),
+        "silence": silence,
+        "pinned": pinned,
+        "offer_redeploy": bool(
+            pinned and (silence or (not deployment.is_active and deployment.close_reason in REDEPLOY_AFTER))
+        ),
+        "live_polling": deployment.is_active or awaiting_agent,
         "cost": deployment_cost_so_far(deployment),
         "why": _why(deployment),
         "duration": duration_text(deployment.duration_seconds),
@@ -457,6 +510,25 @@ def deployment_logs(request: HttpRequest, deployment_id: int) -> HttpResponse:
     last_lease = int(raw_lease) if raw_lease else None
     context = {**_log_context(deployment, lines, after=after, last_lease=last_lease), "poll": True}
     return render(request, "deployments/detail.html#log-poll", context)
+
+
+@require_POST
+@login_required
+def deployment_redeploy_view(request: HttpRequest, deployment_id: int) -> HttpResponse:
+    """A pinned deployment whose node failed: the same spec without the pin, as a new deployment."""
+    deployment = _deployment(request, deployment_id)
+    try:
+        new = deployment_redeploy(user=request.user, deployment=deployment)  # type: ignore[arg-type]
+    except ApplicationError as exc:  # a spec the parser now refuses, credits, too many deployments
+        messages.error(request, f"Could not re-deploy: {exc.message}")
+    else:
+        messages.success(
+            request,
+            f"Deployment #{new.id} submitted: the spec of #{deployment.id} without its pin to node "
+            f"{deployment.spec['node']}, for any similar node.",
+        )
+        return redirect("deployments:detail", deployment_id=new.id)
+    return redirect("deployments:detail", deployment_id=deployment.id)
 
 
 @require_POST

@@ -9,6 +9,7 @@ and releases the rest. A failed node is not charged past its last good heartbeat
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -373,6 +374,12 @@ def order_fail(*, order: Order, reason: str, now: datetime) -> None:
 
 
 def _release_capacity(lease: Lease) -> None:
+    """Give the lease's share back to its node: once (the first caller wins), and only when the
+    workload no longer runs there (see `_lease_end`)."""
+    if not Lease.objects.filter(id=lease.id, capacity_released_at__isnull=True).update(
+        capacity_released_at=clock.now()
+    ):
+        return
     Node.objects.filter(id=lease.node_id).update(
         available_gpus=F("available_gpus") + lease.gpus,
         available_cpu_cores=F("available_cpu_cores") + lease.cpu_cores,
@@ -382,7 +389,11 @@ def _release_capacity(lease: Lease) -> None:
 
 
 def _lease_end(lease: Lease, *, reason: str, now: datetime, charge_until: datetime | None = None) -> None:
-    """Close a lease: settle the meter (up to `charge_until`), free the node's capacity."""
+    """Close a lease: settle the meter (up to `charge_until`). The node's capacity is freed only
+    once nothing runs there any more: now if the workload already ended (or the node is a demo
+    node), else when the agent reports the stop or no longer reports the lease in a heartbeat
+    (`leases_gone_from_node`), or LEASE_STOP_TIMEOUT_SECONDS after the end
+    (`leases_release_stale_capacity`). Until then a new lease cannot start beside the old one."""
     if lease.status != LeaseStatus.ACTIVE:
         return
     if lease.meter_id:
@@ -394,7 +405,8 @@ def _lease_end(lease: Lease, *, reason: str, now: datetime, charge_until: dateti
         status=LeaseStatus.CLOSED, ended_at=now, close_reason=reason, agent_state=lease.agent_state
     )
     lease.status, lease.ended_at, lease.close_reason = LeaseStatus.CLOSED, now, reason
-    _release_capacity(lease)
+    if lease.agent_state in Lease.AGENT_DONE:
+        _release_capacity(lease)
     transaction.on_commit(lambda: _assignments_changed(lease.node_id))
 
 
@@ -449,13 +461,19 @@ def assignments_for_node(
     it runs that is closed. `cached`: the heartbeat's prefetched cache values (this node's key is
     absent when the cache did not have it)."""
     key = _assignments_key(node_id)
-    active = cached.get(key) if cached is not None else cache.get(key)
-    if active is None:
-        active = [
+    holding = cached.get(key) if cached is not None else cache.get(key)
+    if holding is None:
+        # Active leases, and ended ones whose stop the agent has not confirmed (they hold capacity).
+        holding = [
             {"lease_id": lease.id, "state": lease.agent_state, "spec": lease.deployment.spec}
-            for lease in Lease.objects.filter(node_id=node_id, status=LeaseStatus.ACTIVE).select_related("deployment")
+            if lease.status == LeaseStatus.ACTIVE
+            else {"lease_id": lease.id, "state": lease.agent_state, "ended": True}
+            for lease in Lease.objects.filter(node_id=node_id, capacity_released_at__isnull=True).select_related(
+                "deployment"
+            )
         ]
-        cache.set(key, active, 300)
+        cache.set(key, holding, 300)
+    active = [lease for lease in holding if not lease.get("ended")]
     running = {item["lease_id"] for item in reported}
     assignments = []
     for lease in active:
@@ -464,7 +482,43 @@ def assignments_for_node(
     active_ids = {lease["lease_id"] for lease in active}
     for lease_id in running - active_ids:
         assignments.append({"lease_id": lease_id, "action": "stop"})
+    # This list was built after those leases ended, so no start was sent for them since: one the
+    # agent does not report is not running there.
+    gone = [lease["lease_id"] for lease in holding if lease.get("ended") and lease["lease_id"] not in running]
+    if gone:
+        leases_gone_from_node(node_id=node_id, lease_ids=gone)
     return assignments
+
+
+def leases_gone_from_node(*, node_id: int, lease_ids: list[int]) -> int:
+    """Ended leases the node's agent no longer runs: their capacity goes back to the node."""
+    released = 0
+    with transaction.atomic():
+        for lease in Lease.objects.filter(
+            id__in=lease_ids, node_id=node_id, status=LeaseStatus.CLOSED, capacity_released_at__isnull=True
+        ):
+            _release_capacity(lease)
+            if lease.agent_state not in Lease.AGENT_DONE:  # it does not run there: the page says stopped
+                Lease.objects.filter(id=lease.id).update(agent_state="stopped")
+            released += 1
+    _assignments_changed(node_id)
+    return released
+
+
+def leases_release_stale_capacity(*, now: datetime | None = None) -> int:
+    """Ended leases whose stop no agent confirmed within LEASE_STOP_TIMEOUT_SECONDS (a node that
+    never came back, an agent that lost it): their capacity goes back to the node."""
+    now = now or clock.now()
+    cutoff = now - timedelta(seconds=settings.LEASE_STOP_TIMEOUT_SECONDS)
+    stale = list(
+        Lease.objects.filter(status=LeaseStatus.CLOSED, capacity_released_at__isnull=True, ended_at__lte=cutoff)[:1000]
+    )
+    for lease in stale:
+        with transaction.atomic():
+            _release_capacity(lease)
+    for node_id in {lease.node_id for lease in stale}:
+        _assignments_changed(node_id)
+    return len(stale)
 
 
 def _start_assignment(lease_id: int, spec: dict[str, Any]) -> dict[str, Any]:
@@ -510,6 +564,7 @@ def lease_events(node_id: int, lease_id: int, events: list[dict[str, Any]]) -> b
                     if kind == "exited":
                         lease.exit_code = event.get("exit_code")
                     Lease.objects.filter(id=lease.id).update(agent_state=lease.agent_state, exit_code=lease.exit_code)
+                    _release_capacity(lease)  # nothing runs there any more
                 continue
             if kind == "provisioning":
                 lease.agent_state = "provisioning"
@@ -575,12 +630,43 @@ def lease_summaries(node_ids: list[int]) -> dict[int, str]:
 
 
 def node_went_offline(node_id: int, at: datetime) -> None:
-    """providers' offline hook: check again after the grace period (a blip is not a failure)."""
+    """providers' offline hook, `at` being the node's last heartbeat: fail its leases over when it
+    has been silent FAILOVER_GRACE_SECONDS counted from that heartbeat (a blip is not a failure).
+    The node is found silent NODE_OFFLINE_AFTER_SECONDS after it, so part of the grace, or all of it
+    (a grace shorter than that), is already over: what is left is waited, or nothing. The fold's
+    sweep (`leases_fail_silent_nodes`) does the same should this task be lost."""
     if not Lease.objects.filter(node_id=node_id, status=LeaseStatus.ACTIVE).exists():
+        return
+    remaining = settings.FAILOVER_GRACE_SECONDS - (clock.now() - at).total_seconds()
+    if remaining <= 0:
+        node_leases_fail(node_id=node_id, last_good=at)
         return
     from marketplace.tasks import fail_node_leases
 
-    fail_node_leases.apply_async((node_id, at.isoformat()), countdown=settings.FAILOVER_GRACE_SECONDS)
+    fail_node_leases.apply_async((node_id, at.isoformat()), countdown=math.ceil(remaining))
+
+
+def leases_fail_silent_nodes(now: datetime | None = None) -> int:
+    """providers' fold hook: leases on nodes offline for longer than the grace since their last
+    heartbeat fail over now (within one fold of the grace, whatever happened to the scheduled
+    check). Returns the number of leases ended."""
+    now = now or clock.now()
+    cutoff = now - timedelta(seconds=settings.FAILOVER_GRACE_SECONDS)
+    silent = Node.objects.filter(
+        status=NodeStatus.OFFLINE,
+        last_seen_at__lte=cutoff,
+        id__in=Lease.objects.filter(status=LeaseStatus.ACTIVE).values("node_id"),
+    ).values_list("id", "last_seen_at")
+    failed = sum(node_leases_fail(node_id=node_id, last_good=last_seen) for node_id, last_seen in silent)
+    return failed + leases_release_stale_capacity(now=now)
+
+
+def node_failover_at(node: Node) -> datetime | None:
+    """When the leases of an offline node fail over if it does not come back (its last heartbeat
+    plus the grace); None for a node that is not offline."""
+    if node.status != NodeStatus.OFFLINE or node.last_seen_at is None:
+        return None
+    return node.last_seen_at + timedelta(seconds=settings.FAILOVER_GRACE_SECONDS)
 
 
 LeasePenalty = Any
@@ -599,14 +685,24 @@ def node_leases_fail(*, node_id: int, last_good: datetime) -> int:
     node = Node.objects.filter(id=node_id).first()
     if node is None or (node.status == NodeStatus.ONLINE and node.online_since and node.online_since > last_good):
         return 0  # came back within the grace period
+    now = clock.now()
+    if node.last_seen_at and node.last_seen_at > last_good:
+        # Heard from since (back, then silent again): the grace counts from the newer heartbeat,
+        # whose own check is scheduled (or the fold's sweep finds it).
+        if node.status != NodeStatus.OFFLINE or now - node.last_seen_at < timedelta(
+            seconds=settings.FAILOVER_GRACE_SECONDS
+        ):
+            return 0
+        last_good = node.last_seen_at
+    silent = int((now - last_good).total_seconds())
     return _node_leases_end(
         node_id,
         charge_until=last_good,
         reason=CloseReason.PROVIDER_FAILED,
         event="node_failed",
         message=(
-            f"Node {node_id} stopped heartbeating at {last_good:%H:%M:%S} UTC and did not come back within "
-            f"{settings.FAILOVER_GRACE_SECONDS} s. Not charged after its last heartbeat."
+            f"Node {node_id} stopped heartbeating at {last_good:%H:%M:%S} UTC; silent {silent} s, longer than the "
+            f"{settings.FAILOVER_GRACE_SECONDS} s grace. Not charged after its last heartbeat."
         ),
         penalise=True,
     )
@@ -643,14 +739,23 @@ def _node_leases_end(
                     handler(lease, charge_until)
             _event(deployment, event, message, at=now, lease=lease)
             ended += 1
-            if not deployment.failover:
+            pinned = deployment.spec.get("node")
+            if not deployment.failover or pinned:
+                # A pinned deployment can only run on its node: a search elsewhere cannot succeed,
+                # so nothing is held for one. Closed rather than left waiting: the renter stops
+                # holding credits for a node that may never return and can re-deploy the same spec
+                # on a similar node in one click (its page offers it).
                 deployment.status = DeploymentStatus.CLOSED
                 deployment.close_reason = reason
                 deployment.closed_at = now
                 deployment.save(update_fields=["status", "close_reason", "closed_at", "updated_at"])
                 failed = reason == CloseReason.PROVIDER_FAILED
                 why = "The node failed" if failed else "The node was taken off the market"
-                _event(deployment, "closed", f"{why} and failover is off for this deployment.", at=now)
+                if pinned:
+                    why += f" and this deployment is pinned to node {pinned}, so it cannot move to another node"
+                else:
+                    why += " and failover is off for this deployment"
+                _event(deployment, "closed", f"{why}. Nothing more is charged or held.", at=now)
                 continue
             _rematch(deployment, failed_node=node_id, now=now)
     return ended
@@ -737,10 +842,20 @@ def register_hooks() -> None:
     provider_hooks.register_lease_event_handler(lease_events)
     provider_hooks.register_offline_handler(node_went_offline)
     provider_hooks.register_disabled_handler(node_disabled)
+    provider_hooks.register_fold_handler(leases_fail_silent_nodes)
     provider_hooks.register_lease_summary(lease_summaries)
     billing_hooks.register_insufficient_funds_handler(billing_close_handler)
     register_reference_describer("deployment", describe_deployment_references)
     register_reference_describer("lease", describe_lease_references)
+
+
+def lease_charge_until(lease: Lease, now: datetime) -> datetime:
+    """Up to when a running lease costs: now, or its node's last heartbeat while the node is
+    silent (a failover charges nothing after it, so the cost shown stops there too)."""
+    node = lease.node
+    if lease.status == LeaseStatus.ACTIVE and node.status != NodeStatus.ONLINE and node.last_seen_at:
+        return min(now, max(node.last_seen_at, lease.started_at))
+    return now
 
 
 def deployment_cost_so_far(deployment: Deployment) -> int:
@@ -748,8 +863,52 @@ def deployment_cost_so_far(deployment: Deployment) -> int:
 
     total = 0
     now = clock.now()
-    for lease in Lease.objects.filter(deployment=deployment).select_related("meter"):
+    for lease in Lease.objects.filter(deployment=deployment).select_related("meter", "node"):
         if lease.meter is None:
             continue
-        total += lease.meter.charged if lease.meter.closed_at else meter_accrued(lease.meter, now=now)
+        if lease.meter.closed_at:
+            total += lease.meter.charged
+        else:  # never less than what a settlement already charged
+            total += max(lease.meter.charged, meter_accrued(lease.meter, now=lease_charge_until(lease, now)))
     return total
+
+
+def unpinned_spec_source(deployment: Deployment) -> str:
+    """The deployment's spec without its node pin, for a similar node: the pinned node's GPU model
+    stays (added where a GPU request names none), as do the resources and the price cap."""
+    import yaml
+
+    data = yaml.safe_load(deployment.spec_source)
+    pinned = deployment.spec.get("node")
+    attributes = (data.get("deployment") or {}).get("attributes")
+    if isinstance(attributes, dict):
+        attributes.pop("node", None)
+        if not attributes:
+            data["deployment"].pop("attributes")
+    node = Node.objects.filter(id=pinned).first() if pinned else None
+    if node is not None and node.gpu_count and (deployment.spec.get("gpu_units") or 0) > 0:
+        for service in (data.get("services") or {}).values():
+            gpu = ((service or {}).get("resources") or {}).get("gpu")
+            if isinstance(gpu, dict) and not gpu.get("model") and not gpu.get("models"):
+                gpu["model"] = node.gpu_model_id
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def deployment_redeploy(*, user: User, deployment: Deployment) -> Deployment:
+    """One click for a pinned deployment whose node failed (or is silent): the same spec, unpinned,
+    as a new deployment; the old one is closed first if it still runs."""
+    if not deployment.spec.get("node"):
+        raise ApplicationError("Only a deployment pinned to one node is re-deployed this way.", status=409)
+    source = unpinned_spec_source(deployment)
+    with transaction.atomic():  # a refused create (credits) leaves the old deployment as it was
+        if deployment.is_active:
+            deployment_close(deployment=deployment, message="Re-deployed on a similar node.")
+        new = deployment_create(user=user, source=source)
+        _event(
+            new,
+            "redeploy",
+            f"Re-deployment of #{deployment.id} without its pin to node {deployment.spec['node']}: "
+            "any node with the same GPU model, resources and price cap may take it.",
+            at=clock.now(),
+        )
+    return new

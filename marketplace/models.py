@@ -202,10 +202,20 @@ class Lease(models.Model):
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
     close_reason = models.CharField(max_length=20, choices=CloseReason.choices, blank=True)
+    capacity_released_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the node's capacity came back: the agent stopped the workload, or the stop timed out",
+    )  # fmt: skip
 
     class Meta:
         ordering = ["-started_at", "-id"]
-        indexes = [models.Index(fields=["node"], condition=models.Q(status="active"), name="lease_active_node")]
+        indexes = [
+            models.Index(fields=["node"], condition=models.Q(status="active"), name="lease_active_node"),
+            # Leases holding capacity on their node: active, or ended and not yet stopped there.
+            models.Index(
+                fields=["node"], condition=models.Q(capacity_released_at__isnull=True), name="lease_holding_node"
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["deployment"], condition=models.Q(status="active"), name="lease_one_active_per_deployment"

@@ -14,7 +14,10 @@ at start-up (in its AppConfig.ready) and providers calls them.
   offline (failover, penalties);
 - challenge failure handlers: `handler(node_id, challenge_id, reason)` — rewards/slashing;
 - disabled handlers: `handler(node_id, at) -> int` — run inside the transaction that takes a node
-  off the market (an admin disabled it): end what runs on it; returns how many leases ended.
+  off the market (an admin disabled it): end what runs on it; returns how many leases ended;
+- fold handlers: `handler(now) -> int` — run at the end of every liveness fold (every
+  LIVENESS_FOLD_SECONDS), after silent nodes went offline: periodic work that must follow
+  liveness closely (failing over leases of nodes silent longer than the grace); returns a count.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ _lease_event_handlers: list[LeaseEventHandler] = []
 _offline_handlers: list[OfflineHandler] = []
 _challenge_failure_handlers: list[ChallengeFailureHandler] = []
 _disabled_handlers: list[DisabledHandler] = []
+FoldHandler = Callable[[datetime], int]
+_fold_handlers: list[FoldHandler] = []
 
 
 def _add(registry: list, func: Callable) -> Callable:
@@ -72,9 +77,14 @@ def register_disabled_handler(func: DisabledHandler) -> DisabledHandler:
     return _add(_disabled_handlers, func)
 
 
+def register_fold_handler(func: FoldHandler) -> FoldHandler:
+    return _add(_fold_handlers, func)
+
+
 def unregister(func: Callable) -> None:
     registries = (
-        _assignment_sources, _lease_event_handlers, _offline_handlers, _challenge_failure_handlers, _disabled_handlers
+        _assignment_sources, _lease_event_handlers, _offline_handlers, _challenge_failure_handlers, _disabled_handlers,
+        _fold_handlers,
     )  # fmt: skip
     for registry in registries:
         if func in registry:
@@ -102,6 +112,10 @@ def lease_events(node_id: int, lease_id: int, events: list[dict[str, Any]]) -> b
 def node_offline(node_id: int, at: datetime) -> None:
     for handler in _offline_handlers:
         handler(node_id, at)
+
+
+def liveness_folded(now: datetime) -> int:
+    return sum(handler(now) for handler in _fold_handlers)
 
 
 def challenge_failed(node_id: int, challenge_id: str, reason: str) -> None:

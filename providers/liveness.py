@@ -265,7 +265,8 @@ def node_mark_offline(*, node_id: int, at: datetime, reason: str, clean: bool = 
 
 
 def fold_heartbeats(*, now: datetime | None = None) -> dict[str, int]:
-    """Heartbeats from the cache into the database; silent nodes offline; expired challenges missed."""
+    """Heartbeats from the cache into the database; silent nodes offline; expired challenges missed;
+    then the fold handlers (marketplace: failover of nodes silent longer than the grace)."""
     now = now or clock.now()
     timeout = timedelta(seconds=settings.NODE_OFFLINE_AFTER_SECONDS)
     resolution = timedelta(seconds=settings.NODE_LAST_SEEN_RESOLUTION_SECONDS)
@@ -297,6 +298,9 @@ def fold_heartbeats(*, now: datetime | None = None) -> dict[str, int]:
         for node_id, at in silent:
             stats["offline"] += node_mark_offline(node_id=node_id, at=at, reason="no heartbeat")
     stats["missed"] = challenges_expire(now=now)
+    # After the offline transitions above: a grace shorter than NODE_OFFLINE_AFTER_SECONDS fails
+    # over in the same fold that finds the node silent.
+    stats["followed_up"] = hooks.liveness_folded(now)
     return stats
 
 

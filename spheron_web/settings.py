@@ -351,8 +351,12 @@ MATCH_RETRY_SECONDS = env_int("MATCH_RETRY_SECONDS", 5, min_value=0, max_value=6
 MATCH_SEED_SECRET = env_str("MATCH_SEED_SECRET", "") or ""
 # Hold for the whole duration, but at most this many hours up front (topped up as it runs).
 DEPLOYMENT_HOLD_HOURS = env_int("DEPLOYMENT_HOLD_HOURS", 24, min_value=1, max_value=24 * 31)
-# A node silent this long during a lease is declared failed and the deployment moves on.
+# A node silent this long (from its last heartbeat) during a lease is declared failed and the
+# deployment moves on, within one LIVENESS_FOLD_SECONDS after.
 FAILOVER_GRACE_SECONDS = env_int("FAILOVER_GRACE_SECONDS", 120, min_value=0, max_value=3600)
+# An ended lease keeps its share of the node until the agent confirms the workload stopped (or
+# stops reporting it), or this long after the end: a new lease never starts beside the old one.
+LEASE_STOP_TIMEOUT_SECONDS = env_int("LEASE_STOP_TIMEOUT_SECONDS", 300, min_value=1, max_value=86400)
 
 # Ninja: no silent coercions in the API; our own error shape is set in spheron_web/api.py.
 NINJA_PAGINATION_MAX_LIMIT = 200

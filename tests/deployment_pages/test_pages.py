@@ -217,14 +217,22 @@ def test_detail_fragment_is_the_live_part_with_the_timeline_out_of_band(owner_cl
     assert "HX-Target" in response["Vary"]
 
 
-def test_polling_stops_once_closed(owner_client, owner, market):
-    deployment, _lease = create_and_match(owner)
+def test_polling_stops_once_closed_and_the_agent_confirmed_the_stop(owner_client, owner, market):
+    deployment, lease = create_and_match(owner)
+    deployments.lease_events(lease.node_id, lease.id, [{"type": "provisioning"}, {"type": "running"}])
     deployments.deployment_close(deployment=deployment)
+    # Closed, but the agent has not reported the stop yet: the page keeps asking, so that the
+    # agent's final state shows without a reload.
+    fragment = owner_client.get(f"/deployments/{deployment.id}/", **htmx_target("deployment-live")).content.decode()
+    assert "hx-trigger" in fragment.split(">")[0] and 'data-testid="agent-state">stopping<' in fragment
+    deployments.lease_events(lease.node_id, lease.id, [{"type": "stopped", "message": "stopped by the server"}])
+    fragment = owner_client.get(f"/deployments/{deployment.id}/", **htmx_target("deployment-live")).content.decode()
+    assert "hx-trigger" not in fragment.split(">")[0] and 'data-testid="agent-state">stopped<' in fragment
     html = owner_client.get(f"/deployments/{deployment.id}/").content.decode()
     live = html.split('<div id="deployment-live"')[1].split(">")[0]
     assert "hx-trigger" not in live
     states = dict(re.findall(r'data-step="(\w+)" data-state="(\w+)"', html))
-    assert states == {"pending": "done", "matched": "done", "provisioning": "skipped", "running": "skipped",
+    assert states == {"pending": "done", "matched": "done", "provisioning": "done", "running": "done",
                       "closed": "done"}  # fmt: skip
     assert "Closed by the renter" in html and 'data-testid="close-button"' not in html
 

@@ -59,7 +59,9 @@ def test_create_match_run_close(renter, market, django_capture_on_commit_callbac
     node.refresh_from_db()
     meter.refresh_from_db()
     assert deployment.status == DeploymentStatus.CLOSED and deployment.close_reason == "user_closed"
-    assert lease.status == LeaseStatus.CLOSED and node.available_gpus == 1
+    # The agent still runs the workload until its next heartbeat brings the stop: the capacity
+    # stays taken until it confirms.
+    assert lease.status == LeaseStatus.CLOSED and node.available_gpus == 0
     assert meter.closed_at is not None and meter.charged == lease.price_per_hour_micros // 2
     balances = user_balances(user=renter)
     assert balances.reserved == 0 and balances.available == 100_000_000 - meter.charged
@@ -70,6 +72,8 @@ def test_create_match_run_close(renter, market, django_capture_on_commit_callbac
     assert deployments.lease_events(node.id, lease.id, [{"type": "stopped", "message": "stopped on request"}])
     lease.refresh_from_db()
     assert (lease.agent_state, lease.agent_state_shown, lease.status) == ("stopped", "stopped", LeaseStatus.CLOSED)
+    node.refresh_from_db()
+    assert node.available_gpus == 1 and lease.capacity_released_at is not None
     assert deployment.events.filter(kind="agent_stopped", message="stopped on request").exists()
 
 
@@ -156,7 +160,7 @@ def test_the_matched_event_counts_the_candidates_in_words(renter, market):
 
 
 @pytest.mark.parametrize("failover", [True, False])
-def test_disabling_a_node_ends_its_leases_now_and_fails_over(renter, market, failover):
+def test_disabling_a_node_ends_its_leases_now_and_fails_over(renter, market, failover, settings):
     from providers.models import Node, NodeEvent, NodeStatus
     from providers.services import node_disable
     from tests.factories import make_user
@@ -171,7 +175,12 @@ def test_disabling_a_node_ends_its_leases_now_and_fails_over(renter, market, fai
     assert node_disable(node_id=lease.node_id, by=admin) == 0  # already off the market
 
     node = Node.objects.get(id=lease.node_id)
-    assert node.status == NodeStatus.DISABLED and node.available_gpus == node.gpu_count
+    # The agent of a disabled node gets no stop: its capacity comes back after the stop timeout.
+    assert node.status == NodeStatus.DISABLED and node.available_gpus == node.gpu_count - lease.gpus
+    clock.advance(settings.LEASE_STOP_TIMEOUT_SECONDS)
+    assert deployments.leases_release_stale_capacity() == 1
+    node.refresh_from_db()
+    assert node.available_gpus == node.gpu_count
     assert NodeEvent.objects.get(node=node, kind="disabled").message == "disabled by ops@example.test"
     lease.refresh_from_db()
     meter = UsageMeter.objects.get(id=lease.meter_id)

@@ -266,7 +266,9 @@ def test_failover_never_goes_back_to_the_failed_node(rich, settings):
     last_good = clock.now()
     clock.advance(600)
     assert deployments.node_leases_fail(node_id=failed.id, last_good=last_good) == 1
-    # The failed node is back online and still the cheapest; only the exclusion keeps it out.
+    # The failed node is back online (its agent's heartbeat no longer reports the lease, so its
+    # capacity is free again) and still the cheapest; only the exclusion keeps it out.
+    deployments.assignments_for_node(failed.id, [])
     failed.refresh_from_db()
     assert failed.is_listed and failed.available_gpus == 1
     retry = lease.deployment.orders.get(attempt=2)
