@@ -106,6 +106,21 @@ def _real_clock():
     clock.reset()
 
 
+@pytest.fixture
+def midday():
+    """Today at 12:00 UTC, with every clock moved there (and ticking) for the test.
+
+    For a test that derives its dates from today and then asks the product, which reads the clock
+    again: started at 23:59:59, the date would change in between.
+    """
+    import time_machine
+    from django.utils import timezone
+
+    moment = datetime.combine(timezone.now().astimezone(UTC).date(), time(12), tzinfo=UTC)
+    with time_machine.travel(moment, tick=True):
+        yield moment
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _empty_test_task_queue():
     """Without Redis, the tasks tests queue on commit (matching, demo agents) land in the filesystem

@@ -193,6 +193,7 @@ def history(developer, provider):
     return {"october": october, "november": november, "rental": rental}
 
 
+@pytest.mark.calendar
 def test_transactions_page_filters_by_type_and_dates_from_the_query_string(dev_client: Client, history):
     page = html(dev_client.get("/billing/transactions/", {"kind": "topup", "date_from": "2026-11-01"}))
 
@@ -218,6 +219,7 @@ def test_transactions_page_swaps_only_its_results_for_htmx(dev_client: Client, h
     assert response["HX-Push-Url"] == "/billing/transactions/?kind=hold_capture"
 
 
+@pytest.mark.calendar
 @pytest.mark.parametrize(
     "query", [{"kind": "nope"}, {"date_from": "yesterday"}, {"date_from": "2026-11-02", "date_to": "2026-11-01"}]
 )
@@ -233,6 +235,7 @@ def test_a_page_number_past_the_end_shows_the_last_page(dev_client: Client, hist
     assert "must be a whole number" in html(dev_client.get("/billing/transactions/", {"page": "x"}))
 
 
+@pytest.mark.calendar
 def test_csv_export_has_every_row_as_decimal_usd(dev_client: Client, history):
     response = dev_client.get("/billing/transactions.csv")
 
@@ -254,6 +257,7 @@ def test_csv_export_has_every_row_as_decimal_usd(dev_client: Client, history):
     assert rows[1]["type_label"] == "Usage charged"
 
 
+@pytest.mark.calendar
 def test_csv_export_uses_the_same_filters_either_way(dev_client: Client, history):
     query = {"kind": "topup", "date_from": "2026-11-01", "date_to": "2026-11-30"}
     by_path = dev_client.get("/billing/transactions.csv", query)
@@ -268,6 +272,7 @@ def test_csv_export_uses_the_same_filters_either_way(dev_client: Client, history
     ]
 
 
+@pytest.mark.calendar
 def test_csv_export_refuses_bad_filters(dev_client: Client, history):
     response = dev_client.get("/billing/transactions.csv", {"date_from": "2026-02-30"})
 
@@ -291,7 +296,8 @@ def test_nobody_sees_another_users_transactions(outsider_client: Client, history
 
 
 # --- Spend chart ---------------------------------------------------------------------------
-def test_spend_per_day_has_every_day_of_the_last_30_with_zeros(developer, provider):
+@pytest.mark.calendar
+def test_spend_per_day_has_every_day_of_the_last_30_with_zeros(midday, developer, provider):
     today = timezone.now().date()
 
     def at(days_ago: int, hour: int) -> datetime:
@@ -320,7 +326,8 @@ def test_spend_per_day_has_every_day_of_the_last_30_with_zeros(developer, provid
     assert sum(1 for amount in by_day.values() if amount == 0) == 28
 
 
-def test_a_reversed_charge_is_not_spend(developer, provider):
+@pytest.mark.calendar
+def test_a_reversed_charge_is_not_spend(midday, developer, provider):
     now = timezone.now()
     fund(developer, 5 * USD)
     rental = rent(developer, provider, hold=5 * USD, charges=[(2 * USD, now), (USD, now)], when=now)
@@ -329,7 +336,8 @@ def test_a_reversed_charge_is_not_spend(developer, provider):
     assert sum(item.amount for item in spend_per_day(user=developer)) == 2 * USD
 
 
-def test_spend_chart_scales_to_a_round_maximum_and_labels_axes(dev_client: Client, developer, provider):
+@pytest.mark.calendar
+def test_spend_chart_scales_to_a_round_maximum_and_labels_axes(midday, dev_client: Client, developer, provider):
     today = timezone.now().date()
     noon = datetime.combine(today, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
     fund(developer, 20 * USD)
@@ -369,7 +377,8 @@ def test_a_spend_chart_of_fractions_of_a_cent_labels_its_axis_with_enough_decima
     ]  # fmt: skip
 
 
-def test_an_empty_spend_chart_still_draws_thirty_days(dev_client: Client):
+@pytest.mark.calendar
+def test_an_empty_spend_chart_still_draws_thirty_days(midday, dev_client: Client):
     page = html(dev_client.get("/billing/"))
     assert page.count('class="bar zero"') == 30
 
@@ -481,11 +490,20 @@ def test_nav_links_billing_for_everyone_logged_in_and_earnings_for_providers(
     assert 'href="/billing/earnings/"' in html(provider_client.get("/"))
 
 
-def test_today_is_in_the_chart_window():
-    # Guard for the date arithmetic above: the window ends today (UTC) and spans 30 days.
-    spend = spend_chart([])
-    assert spend.days == 0 and spend.bars == []
-    assert date.today() - timedelta(days=29) <= date.today()
+@pytest.mark.calendar
+@pytest.mark.parametrize("today", [date(2027, 1, 1), date(2028, 2, 29), date(2028, 3, 1), date(2026, 12, 31)])
+def test_the_spend_window_is_the_30_days_to_today_across_a_year_end_and_a_leap_day(developer, provider, today: date):
+    noon = datetime.combine(today, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    fund(developer, 20 * USD)
+    charges = [(USD, noon), (2 * USD, noon - timedelta(days=29)), (4 * USD, noon - timedelta(days=30))]
+    rent(developer, provider, hold=20 * USD, charges=charges, when=noon - timedelta(days=31))
+
+    spend = spend_per_day(user=developer, today=today)
+
+    days = [item.day for item in spend]
+    assert days == [today - timedelta(days=n) for n in range(29, -1, -1)]  # every day once, in order
+    assert (spend[0].amount, spend[-1].amount) == (2 * USD, USD)  # the 31st day back is outside
+    assert sum(item.amount for item in spend) == 3 * USD
 
 
 def test_nothing_settled_disables_the_payout_button_and_says_why(provider_client: Client, provider):

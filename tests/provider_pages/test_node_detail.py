@@ -56,7 +56,8 @@ def test_a_cpu_only_node_page_shows_no_gpus_and_no_vram(provider_client, provide
     assert "VRAM" not in hardware and "Any CPU only" not in hardware
 
 
-def test_outages_show_in_the_uptime_chart_the_strip_and_the_events(provider_client, provider):
+@pytest.mark.calendar
+def test_outages_show_in_the_uptime_chart_the_strip_and_the_events(midday, provider_client, provider):
     now = timezone.now()
     node = make_node(provider=provider, name="flaky", registered_at=_midnight(4))
     # The day before yesterday (out of reach of the last 24 hours): down 06:00–12:00 UTC, a quarter.
@@ -95,7 +96,8 @@ def test_outages_show_in_the_uptime_chart_the_strip_and_the_events(provider_clie
     assert "no heartbeat" in events
 
 
-def test_maintenance_shows_in_the_strip(provider_client, provider):
+@pytest.mark.calendar
+def test_maintenance_shows_in_the_strip(midday, provider_client, provider):
     now = timezone.now()
     node = make_node(provider=provider, registered_at=now - timedelta(days=2))
     NodeOutage.objects.create(
@@ -106,7 +108,8 @@ def test_maintenance_shows_in_the_strip(provider_client, provider):
     assert kinds.count("maintenance") >= 3 and "down" not in kinds
 
 
-def test_challenges_and_eras_are_listed(provider_client, provider):
+@pytest.mark.calendar
+def test_challenges_and_eras_are_listed(midday, provider_client, provider):
     now = timezone.now()
     node = make_node(provider=provider)
     NodeChallenge.objects.create(

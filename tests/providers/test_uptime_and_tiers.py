@@ -1,16 +1,22 @@
-"""Uptime = 1 − offline seconds / window (maintenance excused), and trust tiers from eras."""
+"""Uptime = 1 − offline seconds / window (maintenance excused), and trust tiers from eras.
+
+The eras start at midnight UTC three days before today, so a run with --calendar=2027-01-01
+(or 2028-03-01) puts them across a year's end (or a 29 February).
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.utils import timezone
 
 from providers import uptime
 from providers.models import EraOutcome, NodeEra, NodeEvent, NodeEventKind, NodeMode, NodeOutage, OutageKind
 from tests.factories import make_node
 
-T0 = datetime(2026, 11, 1, tzinfo=UTC)
+pytestmark = pytest.mark.calendar
+T0 = datetime.combine(timezone.now().astimezone(UTC).date() - timedelta(days=3), datetime.min.time(), tzinfo=UTC)
 
 
 def h(hours: float) -> datetime:
