@@ -49,15 +49,6 @@ main() {
         *) die "the fizz agent runs on Linux and macOS; this machine is $(uname -s)." ;;
     esac
 
-    if [ -n "${FIZZ_INSTALL_DIR:-}" ]; then
-        install_dir=$FIZZ_INSTALL_DIR
-    elif [ -n "${HOME:-}" ]; then
-        install_dir=$HOME/.spheron-fizz
-    else
-        die "HOME is not set: set FIZZ_INSTALL_DIR to the folder to install into."
-    fi
-    VENV=$install_dir/venv
-
     python=${FIZZ_PYTHON:-python3}
     if ! command -v "$python" >/dev/null 2>&1; then
         die "$python not found. The agent needs Python 3.11 or newer: install it (Debian/Ubuntu: sudo apt-get install python3 python3-venv; macOS: brew install python) or set FIZZ_PYTHON to its path."
@@ -65,6 +56,17 @@ main() {
     if ! "$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1; then
         die "the agent needs Python 3.11 or newer; $python is $("$python" -V 2>&1 || echo 'not working'). Install a newer Python and set FIZZ_PYTHON to it (e.g. FIZZ_PYTHON=python3.12)."
     fi
+
+    if [ -n "${FIZZ_INSTALL_DIR:-}" ]; then
+        install_dir=$FIZZ_INSTALL_DIR
+    elif [ -n "${HOME:-}" ]; then
+        install_dir=$HOME/.spheron-fizz
+    else
+        die "HOME is not set: set FIZZ_INSTALL_DIR to the folder to install into."
+    fi
+    mkdir -p "$install_dir" || die "cannot create $install_dir"
+    install_dir=$(cd "$install_dir" && pwd) || die "cannot use $install_dir"
+    VENV=$install_dir/venv
 
     if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1; then
         say "Using the virtual environment in $VENV"
@@ -76,7 +78,6 @@ main() {
             die "Python's venv module is missing (with pip): on Debian/Ubuntu run sudo apt-get install python3-venv (or python3.X-venv for your version), then run this again."
         fi
         say "Making a virtual environment in $VENV"
-        mkdir -p "$install_dir" || die "cannot create $install_dir"
         "$python" -m venv --clear "$VENV" || die "$python -m venv $VENV failed (see above)."
     fi
 

@@ -115,6 +115,25 @@ def test_install_script_refuses_a_python_older_than_3_11(client, tmp_path):
     assert not (tmp_path / "home" / ".spheron-fizz").exists()
 
 
+def test_install_script_says_how_to_get_the_venv_module_when_it_is_missing(client, tmp_path):
+    script = tmp_path / "install.sh"
+    script.write_bytes(client.get("/fizz/install.sh").content)
+    # Debian's python3 without python3-venv: a recent Python that cannot import ensurepip.
+    python = tmp_path / "python3"
+    python.write_text('#!/bin/sh\ncase "$2" in *ensurepip*) exit 1 ;; esac\nexit 0\n')
+    python.chmod(0o755)
+    result = subprocess.run(
+        ["/bin/sh", str(script)],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "FIZZ_PYTHON": str(python)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "venv module is missing" in result.stderr and "sudo apt-get install python3-venv" in result.stderr
+    assert not (tmp_path / "home" / ".spheron-fizz" / "venv").exists()
+
+
 def test_wheel_is_served_with_a_name_pip_accepts_and_the_sha256_the_script_checks(client):
     script = client.get("/fizz/install.sh").content.decode()
     response = client.get("/fizz/spheron_sdk-0.1.0-py3-none-any.whl")
