@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 from accounts.models import User
 from billing.forms import parse_usd_amount
 from billing.models import TransactionKind
+from billing.references import describe_transactions
 from billing.selectors import user_balances
 from billing.statements import TransactionFilter, transaction_page, usd
 from spheron_web.auth import api_auth
@@ -65,7 +66,8 @@ class TransactionOut(BaseModel):
     reserved_amount_micros: int
     debt_amount: str = Field(description="Change of what you owe, USD (positive: you owe more)")
     debt_amount_micros: int
-    memo: str
+    memo: str = Field(description="The note stored with the transaction")
+    description: str = Field(description='What happened, in words: "Held $0.01 more for Deployment #8 (job)"')
     reference: ReferenceOut
 
 
@@ -86,6 +88,7 @@ def _transaction_item(row: dict) -> dict[str, Any]:
         "debt_amount": usd(row["owed"]),
         "debt_amount_micros": row["owed"],
         "memo": row["memo"],
+        "description": row["description"],
         "reference": {"type": row["reference_type"], "id": row["reference_id"]},
     }
 
@@ -103,8 +106,10 @@ def transactions_list(
     cursor: str | None = Query(None, max_length=200, description="next_cursor from the previous page"),
 ):
     """Ledger transactions that touched your credits, newest first, by cursor."""
-    page = transaction_page(user=_user(request), filters=filters, limit=limit, cursor=cursor)
-    return {"items": [_transaction_item(row) for row in page.rows], "next_cursor": page.next_cursor}
+    user = _user(request)
+    page = transaction_page(user=user, filters=filters, limit=limit, cursor=cursor)
+    rows = describe_transactions(page.rows, user=user)
+    return {"items": [_transaction_item(row) for row in rows], "next_cursor": page.next_cursor}
 
 
 class TopUpIn(BaseModel):

@@ -484,8 +484,9 @@ def _hold_swaps(swaps: Sequence[HoldSwap]) -> list[Hold | ApplicationError]:
                     reference_type="hold",
                     reference_id=str(previous.id),
                     idempotency_key=f"hold:{previous.id}:swap",
-                    memo=f"Hold #{previous.id} ({format_usd(previous.remaining, places=6)} left) swapped for "
-                    f"hold #{hold.id} ({format_usd(hold.amount, places=6)})",
+                    # Words for the holder; the API and pages say what it was for
+                    # (billing.references.transaction_description), the ledger keeps the two holds.
+                    memo=_swap_memo(previous.remaining - hold.amount),
                 )
                 for previous, hold in moving
             ]
@@ -504,6 +505,12 @@ def _hold_swaps(swaps: Sequence[HoldSwap]) -> list[Hold | ApplicationError]:
         released=F("amount") - F("captured"), status=Hold.Status.CLOSED, closed_at=timezone.now()
     )
     return results
+
+
+def _swap_memo(back: int) -> str:
+    if back < 0:
+        return f"Held {format_usd(-back, places=6)} more"
+    return f"{format_usd(back, places=6)} of what was held back in your balance"
 
 
 def _users_funds_locked(user_ids: list[int]) -> dict[int, dict[str, LedgerAccount]]:

@@ -18,7 +18,7 @@ from django.utils.http import urlencode
 from billing.forms import PayoutForm, TopUpForm
 from billing.models import PayoutRequest, TransactionKind
 from billing.payouts import earnings_transactions, payout_request_create, provider_earnings
-from billing.references import with_references
+from billing.references import describe_transactions, describe_transactions_iter, with_references
 from billing.selectors import user_balances
 from billing.statements import (
     KIND_LABELS,
@@ -68,7 +68,7 @@ def _overview(request: HttpRequest, *, topup_form: TopUpForm | None = None) -> H
         "card_payments": card_payments_configured(),
         "topup_form": topup_form or TopUpForm(),
         "chart": spend_chart(spend),
-        "recent": [_display(row) for row in with_references(list(transaction_list(user=user)[:10]), user=user)],  # type: ignore[arg-type]
+        "recent": [_display(row) for row in describe_transactions(list(transaction_list(user=user)[:10]), user=user)],  # type: ignore[arg-type]
         "months": statement_months(user=user)[:6],  # type: ignore[arg-type]
     }
     return render(request, "billing/overview.html", context)
@@ -142,7 +142,7 @@ def transactions(request: HttpRequest) -> HttpResponse:
         page = paginator.page(1)
     except EmptyPage:
         page = paginator.page(paginator.num_pages)
-    page.object_list = [_display(row) for row in with_references(list(page.object_list), user=request.user)]
+    page.object_list = [_display(row) for row in describe_transactions(list(page.object_list), user=request.user)]
     active = filters.active()
     context = {
         "filters": filters,
@@ -175,6 +175,7 @@ def _csv_text(value: str) -> str:
 
 
 def _csv_lines(rows: Iterator[dict]) -> Iterator[str]:
+    """`rows` described (`describe_transactions_iter`): the description is what the pages say."""
     writer = csv.writer(_Echo())
     yield writer.writerow(
         [
@@ -196,7 +197,7 @@ def _csv_lines(rows: Iterator[dict]) -> Iterator[str]:
                 row["created_at"].astimezone(UTC).isoformat(timespec="seconds"),
                 row["kind"],
                 KIND_LABELS.get(row["kind"], row["kind"]),
-                _csv_text(row["memo"]),
+                _csv_text(row["description"]),
                 _csv_text(f"{row['reference_type']}:{row['reference_id']}"),
                 usd(row["available"]),
                 usd(row["reserved"]),
@@ -218,8 +219,9 @@ def transactions_csv(request: HttpRequest) -> HttpResponse:
         + ([f"from-{filters.date_from}"] if filters.date_from else [])
         + ([f"to-{filters.date_to}"] if filters.date_to else [])
     )
+    rows = transaction_rows_for_export(user=request.user, filters=filters)
     response = StreamingHttpResponse(
-        _csv_lines(transaction_rows_for_export(user=request.user, filters=filters)),
+        _csv_lines(describe_transactions_iter(rows, user=request.user)),
         content_type="text/csv; charset=utf-8",
     )
     response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
