@@ -35,14 +35,19 @@ from billing.models import (
     TopUp,
     TransactionKind,
 )
-from billing.references import describe_references
+from billing.references import describe_references, transaction_description
 from spheron_web.errors import ApplicationError
 from spheron_web.money import format_usd
 from spheron_web.query import clean_query_value
 
 FUNDS_KINDS = (AccountKind.USER_AVAILABLE, AccountKind.USER_RESERVED, AccountKind.USER_DEBT)
 NO_ACCOUNT = -1  # an id no account has, so a user without an account matches nothing
-ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", re.ASCII)
+# Dates a filter or cursor may name: years near 1 or 9999 overflow date arithmetic and time-zone
+# conversion (a 500), and no ledger row is older than the service or far in the future.
+EARLIEST_DAY = date(2000, 1, 1)
+LATEST_DAY = date(2999, 12, 31)
+MAX_ROW_ID = 2**63 - 1
 KIND_LABELS = dict(TransactionKind.choices)
 
 
@@ -82,6 +87,13 @@ class TransactionFilter(BaseModel):
                 raise ValueError("must be a date written YYYY-MM-DD")
         elif value is not None and info.field_name in ("date_from", "date_to") and not isinstance(value, date):
             raise ValueError("must be a date written YYYY-MM-DD")  # not a timestamp or a number
+        return value
+
+    @field_validator("date_from", "date_to")
+    @classmethod
+    def _in_range(cls, value: date | None) -> date | None:
+        if value is not None and not EARLIEST_DAY <= value <= LATEST_DAY:
+            raise ValueError(f"must be between {EARLIEST_DAY.isoformat()} and {LATEST_DAY.isoformat()}")
         return value
 
     @field_validator("date_to")
@@ -154,6 +166,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
         raise invalid from None
     if created_at.tzinfo is None or not isinstance(txn_id, int) or isinstance(txn_id, bool):
+        raise invalid
+    if not 0 < txn_id <= MAX_ROW_ID:
+        raise invalid
+    try:  # a year near 1 or 9999 with an offset overflows the conversion the database does
+        created_at = created_at.astimezone(UTC)
+    except OverflowError:
+        raise invalid from None
+    if not EARLIEST_DAY <= created_at.date() <= LATEST_DAY:
         raise invalid
     return created_at, txn_id
 
@@ -530,7 +550,7 @@ def statement_get(*, user: User, year: int, month: int, now: datetime | None = N
             kind = row["transaction__kind"]
             group(kind).lines.append(
                 StatementLine(
-                    description=row["transaction__memo"] or KIND_LABELS.get(kind, kind),
+                    description=transaction_description({"kind": kind, "memo": row["transaction__memo"]}),
                     reference=f"{row['transaction__reference_type']} {row['transaction__reference_id']}",
                     date=row["transaction__created_at"],
                     count=1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -129,12 +130,17 @@ def encode_cursor(*, sort: str, value: int | float, node_id: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a cursor value")
+
+
 def decode_cursor(cursor: str, *, sort: str) -> tuple[int | float, int]:
     invalid = ApplicationError("cursor: not a cursor this API returned; start again without it.", {"field": "cursor"})
     if len(cursor) > 200:
         raise invalid
     try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        # NaN and Infinity are not JSON, and would compare with nothing in the database.
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)), parse_constant=_no_constant)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise invalid from None
     if not isinstance(data, dict) or set(data) != {"s", "v", "i"}:
@@ -146,6 +152,9 @@ def decode_cursor(cursor: str, *, sort: str) -> tuple[int | float, int]:
         or not isinstance(value, (int, float))
         or isinstance(value, bool)
     ):
+        raise invalid
+    # Ids and sort values are database integers (or a 0-1 uptime): anything beyond overflows there.
+    if not 0 < node_id < 2**63 or not math.isfinite(value) or not -(2**63) < value < 2**63:
         raise invalid
     if data["s"] != sort:
         raise ApplicationError(
