@@ -113,7 +113,7 @@ class OfferDetailOut(OfferOut):
     "/offers/{node_id}", response={200: OfferDetailOut, **ERRORS}, operation_id="offers_get", summary="One offer"
 )
 def offers_get(request: HttpRequest, node_id: int):
-    row = offer_row(node_id=node_id)
+    row = offer_row(node_id=node_id, user=request.user)
     return {
         **_offer_item(row),
         "name": row["name"],

@@ -6,6 +6,8 @@ import statistics
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import BooleanField, Count, ExpressionWrapper, Min, Q, QuerySet, Sum
@@ -124,25 +126,52 @@ def offer_page(*, filters: OfferFilter, limit: int, cursor: str | None = None) -
     return OfferPage(rows=rows, next_cursor=next_cursor)
 
 
-def offer_row(*, node_id: int) -> dict:
-    """One node as the offers API shows it (any status), with its status fields."""
+def offer_row(*, node_id: int, user: AbstractBaseUser | AnonymousUser | None = None) -> dict:
+    """One node as the offers API shows it, with its status fields: listed, or (any status) to its
+    owner and renters (`_may_see_unlisted`); otherwise a 404, as if it did not exist."""
     row = (
         Node.objects.filter(id=node_id)
         .annotate(listed=ExpressionWrapper(LISTED, output_field=BooleanField()))
-        .values(*OFFER_COLUMNS, "name", "status", "in_maintenance", "last_seen_at", "listed")
+        .values(*OFFER_COLUMNS, "name", "status", "in_maintenance", "last_seen_at", "listed", "provider__user_id")
         .first()
     )
-    if row is None:
+    if row is None or not (row["listed"] or _may_see_unlisted(node_id, row["provider__user_id"], user)):
         raise Http404(f"No offer with node id {node_id}.")
     return row
 
 
 def offer_get(*, node_id: int) -> Node:
-    """A node's offer page: any status, so a shared link to a busy node still explains itself."""
+    """A node's offer, any status (for its owner's and renters' links; see `offer_get_for_user`)."""
     try:
         return Node.objects.select_related("provider", "region", "gpu_model").get(id=node_id)
     except Node.DoesNotExist:
         raise Http404(f"No offer with node id {node_id}.") from None
+
+
+def _may_see_unlisted(node_id: int, provider_user_id: int, user: AbstractBaseUser | AnonymousUser | None) -> bool:
+    """A node the catalog does not list is shown only to its owner and to whoever rents or rented it
+    (their deployment links to it); to anyone else it does not exist."""
+    if user is None or not user.is_authenticated:
+        return False
+    if user.pk == provider_user_id:
+        return True
+    from marketplace.models import Lease
+
+    return Lease.objects.filter(node_id=node_id, deployment__owner_id=user.pk).exists()
+
+
+def offer_get_for_user(*, node_id: int, user: AbstractBaseUser | AnonymousUser | None) -> Node:
+    """The offer page's node: listed (the catalog's own LISTED condition), or visible to `user`
+    (`_may_see_unlisted`); otherwise the same 404 as a node that does not exist."""
+    node = (
+        Node.objects.select_related("provider", "region", "gpu_model")
+        .annotate(listed=ExpressionWrapper(LISTED, output_field=BooleanField()))
+        .filter(id=node_id)
+        .first()
+    )
+    if node is None or not (node.listed or _may_see_unlisted(node.id, node.provider.user_id, user)):  # type: ignore[attr-defined]
+        raise Http404(f"No offer with node id {node_id}.")
+    return node
 
 
 # --- Market board -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from django.shortcuts import render
 from django.utils.http import urlencode
 
 from marketplace.filters import SORT_LABELS, TIER_HELP, OfferFilter
-from marketplace.selectors import OFFER_COLUMNS, check_references, market_board, offer_get, offer_list
+from marketplace.selectors import OFFER_COLUMNS, check_references, market_board, offer_get_for_user, offer_list
 from providers.models import Continent, GpuModel, NodeMode
 from providers.selectors import gpu_model_list, region_list
 from spheron_web.errors import ApplicationError
@@ -88,5 +88,5 @@ def catalog(request: HttpRequest) -> HttpResponse:
 
 
 def offer_detail(request: HttpRequest, node_id: int) -> HttpResponse:
-    node = offer_get(node_id=node_id)
+    node = offer_get_for_user(node_id=node_id, user=request.user)
     return render(request, "marketplace/offer_detail.html", {"node": node})

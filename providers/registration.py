@@ -81,8 +81,8 @@ def _model_for(hardware: dict[str, Any]) -> tuple[GpuModel, int]:
     return GpuModel.objects.get(slug=cpu_model_slug(hardware["cpu_cores"])), 1
 
 
-def _unique_name(provider_id: int, hostname: str, node_id: int | None = None) -> str:
-    base = (hostname or "node")[:70]
+def _unique_name(provider_id: int, label: str, node_id: int | None = None) -> str:
+    base = (" ".join(label.split()) or "node")[:70]
     name, suffix = base, 2
     while Node.objects.filter(provider_id=provider_id, name=name).exclude(id=node_id).exists():
         name = f"{base}-{suffix}"
@@ -202,7 +202,9 @@ def node_register(*, raw_token: str, report: dict[str, Any]) -> Registration:
     if created:
         node = Node(
             provider=provider,
-            name=_unique_name(provider.id, report["hostname"]),
+            # Renters see the name: the token's label, which the provider chose, never the machine's
+            # hostname (only its owner sees that, on the node's page).
+            name=_unique_name(provider.id, token.label),
             status=NodeStatus.PENDING,
             registered_at=now,
             # Judged on its life so far, which has had no downtime yet (providers.uptime).

@@ -117,9 +117,12 @@ def test_offer_detail_page(client, market):
     assert "8× H100 80GB" in html
     assert "6 of 8 GPUs free" in html
     assert "Acme Compute" in html
+    assert client.get("/gpus/999999/").status_code == 404
+    # A node the catalog does not list is not an offer: a 404 to visitors, explained to its owner.
+    assert client.get(f"/gpus/{market['offline'].id}/").status_code == 404
+    client.force_login(market["offline"].provider.user)
     offline = client.get(f"/gpus/{market['offline'].id}/").content.decode()
     assert "not rentable right now" in offline
-    assert client.get("/gpus/999999/").status_code == 404
 
 
 def test_home_page(client, market):
@@ -130,6 +133,7 @@ def test_home_page(client, market):
 
 def test_offer_page_says_an_unstaked_node_is_not_rentable_rather_than_fully_rented(client, db):
     node = make_node(stake_covered=False)
+    client.force_login(node.provider.user)  # unlisted: only its owner sees the page
     html = client.get(f"/gpus/{node.id}/").content.decode()
     assert "the provider's stake does not cover this node" in html
     assert "Fully rented" not in html

@@ -102,13 +102,17 @@ def test_validation_errors_list_each_field(client, market):
 
 def test_offer_detail_and_missing_offer(client, market):
     node = market["offline"]
-    body = client.get(f"/api/v1/offers/{node.id}").json()
-    assert body["listed"] is False and body["status"] == "offline"
     listed = client.get(f"/api/v1/offers/{market['h100x8'].id}").json()
     assert listed["listed"] is True and listed["available_gpus"] == 6 and listed["name"] == market["h100x8"].name
     missing = client.get("/api/v1/offers/999999")
     assert missing.status_code == 404
     assert missing.json()["message"] == "No offer with node id 999999."
+    # Not listed: the same 404 as a node that does not exist, except for its owner.
+    hidden = client.get(f"/api/v1/offers/{node.id}")
+    assert hidden.status_code == 404 and hidden.json()["message"] == f"No offer with node id {node.id}."
+    client.force_login(node.provider.user)
+    body = client.get(f"/api/v1/offers/{node.id}").json()
+    assert body["listed"] is False and body["status"] == "offline"
 
 
 def test_reference_endpoints(client, db):

@@ -38,7 +38,8 @@ def test_nodes_table_lists_a_registered_node_with_status_last_seen_and_utilizati
         usage={"cpu_percent": 12.5, "memory_used_gb": 10.2, "gpu_utilization_percent": [35.0]},
     )
     page = provider_client.get("/provider/").content.decode()
-    assert f'<a href="/provider/nodes/{body["node_id"]}/"><strong>host-machine-a</strong></a>' in page
+    # Named after its token's label ("box 1"), not the machine's hostname.
+    assert f'<a href="/provider/nodes/{body["node_id"]}/"><strong>box 1</strong></a>' in page
     assert '<span class="badge state-online" data-testid="node-status">online</span>' in page
     assert "GPU 35% · CPU 12% · 10.2 GB RAM" in page  # from the heartbeat in the cache
     assert "s ago</time>" in page

@@ -78,7 +78,7 @@ def test_the_stake_card_refreshes_with_the_table_when_a_node_registers(client, o
     assert "0 <small>of 200 $SPON needed</small>" in card and "× 1 CPU-only machine" in card
     assert "of 0 $SPON needed" not in html
     warning = html.split('id="stake-warning" hx-swap-oob="true"')[1].split("</div>\n</div>")[0]
-    assert "Your stake is 200 $SPON short." in warning and "host-cpu-box" in warning
+    assert "Your stake is 200 $SPON short." in warning and "cpu box" in warning
 
     # Once staked, the next refresh clears the warning (an empty placeholder keeps its place).
     services.stake_record(provider=outsider, kind="stake", amount="200", reason="cover it")
