@@ -63,6 +63,9 @@ def test_sign_up_become_provider_create_token_and_see_the_agent_come_online(
     # Not a provider yet: the nav offers onboarding. A bad checksum is caught next to the field.
     page.get_by_test_id("nav-become-provider").click()
     page.wait_for_url("**/provider/onboarding/")
+    # What makes a machine rentable, before one is added.
+    expect(page.get_by_test_id("rentable-rules")).to_contain_text("200 $SPON for each GPU")
+    expect(page.get_by_test_id("rentable-rules")).to_contain_text("A CPU-only machine counts as one unit")
     page.fill("input[name=display_name]", "Grace's Garage")
     page.fill("input[name=payout_evm_address]", EVM[:-1] + "D")
     page.select_option("select[name=default_region]", "us-east")
@@ -105,6 +108,9 @@ def test_sign_up_become_provider_create_token_and_see_the_agent_come_online(
         expect(row).to_have_count(1, timeout=ONLINE_TIMEOUT_MS)
         expect(row.get_by_test_id("node-status")).to_have_text("online", timeout=ONLINE_TIMEOUT_MS)
         expect(page.get_by_test_id("nodes-online")).to_contain_text("1 of 1")
+        # The stake card followed the table: what the new node needs, never "0 of 0".
+        expect(page.get_by_test_id("stake-card")).to_contain_text(re.compile(r"0 of [1-9][\d,]* \$SPON needed"))
+        expect(page.get_by_test_id("stake-warning")).to_contain_text("Your stake is")
         expect(row.get_by_test_id("node-last-seen")).to_contain_text("s ago")
         assert page.evaluate("window.__notReloaded") is True, "the dashboard reloaded instead of refreshing the table"
         node = Node.objects.get(token__label="this machine")
