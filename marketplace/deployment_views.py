@@ -50,7 +50,7 @@ from marketplace.models import (
     LeaseStatus,
     MatchRecord,
 )
-from marketplace.selectors import offer_get
+from marketplace.selectors import offer_get_for_user
 from marketplace.spec import SpecError
 from providers.models import GpuModel, ProviderProfile
 from spheron_web import clock
@@ -332,7 +332,8 @@ def _initial_spec(request: HttpRequest) -> tuple[str, dict[str, Any]]:
         node = None
         if raw_node.isdigit() and 0 < int(raw_node) <= MAX_ID:
             try:
-                node = offer_get(node_id=int(raw_node))
+                # An unlisted node is shown (with why it cannot be rented) to its owner and renters only.
+                node = offer_get_for_user(node_id=int(raw_node), user=request.user)
             except Http404:
                 node = None
         if node is None:

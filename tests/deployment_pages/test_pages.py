@@ -126,6 +126,10 @@ def test_rent_on_an_unknown_or_busy_node_explains_itself(owner_client, market):
     html = owner_client.get("/deployments/new/?node=999999").content.decode()
     assert "There is no offer with node id 999999" in html
     busy = make_node(available_gpus=0)
+    # Not listed: to anyone but its owner (and renters) it is not an offer at all.
+    html = owner_client.get(f"/deployments/new/?node={busy.id}").content.decode()
+    assert f"There is no offer with node id {busy.id}" in html and "not available to rent" not in html
+    owner_client.force_login(busy.provider.user)
     html = owner_client.get(f"/deployments/new/?node={busy.id}").content.decode()
     assert f"Node {busy.id} is not available to rent right now" in html
     assert "There is no offer with node id abc" in owner_client.get("/deployments/new/?node=abc").content.decode()
