@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from itertools import count
 
 import pytest
 from django.db.models import Sum
+from django.utils import timezone
 
 from accounts.models import User
 from billing import hooks
@@ -14,8 +15,10 @@ from billing.selectors import cached_balances_mismatch, ledger_total
 from billing.services import topup_credit
 from tests.factories import make_user
 
-# A fixed, timezone-aware clock: meters take `now` explicitly, so tests never sleep.
-T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
+# A fixed, timezone-aware clock: meters take `now` explicitly, so tests never sleep. Noon two days
+# before today: in the past, and with --calendar=2027-01-01 or 2028-03-01 metering runs across a
+# year's end or a 29 February.
+T0 = datetime.combine(timezone.now().astimezone(UTC).date() - timedelta(days=2), time(12), tzinfo=UTC)
 USD = 1_000_000
 
 _keys = count(1)

@@ -16,6 +16,8 @@ from billing.usage import meter_close, meter_open, meter_top_up_or_warn, usage_s
 from spheron_web.errors import ApplicationError
 from tests.billing.conftest import assert_ledger_consistent, fund
 
+pytestmark = pytest.mark.calendar
+
 HOUR = timedelta(hours=1)
 
 

@@ -32,7 +32,7 @@ from spheron_web.errors import ApplicationError
 from tests.billing.conftest import T0, USD, assert_ledger_consistent, fund
 from tests.factories import make_user
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.calendar]
 
 FIZZ = fee_rate_for("fizz")
 PROVIDER_MODE = fee_rate_for("provider")

@@ -11,6 +11,8 @@ from billing.selectors import user_balances
 from billing.usage import RESERVATION_SECONDS, meter_close, reservation_open, reservation_price, usage_settle_all
 from tests.billing.conftest import assert_ledger_consistent, fund
 
+pytestmark = pytest.mark.calendar
+
 MONTH = timedelta(seconds=RESERVATION_SECONDS)
 
 
