@@ -14,7 +14,8 @@ from tests.deployment_pages.conftest import create_and_match
 pytestmark = pytest.mark.django_db
 
 
-def test_renter_sees_the_deployment_behind_each_hold_and_charge(owner_client, owner, outsider, market):
+@pytest.mark.calendar  # this month's statement: midday, so the month cannot end mid-test
+def test_renter_sees_the_deployment_behind_each_hold_and_charge(midday, owner_client, owner, outsider, market):
     deployment, lease = create_and_match(owner)
     deployments.lease_events(lease.node_id, lease.id, [{"type": "provisioning"}, {"type": "running"}])
     clock.advance(600)
