@@ -288,6 +288,11 @@ def test_developer_deploys_on_a_real_agent_watches_logs_closes_and_both_sides_se
         page.get_by_test_id("close-button").click()
         expect(page.locator(".messages")).to_contain_text(f"Deployment #{deployment_id} is closed")
         expect(page.get_by_test_id("close-reason")).to_contain_text("Closed by the renter")
+        # The agent hears of the close at its next heartbeat: its final state appears without a reload.
+        page.evaluate("window.__marker = 3")
+        expect(page.get_by_test_id("agent-state")).to_have_text("stopped", timeout=SLOW_MS)
+        assert page.evaluate("window.__marker") == 3, "the page reloaded instead of updating itself"
+        expect(page.get_by_test_id("deployment-live")).not_to_have_attribute("hx-trigger", "every 2s", timeout=SLOW_MS)
         assert not sweeper.errors, sweeper.errors
 
     deployment = Deployment.objects.get(id=deployment_id)
