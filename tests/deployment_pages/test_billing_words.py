@@ -99,3 +99,5 @@ def test_a_card_top_up_does_not_show_stripes_event_id(owner_client, owner):
     )
     rows = _descriptions(owner_client.get("/billing/transactions/").content.decode())
     assert "Card top-up #7" in rows[TransactionKind.TOPUP.value]
+    statement = owner_client.get(f"/billing/statements/{clock.now():%Y-%m}/").content.decode()
+    assert "Card top-up #7" in statement and "evt_" not in statement
