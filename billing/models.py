@@ -229,6 +229,7 @@ class StripeEvent(models.Model):
         PROCESSED = "processed", "Processed"
         IGNORED = "ignored", "Ignored (type not handled)"
         FAILED = "failed", "Failed"
+        INVALID = "invalid", "Invalid (values Stripe never sends; not processed again)"
 
     event_id = models.CharField(max_length=100, unique=True)
     type = models.CharField(max_length=100)

@@ -48,7 +48,12 @@ NOT_CONFIGURED = "Card payments are not configured on this server."
 # that pair for the reversals of a top-up's *ledger transaction*, and the two ids would collide.
 CREDIT_REFERENCE_TYPE = "stripe_payment_intent"
 
-_FINAL = {StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED}
+# Stripe's largest amount is $999,999.99; anything above, or below zero, is not from Stripe.
+STRIPE_MAX_AMOUNT_CENTS = 99_999_999
+# Unix times Stripe could send: from its founding to well past this service's lifetime.
+EARLIEST_CREATED, LATEST_CREATED = 1_262_304_000, 4_102_444_800  # 2010-01-01, 2100-01-01
+
+_FINAL = {StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED, StripeEvent.Status.INVALID}
 _REVERSAL_TYPES = ("charge.refunded", "charge.dispute.closed")
 WAITING_PREFIX = "Waiting for the payment to be credited"
 
@@ -160,14 +165,25 @@ def stripe_event_receive(*, payload: bytes, signature: str) -> StripeEvent:
     except Exception:  # correctly signed but not a JSON event object
         raise ApplicationError("Invalid Stripe event payload.", status=400)
 
-    raw = json.loads(payload)  # stored exactly as Stripe sent it
+    try:  # stored exactly as Stripe sent it, so it must be JSON a database can hold
+        raw = json.loads(payload, parse_constant=_not_json)
+        json.dumps(raw, ensure_ascii=False).encode()  # a lone surrogate cannot be stored
+    except (ValueError, UnicodeError, RecursionError):
+        raise ApplicationError("Invalid Stripe event payload.", status=400) from None
+    if not isinstance(raw, dict) or b"\\u0000" in payload:  # PostgreSQL's jsonb holds no NUL
+        raise ApplicationError("Invalid Stripe event payload.", status=400)
     event_id, event_type = raw.get("id"), raw.get("type")
-    if not (isinstance(event_id, str) and 0 < len(event_id) <= 100 and isinstance(event_type, str) and event_type):
+    if not (
+        isinstance(event_id, str)
+        and 0 < len(event_id) <= 100
+        and isinstance(event_type, str)
+        and 0 < len(event_type) <= 100
+    ):
         raise ApplicationError("A Stripe event needs an id and a type.", status=400)
     created = raw.get("created")
-    stripe_created = (
-        datetime.fromtimestamp(created, tz=UTC) if isinstance(created, int) and not isinstance(created, bool) else None
-    )
+    timestamp = isinstance(created, int) and not isinstance(created, bool)
+    valid_created = created is None or (timestamp and EARLIEST_CREATED <= created <= LATEST_CREATED)
+    stripe_created = datetime.fromtimestamp(created, tz=UTC) if created is not None and valid_created else None
 
     try:
         stored, is_new = StripeEvent.objects.get_or_create(
@@ -178,6 +194,8 @@ def stripe_event_receive(*, payload: bytes, signature: str) -> StripeEvent:
         stored, is_new = StripeEvent.objects.get(event_id=event_id), False
     if not is_new and stored.status in _FINAL:
         return stored
+    if not valid_created:
+        return _mark_invalid(stored.id, f"The event's created is not a Unix time: {str(created)[:40]!r}.")
     return stripe_event_process(event=stored)
 
 
@@ -188,6 +206,9 @@ def stripe_event_process(*, event: StripeEvent) -> StripeEvent:
             return _process_locked(event_id=event.id)
     except _WaitingForCredit as exc:
         return _mark_failed(event.id, f"{WAITING_PREFIX}: {exc}")
+    except _InvalidEvent as exc:
+        logger.warning("Stripe event %s is invalid: %s", event.event_id, exc.message)
+        return _mark_invalid(event.id, exc.message)
     except ApplicationError as exc:
         logger.warning("Stripe event %s failed: %s", event.event_id, exc.message)
         return _mark_failed(event.id, exc.message)
@@ -218,7 +239,7 @@ def _process_locked(*, event_id: int) -> StripeEvent:
         data = event.payload.get("data") if isinstance(event.payload, dict) else None
         obj = data.get("object") if isinstance(data, dict) else None
         if not isinstance(obj, dict):
-            raise ApplicationError("The event has no data.object.")
+            raise _InvalidEvent("The event has no data.object.")
         status, note = handler(obj, event)
     event.status = status
     event.error = note
@@ -235,10 +256,31 @@ def _mark_failed(event_id: int, error: str) -> StripeEvent:
     return StripeEvent.objects.get(id=event_id)
 
 
+def _mark_invalid(event_id: int, error: str) -> StripeEvent:
+    """Values Stripe never sends: kept for the record, answered 400, and never processed again
+    (a redelivery gets the same answer without touching the ledger)."""
+    StripeEvent.objects.filter(id=event_id).exclude(status__in=_FINAL).update(
+        status=StripeEvent.Status.INVALID,
+        error=error[:2000],
+        attempts=F("attempts") + 1,
+        processed_at=timezone.now(),
+    )
+    return StripeEvent.objects.get(id=event_id)
+
+
+def _not_json(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+class _InvalidEvent(ApplicationError):
+    """A signed event with a value Stripe never sends (a negative or huge amount, an unknown
+    currency, a wrong type, a missing field)."""
+
+
 # --- Handlers: (data.object, event) -> (status, note); raise to fail ------------------------------
 def _cents(value: Any, field: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ApplicationError(f"The event's {field} is not an amount in cents.")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= STRIPE_MAX_AMOUNT_CENTS:
+        raise _InvalidEvent(f"The event's {field} is not an amount in cents Stripe sends: {str(value)[:40]!r}.")
     return value * MICROS_PER_CENT
 
 
@@ -277,8 +319,9 @@ def _topup_for_intent(intent_id: str | None, metadata: Any = None) -> TopUp | No
 
 
 def _check_currency(obj: dict) -> None:
-    if str(obj.get("currency", "")).lower() != CURRENCY:
-        raise ApplicationError(f"Unexpected currency {obj.get('currency')!r}; top-ups are in USD.")
+    currency = obj.get("currency")
+    if not isinstance(currency, str) or currency.lower() != CURRENCY:
+        raise _InvalidEvent(f"Unexpected currency {str(currency)[:20]!r}; top-ups are in USD.")
 
 
 def _payment_succeeded(intent: dict, event: StripeEvent) -> tuple[str, str]:
