@@ -102,6 +102,7 @@ def test_cursor_pages_walk_every_transaction_once_newest_first(dev_client: Clien
     assert pages == 3
 
 
+@pytest.mark.calendar
 def test_filter_by_kind_and_dates(dev_client: Client, developer, provider):
     fund(developer, 50 * USD, when=day(1, month=10))
     fund(developer, 20 * USD, when=day(3))
