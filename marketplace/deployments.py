@@ -122,22 +122,9 @@ def deployment_create(*, user: User, source: str | dict) -> Deployment:
         raise ApplicationError(f"You have {MAX_ACTIVE_DEPLOYMENTS} active deployments, the most allowed.", status=409)
     balances = user_balances(user=user)
     if balances.debt:
-        raise ApplicationError(
-            f"Your account owes {format_usd(balances.debt, places=2)}. Top up to clear it first.",
-            {"top_up_url": reverse("billing"), "debt_micros": balances.debt},
-            status=402,
-        )
+        raise _owes_error(balances.debt)
     if balances.available < cost["hold_micros"]:
-        raise ApplicationError(
-            f"Not enough credits: this deployment holds {cost['hold']} ({cost['hold_hours']} h at up to "
-            f"{cost['max_price_per_hour']}/h) and you have {format_usd(balances.available, places=2)}. Top up first.",
-            {
-                "top_up_url": reverse("billing"),
-                "needed_micros": cost["hold_micros"],
-                "available_micros": balances.available,
-            },
-            status=402,
-        )
+        raise _short_error(cost, balances.available)
     now = clock.now()
     text = source if isinstance(source, str) else json.dumps(source, indent=2, sort_keys=True)
     with transaction.atomic():
@@ -153,13 +140,39 @@ def deployment_create(*, user: User, source: str | dict) -> Deployment:
             max_price_per_hour_micros=spec.max_price_per_hour_micros,
             created_at=now,
         )
-        deployment.hold = hold_place(
-            user=user, amount=cost["hold_micros"], reference_type="deployment", reference_id=f"{deployment.id}:1"
-        )
+        try:
+            deployment.hold = hold_place(
+                user=user, amount=cost["hold_micros"], reference_type="deployment", reference_id=f"{deployment.id}:1"
+            )
+        except ApplicationError as exc:
+            # A parallel create took the credit (or a reversal made debt) after the check above:
+            # the ledger refuses under its lock; answer as the check would have (402), not 409.
+            if "debt_micros" in exc.extra:
+                raise _owes_error(exc.extra["debt_micros"]) from None
+            if exc.extra.get("account") == "user_available":
+                raise _short_error(cost, exc.extra.get("balance", 0)) from None
+            raise
         deployment.save(update_fields=["hold"])
         _order_open(deployment, attempt=1, excluded=[], now=now)
         _event(deployment, "created", f"Submitted; holding {cost['hold']} for {cost['hold_hours']} h.", at=now)
     return deployment
+
+
+def _owes_error(debt: int) -> ApplicationError:
+    return ApplicationError(
+        f"Your account owes {format_usd(debt, places=2)}. Top up to clear it first.",
+        {"top_up_url": reverse("billing"), "debt_micros": debt},
+        status=402,
+    )
+
+
+def _short_error(cost: dict[str, Any], available: int) -> ApplicationError:
+    return ApplicationError(
+        f"Not enough credits: this deployment holds {cost['hold']} ({cost['hold_hours']} h at up to "
+        f"{cost['max_price_per_hour']}/h) and you have {format_usd(available, places=2)}. Top up first.",
+        {"top_up_url": reverse("billing"), "needed_micros": cost["hold_micros"], "available_micros": available},
+        status=402,
+    )
 
 
 def _order_open(deployment: Deployment, *, attempt: int, excluded: list[int], now: datetime) -> Order:
