@@ -27,7 +27,7 @@ from marketplace.deployment_views import (
     deployment_log_lines,
     leases_by_deployment,
 )
-from marketplace.models import Deployment, DeploymentStatus, Lease, MatchRecord
+from marketplace.models import Deployment, DeploymentStatus, Lease, LeaseStatus, MatchRecord
 from marketplace.spec import MAX_SPEC_BYTES, SpecError, spec_json_schema, spec_json_within_budget
 from spheron_web.auth import api_auth
 from spheron_web.schemas import ErrorOut
@@ -119,6 +119,14 @@ class LeaseOut(BaseModel):
     started_at: datetime
     ended_at: datetime | None
     close_reason: str
+    node_silent_since: datetime | None = Field(
+        description="While the lease runs and its node has stopped responding: the node's last heartbeat "
+        "(nothing is charged after it while it is silent); null while the node heartbeats"
+    )
+    failover_at: datetime | None = Field(
+        description="While the node is silent: when the lease fails over (or, pinned or with failover off, the "
+        "deployment closes) if the node does not come back; the last heartbeat plus FAILOVER_GRACE_SECONDS"
+    )
 
 
 class CandidateScoreOut(BaseModel):
@@ -264,7 +272,13 @@ def _lease(lease: Lease) -> dict[str, Any]:
         "started_at": lease.started_at,
         "ended_at": lease.ended_at,
         "close_reason": lease.close_reason,
+        **_silence(lease),
     }
+
+
+def _silence(lease: Lease) -> dict[str, datetime | None]:
+    failover_at = deployments.node_failover_at(lease.node) if lease.status == LeaseStatus.ACTIVE else None
+    return {"node_silent_since": lease.node.last_seen_at if failover_at else None, "failover_at": failover_at}
 
 
 def _proof_url(request: HttpRequest, deployment_id: int) -> str:

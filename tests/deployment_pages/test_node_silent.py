@@ -57,6 +57,8 @@ def test_the_page_says_the_node_stopped_responding_and_the_cost_stops(owner_clie
     assert cost_on(fragment) == frozen and 'data-testid="node-silent"' in fragment
     api = owner_client.get(f"/api/v1/deployments/{deployment.id}").json()
     assert api["cost_so_far_micros"] == lease.price_per_hour_micros * 1800 // 3600  # to the last heartbeat
+    assert api["lease"]["node_silent_since"].startswith(f"{last_good:%Y-%m-%dT%H:%M:%S}")
+    assert api["lease"]["failover_at"].startswith(f"{moving_at:%Y-%m-%dT%H:%M:%S}")
 
 
 def test_a_silent_node_that_comes_back_clears_the_notice(owner_client, owner, market):
@@ -65,6 +67,7 @@ def test_a_silent_node_that_comes_back_clears_the_notice(owner_client, owner, ma
     assert 'data-testid="node-silent"' in owner_client.get(f"/deployments/{deployment.id}/").content.decode()
     Node.objects.filter(id=lease.node_id).update(status=NodeStatus.ONLINE, last_seen_at=clock.now())
     assert 'data-testid="node-silent"' not in owner_client.get(f"/deployments/{deployment.id}/").content.decode()
+    assert owner_client.get(f"/api/v1/deployments/{deployment.id}").json()["lease"]["failover_at"] is None
 
 
 def test_a_pinned_deployment_says_it_cannot_move_and_offers_a_redeploy(owner_client, owner, market, settings):
