@@ -659,6 +659,30 @@ def node_went_offline(node_id: int, at: datetime) -> None:
     fail_node_leases.apply_async((node_id, at.isoformat()), countdown=math.ceil(remaining))
 
 
+def node_back_online(node_id: int, silent_since: datetime, at: datetime) -> None:
+    """providers' back-online hook: a node that was silent heartbeats again before its leases
+    failed over, and keeps them. The renter is not charged for the silence (the page showed the
+    cost stopped at the last heartbeat: it goes on from there)."""
+    from billing.models import UsageMeter
+
+    for lease in Lease.objects.filter(node_id=node_id, status=LeaseStatus.ACTIVE).select_related("deployment"):
+        gap = int((at - max(silent_since, lease.started_at)).total_seconds())
+        if gap <= 0:
+            continue
+        if lease.meter_id:
+            UsageMeter.objects.filter(id=lease.meter_id, closed_at__isnull=True).update(
+                excluded_seconds=F("excluded_seconds") + gap
+            )
+        _event(
+            lease.deployment,
+            "node_back",
+            f"Node {node_id} is back after {gap} s without a heartbeat (since {silent_since:%H:%M:%S} UTC); "
+            "the lease goes on, and that time is not charged.",
+            at=at,
+            lease=lease,
+        )
+
+
 def leases_fail_silent_nodes(now: datetime | None = None) -> int:
     """providers' fold hook: leases on nodes offline for longer than the grace since their last
     heartbeat fail over now (within one fold of the grace, whatever happened to the scheduled
@@ -856,6 +880,7 @@ def register_hooks() -> None:
     provider_hooks.register_offline_handler(node_went_offline)
     provider_hooks.register_disabled_handler(node_disabled)
     provider_hooks.register_fold_handler(leases_fail_silent_nodes)
+    provider_hooks.register_back_online_handler(node_back_online)
     provider_hooks.register_lease_summary(lease_summaries)
     billing_hooks.register_insufficient_funds_handler(billing_close_handler)
     register_reference_describer("deployment", describe_deployment_references)

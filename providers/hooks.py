@@ -12,6 +12,8 @@ at start-up (in its AppConfig.ready) and providers calls them.
   assigned to that node and the events were stored; no handler claiming it → 404;
 - offline handlers: `handler(node_id, last_heartbeat_at)` — run after commit when a node goes
   offline (failover, penalties);
+- back-online handlers: `handler(node_id, silent_since, at)` — run after commit when an offline
+  node heartbeats again (`silent_since`: its last heartbeat before the outage);
 - challenge failure handlers: `handler(node_id, challenge_id, reason)` — rewards/slashing;
 - disabled handlers: `handler(node_id, at) -> int` — run inside the transaction that takes a node
   off the market (an admin disabled it): end what runs on it; returns how many leases ended;
@@ -29,6 +31,7 @@ from typing import Any
 AssignmentSource = Callable[[int, list[dict[str, Any]]], list[dict[str, Any]]]
 LeaseEventHandler = Callable[[int, int, list[dict[str, Any]]], bool]
 OfflineHandler = Callable[[int, datetime], None]
+BackOnlineHandler = Callable[[int, datetime, datetime], None]
 ChallengeFailureHandler = Callable[[int, str, str], None]
 DisabledHandler = Callable[[int, datetime], int]
 
@@ -36,6 +39,7 @@ _assignment_sources: list[AssignmentSource] = []
 _assignment_cache_keys: dict[AssignmentSource, Callable[[int], str]] = {}
 _lease_event_handlers: list[LeaseEventHandler] = []
 _offline_handlers: list[OfflineHandler] = []
+_back_online_handlers: list[BackOnlineHandler] = []
 _challenge_failure_handlers: list[ChallengeFailureHandler] = []
 _disabled_handlers: list[DisabledHandler] = []
 FoldHandler = Callable[[datetime], int]
@@ -69,6 +73,10 @@ def register_offline_handler(func: OfflineHandler) -> OfflineHandler:
     return _add(_offline_handlers, func)
 
 
+def register_back_online_handler(func: BackOnlineHandler) -> BackOnlineHandler:
+    return _add(_back_online_handlers, func)
+
+
 def register_challenge_failure_handler(func: ChallengeFailureHandler) -> ChallengeFailureHandler:
     return _add(_challenge_failure_handlers, func)
 
@@ -84,7 +92,7 @@ def register_fold_handler(func: FoldHandler) -> FoldHandler:
 def unregister(func: Callable) -> None:
     registries = (
         _assignment_sources, _lease_event_handlers, _offline_handlers, _challenge_failure_handlers, _disabled_handlers,
-        _fold_handlers,
+        _fold_handlers, _back_online_handlers,
     )  # fmt: skip
     for registry in registries:
         if func in registry:
@@ -112,6 +120,11 @@ def lease_events(node_id: int, lease_id: int, events: list[dict[str, Any]]) -> b
 def node_offline(node_id: int, at: datetime) -> None:
     for handler in _offline_handlers:
         handler(node_id, at)
+
+
+def node_back_online(node_id: int, silent_since: datetime, at: datetime) -> None:
+    for handler in _back_online_handlers:
+        handler(node_id, silent_since, at)
 
 
 def liveness_folded(now: datetime) -> int:

@@ -229,7 +229,11 @@ def node_mark_online(*, node_id: int, at: datetime) -> bool:
         node.last_seen_at = at
         node.rewards_eligible_from = at + timedelta(seconds=settings.NODE_REWARD_COOLDOWN_SECONDS)
         node.save(update_fields=["status", "online_since", "last_seen_at", "rewards_eligible_from", "updated_at"])
-        NodeOutage.objects.filter(node=node, kind=OutageKind.OFFLINE, ended_at__isnull=True).update(ended_at=at)
+        outages = NodeOutage.objects.filter(node=node, kind=OutageKind.OFFLINE, ended_at__isnull=True)
+        silent_since = outages.order_by("started_at").values_list("started_at", flat=True).first()
+        outages.update(ended_at=at)
+        if silent_since is not None:
+            transaction.on_commit(lambda: hooks.node_back_online(node_id, silent_since, at))
         NodeEvent.objects.create(
             node=node,
             kind=NodeEventKind.ONLINE,

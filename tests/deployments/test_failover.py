@@ -105,6 +105,25 @@ def test_a_node_back_within_the_grace_keeps_its_lease(renter, market, settings, 
     assert lease.status == LeaseStatus.ACTIVE
 
 
+def test_a_node_back_within_the_grace_is_not_charged_for_its_silence(
+    renter, market, django_capture_on_commit_callbacks
+):
+    lease = running_lease(renter)
+    clock.advance(3600)
+    go_silent(lease, silent_for=90, django_capture_on_commit_callbacks=django_capture_on_commit_callbacks)
+    frozen = deployments.deployment_cost_so_far(lease.deployment)
+    assert frozen == lease.price_per_hour_micros  # the hour up to the last heartbeat
+    with django_capture_on_commit_callbacks(execute=True):
+        liveness.node_mark_online(node_id=lease.node_id, at=clock.now())
+    # Back: the cost goes on from where it stopped, not from where it would be with the silence.
+    assert deployments.deployment_cost_so_far(lease.deployment) == frozen
+    clock.advance(3600)
+    assert deployments.deployment_cost_so_far(lease.deployment) == 2 * lease.price_per_hour_micros
+    assert UsageMeter.objects.get(id=lease.meter_id).excluded_seconds == 90
+    back = lease.deployment.events.get(kind="node_back").message
+    assert back.startswith(f"Node {lease.node_id} is back after 90 s without a heartbeat")
+
+
 def test_an_old_check_after_a_second_silence_waits_for_the_new_grace(renter, market, settings):
     lease = running_lease(renter)
     first_silence = clock.now()
