@@ -89,6 +89,7 @@ class Agent:
     def run(self) -> int:
         """Run until stopped: 0 on a clean stop, 1 on a fatal error (already logged)."""
         psutil.cpu_percent(interval=None)  # prime: the next call measures from here
+        self._reap_leftovers()
         self._save_state()
         with FizzClient(self.options.server) as client:
             try:
@@ -357,6 +358,19 @@ class Agent:
             self.state["agent_state"] = "stopped"
         self._save_state(stopping=True)
 
+    def _reap_leftovers(self) -> None:
+        """Before the first heartbeat: stop what an earlier agent process left running, so every
+        workload here is one this agent reports (the server frees a node's capacity for an ended
+        lease once no heartbeat lists it). Leases still active are started again by the server."""
+        previous = (self.config.load_state() or {}).get("leases") or []
+        try:
+            reaped = self.runtime.reap([lease for lease in previous if isinstance(lease, dict)])
+        except Exception as exc:  # a runtime that cannot look must not keep the agent from starting
+            log.warning("could not look for workloads left by an earlier agent: %s", exc)
+            return
+        if reaped:
+            log.info("stopped %d workload(s) left running by an earlier agent process", len(reaped))
+
     # State file ----------------------------------------------------------------------------
 
     def _save_state(self, **changes: Any) -> None:
@@ -365,7 +379,9 @@ class Agent:
             updated_at=utc_now(),
             sequence=self.sequence,
             heartbeat_interval_seconds=self.interval,
-            leases=[{"lease_id": lid, "state": w.state} for lid, w in sorted(self.leases.items())],
+            leases=[
+                {"lease_id": lid, "state": w.state, "handle": w.handle()} for lid, w in sorted(self.leases.items())
+            ],
         )
         try:
             self.config.save_state(self.state)

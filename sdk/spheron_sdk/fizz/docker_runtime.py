@@ -161,6 +161,9 @@ class DockerWorkload(Workload):
             # docker stop: SIGTERM, then SIGKILL after the grace period.
             self.container.stop(timeout=int(self.grace))
 
+    def handle(self) -> dict[str, Any] | None:
+        return None if self.container is None or self.done else {"container": container_name(self.lease_id)}
+
     def cleanup(self) -> None:
         if self.container is not None:
             try:
@@ -195,3 +198,20 @@ class DockerRuntime(Runtime):
         if self.client is None:
             self.check()
         return DockerWorkload(assignment, reporter, self)
+
+    def reap(self, previous: list[dict[str, Any]]) -> list[int]:
+        """Every container with the lease label: only an agent starts them, and none runs yet."""
+        if self.client is None:
+            self.check()
+        reaped = []
+        for container in self.client.containers.list(all=True, filters={"label": LEASE_LABEL}):
+            try:
+                container.remove(force=True)
+            except self.docker.errors.DockerException as exc:
+                log.warning("could not remove container %s left by an earlier agent: %s", container.name, exc)
+                continue
+            lease_id = str((container.labels or {}).get(LEASE_LABEL, ""))
+            log.warning("lease %s: removed its container, left running by an earlier agent", lease_id or "?")
+            if lease_id.isdigit():
+                reaped.append(int(lease_id))
+        return reaped

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+import psutil
+
 log = logging.getLogger("fizz.runtime")
 
 DEFAULT_GRACE_SECONDS = 10.0
@@ -145,6 +147,11 @@ class Workload(ABC):
     def cleanup(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release what the workload held (containers, GPUs); called once at the end."""
 
+    def handle(self) -> dict[str, Any] | None:
+        """What a later agent process needs to find this workload should this one die without
+        stopping it (kept in the state file; see `Runtime.reap`); None when nothing runs yet."""
+        return None
+
     # Public interface ----------------------------------------------------------------------
 
     @property
@@ -231,6 +238,13 @@ class Runtime(ABC):
     @abstractmethod
     def create(self, assignment: Assignment, reporter: Reporter) -> Workload: ...
 
+    def reap(self, previous: list[dict[str, Any]]) -> list[int]:
+        """At start: stop what an earlier agent process left running (it was killed, or crashed)
+        and return those leases' ids. `previous`: the leases of its state file, with their
+        `handle`. Afterwards no workload runs here that this agent does not report, so the server
+        may give an ended lease's capacity back when a heartbeat no longer lists it."""
+        return []
+
 
 def read_lines(stream: IO[bytes], on_line: Any) -> None:
     """Call on_line(str) per line of a binary stream; an overlong line is cut, its rest skipped."""
@@ -296,6 +310,17 @@ class ProcessWorkload(Workload):
             raise WorkloadError(f"command not found: {argv[0]}")
         except OSError as exc:
             raise WorkloadError(f"cannot start {argv[0]}: {exc.strerror or exc}")
+        try:
+            self._started = psutil.Process(self.proc.pid).create_time()
+        except psutil.Error:
+            self._started = None
+
+    def handle(self) -> dict[str, Any] | None:
+        if self.proc is None or self.done or getattr(self, "_started", None) is None:
+            return None
+        # Its own session: the process group has the workload's pid; the start time tells it
+        # from a process that reuses the pid later.
+        return {"pid": self.proc.pid, "started": self._started}
 
     def wait(self) -> int:
         assert self.proc is not None and self.proc.stdout is not None and self.proc.stderr is not None
@@ -357,3 +382,25 @@ class ProcessRuntime(Runtime):
 
     def create(self, assignment: Assignment, reporter: Reporter) -> Workload:
         return ProcessWorkload(assignment, reporter, self)
+
+    def reap(self, previous: list[dict[str, Any]]) -> list[int]:
+        reaped = []
+        for lease in previous:
+            handle = lease.get("handle") or {}
+            pid, started = handle.get("pid"), handle.get("started")
+            if not isinstance(pid, int) or not isinstance(started, (int, float)) or pid <= 1:
+                continue
+            try:
+                if abs(psutil.Process(pid).create_time() - started) > 0.01:
+                    continue  # the pid now belongs to another process
+                if sys.platform == "win32":
+                    psutil.Process(pid).kill()
+                else:
+                    os.killpg(pid, signal.SIGKILL)
+            except (psutil.Error, ProcessLookupError, PermissionError):
+                continue
+            log.warning(
+                "lease %s: killed its process (pid %d), left running by an earlier agent", lease.get("lease_id"), pid
+            )
+            reaped.append(int(lease.get("lease_id") or 0))
+        return reaped
