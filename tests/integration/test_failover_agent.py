@@ -192,3 +192,40 @@ def test_a_killed_agent_fails_over_within_the_grace_plus_one_fold(short_liveness
     finally:
         if agent.process and agent.process.poll() is None:
             kill_with_workloads(agent)
+
+
+def test_a_closed_lease_keeps_the_node_until_the_workload_is_gone(short_liveness, node_token, tmp_path):
+    """The agent dies alone (its workload, in a session of its own, runs on); the renter closes the
+    deployment. Nobody can confirm the stop, so the node stays full; the restarted agent stops the
+    leftover before its first heartbeat, and the heartbeat without the lease frees the node."""
+    from spheron_sdk.fizz.config import ConfigDir
+
+    home = tmp_path / "fizz"
+    agent = Agent(short_liveness, node_token, home).start()
+    try:
+        node = wait_for(lambda: Node.objects.filter(status=NodeStatus.ONLINE, is_simulated=False).first(),
+                        what="the node to come online")  # fmt: skip
+        renter = make_user(email="renter@example.test")
+        fund(renter, 20)
+        deployment = deployments.deployment_create(user=renter, source=spec())
+        lease = matchmaker.match_order(order_id=deployment.orders.get().id).lease
+
+        def recorded_pid() -> int | None:
+            leases = (ConfigDir(home).load_state() or {}).get("leases") or []
+            return next((item["handle"]["pid"] for item in leases if item.get("handle")), None)
+
+        workload = psutil.Process(wait_for(recorded_pid, timeout=30, what="the workload to run"))
+        agent.kill()  # the agent alone: its workload runs on
+        deployments.deployment_close(deployment=deployment)
+        time.sleep(1)
+        assert workload.is_running() and workload.status() != psutil.STATUS_ZOMBIE
+        assert node.cpu_cores - free_cores(node.id) == 1  # still taken: the old workload runs there
+
+        agent.start()
+        wait_for(lambda: free_cores(node.id) == node.cpu_cores, timeout=30, what="the capacity to come back")
+        assert not workload.is_running() or workload.status() == psutil.STATUS_ZOMBIE
+        lease.refresh_from_db()
+        assert lease.capacity_released_at is not None and lease.agent_state_shown == "stopped"
+    finally:
+        if agent.process and agent.process.poll() is None:
+            kill_with_workloads(agent)
