@@ -243,8 +243,9 @@ def _load(source: str | dict) -> tuple[Any, dict[tuple, int]]:
         raise SpecError([{"field": "spec", "message": "must not contain NUL bytes", "line": None}])
     if not source.strip():
         raise SpecError([{"field": "spec", "message": "is empty", "line": None}])
-    loader = _SpecLoader(source)
+    loader = None
     try:
+        loader = _SpecLoader(source)  # the reader refuses control characters here already
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except _OverBudget as exc:
@@ -256,10 +257,13 @@ def _load(source: str | dict) -> tuple[Any, dict[tuple, int]]:
         raise SpecError(
             [{"field": "spec", "message": f"is not valid YAML: {problem}", "line": mark.line + 1 if mark else None}]
         ) from None
-    except (ValueError, OverflowError):  # a timestamp or number that passed the grammar but not the calendar
+    except (ValueError, OverflowError, IndexError, TypeError, AttributeError, KeyError):
+        # PyYAML's constructors raise these for an explicit tag on text it cannot convert
+        # (`!!int ''`, `!!float x`, a timestamp outside the calendar).
         raise SpecError([{"field": "spec", "message": "has a value that cannot be read", "line": None}]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, (_lines(node) if node is not None else {})
 
 

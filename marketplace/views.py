@@ -34,12 +34,14 @@ def _offer_row(row: dict, model: GpuModel | None) -> dict:
 
 def catalog(request: HttpRequest) -> HttpResponse:
     filters, errors = parse_query_filters(OfferFilter, request.GET)
-    try:
-        check_references(filters)
-    except ApplicationError as exc:
-        field = exc.extra.get("field", "filters")
-        errors[field] = exc.message.split(": ", 1)[-1]
-        filters = filters.model_copy(update={field: None}) if field in FILTER_FIELDS else OfferFilter()
+    for _field in FILTER_FIELDS:  # each unknown reference (model, then region) is dropped in turn
+        try:
+            check_references(filters)
+            break
+        except ApplicationError as exc:
+            field = exc.extra.get("field", "filters")
+            errors[field] = exc.message.split(": ", 1)[-1]
+            filters = filters.model_copy(update={field: None}) if field in FILTER_FIELDS else OfferFilter()
     queryset = offer_list(filters=filters)
 
     paginator = Paginator(queryset.values(*OFFER_COLUMNS), settings.CATALOG_PAGE_SIZE)

@@ -149,3 +149,10 @@ def test_a_large_ordinary_spec_still_parses_quickly():
 
     assert time.perf_counter() - started < BUDGET_SECONDS
     assert len(spec.services[0].env) == 150
+
+
+@pytest.mark.parametrize(
+    "text", ["\x1b", "a: \x07", "!!int ''", "!!int abc", "!!float x", "a: !!timestamp 2026-99-99", "!!binary a"]
+)
+def test_text_pyyaml_cannot_read_or_convert_is_a_spec_problem(text):
+    assert fields(text) == {"spec"}

@@ -209,3 +209,12 @@ def test_offer_cursors_out_of_range_are_400(api, payload):
 
     assert response.status_code == 400
     assert response.json()["extra"] == {"field": "cursor"}
+
+
+def test_the_catalog_explains_an_unknown_model_and_region_together(browser, market):
+    response = browser.get("/gpus/", {"gpu_model": "nosuchgpu", "region": "nowhere"})
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "unknown GPU model" in page
+    assert "unknown region" in page
