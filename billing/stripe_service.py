@@ -306,7 +306,7 @@ def _topup_for_intent(intent_id: str | None, metadata: Any = None) -> TopUp | No
     # The intent id is stored just after Stripe returns it; if that write was lost, the
     # metadata we sent still names the top-up.
     topup_id = metadata.get("topup_id") if isinstance(metadata, dict) else None
-    if not (isinstance(topup_id, str) and topup_id.isdigit()):
+    if not (isinstance(topup_id, str) and topup_id.isascii() and topup_id.isdigit() and len(topup_id) <= 18):
         return None
     topup = TopUp.objects.select_for_update(of=("self",)).select_related("user").filter(id=int(topup_id)).first()
     if topup is None:

@@ -330,7 +330,7 @@ def _initial_spec(request: HttpRequest) -> tuple[str, dict[str, Any]]:
     raw_node = request.GET.get("node", "").strip()
     if raw_node:
         node = None
-        if raw_node.isdigit() and 0 < int(raw_node) <= MAX_ID:
+        if raw_node.isascii() and raw_node.isdigit() and len(raw_node) <= 19 and 0 < int(raw_node) <= MAX_ID:
             try:
                 # An unlisted node is shown (with why it cannot be rented) to its owner and renters only.
                 node = offer_get_for_user(node_id=int(raw_node), user=request.user)
@@ -492,6 +492,10 @@ def _plain_lines(lines: Iterator[LeaseLogLine]) -> Iterator[str]:
         yield f"{line.at:%Y-%m-%dT%H:%M:%S}Z {line.stream} {line.line}\n"
 
 
+def _plain_id(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 19
+
+
 @login_required
 def deployment_logs(request: HttpRequest, deployment_id: int) -> HttpResponse:
     """htmx: the lines after ?after=<id> appended to the page's <pre>, and the next poller.
@@ -504,7 +508,8 @@ def deployment_logs(request: HttpRequest, deployment_id: int) -> HttpResponse:
         response["Content-Disposition"] = f'inline; filename="deployment-{deployment.id}.log"'
         return response
     raw_after, raw_lease = request.GET.get("after", "0"), request.GET.get("lease", "")
-    if not raw_after.isdigit() or int(raw_after) > MAX_ID or (raw_lease and not raw_lease.isdigit()):
+    # isascii: '²' passes isdigit() but not int(); the length keeps int() from a 5,000-digit string.
+    if not _plain_id(raw_after) or int(raw_after) > MAX_ID or (raw_lease and not _plain_id(raw_lease)):
         return HttpResponseBadRequest("after and lease: must be ids (whole numbers)")
     after = int(raw_after)
     lines = deployment_log_lines(deployment, after=after, limit=LOG_BATCH)

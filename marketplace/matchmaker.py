@@ -96,10 +96,15 @@ def _price_sql(request: Request) -> tuple[str, list[int]]:
     )  # fmt: skip
 
 
+def _provider_id(text: str) -> bool:
+    """A provider's id: ASCII digits ('²' passes isdigit() but not int()) that fit a bigint."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
 def _provider_sql(values: list[str]) -> tuple[str, list]:
     """Providers named by id or by display name."""
-    ids = [int(v) for v in values if str(v).isdigit()]
-    names = [v for v in values if not str(v).isdigit()]
+    ids = [int(v) for v in values if _provider_id(str(v))]
+    names = [v for v in values if not _provider_id(str(v))]
     parts, params = [], []
     if ids:
         parts.append(f"n.provider_id IN ({_placeholders(ids)})")

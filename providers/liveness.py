@@ -97,7 +97,7 @@ def _secret_node_id(raw_secret: str) -> int | None:
     if not raw_secret.startswith(SECRET_PREFIX) or len(raw_secret) > MAX_SECRET_LENGTH:
         return None
     node_part, _, rest = raw_secret[len(SECRET_PREFIX) :].partition("_")
-    if not node_part.isdigit() or not rest or len(node_part) > 12:
+    if not (node_part.isascii() and node_part.isdigit()) or not rest or len(node_part) > 12:  # not '²'
         return None
     return int(node_part)
 

@@ -14,7 +14,7 @@ from billing.forms import parse_usd_amount
 from providers.api import RegisterIn
 from providers.services import spon_to_base_units, usd_to_micros
 from spheron_web.errors import ApplicationError
-from tests.deployment_pages.conftest import bearer
+from tests.deployment_pages.conftest import bearer, create_and_match
 
 pytestmark = pytest.mark.django_db
 
@@ -218,3 +218,33 @@ def test_the_catalog_explains_an_unknown_model_and_region_together(browser, mark
     page = response.content.decode()
     assert "unknown GPU model" in page
     assert "unknown region" in page
+
+
+# --- Digits Python calls digits but int() cannot read ('²', '①'): never a 500 -----------------
+
+
+@pytest.mark.parametrize("value", ["²", "①", "٣", "1" * 5000])
+def test_id_parameters_with_unusual_digits_are_4xx(browser, value):
+    pinned = browser.get("/deployments/new/", {"node": value})
+
+    assert pinned.status_code < 500
+
+
+@pytest.mark.parametrize("value", ["²", "①", "1" * 50])
+def test_a_node_secret_with_unusual_digits_is_refused_not_a_crash(value):
+    response = Client().post(
+        "/api/v1/nodes/1/heartbeat", "{}", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer nsk_{value}_x"
+    )
+
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("value", ["²", "①", "1" * 5000])
+def test_log_poll_ids_with_unusual_digits_are_400(browser, owner, market, value):
+    deployment, _lease = create_and_match(owner)
+    path = f"/deployments/{deployment.id}/logs/"
+
+    after = browser.get(path, {"after": value}, HTTP_HX_REQUEST="true")
+    lease = browser.get(path, {"after": "0", "lease": value}, HTTP_HX_REQUEST="true")
+
+    assert (after.status_code, lease.status_code) == (400, 400)
