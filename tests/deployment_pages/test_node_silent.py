@@ -104,3 +104,9 @@ def test_only_the_owner_can_redeploy(outsider_client, owner, market):
     deployment, _lease = running(owner, region=f'"", node: {market["good"].id}')
     assert outsider_client.post(f"/deployments/{deployment.id}/redeploy/").status_code == 404
     assert Deployment.objects.count() == 1
+
+
+def test_rent_says_a_pinned_deployment_cannot_move(owner_client, market):
+    html = owner_client.get(f"/deployments/new/?node={market['good'].id}").content.decode()
+    assert "Pinned, it cannot move to another node: if this node fails, the deployment closes" in html
+    assert "none: pinned, it closes if the node fails" in html  # the check under the editor
