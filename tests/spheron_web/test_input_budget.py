@@ -4,6 +4,7 @@ class, each a 4xx within a time bound."""
 from __future__ import annotations
 
 import base64
+import re
 import time
 
 import pytest
@@ -15,6 +16,7 @@ from providers.api import RegisterIn
 from providers.services import spon_to_base_units, usd_to_micros
 from spheron_web.errors import ApplicationError
 from tests.deployment_pages.conftest import bearer, create_and_match
+from tests.spheron_web.test_bad_input import api_routes
 
 pytestmark = pytest.mark.django_db
 
@@ -248,3 +250,34 @@ def test_log_poll_ids_with_unusual_digits_are_400(browser, owner, market, value)
     lease = browser.get(path, {"after": "0", "lease": value}, HTTP_HX_REQUEST="true")
 
     assert (after.status_code, lease.status_code) == (400, 400)
+
+
+# --- Every API route, the bodies and values of this issue ----------------------------------------
+
+HOSTILE_BODIES = [
+    '{"spec": ' + "[" * 50_000 + "]" * 50_000 + "}",
+    '{"amount": NaN, "spec": Infinity}',
+    '{"amount": ' + "9" * 5000 + "}",
+    '{"amount": "٣٠", "price_per_hour": "３", "label": "²"}',
+    '{"spec": {"services": ' + '{"a": ' * 40 + "1" + "}" * 40 + "}}",
+    '{"spec": "a: &a [x,x,x,x,x,x,x,x,x,x]\\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\\nc: [*b,*b,*b,*b,*b,*b,*b,*b]"}',
+]
+HOSTILE_QUERIES = ["?cursor=²", "?limit=²", "?after=²", "?attempt=①", "?date_from=٢٠٢٦-٠١-٠١", "?min_vram_gb=３"]
+
+
+def test_every_api_route_answers_hostile_bodies_and_values_quickly_without_a_server_error(owner, market):
+    deployment, _lease = create_and_match(owner)
+    client = Client(raise_request_exception=False, **bearer(owner))
+    failures = []
+    for method, path in api_routes():
+        url = re.sub(r"\{[^}]+\}", str(deployment.id), path)
+        for variant in HOSTILE_QUERIES if method == "GET" else HOSTILE_BODIES:
+            started = time.perf_counter()
+            if method == "GET":
+                response = client.get(url + variant)
+            else:
+                response = client.generic(method, url, variant, content_type="application/json")
+            elapsed = time.perf_counter() - started
+            if response.status_code >= 500 or elapsed > BUDGET_SECONDS:
+                failures.append((method, url, variant[:40], response.status_code, round(elapsed, 3)))
+    assert not failures
