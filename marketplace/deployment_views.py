@@ -251,6 +251,7 @@ def _list_rows(deployments: list[Deployment]) -> list[dict[str, Any]]:
             "lease": leases.get(deployment.id),
             "gpu": _gpu_label(deployment, names),
             "cost": deployment_cost_so_far(deployment),
+            "silence": node_silence(deployment, leases.get(deployment.id)),
         }
         for deployment in deployments
     ]

@@ -110,3 +110,11 @@ def test_rent_says_a_pinned_deployment_cannot_move(owner_client, market):
     html = owner_client.get(f"/deployments/new/?node={market['good'].id}").content.decode()
     assert "Pinned, it cannot move to another node: if this node fails, the deployment closes" in html
     assert "none: pinned, it closes if the node fails" in html  # the check under the editor
+
+
+def test_the_list_marks_a_deployment_whose_node_is_silent(owner_client, owner, market):
+    deployment, lease = running(owner)
+    assert 'data-testid="row-node-silent"' not in owner_client.get("/deployments/").content.decode()
+    last_good = node_goes_silent(lease)
+    html = owner_client.get("/deployments/").content.decode()
+    assert f"node silent since {last_good:%H:%M:%S} UTC" in html
