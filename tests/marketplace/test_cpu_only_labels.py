@@ -81,3 +81,13 @@ def test_the_api_says_a_cpu_only_offer_counts_one_machine(client, nodes):
         "per machine-hour when unit is `machine`"
         in schema["OfferOut"]["properties"]["price_per_gpu_hour"]["description"]
     )
+
+
+def test_rent_on_a_cpu_only_machine_pins_it_without_a_gpu_count(client, nodes, django_user_model):
+    user = django_user_model.objects.create_user(email="renter@example.test", password="x")
+    client.force_login(user)
+    html = client.get(f"/deployments/new/?node={nodes['cpu'].id}").content.decode()
+    pinned = html.split('data-testid="pinned-node"')[1].split("</section>")[0]
+    assert "CPU only (General" in pinned and "1×" not in pinned
+    gpu = client.get(f"/deployments/new/?node={nodes['gpu'].id}").content.decode()
+    assert "2× GeForce RTX 4090" in gpu.split('data-testid="pinned-node"')[1].split("</section>")[0]
