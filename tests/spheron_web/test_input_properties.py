@@ -18,8 +18,10 @@ from marketplace.spec import SpecError, spec_parse
 from tests.deployment_pages.conftest import bearer
 from tests.deployments.conftest import spec_text
 
+# CPU seconds of this thread (time.thread_time; the test client runs requests in it), so other
+# processes on a busy machine do not count.
 PARSE_BUDGET_SECONDS = 0.5
-REQUEST_BUDGET_SECONDS = 1.0  # one request through the whole stack, on a shared machine
+REQUEST_BUDGET_SECONDS = 1.0  # one request through the whole stack
 QUICK = settings(
     max_examples=200,
     deadline=None,  # timed below against a fixed bound, without Hypothesis' re-run on a slow example
@@ -30,13 +32,13 @@ REQUESTS = settings(QUICK, max_examples=80)
 
 
 def parse_within_budget(source) -> None:
-    started = time.perf_counter()
+    started = time.thread_time()
     try:
         spec_parse(source, known_models={"rtx4090", "h100"}, known_regions={"us-east", "eu-west"})
     except SpecError as exc:
         assert exc.status == 422
         assert all({"field", "message", "line"} <= set(error) for error in exc.errors)
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     assert elapsed < PARSE_BUDGET_SECONDS, f"spec_parse took {elapsed:.3f} s"
 
 
@@ -151,9 +153,9 @@ def browser(owner) -> Client:
 
 
 def get_within_budget(client: Client, path: str, params: dict[str, str]) -> None:
-    started = time.perf_counter()
+    started = time.thread_time()
     response = client.get(f"{path}?{urlencode(params)}")
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     assert response.status_code < 500, (path, params, response.content[:300])
     assert elapsed < REQUEST_BUDGET_SECONDS, f"{path}?{urlencode(params)} took {elapsed:.3f} s"
     if path.startswith("/api/") and response.status_code >= 400:
@@ -188,8 +190,8 @@ def test_deployment_list_parameters_never_get_a_server_error(api, browser, param
 @settings(QUICK, max_examples=40)
 @given(document=documents)
 def test_the_validate_endpoint_answers_any_json_spec_without_a_server_error(api, document):
-    started = time.perf_counter()
+    started = time.thread_time()
     response = api.post("/api/v1/deployments/validate", {"spec": document}, content_type="application/json")
 
     assert response.status_code in (200, 422), response.content[:300]
-    assert time.perf_counter() - started < REQUEST_BUDGET_SECONDS
+    assert time.thread_time() - started < REQUEST_BUDGET_SECONDS
