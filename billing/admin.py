@@ -32,7 +32,7 @@ from billing.services import adjustment_post, transaction_reverse
 from billing.stripe_service import stripe_event_replay
 from spheron_web import admin_tools
 from spheron_web.errors import ApplicationError
-from spheron_web.money import format_usd, usd_to_micros
+from spheron_web.money import format_usd, parse_plain_decimal, usd_to_micros
 
 
 def usd(micros: int | None) -> str:
@@ -51,19 +51,24 @@ class ReasonForm(admin_tools.ReasonForm):
 
 
 class AdjustmentForm(ReasonForm):
-    amount_usd = forms.DecimalField(
+    # A text field parsed as a plain ASCII decimal: Django's DecimalField reads Arabic-Indic and
+    # full-width digits ('٣', '３') as dollars.
+    amount_usd = forms.CharField(
         label="Amount (USD)",
-        max_digits=14,
-        decimal_places=6,
-        min_value=Decimal("-1000000"),
-        max_value=Decimal("1000000"),
-        help_text="Positive credits the user, negative debits their available credits.",
+        max_length=24,
+        help_text="Positive credits the user, negative debits their available credits (up to $1,000,000).",
     )
 
     field_order = ["amount_usd", "reason"]
 
     def clean_amount_usd(self) -> Decimal:
-        amount = self.cleaned_data["amount_usd"]
+        amount = parse_plain_decimal(self.cleaned_data["amount_usd"])
+        if amount is None:
+            raise forms.ValidationError("Enter an amount in US dollars with ASCII digits, such as 25 or -10.50.")
+        if amount.as_tuple().exponent < -6:  # type: ignore[operator]
+            raise forms.ValidationError("At most 6 decimal places (a micro-dollar).")
+        if abs(amount) > 1_000_000:
+            raise forms.ValidationError("At most $1,000,000 either way.")
         if amount == 0:
             raise forms.ValidationError("An adjustment must not be zero.")
         return amount

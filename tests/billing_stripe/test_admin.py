@@ -150,6 +150,17 @@ def test_manual_adjustment_needs_a_reason_and_records_the_admin(admin, admin_use
     assert_ledger_consistent()
 
 
+@pytest.mark.parametrize("amount", ["٣", "３", "1e3", "12.5000001", "1000001", "0"])
+def test_manual_adjustment_takes_plain_ascii_dollars_only(admin, developer, billing_rows, amount):
+    before = available(developer)
+
+    page = adjust(admin, billing_rows[LedgerAccount], apply="1", amount_usd=amount, reason="Typo check")
+
+    assert page.status_code == 200 and b"errorlist" in page.content
+    assert available(developer) == before
+    assert LedgerTransaction.objects.filter(kind=TransactionKind.ADJUSTMENT).count() == 0
+
+
 def test_manual_debit_cannot_overdraw_the_user(admin, developer, billing_rows):
     account = billing_rows[LedgerAccount]
     before = available(developer)
