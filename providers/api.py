@@ -24,7 +24,7 @@ from spheron_web.auth import BearerAuth, api_auth
 from spheron_web.errors import ApplicationError
 from spheron_web.money import parse_plain_decimal
 from spheron_web.schemas import ErrorOut
-from spheron_web.throttle import auth_failure
+from spheron_web.throttle import auth_failure, auth_refuse_if_blocked
 
 MAX_NODE_PAYLOAD_BYTES = 64 * 1024
 MAX_EVENTS_PAYLOAD_BYTES = 2 * 1024 * 1024
@@ -46,6 +46,7 @@ class NodeTokenAuth(BearerAuth):
 
     def authenticate(self, request: HttpRequest, token: str) -> str | None:
         _check_size(request, MAX_NODE_PAYLOAD_BYTES)
+        auth_refuse_if_blocked(request)  # a blocked address's token is not even looked up
         if not token.strip().startswith("fzt_"):
             auth_failure(request)
             return None

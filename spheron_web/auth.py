@@ -17,7 +17,7 @@ from ninja.utils import check_csrf
 from accounts.api_keys import api_key_authenticate
 from accounts.models import User
 from spheron_web.errors import ApplicationError
-from spheron_web.throttle import auth_failure
+from spheron_web.throttle import auth_failure, auth_refuse_if_blocked
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
 
@@ -35,9 +35,10 @@ class BearerAuth(HttpBearer):
 
 class ApiKeyAuth(BearerAuth):
     """`Authorization: Bearer sph_...`, a key from the account page. Failures are rate limited per
-    client address (spheron_web.throttle); a valid key costs nothing more."""
+    client address (spheron_web.throttle): a blocked address is refused before its key is looked at."""
 
     def authenticate(self, request: HttpRequest, token: str) -> User | None:
+        auth_refuse_if_blocked(request)
         user = api_key_authenticate(raw_key=token.strip())
         if user is None:
             auth_failure(request)

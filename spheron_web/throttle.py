@@ -1,10 +1,17 @@
 """Failed credentials (API keys, node tokens, node secrets) are limited per client address.
 
 Only failures are counted, in a fixed window per address: a valid credential never touches the
-counter, so healthy agents and scripts pay nothing for it and are never refused. Once an address has
-failed AUTH_FAILURE_LIMIT times in the current window of AUTH_FAILURE_WINDOW_SECONDS, each further
-failure is answered 429 with `Retry-After` (one cache read) until the window ends. All credential
-kinds share one counter per address, so switching kinds buys no extra attempts.
+counter. Once an address has failed AUTH_FAILURE_LIMIT times in the current window of
+AUTH_FAILURE_WINDOW_SECONDS, it is answered 429 with `Retry-After` until the window ends. All
+credential kinds share one counter per address, so switching kinds buys no extra attempts.
+
+What a blocked address may still do depends on the credential:
+- API keys and node tokens are not even checked (`auth_refuse_if_blocked`, one cache read before
+  the lookup): a blocked address learns nothing more, right or wrong, until the window ends.
+- Node secrets are still checked, and a valid one is served: a healthy agent is never limited, even
+  behind an address an attacker shares (a NAT). A wrong one is a 429. The heartbeat path reads the
+  counter only after a failure, so it costs agents nothing. A node secret carries 256 random bits,
+  so an answer per guess does not make it guessable.
 
 The client address is REMOTE_ADDR. Behind a reverse proxy, list the proxy's addresses in
 TRUSTED_PROXIES: for a request from one of them, the address is the right-most X-Forwarded-For entry
@@ -65,6 +72,22 @@ def _window() -> tuple[int, int]:
     return index, max(1, math.ceil((index + 1) * seconds - now))
 
 
+def _limited(seconds_left: int) -> RateLimited:
+    return RateLimited(
+        f"Too many failed authentications from your address. Try again in {seconds_left} s.",
+        retry_after=seconds_left,
+    )
+
+
+def auth_refuse_if_blocked(request: HttpRequest) -> None:
+    """Raise `RateLimited` when the request's address has used up its failures for this window,
+    before a credential is looked at (API keys and node tokens, not node secrets: see above)."""
+    index, seconds_left = _window()
+    key = f"authfail:{client_address(request)}:{index}"
+    if cache.get(key, 0) >= settings.AUTH_FAILURE_LIMIT:
+        raise _limited(seconds_left)
+
+
 def auth_failure(request: HttpRequest) -> None:
     """Count one failed authentication from the request's address; raise `RateLimited` once the
     address has used up its failures for this window. Call it only after a credential was refused."""
@@ -73,10 +96,7 @@ def auth_failure(request: HttpRequest) -> None:
     key = f"authfail:{client_address(request)}:{index}"
     failures = cache.get(key, 0)
     if failures >= limit:
-        raise RateLimited(
-            f"Too many failed authentications from your address. Try again in {seconds_left} s.",
-            retry_after=seconds_left,
-        )
+        raise _limited(seconds_left)
     if not cache.add(key, 1, seconds_left + 1):
         try:
             cache.incr(key)

@@ -1,6 +1,7 @@
 """Failed API-key, node-token and node-secret authentications are limited per client address: after
-AUTH_FAILURE_LIMIT failures in a window, further failures are a 429 with Retry-After; valid
-credentials are never refused, and other addresses are not affected."""
+AUTH_FAILURE_LIMIT failures in a window, the address is answered 429 with Retry-After: API keys and
+node tokens are not even looked at until the window ends (guessing stops), while a healthy agent's
+node secret is never refused; other addresses are not affected."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def _registered_node(client: Client, token: str) -> tuple[int, str]:
     return body["node_id"], body["node_secret"]
 
 
-def test_guessing_api_keys_is_limited_but_a_valid_key_still_works(client: Client):
+def test_guessing_api_keys_is_stopped_for_the_window_and_other_addresses_are_not_affected(client: Client):
     user = make_user(is_developer=True)
     _row, raw_key = api_key_create(user=user, label="ci")
 
@@ -52,11 +53,20 @@ def test_guessing_api_keys_is_limited_but_a_valid_key_still_works(client: Client
     _assert_limited(client.get(BALANCE, **_bearer("sph_guess" + "x" * 38)))
     _assert_limited(client.get(BALANCE, **_bearer("not-even-a-key")))
 
-    # The real key from the same address is not refused, nor counted.
+    # Not even the right key gets an answer from a blocked address: a guess cannot be told right.
+    _assert_limited(client.get(BALANCE, **_bearer(raw_key)))
+    # Another address has its own allowance, and the key works there.
+    assert client.get(BALANCE, **_bearer("sph_wrong", address="198.51.100.9")).status_code == 401
+    assert client.get(BALANCE, **_bearer(raw_key, address="198.51.100.9")).status_code == 200
+
+
+def test_a_valid_api_key_is_not_counted(client: Client):
+    user = make_user(is_developer=True)
+    _row, raw_key = api_key_create(user=user, label="ci")
+
     for _ in range(LIMIT + 2):
         assert client.get(BALANCE, **_bearer(raw_key)).status_code == 200
-    # Another address has its own allowance.
-    assert client.get(BALANCE, **_bearer("sph_wrong", address="198.51.100.9")).status_code == 401
+    assert client.get(BALANCE, **_bearer("sph_wrong")).status_code == 401
 
 
 def test_guessing_node_secrets_is_limited_but_healthy_agents_keep_heartbeating(
@@ -109,9 +119,16 @@ def test_guessing_node_tokens_is_limited(client: Client, token):
         "/api/v1/nodes/register", data=hardware_report(), content_type="application/json", **_bearer("fzt_" + "z" * 43)
     )
     _assert_limited(response)
-    # The real token still registers the machine.
-    ok = client.post(
+    # The real token is not looked at either until the window ends; elsewhere it registers the machine.
+    blocked = client.post(
         "/api/v1/nodes/register", data=hardware_report(), content_type="application/json", **_bearer(token)
+    )
+    _assert_limited(blocked)
+    ok = client.post(
+        "/api/v1/nodes/register",
+        data=hardware_report(),
+        content_type="application/json",
+        **_bearer(token, address="198.51.100.9"),
     )
     assert ok.status_code == 201
 
