@@ -19,9 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 from allauth.account.models import EmailAddress
-from django.core.signals import request_started
 from django.db import OperationalError, connections
-from django.db.backends.signals import connection_created
 from playwright.sync_api import Page, expect
 
 from billing.models import LedgerAccount, UsageMeter
@@ -34,6 +32,7 @@ from spheron_web import clock
 from tests.deployments.conftest import fund
 from tests.factories import make_user
 from tests.integration.test_fizz_agent import FIZZ, Agent, wait_for
+from tests.live_sqlite import sqlite_reads_do_not_wait
 
 pytestmark = [
     pytest.mark.e2e,
@@ -111,36 +110,11 @@ class Sweeper:
 
 @pytest.fixture(autouse=True)
 def _sqlite_reads_do_not_wait(transactional_db, page):
-    """With SQLite the test database lives in memory in shared-cache mode, and every live-server
-    request thread (and the sweeper) has a connection of its own. Shared-cache table locks do not
-    wait: a page polling a table that an agent's report is writing would fail at once with
-    "database table is locked". Readers may read uncommitted rows instead, close to what WAL gives
-    the real deployment (readers never wait for the writer).
-
-    Set on every new connection, and at the start of every request: a keep-alive request thread
-    may hold a connection opened before this test. After `page`: with Playwright's loop running in
-    this thread, Django hands the test body another connection (asgiref's context-local storage)
-    than a fixture set up before the browser."""
-
-    def dirty_reads(sender, connection, **kwargs) -> None:
-        if connection.vendor == "sqlite" and connection.is_in_memory_db() and connection.connection is not None:
-            connection.connection.execute("PRAGMA read_uncommitted = 1")
-
-    def on_request(sender, **kwargs) -> None:
-        dirty_reads(sender, connections["default"])
-
-    main = connections["default"]
-    main.ensure_connection()
-    dirty_reads(None, main)
-    connection_created.connect(dirty_reads)
-    request_started.connect(on_request)
-    try:
+    """See tests.live_sqlite. After `page`: with Playwright's loop running in this thread, Django
+    hands the test body another connection (asgiref's context-local storage) than a fixture set up
+    before the browser."""
+    with sqlite_reads_do_not_wait():
         yield
-    finally:
-        request_started.disconnect(on_request)
-        connection_created.disconnect(dirty_reads)
-        if main.vendor == "sqlite" and main.is_in_memory_db():
-            main.connection.execute("PRAGMA read_uncommitted = 0")
 
 
 @pytest.fixture

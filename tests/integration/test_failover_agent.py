@@ -16,9 +16,7 @@ import time
 
 import psutil
 import pytest
-from django.core.signals import request_started
-from django.db import OperationalError, connections
-from django.db.backends.signals import connection_created
+from django.db import OperationalError
 from django.test import Client
 
 from marketplace import deployments, matchmaker
@@ -28,6 +26,7 @@ from providers.models import Node, NodeStatus
 from tests.deployments.conftest import fund
 from tests.factories import make_user
 from tests.integration.test_fizz_agent import FIZZ, Agent, wait_for
+from tests.live_sqlite import sqlite_reads_do_not_wait
 
 pytestmark = [
     pytest.mark.integration,
@@ -70,29 +69,9 @@ def short_liveness(settings, live_server):
 
 @pytest.fixture(autouse=True)
 def _sqlite_reads_do_not_wait(transactional_db):
-    """With SQLite the test database is in memory in shared-cache mode, one connection per live-server
-    thread, and its table locks do not wait: readers read uncommitted rows instead (as in
-    tests/e2e/test_deployment_browser.py), close to what WAL gives (readers never wait)."""
-
-    def dirty_reads(sender, connection, **kwargs) -> None:
-        if connection.vendor == "sqlite" and connection.is_in_memory_db() and connection.connection is not None:
-            connection.connection.execute("PRAGMA read_uncommitted = 1")
-
-    def on_request(sender, **kwargs) -> None:
-        dirty_reads(sender, connections["default"])
-
-    main = connections["default"]
-    main.ensure_connection()
-    dirty_reads(None, main)
-    connection_created.connect(dirty_reads)
-    request_started.connect(on_request)
-    try:
+    """Readers do not wait for the agent's writes on SQLite (tests.live_sqlite)."""
+    with sqlite_reads_do_not_wait():
         yield
-    finally:
-        request_started.disconnect(on_request)
-        connection_created.disconnect(dirty_reads)
-        if main.vendor == "sqlite" and main.is_in_memory_db():
-            main.connection.execute("PRAGMA read_uncommitted = 0")
 
 
 @pytest.fixture
