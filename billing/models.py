@@ -177,6 +177,9 @@ class UsageMeter(models.Model):
     started_at = models.DateTimeField()
     # Time not billed (downtime the renter is not charged for), in whole seconds.
     excluded_seconds = models.PositiveBigIntegerField(default=0)
+    # Set while the rental's node is silent (its last heartbeat): nothing accrues after it until
+    # `meter_resume`, which moves the paused time into `excluded_seconds`.
+    paused_at = models.DateTimeField(null=True, blank=True)
     charged = models.BigIntegerField(default=0, help_text="micro-USD captured so far")
     settled_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)

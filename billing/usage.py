@@ -53,8 +53,10 @@ RESERVATION_SECONDS = HOURS_PER_MONTH * SECONDS_PER_HOUR
 
 
 def meter_accrued(meter: UsageMeter, *, now: datetime) -> int:
-    """What the rental has cost from its start until `now` (or its close), rounded down once."""
-    end = min(now, meter.closed_at) if meter.closed_at else now
+    """What the rental has cost from its start until `now` (or its close, or its pause: nothing
+    accrues while it is paused), rounded down once. Reads only the meter's own columns, so a
+    settlement of 10,000 meters makes no query for it."""
+    end = min(t for t in (now, meter.closed_at, meter.paused_at) if t is not None)
     seconds = int((end - meter.started_at).total_seconds()) - meter.excluded_seconds
     if seconds <= 0:
         return 0
@@ -293,7 +295,8 @@ def usage_settle_batch(*, meter_ids: list[int], now: datetime) -> SettleResult:
         if meter.reservation_total is not None:
             if meter_accrued(meter, now=now) >= meter.reservation_total:
                 result.expired.append(meter.id)
-        elif hold.remaining - max(amount, 0) < meter.price_per_hour:
+        elif meter.paused_at is None and hold.remaining - max(amount, 0) < meter.price_per_hour:
+            # A paused meter costs nothing in the next hour: no top-up, no warning, no close.
             result.short.append(meter.id)
     result.meters = len(meters)
     if charges:
@@ -427,7 +430,8 @@ def _meter_top_up_or_warn(*, meter_id: int, now: datetime) -> tuple[str, int, Le
     hold = Hold.objects.select_for_update().get(id=meter.hold_id)
     active = hold.status == Hold.Status.ACTIVE
     backlog = max(0, meter_accrued(meter, now=now) - meter.charged)
-    needed = meter.price_per_hour + backlog - hold.remaining
+    next_hour = 0 if meter.paused_at else meter.price_per_hour  # a paused meter accrues nothing
+    needed = next_hour + backlog - hold.remaining
     if active and needed <= 0 and not backlog:
         return "extended", 0, None
     available, reserved, *_ = _lock_meter_accounts(meter)
@@ -493,6 +497,40 @@ def meter_close(*, meter: UsageMeter, now: datetime | None = None, reason: str =
             UsageMeter.objects.filter(id=meter.id).update(charged=meter.charged + due, settled_at=now)
         hold_release(hold=hold)
         meter.refresh_from_db()
+    return meter
+
+
+@transaction.atomic
+def meter_pause(*, meter_id: int, at: datetime) -> UsageMeter:
+    """Stop accruing from `at` (the last heartbeat of the rental's node, which went silent) until
+    `meter_resume`: a settlement meanwhile charges nothing after `at`, and neither does a close.
+
+    Idempotent: a meter already paused keeps its pause (the silence began then), and a closed
+    meter is left as it is. A pause before the start counts from the start."""
+    meter = UsageMeter.objects.select_for_update().get(id=meter_id)
+    if meter.paused_at is None and meter.closed_at is None:
+        meter.paused_at = max(at, meter.started_at)
+        meter.save(update_fields=["paused_at"])
+    return meter
+
+
+@transaction.atomic
+def meter_resume(*, meter_id: int, at: datetime) -> UsageMeter:
+    """Accrue again from `at`: the paused time is added to `excluded_seconds`, so it is never
+    charged, and the cost goes on from exactly what it was at the pause (the gap is counted in
+    the whole seconds the accrual counts, so no second is charged or forgiven by rounding).
+
+    A monthly reservation's month is likewise extended by the pause (its accrual and
+    `meter_expire` both count `excluded_seconds`). Idempotent; a meter that is not paused, or
+    was closed while paused (its charge ended at the pause), is left as it is."""
+    meter = UsageMeter.objects.select_for_update().get(id=meter_id)
+    if meter.paused_at is None or meter.closed_at is not None:
+        return meter
+    resumed = max(at, meter.paused_at)
+    gap = int((resumed - meter.started_at).total_seconds()) - int((meter.paused_at - meter.started_at).total_seconds())
+    meter.excluded_seconds += gap
+    meter.paused_at = None
+    meter.save(update_fields=["excluded_seconds", "paused_at"])
     return meter
 
 

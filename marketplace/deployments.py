@@ -3,7 +3,9 @@
 Billing: a deployment holds funds for its duration (at most DEPLOYMENT_HOLD_HOURS up front) at its
 max price while it looks for a node. A match swaps that hold for a usage meter at the lease's
 locked price (billing.usage); the meter accrues per second and is settled hourly. Closing settles
-and releases the rest. A failed node is not charged past its last good heartbeat.
+and releases the rest. A failed node is not charged past its last good heartbeat: while it is
+silent its leases' meters are paused there (a settlement meanwhile charges nothing after it), and
+resumed without the silence if it comes back within the grace.
 """
 
 from __future__ import annotations
@@ -23,12 +25,21 @@ from django.urls import reverse
 
 from accounts.models import User
 from billing import hooks as billing_hooks
-from billing.models import Hold
+from billing.models import Hold, UsageMeter
 from billing.references import Reference as BillingReference
 from billing.references import register_reference_describer
 from billing.selectors import user_balances
 from billing.services import hold_place, hold_release
-from billing.usage import MeterSwap, fee_rate_for, meter_close, meter_open, meters_open_swapping
+from billing.usage import (
+    MeterSwap,
+    fee_rate_for,
+    meter_accrued,
+    meter_close,
+    meter_open,
+    meter_pause,
+    meter_resume,
+    meters_open_swapping,
+)
 from marketplace.models import (
     ACTIVE_DEPLOYMENT_STATUSES,
     CloseReason,
@@ -647,9 +658,12 @@ def node_went_offline(node_id: int, at: datetime) -> None:
     has been silent FAILOVER_GRACE_SECONDS counted from that heartbeat (a blip is not a failure).
     The node is found silent NODE_OFFLINE_AFTER_SECONDS after it, so part of the grace, or all of it
     (a grace shorter than that), is already over: what is left is waited, or nothing. The fold's
-    sweep (`leases_fail_silent_nodes`) does the same should this task be lost."""
+    sweep (`leases_fail_silent_nodes`) does the same should this task be lost.
+
+    Meanwhile nothing is charged after that heartbeat: the leases' meters are paused at it."""
     if not Lease.objects.filter(node_id=node_id, status=LeaseStatus.ACTIVE).exists():
         return
+    node_meters_pause(node_id=node_id, at=at)
     remaining = settings.FAILOVER_GRACE_SECONDS - (clock.now() - at).total_seconds()
     if remaining <= 0:
         node_leases_fail(node_id=node_id, last_good=at)
@@ -659,20 +673,48 @@ def node_went_offline(node_id: int, at: datetime) -> None:
     fail_node_leases.apply_async((node_id, at.isoformat()), countdown=math.ceil(remaining))
 
 
+def node_meters_pause(*, node_id: int, at: datetime | None = None) -> int:
+    """Pause the meters of the node's active leases at its last heartbeat (`at`, or a later one the
+    node has had since), if the node is offline. Returns how many were paused.
+
+    The meters are locked before the node's status is read: a heartbeat that brings the node back
+    commits either before the read (nothing is paused) or after the pause (its back-online hook
+    waits for the meters and resumes them), so a meter is never left paused on a live node."""
+    with transaction.atomic():
+        meter_ids = list(
+            UsageMeter.objects.select_for_update()
+            .filter(
+                id__in=Lease.objects.filter(node_id=node_id, status=LeaseStatus.ACTIVE).values("meter_id"),
+                paused_at__isnull=True,
+                closed_at__isnull=True,
+            )
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        if not meter_ids:
+            return 0
+        node = Node.objects.filter(id=node_id).values_list("status", "last_seen_at").first()
+        if node is None or node[0] != NodeStatus.OFFLINE:
+            return 0
+        since = max(filter(None, [at, node[1]]))
+        for meter_id in meter_ids:
+            meter_pause(meter_id=meter_id, at=since)
+    return len(meter_ids)
+
+
 def node_back_online(node_id: int, silent_since: datetime, at: datetime) -> None:
     """providers' back-online hook: a node that was silent heartbeats again before its leases
-    failed over, and keeps them. The renter is not charged for the silence (the page showed the
-    cost stopped at the last heartbeat: it goes on from there)."""
-    from billing.models import UsageMeter
-
+    failed over, and keeps them. The renter is not charged for the silence: the meters paused at
+    the last heartbeat resume (the page showed the cost stopped there: it goes on from there)."""
     for lease in Lease.objects.filter(node_id=node_id, status=LeaseStatus.ACTIVE).select_related("deployment"):
+        if lease.meter_id:
+            # Paused by the offline hook at `silent_since`; pausing again is a no-op then, and
+            # covers a hook that was lost. One mechanism: the gap is excluded once, by the resume.
+            meter_pause(meter_id=lease.meter_id, at=max(silent_since, lease.started_at))
+            meter_resume(meter_id=lease.meter_id, at=at)
         gap = int((at - max(silent_since, lease.started_at)).total_seconds())
         if gap <= 0:
             continue
-        if lease.meter_id:
-            UsageMeter.objects.filter(id=lease.meter_id, closed_at__isnull=True).update(
-                excluded_seconds=F("excluded_seconds") + gap
-            )
         _event(
             lease.deployment,
             "node_back",
@@ -681,6 +723,9 @@ def node_back_online(node_id: int, silent_since: datetime, at: datetime) -> None
             at=at,
             lease=lease,
         )
+    # Silent again before this hook ran (its offline hook found the meters still paused from the
+    # first silence): paused again at the newer last heartbeat.
+    node_meters_pause(node_id=node_id)
 
 
 def leases_fail_silent_nodes(now: datetime | None = None) -> int:
@@ -688,6 +733,19 @@ def leases_fail_silent_nodes(now: datetime | None = None) -> int:
     heartbeat fail over now (within one fold of the grace, whatever happened to the scheduled
     check). Returns the number of leases ended."""
     now = now or clock.now()
+    # Should an offline hook have been lost, the meters of silent nodes are paused here.
+    unpaused = (
+        Lease.objects.filter(
+            status=LeaseStatus.ACTIVE,
+            node__status=NodeStatus.OFFLINE,
+            meter__paused_at__isnull=True,
+            meter__closed_at__isnull=True,
+        )
+        .values_list("node_id", flat=True)
+        .distinct()
+    )
+    for node_id in list(unpaused):
+        node_meters_pause(node_id=node_id)
     cutoff = now - timedelta(seconds=settings.FAILOVER_GRACE_SECONDS)
     silent = Node.objects.filter(
         status=NodeStatus.OFFLINE,
@@ -887,27 +945,18 @@ def register_hooks() -> None:
     register_reference_describer("lease", describe_lease_references)
 
 
-def lease_charge_until(lease: Lease, now: datetime) -> datetime:
-    """Up to when a running lease costs: now, or its node's last heartbeat while the node is
-    silent (a failover charges nothing after it, so the cost shown stops there too)."""
-    node = lease.node
-    if lease.status == LeaseStatus.ACTIVE and node.status != NodeStatus.ONLINE and node.last_seen_at:
-        return min(now, max(node.last_seen_at, lease.started_at))
-    return now
-
-
 def deployment_cost_so_far(deployment: Deployment) -> int:
-    from billing.usage import meter_accrued
-
+    """What the deployment's leases cost so far, as their meters count it: a meter paused while its
+    node is silent stops at the last heartbeat, as the settlements and the failover charge it."""
     total = 0
     now = clock.now()
-    for lease in Lease.objects.filter(deployment=deployment).select_related("meter", "node"):
+    for lease in Lease.objects.filter(deployment=deployment).select_related("meter"):
         if lease.meter is None:
             continue
         if lease.meter.closed_at:
             total += lease.meter.charged
         else:  # never less than what a settlement already charged
-            total += max(lease.meter.charged, meter_accrued(lease.meter, now=lease_charge_until(lease, now)))
+            total += max(lease.meter.charged, meter_accrued(lease.meter, now=now))
     return total
 
 

@@ -7,10 +7,12 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.test import TestCase
 
 from marketplace import deployments
 from marketplace.models import Deployment, DeploymentStatus
-from providers.models import Node, NodeStatus
+from providers import liveness
+from providers.models import Node
 from spheron_web import clock
 from tests.deployment_pages.conftest import create_and_match
 
@@ -25,8 +27,11 @@ def running(owner, **spec):
 
 
 def node_goes_silent(lease) -> object:
+    """The node's last heartbeat now; the fold marks it offline from then (and its hook runs)."""
     last_good = clock.now()
-    Node.objects.filter(id=lease.node_id).update(status=NodeStatus.OFFLINE, last_seen_at=last_good)
+    Node.objects.filter(id=lease.node_id).update(last_seen_at=last_good)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert liveness.node_mark_offline(node_id=lease.node_id, at=last_good, reason="no heartbeat")
     return last_good
 
 
@@ -65,7 +70,8 @@ def test_a_silent_node_that_comes_back_clears_the_notice(owner_client, owner, ma
     deployment, lease = running(owner)
     node_goes_silent(lease)
     assert 'data-testid="node-silent"' in owner_client.get(f"/deployments/{deployment.id}/").content.decode()
-    Node.objects.filter(id=lease.node_id).update(status=NodeStatus.ONLINE, last_seen_at=clock.now())
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        liveness.node_mark_online(node_id=lease.node_id, at=clock.now())
     assert 'data-testid="node-silent"' not in owner_client.get(f"/deployments/{deployment.id}/").content.decode()
     assert owner_client.get(f"/api/v1/deployments/{deployment.id}").json()["lease"]["failover_at"] is None
 

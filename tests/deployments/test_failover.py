@@ -139,11 +139,12 @@ def test_an_old_check_after_a_second_silence_waits_for_the_new_grace(renter, mar
 # --- What the renter sees while the node is silent --------------------------------------------
 
 
-def test_the_cost_stops_at_the_last_heartbeat_while_the_node_is_silent(renter, market):
+def test_the_cost_stops_at_the_last_heartbeat_while_the_node_is_silent(
+    renter, market, django_capture_on_commit_callbacks
+):
     lease = running_lease(renter)
     clock.advance(3600)
-    last_good = clock.now()
-    Node.objects.filter(id=lease.node_id).update(status=NodeStatus.OFFLINE, last_seen_at=last_good)
+    last_good = go_silent(lease, silent_for=61, django_capture_on_commit_callbacks=django_capture_on_commit_callbacks)
     frozen = deployments.deployment_cost_so_far(lease.deployment)
     assert frozen == lease.price_per_hour_micros  # one hour, up to the last heartbeat
     clock.advance(100)
