@@ -708,9 +708,8 @@ def node_back_online(node_id: int, silent_since: datetime, at: datetime) -> None
     the last heartbeat resume (the page showed the cost stopped there: it goes on from there)."""
     for lease in Lease.objects.filter(node_id=node_id, status=LeaseStatus.ACTIVE).select_related("deployment"):
         if lease.meter_id:
-            # Paused by the offline hook at `silent_since`; pausing again is a no-op then, and
-            # covers a hook that was lost. One mechanism: the gap is excluded once, by the resume.
-            meter_pause(meter_id=lease.meter_id, at=max(silent_since, lease.started_at))
+            # Paused at `silent_since` by the offline hook (or the fold's sweep): the resume
+            # excludes the gap, once (a meter no longer paused is left as it is).
             meter_resume(meter_id=lease.meter_id, at=at)
         gap = int((at - max(silent_since, lease.started_at)).total_seconds())
         if gap <= 0:
