@@ -696,7 +696,9 @@ def node_meters_pause(*, node_id: int, at: datetime | None = None) -> int:
         node = Node.objects.filter(id=node_id).values_list("status", "last_seen_at").first()
         if node is None or node[0] != NodeStatus.OFFLINE:
             return 0
-        since = max(filter(None, [at, node[1]]))
+        since = max(filter(None, [at, node[1]]), default=None)
+        if since is None:
+            return 0
         for meter_id in meter_ids:
             meter_pause(meter_id=meter_id, at=since)
     return len(meter_ids)
