@@ -1,6 +1,14 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 
 
 class ProvidersConfig(AppConfig):
     name = "providers"
     verbose_name = "Providers and nodes"
+
+    def ready(self) -> None:
+        from providers.models import Region
+        from providers.selectors import region_codes_forget
+
+        post_save.connect(region_codes_forget, sender=Region, dispatch_uid="region_codes_forget_save")
+        post_delete.connect(region_codes_forget, sender=Region, dispatch_uid="region_codes_forget_delete")

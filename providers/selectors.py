@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -40,8 +41,28 @@ def region_exists(code: str) -> bool:
     return Region.objects.filter(code=code).exists()
 
 
-def region_codes_in(continent: str) -> QuerySet:
-    return Region.objects.filter(continent=continent).values_list("code", flat=True)
+# Region codes by continent, per process: the offers filter asks on every continent request, and
+# regions are reference data. A change to a region empties this process's copy at once (signals,
+# see ProvidersConfig.ready) and other processes' within REGION_CODES_SECONDS.
+REGION_CODES_SECONDS = 60
+_region_codes: dict[str, tuple[str, ...]] = {}
+_region_codes_read_at = 0.0
+
+
+def region_codes_in(continent: str) -> tuple[str, ...]:
+    global _region_codes, _region_codes_read_at
+    if time.monotonic() - _region_codes_read_at > REGION_CODES_SECONDS:
+        by_continent: dict[str, list[str]] = {}
+        for code, region_continent in Region.objects.order_by("code").values_list("code", "continent"):
+            by_continent.setdefault(region_continent, []).append(code)
+        _region_codes = {key: tuple(codes) for key, codes in by_continent.items()}
+        _region_codes_read_at = time.monotonic()
+    return _region_codes.get(continent, ())
+
+
+def region_codes_forget(**kwargs: Any) -> None:
+    global _region_codes_read_at
+    _region_codes_read_at = 0.0
 
 
 def _utilization(usage: dict[str, Any]) -> dict[str, float | None]:

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from marketplace.filters import OfferFilter, parse_tiers
-from marketplace.selectors import market_board_compute, offer_list, offer_page
+from marketplace.selectors import OFFER_COLUMNS, market_board_compute, offer_list, offer_page
 from providers.models import NodeStatus
 from spheron_web.errors import ApplicationError
 from tests.factories import make_node
@@ -175,3 +175,46 @@ def test_market_board_respects_other_filters_but_not_the_model(market):
     board = {row.gpu_model: row for row in market_board_compute(filters=OfferFilter(mode="fizz", gpu_model="h100"))}
     assert board["h100"].offers == 0
     assert board["rtx4090"].offers == 2
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [{}, {"gpu_model": "rtx4090", "sort": "-price"}, {"min_gpus": 2, "sort": "price_per_vram"}, {"continent": "europe"}],
+)
+def test_a_page_whose_sql_is_kept_reads_the_rows_as_they_are_now(market, filters):
+    """offer_page keeps each query's SQL per process, never its rows: the second, kept, page shows
+    a price changed in between, and both pages equal what the ORM itself reads."""
+    offer = OfferFilter(**filters)
+    first = offer_page(filters=offer, limit=50).rows
+    assert first == list(offer_list(filters=offer).values(*OFFER_COLUMNS))
+
+    node = market[names(market, offer_list(filters=offer))[0]]
+    node.price_per_hour_micros += 1_000_000
+    node.save()
+    kept = offer_page(filters=offer, limit=50).rows
+
+    assert kept == list(offer_list(filters=offer).values(*OFFER_COLUMNS))
+    assert {row["id"]: row["price_per_hour_micros"] for row in kept}[node.id] == node.price_per_hour_micros
+
+
+def test_a_region_added_to_a_continent_is_in_its_filter_at_once(db):
+    from providers.models import Region
+
+    offer = OfferFilter(continent="oceania")
+    before = {row["id"] for row in offer_page(filters=offer, limit=50).rows}
+    Region.objects.create(
+        code="oc-test", name="Test Sound", continent="oceania", country="NZ", latitude=-41, longitude=174
+    )
+    node = make_node(region="oc-test")
+
+    after = {row["id"] for row in offer_page(filters=offer, limit=50).rows}
+
+    assert node.id not in before and after == before | {node.id}
+
+
+def test_a_continent_without_regions_is_an_empty_page(db):
+    from providers.models import Region
+
+    Region.objects.filter(continent="oceania").delete()
+
+    assert offer_page(filters=OfferFilter(continent="oceania"), limit=50).rows == []
