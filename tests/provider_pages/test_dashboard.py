@@ -174,3 +174,13 @@ def test_a_provider_with_only_demo_nodes_is_not_told_of_zero_needed(provider_cli
     assert "of 0 $SPON needed" not in card
     assert "<small>$SPON staked</small>" in card
     assert "the 8 GPUs of demo nodes need no stake; a machine you add needs 200 $SPON per GPU" in card
+
+
+def test_the_nodes_table_counts_gpus_but_not_a_cpu_only_machine(provider_client, provider):
+    make_node(provider=provider, name="gpu box", gpu_model="rtx4090", gpu_count=2)
+    make_node(provider=provider, name="cpu box", gpu_model="cpu-general", cpu_cores=64)
+
+    page = provider_client.get("/provider/").content.decode()
+
+    assert "2× GeForce RTX 4090" in page
+    assert "CPU only (General" in page and "1× CPU only" not in page
