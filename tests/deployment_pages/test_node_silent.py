@@ -57,6 +57,8 @@ def test_the_page_says_the_node_stopped_responding_and_the_cost_stops(owner_clie
     # The cost is what it was at the last heartbeat, and stays there.
     frozen = cost_on(html)
     assert frozen == before and 'data-testid="cost-frozen"' in html
+    # The agent's state is what it last reported, and says so.
+    assert f"as last reported, before {last_good:%H:%M:%S} UTC" in html
     clock.advance(30)
     fragment = owner_client.get(f"/deployments/{deployment.id}/", **LIVE).content.decode()
     assert cost_on(fragment) == frozen and 'data-testid="node-silent"' in fragment
@@ -72,7 +74,8 @@ def test_a_silent_node_that_comes_back_clears_the_notice(owner_client, owner, ma
     assert 'data-testid="node-silent"' in owner_client.get(f"/deployments/{deployment.id}/").content.decode()
     with TestCase.captureOnCommitCallbacks(execute=True):
         liveness.node_mark_online(node_id=lease.node_id, at=clock.now())
-    assert 'data-testid="node-silent"' not in owner_client.get(f"/deployments/{deployment.id}/").content.decode()
+    page = owner_client.get(f"/deployments/{deployment.id}/").content.decode()
+    assert 'data-testid="node-silent"' not in page and "as last reported" not in page
     assert owner_client.get(f"/api/v1/deployments/{deployment.id}").json()["lease"]["failover_at"] is None
 
 
