@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         from django.test import Client
         from django.test.utils import override_settings
 
-        from marketplace.demo import demo_seed
+        from demo.services import demo_seed
         from marketplace.models import Offer
         from providers.models import Node
 

@@ -4,7 +4,7 @@
         [--database-url postgres://postgres@127.0.0.1:5432/spheron_match_bench]
         [--redis-url redis://127.0.0.1:6379/5] [--explain] [--force]
 
-1. The market: the demo market (`marketplace.demo.demo_seed`: mixed models, regions, prices, tiers,
+1. The market: the demo market (`demo.services.demo_seed`: mixed models, regions, prices, tiers,
    datacenters and community operators) with every node online, staked and free, providers with
    varied stakes and a few slashes. It is built once into `<database>_template` (marked with a
    database comment) and every run starts from a fresh copy (`CREATE DATABASE … TEMPLATE …`).
@@ -178,7 +178,7 @@ def prepare_databases(args: argparse.Namespace) -> float:
     """Build the template if it is missing or stale; copy it to the bench database. Returns seconds."""
     from psycopg import sql
 
-    from marketplace.demo import GENERATOR_VERSION
+    from demo.services import GENERATOR_VERSION
 
     started = time.perf_counter()
     name = database_name(args.database_url)
@@ -209,7 +209,7 @@ def seed_template(args: argparse.Namespace) -> None:
     django.setup()
     from django.db import connection
 
-    from marketplace.demo import demo_seed
+    from demo.services import demo_seed
 
     result = demo_seed(nodes=args.nodes, seed=args.seed)
     with connection.cursor() as cursor:

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "billing",
     "providers",
     "marketplace",
+    "demo",
 ]
 
 MIDDLEWARE = [

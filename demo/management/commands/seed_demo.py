@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from marketplace.demo import MAX_DEMO_NODES, MAX_SEED, demo_seed
+from demo.services import MAX_DEMO_NODES, MAX_SEED, demo_seed
 
 
 class Command(BaseCommand):

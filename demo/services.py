@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from billing.services import adjustment_post
-from marketplace.models import DemoMarket
+from marketplace.models import DemoMarket, Lease
 from providers.models import (
     SPON_DECIMALS,
     GpuModel,
@@ -579,8 +579,6 @@ def _why_keep_the_market() -> str:
     """Why the demo market in the database must stay although another was asked for ("" when it
     may go): a lease on a demo node is rental history (the renter's deployment, its charges and
     the provider's earnings point at it), which replacing the market would have to delete."""
-    from marketplace.models import Lease
-
     leases = Lease.objects.filter(node__in=Node.objects.filter(demo_nodes_q()))
     count = leases.count()
     if not count:

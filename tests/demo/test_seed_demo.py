@@ -11,7 +11,7 @@ from django.urls import reverse
 from accounts.models import User
 from billing.models import LedgerTransaction, TransactionKind
 from billing.selectors import ledger_total, user_balances
-from marketplace.demo import DEMO_DOMAIN, DEMO_PASSWORD, demo_nodes_q, demo_seed
+from demo.services import DEMO_DOMAIN, DEMO_PASSWORD, demo_nodes_q, demo_seed
 from marketplace.models import Lease
 from providers.models import GpuModel, Node, NodeMode, NodeStatus, ProviderProfile, Region, StakeEvent, StakeEventKind
 from providers.pricing import (
@@ -241,7 +241,7 @@ def test_the_demo_developer_gets_demo_credits_once():
 
 def test_a_database_seeded_before_the_demo_credits_gets_them_on_the_next_run(monkeypatch):
     with monkeypatch.context() as before_the_credits:
-        before_the_credits.setattr("marketplace.demo._developer_credit", lambda: None)
+        before_the_credits.setattr("demo.services._developer_credit", lambda: None)
         demo_seed(nodes=20, seed=1)
     developer = User.objects.get(email="developer@spheron.test")
     assert user_balances(user=developer).available == 0
@@ -267,7 +267,7 @@ def test_the_demo_providers_stake_is_recorded_once_with_its_history():
 
 def test_a_stake_seeded_without_history_is_recorded_again_from_zero(monkeypatch):
     with monkeypatch.context() as before_the_history:
-        before_the_history.setattr("marketplace.demo._provider_stake", lambda profile: None)
+        before_the_history.setattr("demo.services._provider_stake", lambda profile: None)
         demo_seed(nodes=20, seed=1)
     profile = ProviderProfile.objects.get(user__email="provider@spheron.test")
     ProviderProfile.objects.filter(id=profile.id).update(staked_spon=10_000 * 10**18)  # as older seeds set it
