@@ -765,10 +765,10 @@ def node_failover_at(node: Node) -> datetime | None:
     return node.last_seen_at + timedelta(seconds=settings.FAILOVER_GRACE_SECONDS)
 
 
-LeasePenalty = Any
 _penalty_handlers: list = []
 
 
+# Nobody registers one yet: the rewards issue (22, slashing for downtime during an active lease) does.
 def register_lease_failure_penalty(handler) -> None:
     """`handler(lease, last_good_heartbeat)`: the rewards/slashing work fills this in."""
     if handler not in _penalty_handlers:

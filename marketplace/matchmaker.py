@@ -22,8 +22,6 @@ from spheron_sdk import matching
 
 from marketplace.models import (
     Deployment,
-    DeploymentEvent,
-    DeploymentStatus,
     Lease,
     MatchRecord,
     Order,
@@ -735,6 +733,3 @@ def match_proof(record: MatchRecord) -> dict[str, Any]:
         "commitment": record.commitment,
         "algorithm": "spheron_sdk.matching v1: score = Σ weight × factor; factors normalised to [0, 1]",
     }
-
-
-__all__ = ["DeploymentStatus", "match_order", "no_match_reason", "match_proof", "DeploymentEvent"]

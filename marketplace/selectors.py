@@ -6,7 +6,6 @@ import statistics
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from decimal import Decimal
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
@@ -181,14 +180,6 @@ def offer_row(*, node_id: int, user: AbstractBaseUser | AnonymousUser | None = N
     return row
 
 
-def offer_get(*, node_id: int) -> Node:
-    """A node's offer, any status (for its owner's and renters' links; see `offer_get_for_user`)."""
-    try:
-        return Node.objects.select_related("provider", "region", "gpu_model").get(id=node_id)
-    except Node.DoesNotExist:
-        raise Http404(f"No offer with node id {node_id}.") from None
-
-
 def _may_see_unlisted(node_id: int, provider_user_id: int, user: AbstractBaseUser | AnonymousUser | None) -> bool:
     """A node the catalog does not list is shown only to its owner and to whoever rents or rented it
     (their deployment links to it); to anyone else it does not exist."""
@@ -316,7 +307,3 @@ def market_board_refresh() -> int:
     board = market_board_compute()
     cache.set(_board_cache_key(None), board, max(settings.MARKET_BOARD_CACHE_SECONDS, 1) * 2)
     return sum(row.offers for row in board)
-
-
-def price_decimal(micros: int | None) -> Decimal | None:
-    return None if micros is None else Decimal(micros) / 1_000_000

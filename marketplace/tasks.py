@@ -14,14 +14,17 @@ MATCH_TASK_SECONDS = 2.0  # a match_order task stops starting batches after this
 
 
 @shared_task(name="marketplace.tasks.match_order", acks_late=True, ignore_result=True)
-def match_order(order_id: int | None = None) -> int:
+def match_order(*_queued_order_id: int) -> int:
     """The matchmaker: batches of the due orders, oldest first (MATCH_BATCH_SIZE each, one
     transaction each; see marketplace.matchmaker.match_orders), for as long as each batch comes back
     full and for at most MATCH_TASK_SECONDS; then it queues its successor, so other tasks get the
     worker in between. New orders queue it on commit, once until a worker starts it
     (`matchmaker.kick`). Its first full batch also queues one more task as soon as the orders are
-    claimed, so an idle worker joins in. `order_id` (sent by earlier versions, one task per order)
-    is not needed: that order is due, so a batch takes it. Returns the number matched."""
+    claimed, so an idle worker joins in. Returns the number matched.
+
+    Callers send no arguments. A message queued by a version before the batch matchmaker carries an
+    order id (one task per order); it is accepted and ignored, since that order is due and a batch
+    takes it."""
     import time
 
     from marketplace.matchmaker import kick_clear, match_due_orders

@@ -77,6 +77,7 @@ def register_back_online_handler(func: BackOnlineHandler) -> BackOnlineHandler:
     return _add(_back_online_handlers, func)
 
 
+# Nobody registers one yet: the rewards issue (22, failed liveness forfeits rewards and slashes stake) does.
 def register_challenge_failure_handler(func: ChallengeFailureHandler) -> ChallengeFailureHandler:
     return _add(_challenge_failure_handlers, func)
 

@@ -217,6 +217,19 @@ def test_the_task_hands_over_to_a_successor_after_its_time(renters, settings, mo
     assert Order.objects.filter(status=OrderStatus.MATCHED).count() == 3
 
 
+def test_a_task_queued_by_an_older_version_with_an_order_id_still_matches(renters, settings, monkeypatch):
+    """Versions before the batch matchmaker queued one task per order, with its id: such a message
+    left in the queue runs as today's task (the order is due, a batch takes it) instead of failing."""
+    from marketplace import tasks
+
+    sent = _queue_of_tasks(renters, settings, monkeypatch, orders=1)
+    order = Order.objects.get()
+    result = tasks.match_order.apply(args=[order.id])  # as a worker runs a queued message
+    assert result.successful() and result.get() == 1 and sent == []
+    order.refresh_from_db()
+    assert order.status == OrderStatus.MATCHED
+
+
 def test_the_sweep_matches_due_orders_in_batches(renters, settings):
     from marketplace.tasks import sweep_open_orders
 
