@@ -16,7 +16,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import ApiKey, User
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 
 KEY_PREFIX = "sph_"
 PREFIX_LENGTH = 12  # "sph_" and 8 random characters: enough to tell keys apart in a list

@@ -4,7 +4,7 @@ from django import forms
 
 from accounts.models import User
 from accounts.services import user_set_roles
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 
 
 class RolesForm(forms.Form):

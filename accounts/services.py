@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from accounts.models import User
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 
 
 def user_set_roles(*, user: User, is_developer: bool, is_provider: bool) -> User:

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 from accounts.api_keys import LABEL_MAX_LENGTH, api_key_create, api_key_list, api_key_revoke
 from accounts.forms import RolesForm
 from accounts.services import user_set_roles
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 
 
 @login_required

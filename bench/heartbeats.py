@@ -250,6 +250,7 @@ def create_population(count: int) -> list[Agent]:
     from django.db import connection, transaction
 
     from accounts.models import User
+    from core import clock
     from providers import liveness
     from providers.hardware import gpu_model_slug
     from providers.models import GpuModel, Node, NodeMode, NodeStatus, StakeEventKind
@@ -261,7 +262,6 @@ def create_population(count: int) -> list[Agent]:
         node_price_per_hour_micros,
     )
     from providers.services import provider_onboard, stake_coverage_refresh, stake_record
-    from spheron_web import clock
 
     for slug, _gpus, name, mib, *_ in MACHINES:
         if gpu_model_slug(name, mib) != slug:
@@ -844,7 +844,7 @@ def main(argv: list[str] | None = None) -> int:
             from django.conf import settings
             from django.db import connection
 
-            from spheron_web import clock
+            from core import clock
 
             cache_clear()
             agents = create_population(args.nodes)

@@ -30,9 +30,9 @@ from billing.models import (
 )
 from billing.services import adjustment_post, transaction_reverse
 from billing.stripe_service import stripe_event_replay
-from spheron_web import admin_tools
-from spheron_web.errors import ApplicationError
-from spheron_web.money import format_usd, parse_plain_decimal, usd_to_micros
+from core import admin_tools
+from core.errors import ApplicationError
+from core.money import format_usd, parse_plain_decimal, usd_to_micros
 
 
 def usd(micros: int | None) -> str:

@@ -9,15 +9,15 @@ from django.http import HttpRequest
 from ninja import Query, Router, Status
 from pydantic import BaseModel, Field, field_validator
 
+from accounts.auth import api_auth
 from accounts.models import User
 from billing.forms import parse_usd_amount
 from billing.models import TransactionKind
 from billing.references import describe_transactions
 from billing.selectors import user_balances
 from billing.statements import TransactionFilter, transaction_page, usd
-from spheron_web.auth import api_auth
-from spheron_web.errors import ApplicationError
-from spheron_web.schemas import ErrorOut
+from core.errors import ApplicationError
+from core.schemas import ErrorOut
 
 router = Router(tags=["billing"], auth=api_auth)
 

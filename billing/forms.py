@@ -5,8 +5,8 @@ from decimal import Decimal
 
 from django import forms
 
-from spheron_web.errors import ApplicationError
-from spheron_web.money import usd_to_micros
+from core.errors import ApplicationError
+from core.money import usd_to_micros
 
 # Dollars and at most two decimal places; bounded so nobody can post a thousand-digit number.
 # ASCII digits: `\d` also matches Arabic-Indic and full-width digits, which Decimal() reads as dollars.

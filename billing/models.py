@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from spheron_web.money import format_usd
+from core.money import format_usd
 
 
 class AccountKind(models.TextChoices):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.mail import send_mail
 
-from spheron_web.money import format_usd
+from core.money import format_usd
 
 
 def send_low_balance_email(user, meter) -> None:

@@ -18,8 +18,8 @@ from accounts.models import User
 from billing.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction, PayoutRequest
 from billing.services import account_get
 from billing.statements import NO_ACCOUNT, account_ids
-from spheron_web.errors import ApplicationError
-from spheron_web.money import format_usd
+from core.errors import ApplicationError
+from core.money import format_usd
 
 EARNINGS_KINDS = (AccountKind.PROVIDER_PENDING, AccountKind.PROVIDER_SETTLED)
 EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")

@@ -17,7 +17,7 @@ from itertools import islice
 
 from django.urls import reverse
 
-from spheron_web.money import format_usd
+from core.money import format_usd
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from django.utils import timezone
 
 from accounts.models import User
 from billing.models import AccountKind, Hold, LedgerAccount, LedgerEntry, LedgerTransaction, TransactionKind
-from spheron_web.db import update_by_id
-from spheron_web.errors import ApplicationError
-from spheron_web.money import format_usd
+from core.db import update_by_id
+from core.errors import ApplicationError
+from core.money import format_usd
 
 NON_NEGATIVE = {AccountKind.USER_AVAILABLE, AccountKind.USER_RESERVED}
 NON_POSITIVE = {AccountKind.USER_DEBT}

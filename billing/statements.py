@@ -36,9 +36,9 @@ from billing.models import (
     TransactionKind,
 )
 from billing.references import describe_references, transaction_description
-from spheron_web.errors import ApplicationError
-from spheron_web.money import format_usd
-from spheron_web.query import clean_query_value
+from core.errors import ApplicationError
+from core.money import format_usd
+from core.query import clean_query_value
 
 FUNDS_KINDS = (AccountKind.USER_AVAILABLE, AccountKind.USER_RESERVED, AccountKind.USER_DEBT)
 NO_ACCOUNT = -1  # an id no account has, so a user without an account matches nothing

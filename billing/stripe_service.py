@@ -31,7 +31,7 @@ from django.utils import timezone
 from accounts.models import User
 from billing.models import AccountKind, LedgerEntry, LedgerTransaction, StripeEvent, TopUp, TransactionKind
 from billing.services import topup_credit, topup_reverse
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 

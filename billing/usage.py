@@ -37,8 +37,8 @@ from billing.services import (
     hold_swaps,
     transaction_post,
 )
-from spheron_web.errors import ApplicationError
-from spheron_web.money import HOURS_PER_MONTH
+from core.errors import ApplicationError
+from core.money import HOURS_PER_MONTH
 
 SECONDS_PER_HOUR = 3600
 _BULK_CHUNK = 1000  # rows per UPDATE ... FROM (VALUES ...): 2,001 parameters, within SQLite's limit

@@ -34,9 +34,9 @@ from billing.statements import (
     usd,
 )
 from billing.stripe_service import NOT_CONFIGURED, card_payments_configured
-from spheron_web.errors import ApplicationError
-from spheron_web.money import format_usd
-from spheron_web.query import parse_query_filters
+from core.errors import ApplicationError
+from core.money import format_usd
+from core.query import parse_query_filters
 
 TRANSACTIONS_PAGE_SIZE = 50
 

@@ -7,7 +7,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from billing.models import StripeEvent
 from billing.stripe_service import stripe_event_receive
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 
 
 @csrf_exempt  # Stripe cannot send a CSRF token; the signature on the raw body authenticates it

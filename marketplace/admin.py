@@ -8,6 +8,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from core import admin_tools
+from core.money import format_usd
 from marketplace.deployments import deployment_close
 from marketplace.models import (
     CloseReason,
@@ -19,8 +21,6 @@ from marketplace.models import (
     Offer,
     Order,
 )
-from spheron_web import admin_tools
-from spheron_web.money import format_usd
 
 
 @admin.register(Offer)

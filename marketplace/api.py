@@ -6,11 +6,11 @@ from django.http import HttpRequest
 from ninja import Query, Router, Schema
 from pydantic import BaseModel, Field
 
+from core.schemas import ErrorOut
 from marketplace.filters import OfferFilter
 from marketplace.selectors import market_board, offer_page, offer_row
 from providers.models import Continent, NodeMode
 from providers.selectors import gpu_model_kind, gpu_model_list, region_list
-from spheron_web.schemas import ErrorOut
 
 router = Router(tags=["catalog"])
 

@@ -7,10 +7,10 @@ from decimal import ROUND_CEILING, Decimal
 
 from django import forms
 
+from core.money import format_usd
 from marketplace.matchmaker import Request, lease_price
 from marketplace.spec import MAX_SPEC_BYTES
 from providers.models import GpuModel, Node, NodeMode
-from spheron_web.money import format_usd
 
 # What "Rent" asks for by default, trimmed to what the node has free.
 RENT_CPU_CORES = 2

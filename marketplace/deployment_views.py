@@ -27,6 +27,9 @@ from django.views.decorators.http import require_POST
 from spheron_sdk import matching
 
 from billing.selectors import user_balances
+from core import clock
+from core.errors import ApplicationError
+from core.money import format_usd
 from marketplace.deployment_forms import TEMPLATES, SpecForm, node_tier_outside_mode, spec_for_node
 from marketplace.deployments import (
     deployment_close,
@@ -53,9 +56,6 @@ from marketplace.models import (
 from marketplace.selectors import offer_get_for_user
 from marketplace.spec import SpecError
 from providers.models import GpuModel, ProviderProfile
-from spheron_web import clock
-from spheron_web.errors import ApplicationError
-from spheron_web.money import format_usd
 
 MAX_ID = 2**63 - 1  # larger ids cannot be in the database (and SQLite cannot even compare them)
 REFRESH_VARY = "HX-Request, HX-Target, HX-History-Restore-Request"

@@ -40,6 +40,10 @@ from billing.usage import (
     meter_resume,
     meters_open_swapping,
 )
+from core import clock
+from core.db import update_by_id
+from core.errors import ApplicationError
+from core.money import format_usd
 from marketplace.models import (
     ACTIVE_DEPLOYMENT_STATUSES,
     CloseReason,
@@ -56,10 +60,6 @@ from marketplace.models import (
 from marketplace.spec import Spec, spec_parse
 from providers import hooks as provider_hooks
 from providers.models import GpuModel, Node, NodeStatus, Region
-from spheron_web import clock
-from spheron_web.db import update_by_id
-from spheron_web.errors import ApplicationError
-from spheron_web.money import format_usd
 
 MAX_ACTIVE_DEPLOYMENTS = 50
 LOG_LINES_KEPT = 20_000

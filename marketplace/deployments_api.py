@@ -17,9 +17,11 @@ from django.http import Http404, HttpRequest
 from ninja import Path, Query, Router, Status
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
+from accounts.auth import api_auth
 from accounts.models import User
 from billing.selectors import user_balances
 from billing.statements import decode_cursor, encode_cursor, usd
+from core.schemas import ErrorOut
 from marketplace import deployments, matchmaker
 from marketplace.deployment_views import (
     MAX_ID,
@@ -29,8 +31,6 @@ from marketplace.deployment_views import (
 )
 from marketplace.models import Deployment, DeploymentStatus, Lease, LeaseStatus, MatchRecord
 from marketplace.spec import MAX_SPEC_BYTES, SpecError, spec_json_schema, spec_json_within_budget
-from spheron_web.auth import api_auth
-from spheron_web.schemas import ErrorOut
 
 router = Router(tags=["deployments"], auth=api_auth)
 

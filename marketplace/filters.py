@@ -11,10 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
+from core.errors import ApplicationError
+from core.money import parse_plain_decimal
+from core.query import clean_query_value
 from providers.models import Continent, NodeMode
-from spheron_web.errors import ApplicationError
-from spheron_web.money import parse_plain_decimal
-from spheron_web.query import clean_query_value
 
 SortKey = Literal["price", "-price", "price_per_vram", "uptime", "-uptime", "vram", "-vram"]
 SORT_LABELS: dict[str, str] = {

@@ -20,6 +20,9 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from spheron_sdk import matching
 
+from core import clock
+from core.errors import ApplicationError
+from core.money import HOURS_PER_MONTH, format_usd
 from marketplace.models import (
     Deployment,
     Lease,
@@ -29,9 +32,6 @@ from marketplace.models import (
 )
 from providers.models import GpuModel, Node, NodeStatus, ProviderProfile, Region
 from providers.pricing import node_price_per_hour_micros
-from spheron_web import clock
-from spheron_web.errors import ApplicationError
-from spheron_web.money import HOURS_PER_MONTH, format_usd
 
 logger = logging.getLogger(__name__)
 

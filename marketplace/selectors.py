@@ -15,12 +15,12 @@ from django.db import connection
 from django.db.models import BooleanField, Count, ExpressionWrapper, Min, Q, QuerySet, Sum
 from django.http import Http404
 
+from core.errors import ApplicationError
+from core.money import usd_to_micros
 from marketplace.filters import SORT_FIELDS, OfferFilter, decode_cursor, encode_cursor
 from marketplace.models import Offer
 from providers.models import LISTED, GpuModel, Node
 from providers.selectors import gpu_model_exists, region_codes_in, region_exists
-from spheron_web.errors import ApplicationError
-from spheron_web.money import usd_to_micros
 
 # Columns an offer listing needs; one query, one join (the provider's display name).
 OFFER_COLUMNS = (

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from spheron_web.errors import ApplicationError
-from spheron_web.money import HOURS_PER_MONTH
+from core.errors import ApplicationError
+from core.money import HOURS_PER_MONTH
 
 MAX_SPEC_BYTES = 64 * 1024
 # What a spec may expand to, checked while it is read and before any walk over it: a real spec has

@@ -60,9 +60,9 @@ def sweep_open_orders() -> int:
 
     from django.conf import settings
 
+    from core import clock
     from marketplace.matchmaker import match_due_orders
     from marketplace.models import Order, OrderStatus
-    from spheron_web import clock
 
     # Reopen by when a worker took it, not by its age: an order that waited for capacity is not stuck.
     Order.objects.filter(status=OrderStatus.MATCHING, claimed_at__lt=clock.now() - timedelta(minutes=5)).update(

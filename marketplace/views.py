@@ -6,12 +6,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.http import urlencode
 
+from core.errors import ApplicationError
+from core.query import parse_query_filters
 from marketplace.filters import SORT_LABELS, TIER_HELP, OfferFilter
 from marketplace.selectors import OFFER_COLUMNS, check_references, market_board, offer_get_for_user, offer_list
 from providers.models import Continent, GpuModel, NodeMode
 from providers.selectors import gpu_model_list, region_list
-from spheron_web.errors import ApplicationError
-from spheron_web.query import parse_query_filters
 
 FILTER_FIELDS = tuple(OfferFilter.model_fields)
 TIER_CHOICES = [

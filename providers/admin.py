@@ -6,6 +6,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import transaction
 from django.http import HttpRequest
 
+from core.admin_tools import ReadOnlyAdmin
+from core.errors import ApplicationError
 from providers import liveness
 from providers.models import (
     GpuModel,
@@ -24,8 +26,6 @@ from providers.models import (
 )
 from providers.pricing import whole_node_price_per_hour_micros
 from providers.services import SPON_DECIMALS, node_disable, node_review_clear, node_token_revoke, stake_record
-from spheron_web.admin_tools import ReadOnlyAdmin
-from spheron_web.errors import ApplicationError
 
 
 @admin.register(Region)

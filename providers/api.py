@@ -18,13 +18,13 @@ from pydantic import (
     field_validator,
 )
 
+from accounts.auth import BearerAuth, api_auth
+from core.errors import ApplicationError
+from core.money import parse_plain_decimal
+from core.schemas import ErrorOut
+from core.throttle import auth_failure, auth_refuse_if_blocked
 from providers import hooks, liveness, selectors, services
 from providers.registration import node_register
-from spheron_web.auth import BearerAuth, api_auth
-from spheron_web.errors import ApplicationError
-from spheron_web.money import parse_plain_decimal
-from spheron_web.schemas import ErrorOut
-from spheron_web.throttle import auth_failure, auth_refuse_if_blocked
 
 MAX_NODE_PAYLOAD_BYTES = 64 * 1024
 MAX_EVENTS_PAYLOAD_BYTES = 2 * 1024 * 1024

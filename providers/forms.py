@@ -8,9 +8,9 @@ from typing import Any
 
 from django import forms
 
+from core.errors import ApplicationError
 from providers.models import Continent, GpuModel, NodeMode, ProviderProfile
 from providers.selectors import region_list
-from spheron_web.errors import ApplicationError
 
 MODE_HELP = {
     NodeMode.FIZZ: "A personal machine with one GPU (or none), at the fixed Fizz prices; trust tiers 4–7.",

@@ -27,8 +27,8 @@ from django.core import signals
 from django.http.request import split_domain_port, validate_host
 from pydantic import ValidationError
 
+from core.errors import ApplicationError
 from providers import api, liveness
-from spheron_web.errors import ApplicationError
 
 logger = logging.getLogger("django.request")
 

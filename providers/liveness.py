@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 
+from core import clock
 from providers import hooks
 from providers.models import (
     ChallengeStatus,
@@ -32,7 +33,6 @@ from providers.models import (
     NodeStatus,
     OutageKind,
 )
-from spheron_web import clock
 
 SECRET_PREFIX = "nsk_"
 MAX_SECRET_LENGTH = 120

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spheron_web.money import HOURS_PER_MONTH
+from core.money import HOURS_PER_MONTH
 
 # Fixed Fizz prices (protocol-facts.md), micro-USD.
 FIZZ_CPU_PER_CORE_MONTH = 750_000

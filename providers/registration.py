@@ -8,6 +8,8 @@ from typing import Any
 
 from django.db import transaction
 
+from core import clock
+from core.errors import ApplicationError
 from providers import liveness
 from providers.hardware import apple_model_slug, cpu_model_slug, gpu_model_slug
 from providers.models import (
@@ -31,8 +33,6 @@ from providers.pricing import (
 )
 from providers.selectors import stake_summary
 from providers.services import MAX_PRICE_PER_GPU_HOUR_MICROS, stake_coverage_refresh, token_hash, usd_to_micros
-from spheron_web import clock
-from spheron_web.errors import ApplicationError
 
 # protocol-facts.md: what a Fizz node should have. Below it the node still joins, with a warning.
 FIZZ_RECOMMENDED = {"cpu_cores": 8, "memory_gb": 16, "storage_gb": 100}

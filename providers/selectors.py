@@ -7,9 +7,9 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 
+from core import clock
 from providers import hooks, liveness
 from providers.models import GpuModel, Node, NodeChallenge, NodeEra, NodeEvent, ProviderProfile, Region, StakeEvent
-from spheron_web import clock
 
 
 def gpu_model_list() -> QuerySet[GpuModel]:

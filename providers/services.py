@@ -13,6 +13,10 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from accounts.models import User
+from core import clock
+from core.addresses import evm_address_clean, solana_address_clean
+from core.errors import ApplicationError
+from core.money import parse_plain_decimal
 from providers import hooks, liveness
 from providers.models import (
     SPON_DECIMALS,
@@ -31,10 +35,6 @@ from providers.models import (
     StakeEvent,
     StakeEventKind,
 )
-from spheron_web import clock
-from spheron_web.addresses import evm_address_clean, solana_address_clean
-from spheron_web.errors import ApplicationError
-from spheron_web.money import parse_plain_decimal
 
 TOKEN_PREFIX = "fzt_"
 TOKEN_PREFIX_LENGTH = 12

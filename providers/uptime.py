@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from django.db import transaction
 from django.db.models import Q
 
+from core import clock
 from providers.models import (
     EraOutcome,
     Node,
@@ -25,7 +26,6 @@ from providers.models import (
     NodeStatus,
     OutageKind,
 )
-from spheron_web import clock
 
 Interval = tuple[datetime, datetime]
 WINDOWS = {"uptime_1d": timedelta(days=1), "uptime_7d": timedelta(days=7), "uptime_30d": timedelta(days=30)}

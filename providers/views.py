@@ -21,6 +21,9 @@ from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
 
 from billing.payouts import provider_earnings
+from core import clock
+from core.errors import ApplicationError
+from core.money import HOURS_PER_MONTH
 from providers.forms import MODE_HELP, NodeTokenForm, ProviderPricesForm, ProviderProfileForm, attach_error
 from providers.models import GpuModel, GpuTier, NodeStatus, ProviderProfile
 from providers.pricing import (
@@ -50,9 +53,6 @@ from providers.services import (
     provider_prices_update,
 )
 from providers.uptime import heartbeat_strip, node_uptime, uptime_daily
-from spheron_web import clock
-from spheron_web.errors import ApplicationError
-from spheron_web.money import HOURS_PER_MONTH
 
 REFRESH_VARY = "HX-Request, HX-Target, HX-History-Restore-Request"
 # Uptime at or above this is shown as fully up (a second of downtime in a quarter hour is noise).

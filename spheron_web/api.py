@@ -11,8 +11,8 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.renderers import BaseRenderer
 
-from spheron_web.errors import ApplicationError
-from spheron_web.throttle import RateLimited
+from core.errors import ApplicationError
+from core.throttle import RateLimited
 
 
 def _json_default(value: Any) -> Any:

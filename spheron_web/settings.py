@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from spheron_web.env import (
+from core.env import (
     database_config,
     env_bool,
     env_choice,
@@ -61,7 +61,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "spheron_web.middleware.ApiJsonErrorsMiddleware",
+    "core.middleware.ApiJsonErrorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -102,7 +102,7 @@ CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "spheron")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "spheron_web.cache.ReusingRedisCache",
+            "BACKEND": "core.cache.ReusingRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CACHE_KEY_PREFIX,
         }
@@ -234,7 +234,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
-# Failed API-key, node-token and node-secret authentications per client address (spheron_web.throttle):
+# Failed API-key, node-token and node-secret authentications per client address (core.throttle):
 # after this many in one window, further failures are 429 until the window ends.
 AUTH_FAILURE_LIMIT = env_int("AUTH_FAILURE_LIMIT", 20, min_value=1, max_value=100000)
 AUTH_FAILURE_WINDOW_SECONDS = env_int("AUTH_FAILURE_WINDOW_SECONDS", 300, min_value=1, max_value=86400)
@@ -261,14 +261,14 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG or not STORAGES["staticfiles"]["BACKEND"].startswith("whitenoise")
 
-# Every handler redacts credentials (spheron_web/log_redaction.py). Django's own "django" and
+# Every handler redacts credentials (core/log_redaction.py). Django's own "django" and
 # "django.server" loggers are redefined here so that none of their default handlers, which have no
 # such filter, stays attached: "django" goes to the root handler, "django.server" (runserver's
 # request lines) keeps its format.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_secrets": {"()": "spheron_web.log_redaction.RedactSecretsFilter"}},
+    "filters": {"redact_secrets": {"()": "core.log_redaction.RedactSecretsFilter"}},
     "formatters": {
         "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"}
     },

@@ -34,7 +34,7 @@ def calendar_moment(value: str, *, now: datetime) -> datetime:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     """--calendar: move every clock this process reads (datetime, date.today, time.time, so
-    timezone.now, spheron_web.clock, auto_now fields, the live server's thread) to that date.
+    timezone.now, core.clock, auto_now fields, the live server's thread) to that date.
 
     Nothing the product stores or compares comes from the database's own now(), so this holds on
     SQLite and PostgreSQL alike. Processes the tests start (agents, workers) keep the real clock:
@@ -98,8 +98,8 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(autouse=True)
 def _real_clock():
-    """Tests that move the server's clock (spheron_web.clock.advance) never leak it."""
-    from spheron_web import clock
+    """Tests that move the server's clock (core.clock.advance) never leak it."""
+    from core import clock
 
     clock.reset()
     yield

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import template
 from django.utils.http import urlencode
 
-from spheron_web.money import format_usd
+from core.money import format_usd
 
 register = template.Library()
 

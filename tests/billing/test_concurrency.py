@@ -22,7 +22,7 @@ from billing.models import AccountKind, Hold, LedgerAccount, LedgerEntry, Ledger
 from billing.selectors import user_balances
 from billing.services import hold_capture, hold_place, hold_release, topup_credit
 from billing.usage import fee_rate_for, meter_close, meter_open, usage_settle_all
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 from tests.billing.conftest import T0, USD, assert_ledger_consistent
 from tests.factories import make_user
 

@@ -13,7 +13,7 @@ from billing.payouts import payout_request_create
 from billing.selectors import user_balances
 from billing.services import transaction_reverse
 from billing.usage import meter_close, meter_open, meter_top_up_or_warn, usage_settle_all
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 from tests.billing.conftest import assert_ledger_consistent, fund
 
 pytestmark = pytest.mark.calendar

@@ -14,7 +14,7 @@ from billing.models import Hold, LedgerEntry, LedgerTransaction, TransactionKind
 from billing.selectors import user_balances
 from billing.services import HoldSwap, hold_capture, hold_place, hold_swap, hold_swaps, topup_reverse
 from billing.usage import MeterSwap, fee_rate_for, meters_open_swapping
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 from tests.billing.conftest import T0, USD, assert_ledger_consistent, fund
 from tests.factories import make_user
 

@@ -28,7 +28,7 @@ from billing.usage import (
     usage_settle_all,
     usage_settle_batch,
 )
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 from tests.billing.conftest import T0, USD, assert_ledger_consistent, fund
 from tests.factories import make_user
 

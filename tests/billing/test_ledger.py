@@ -26,7 +26,7 @@ from billing.services import (
     transaction_reverse,
 )
 from billing.usage import fee_rate_for
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 from tests.billing.conftest import USD, assert_ledger_consistent, fund
 from tests.factories import make_user
 

@@ -36,7 +36,7 @@ from billing.services import (
     topup_reverse,
 )
 from billing.usage import fee_rate_for, meter_close, meter_open, usage_settle_all
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 from tests.billing.conftest import T0, USD
 from tests.factories import make_user
 

@@ -21,7 +21,7 @@ import billing
 from accounts.models import User
 from billing.models import Hold, LedgerTransaction, TopUp
 from billing.services import hold_capture, hold_place, hold_release, topup_credit
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 from tests.factories import make_user
 
 USD = 1_000_000

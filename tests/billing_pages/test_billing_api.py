@@ -9,7 +9,7 @@ from django.test import Client
 
 from billing.models import LedgerTransaction, TopUp, TransactionKind
 from billing.services import topup_reverse
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 from tests.billing_pages.conftest import USD, backdate, fund, rent
 
 pytestmark = pytest.mark.django_db

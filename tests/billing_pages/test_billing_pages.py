@@ -14,8 +14,8 @@ from django.utils import timezone
 from billing.models import PayoutRequest, TopUp
 from billing.services import account_get, transaction_post, transaction_reverse
 from billing.statements import DaySpend, spend_chart, spend_per_day
+from core.errors import ApplicationError
 from providers.models import ProviderProfile
-from spheron_web.errors import ApplicationError
 from tests.billing_pages.conftest import USD, fund, rent
 
 pytestmark = pytest.mark.django_db

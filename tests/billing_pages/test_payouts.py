@@ -7,7 +7,7 @@ import pytest
 from billing.models import PayoutRequest
 from billing.payouts import destination_clean, payout_request_create
 from billing.services import account_get, transaction_post
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 from tests.billing_pages.conftest import USD
 
 pytestmark = pytest.mark.django_db

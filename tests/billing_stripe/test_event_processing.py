@@ -11,7 +11,7 @@ from django.db import connection
 from billing import stripe_service
 from billing.models import LedgerTransaction, StripeEvent, TransactionKind
 from billing.stripe_service import stripe_event_receive, stripe_event_replay, topup_create
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 from tests.billing_stripe.conftest import USD, available, localstripe_event, pay, sign
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from billing.models import StripeEvent, TopUp
 from billing.stripe_service import stripe_event_replay, topup_create
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 from tests.billing_stripe.conftest import (
     USD,
     assert_ledger_consistent,

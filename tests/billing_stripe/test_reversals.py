@@ -13,7 +13,7 @@ import pytest
 from billing.models import Hold, LedgerEntry, StripeEvent, TopUp, TransactionKind
 from billing.services import hold_place
 from billing.stripe_service import WAITING_PREFIX, topup_create
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 from tests.billing_stripe.conftest import (
     CARD_DECLINED,
     USD,

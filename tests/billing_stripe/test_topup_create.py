@@ -7,7 +7,7 @@ from django.db import transaction
 
 from billing.models import LedgerTransaction, TopUp
 from billing.stripe_service import TOPUP_MAX_MICROS, TOPUP_MIN_MICROS, topup_create
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 from tests.billing_stripe.conftest import USD, available
 
 

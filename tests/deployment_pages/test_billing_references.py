@@ -7,8 +7,8 @@ from django.test import Client
 from django.utils import timezone
 
 from billing.references import describe_references
+from core import clock
 from marketplace import deployments
-from spheron_web import clock
 from tests.deployment_pages.conftest import create_and_match
 
 pytestmark = pytest.mark.django_db
@@ -54,7 +54,7 @@ def test_provider_sees_the_lease_and_node_behind_each_earning(owner, market):
 
 def test_every_transaction_of_a_deployment_says_in_words_what_it_was(owner, market):
     from billing.models import LedgerTransaction
-    from spheron_web.money import format_usd
+    from core.money import format_usd
 
     deployment, lease = create_and_match(owner)
     deployments.lease_events(lease.node_id, lease.id, [{"type": "provisioning"}, {"type": "running"}])

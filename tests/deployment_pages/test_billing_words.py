@@ -12,10 +12,10 @@ import pytest
 
 from billing.models import TransactionKind
 from billing.services import hold_swap, topup_credit
+from core import clock
+from core.money import format_usd
 from marketplace import deployments
 from marketplace.models import Deployment
-from spheron_web import clock
-from spheron_web.money import format_usd
 from tests.deployment_pages.conftest import bearer, create_and_match, spec_text
 
 pytestmark = pytest.mark.django_db

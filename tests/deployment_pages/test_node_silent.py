@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from django.test import TestCase
 
+from core import clock
 from marketplace import deployments
 from marketplace.models import Deployment, DeploymentStatus
 from providers import liveness
 from providers.models import Node
-from spheron_web import clock
 from tests.deployment_pages.conftest import create_and_match
 
 pytestmark = pytest.mark.django_db

@@ -7,10 +7,10 @@ import re
 import pytest
 from django.test import Client
 
+from core import clock
 from marketplace import deployments, matchmaker
 from marketplace.deployment_forms import spec_for_node
 from marketplace.models import Deployment, DeploymentStatus, Lease
-from spheron_web import clock
 from tests.deployment_pages.conftest import create_and_match, spec_text
 from tests.factories import make_node, make_user
 

@@ -10,11 +10,11 @@ import yaml
 
 from billing.models import Hold, UsageMeter
 from billing.selectors import user_balances
+from core import clock
 from marketplace import deployments, matchmaker
 from marketplace.models import CloseReason, DeploymentStatus, Lease, LeaseStatus
 from providers import liveness
 from providers.models import Node, NodeStatus
-from spheron_web import clock
 from tests.deployments.conftest import spec_text
 from tests.factories import make_node
 
@@ -197,7 +197,7 @@ def test_redeploying_a_pinned_deployment_whose_node_is_silent_closes_it_first(re
 
 
 def test_an_unpinned_deployment_is_not_redeployed_this_way(renter, market):
-    from spheron_web.errors import ApplicationError
+    from core.errors import ApplicationError
 
     lease = running_lease(renter)
     with pytest.raises(ApplicationError) as error:

@@ -7,10 +7,10 @@ from spheron_sdk.matching import verify_match
 
 from billing.models import Hold, UsageMeter
 from billing.selectors import user_balances
+from core import clock
+from core.errors import ApplicationError
 from marketplace import deployments, matchmaker
 from marketplace.models import DeploymentStatus, Lease, LeaseStatus, MatchRecord, OrderStatus
-from spheron_web import clock
-from spheron_web.errors import ApplicationError
 from tests.deployments.conftest import spec_text
 
 pytestmark = pytest.mark.django_db

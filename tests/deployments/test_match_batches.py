@@ -14,11 +14,11 @@ from django.test.utils import CaptureQueriesContext
 from spheron_sdk.matching import verify_match
 
 from billing.selectors import cached_balances_mismatch, ledger_total
+from core import clock
+from core.errors import ApplicationError
 from marketplace import deployments, matchmaker
 from marketplace.models import Deployment, DeploymentStatus, Lease, LeaseStatus, MatchRecord, Order, OrderStatus
 from providers.models import Node
-from spheron_web import clock
-from spheron_web.errors import ApplicationError
 from tests.deployments.conftest import fund
 from tests.deployments.test_matchmaker import only, spec
 from tests.factories import make_node, make_user

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 from spheron_sdk import matching
 
+from core import clock
 from marketplace import deployments, matchmaker
 from marketplace.matchmaker import Request, candidate_rows
 from marketplace.models import Lease, LeaseStatus, MatchRecord, Order, OrderStatus
 from providers.models import GpuModel, Node, NodeStatus
 from providers.services import stake_record
-from spheron_web import clock
 from tests.deployments.conftest import fund
 from tests.factories import make_node, make_provider, make_user
 
@@ -536,7 +536,7 @@ json.dump({"results": [{k: r[k] for k in ("winner", "commitment", "winner_ok", "
                        for r in results],
            "django": "django" in sys.modules,
            "project": sorted(m for m in sys.modules if m.split(".")[0] in
-                             ("marketplace", "providers", "billing", "spheron_web"))}, sys.stdout)
+                             ("marketplace", "providers", "billing", "core", "spheron_web"))}, sys.stdout)
 """
 
 

@@ -12,11 +12,11 @@ import pytest
 from billing.models import UsageMeter
 from billing.selectors import user_balances
 from billing.usage import usage_settle_all
+from core import clock
 from marketplace import deployments
 from marketplace.models import Lease, LeaseStatus
 from providers import liveness
 from providers.models import Node
-from spheron_web import clock
 from tests.billing.conftest import assert_ledger_consistent
 from tests.deployments.test_failover import go_silent, pinned_spec, running_lease
 

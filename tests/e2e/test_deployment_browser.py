@@ -23,12 +23,12 @@ from django.db import OperationalError, connections
 from playwright.sync_api import Page, expect
 
 from billing.models import LedgerAccount, UsageMeter
+from core import clock
 from marketplace import deployments
 from marketplace.models import Deployment, DeploymentStatus, Lease, LeaseStatus
 from marketplace.tasks import sweep_open_orders
 from providers import liveness, services
 from providers.models import Node, NodeStatus
-from spheron_web import clock
 from tests.deployments.conftest import fund
 from tests.factories import make_user
 from tests.integration.test_fizz_agent import FIZZ, Agent, wait_for

@@ -2,7 +2,7 @@
 
 The agent detects this machine, registers with a token, heartbeats every second (the server
 tells it the interval), goes offline when killed and comes back; the server's clock is moved
-(spheron_web.clock) so that an hour of downtime passes in a moment and the uptime figures move.
+(core.clock) so that an hour of downtime passes in a moment and the uptime figures move.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from core import clock
 from providers import hooks, liveness, services, uptime
 from providers.models import Node, NodeEvent, NodeEventKind, NodeStatus
-from spheron_web import clock
 from tests.factories import make_user
 
 FIZZ = Path(sys.executable).with_name("fizz")

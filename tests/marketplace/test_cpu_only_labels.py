@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from spheron_web.money import format_usd
+from core.money import format_usd
 from tests.factories import make_node, make_provider
 
 pytestmark = pytest.mark.django_db

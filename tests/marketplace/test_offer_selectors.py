@@ -4,10 +4,10 @@ from decimal import Decimal
 
 import pytest
 
+from core.errors import ApplicationError
 from marketplace.filters import OfferFilter, parse_tiers
 from marketplace.selectors import OFFER_COLUMNS, market_board_compute, offer_list, offer_page
 from providers.models import NodeStatus
-from spheron_web.errors import ApplicationError
 from tests.factories import make_node
 
 LISTED = {"cheap_3090", "fizz_4090", "pricey_4090", "h100x8", "a100x4", "l40s"}

@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from core import clock
 from providers import liveness
 from providers.models import (
     ChallengeStatus,
@@ -20,7 +21,6 @@ from providers.models import (
     NodeStatus,
     OutageKind,
 )
-from spheron_web import clock
 from tests.providers.conftest import hardware_report, post
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("heartbeat_transport")]

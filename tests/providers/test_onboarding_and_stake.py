@@ -4,10 +4,10 @@ from decimal import Decimal
 
 import pytest
 
+from core.errors import ApplicationError
 from providers import services
 from providers.hardware import apple_model_slug, cpu_model_slug, gpu_model_slug
 from providers.models import NodeStatus, ProviderProfile, StakeEvent
-from spheron_web.errors import ApplicationError
 from tests.factories import make_node, make_provider, make_user
 
 GOOD_EVM = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # the EIP-55 spec's own example
@@ -150,7 +150,7 @@ def test_slash_count_migration_counts_existing_slashes():
 
     from django.apps import apps
 
-    from spheron_web import clock
+    from core import clock
 
     migration = importlib.import_module("providers.migrations.0007_providerprofile_slash_count")
     twice, once, never = (make_provider() for _ in range(3))

@@ -14,12 +14,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import User
-from spheron_web import clock
+from core import clock
 from tests.conftest import calendar_moment
 from tests.factories import make_user
 
 pytestmark = pytest.mark.calendar
-APPS = ("accounts", "billing", "marketplace", "providers", "spheron_web")
+APPS = ("accounts", "billing", "core", "marketplace", "providers", "spheron_web")
 # SQL's clock (now(), CURRENT_TIMESTAMP…), SQLite's datetime('now') and Django's Now()/db_default.
 DATABASE_CLOCK = re.compile(
     r"(?<!def )(?<![.\w`])now\(\)|(?<![.\w])Now\(|db_default"
@@ -48,7 +48,7 @@ def test_a_bad_calendar_value_stops_the_run_with_a_usage_error(value: str):
 
 @pytest.mark.django_db
 def test_every_clock_the_product_reads_is_the_calendars(request):
-    """timezone.now, spheron_web.clock, time.time and a row stamped on save all tell one time: the
+    """timezone.now, core.clock, time.time and a row stamped on save all tell one time: the
     --calendar date when given (the run may have ticked past midnight since it started)."""
     now = timezone.now()
     user = make_user(email="calendar@example.test")

@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 
 from billing.models import AccountKind, LedgerAccount
-from spheron_web import clock
-from spheron_web.db import update_by_id
+from core import clock
+from core.db import update_by_id
 from tests.factories import make_user
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from spheron_web.env import database_config, env_bool, env_choice, env_decimal, env_int, env_list, env_str, redis_url
+from core.env import database_config, env_bool, env_choice, env_decimal, env_int, env_list, env_str, redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,9 +12,9 @@ from django.test import Client
 from pydantic import ValidationError
 
 from billing.forms import parse_usd_amount
+from core.errors import ApplicationError
 from providers.api import RegisterIn
 from providers.services import spon_to_base_units, usd_to_micros
-from spheron_web.errors import ApplicationError
 from tests.deployment_pages.conftest import bearer, create_and_match
 from tests.spheron_web.test_bad_input import api_routes
 

@@ -13,8 +13,8 @@ import pytest
 from django.test import Client
 
 from accounts.api_keys import api_key_create
+from core.log_redaction import RedactSecretsFilter, redact
 from providers import services
-from spheron_web.log_redaction import RedactSecretsFilter, redact
 from tests.factories import make_provider, make_user
 
 pytestmark = pytest.mark.django_db

@@ -29,7 +29,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
 
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 
 
 class RateLimited(ApplicationError):

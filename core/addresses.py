@@ -7,7 +7,7 @@ import re
 from eth_utils import is_checksum_address, to_checksum_address
 from solders.pubkey import Pubkey
 
-from spheron_web.errors import ApplicationError
+from core.errors import ApplicationError
 
 EVM_HEX = re.compile(r"^0x[0-9a-fA-F]{40}$")
 BASE58 = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")

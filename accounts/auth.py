@@ -16,8 +16,8 @@ from ninja.utils import check_csrf
 
 from accounts.api_keys import api_key_authenticate
 from accounts.models import User
-from spheron_web.errors import ApplicationError
-from spheron_web.throttle import auth_failure, auth_refuse_if_blocked
+from core.errors import ApplicationError
+from core.throttle import auth_failure, auth_refuse_if_blocked
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
 
@@ -35,7 +35,7 @@ class BearerAuth(HttpBearer):
 
 class ApiKeyAuth(BearerAuth):
     """`Authorization: Bearer sph_...`, a key from the account page. Failures are rate limited per
-    client address (spheron_web.throttle): a blocked address is refused before its key is looked at."""
+    client address (core.throttle): a blocked address is refused before its key is looked at."""
 
     def authenticate(self, request: HttpRequest, token: str) -> User | None:
         auth_refuse_if_blocked(request)

@@ -28,7 +28,7 @@ class ReusingRedisCacheClient(RedisCacheClient):
 
 
 class ReusingRedisCache(RedisCache):
-    """`CACHES["default"]["BACKEND"] = "spheron_web.cache.ReusingRedisCache"`."""
+    """`CACHES["default"]["BACKEND"] = "core.cache.ReusingRedisCache"`."""
 
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
