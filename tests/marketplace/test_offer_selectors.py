@@ -179,7 +179,12 @@ def test_market_board_respects_other_filters_but_not_the_model(market):
 
 @pytest.mark.parametrize(
     "filters",
-    [{}, {"gpu_model": "rtx4090", "sort": "-price"}, {"min_gpus": 2, "sort": "price_per_vram"}, {"continent": "europe"}],
+    [
+        {},
+        {"gpu_model": "rtx4090", "sort": "-price"},
+        {"min_gpus": 2, "sort": "price_per_vram"},
+        {"continent": "europe"},
+    ],
 )
 def test_a_page_whose_sql_is_kept_reads_the_rows_as_they_are_now(market, filters):
     """offer_page keeps each query's SQL per process, never its rows: the second, kept, page shows
