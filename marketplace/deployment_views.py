@@ -53,7 +53,7 @@ from marketplace.models import (
     LeaseStatus,
     MatchRecord,
 )
-from marketplace.selectors import offer_get_for_user
+from marketplace.catalog.selectors import offer_get_for_user
 from marketplace.spec import SpecError
 from providers.models import GpuModel, ProviderProfile
 
