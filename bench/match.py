@@ -15,7 +15,7 @@
 4. The run: `--workers` real Celery worker processes (`--pool=solo`, this script as the launcher,
    see `--_worker`) drain the queue: each `match_order` task matches batches of MATCH_BATCH_SIZE
    orders while they come back full (up to MATCH_TASK_SECONDS, then a successor). Each wraps
-   `marketplace.matchmaker.match_orders` and a few functions it calls with timers, from outside the
+   `marketplace.matching.services.match_orders` and a few functions it calls with timers, from outside the
    code: each batch appends one JSON line (its orders and outcomes, wall start/end, ms, queries,
    DB ms, ms per phase, CPU) to a file the bench reads afterwards.
 5. The checks: no node over-allocated (Σ active leases ≤ totals; free = totals − Σ leases; never
@@ -311,7 +311,7 @@ def create_orders(count: int, seed: int) -> tuple[dict[int, str], float]:
     """Funded renters create the deployments; returns {order id: shape} and seconds taken."""
     from accounts.models import User
     from billing.services import topup_credit
-    from marketplace.deployments import deployment_create
+    from marketplace.deployments.services import deployment_create
 
     renters = []
     for n in range(RENTERS):
@@ -337,7 +337,7 @@ def candidate_sql(order_id: int) -> list[tuple[str, object]]:
     """The SQL `candidate_rows` sends for the order (one query today; all of them if it sends more)."""
     from django.db import connection
 
-    from marketplace.matchmaker import Request, candidate_rows
+    from marketplace.matching.services import Request, candidate_rows
     from marketplace.models import Order
 
     order = Order.objects.select_related("deployment").get(id=order_id)
@@ -400,7 +400,8 @@ def run_worker(args: argparse.Namespace) -> None:
     from django.db import connection
     from spheron_sdk import matching
 
-    from marketplace import deployments, matchmaker
+    from marketplace.deployments import services as deployments
+    from marketplace.matching import services as matchmaker
     from marketplace.models import MatchRecord
     from spheron_web.celery import app
 

@@ -10,7 +10,7 @@ from django.utils.html import format_html
 
 from core import admin_tools
 from core.money import format_usd
-from marketplace.deployments import deployment_close
+from marketplace.deployments.services import deployment_close
 from marketplace.models import (
     CloseReason,
     DemoMarket,

@@ -6,6 +6,6 @@ class MarketplaceConfig(AppConfig):
     verbose_name = "Marketplace"
 
     def ready(self) -> None:
-        from marketplace.deployments import register_hooks
+        from marketplace.deployments.services import register_hooks
 
         register_hooks()

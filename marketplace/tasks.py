@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from marketplace.catalog.selectors import market_board_refresh
+from marketplace.selectors import market_board_refresh
 
 
 @shared_task(name="marketplace.tasks.refresh_market_board", acks_late=True, ignore_result=True)
@@ -16,7 +16,7 @@ MATCH_TASK_SECONDS = 2.0  # a match_order task stops starting batches after this
 @shared_task(name="marketplace.tasks.match_order", acks_late=True, ignore_result=True)
 def match_order(*_queued_order_id: int) -> int:
     """The matchmaker: batches of the due orders, oldest first (MATCH_BATCH_SIZE each, one
-    transaction each; see marketplace.matchmaker.match_orders), for as long as each batch comes back
+    transaction each; see marketplace.matching.services.match_orders), for as long as each batch comes back
     full and for at most MATCH_TASK_SECONDS; then it queues its successor, so other tasks get the
     worker in between. New orders queue it on commit, once until a worker starts it
     (`matchmaker.kick`). Its first full batch also queues one more task as soon as the orders are
@@ -27,7 +27,7 @@ def match_order(*_queued_order_id: int) -> int:
     takes it."""
     import time
 
-    from marketplace.matchmaker import kick_clear, match_due_orders
+    from marketplace.matching.services import kick_clear, match_due_orders
 
     kick_clear()
     deadline = time.monotonic() + MATCH_TASK_SECONDS
@@ -61,7 +61,7 @@ def sweep_open_orders() -> int:
     from django.conf import settings
 
     from core import clock
-    from marketplace.matchmaker import match_due_orders
+    from marketplace.matching.services import match_due_orders
     from marketplace.models import Order, OrderStatus
 
     # Reopen by when a worker took it, not by its age: an order that waited for capacity is not stuck.
@@ -79,7 +79,7 @@ def sweep_open_orders() -> int:
 
 @shared_task(name="marketplace.tasks.expire_deployments", acks_late=True, ignore_result=True)
 def expire_deployments() -> int:
-    from marketplace.deployments import deployments_expire
+    from marketplace.deployments.services import deployments_expire
 
     return deployments_expire()
 
@@ -88,7 +88,7 @@ def expire_deployments() -> int:
 def fail_node_leases(node_id: int, last_good_iso: str) -> int:
     from datetime import datetime
 
-    from marketplace.deployments import node_leases_fail
+    from marketplace.deployments.services import node_leases_fail
 
     return node_leases_fail(node_id=node_id, last_good=datetime.fromisoformat(last_good_iso))
 
@@ -96,7 +96,7 @@ def fail_node_leases(node_id: int, last_good_iso: str) -> int:
 @shared_task(name="marketplace.tasks.simulate_demo_lease", acks_late=True, ignore_result=True)
 def simulate_demo_lease(lease_id: int) -> bool:
     """Demo nodes have no agent: report what one would, so the demo market's deployments run."""
-    from marketplace.deployments import lease_events
+    from marketplace.deployments.services import lease_events
     from marketplace.models import Lease
 
     lease = Lease.objects.filter(id=lease_id).select_related("node", "deployment").first()

@@ -279,7 +279,7 @@ class Node(models.Model):
                 condition=LISTED & Q(available_gpus__gte=2),
                 name="node_listed_multi_gpu_price",
             ),
-            # The matchmaker's candidates for one GPU model (marketplace.matchmaker.candidate_rows:
+            # The matchmaker's candidates for one GPU model (marketplace.matching.services.candidate_rows:
             # ORDER BY gpu_price_per_hour_micros, id LIMIT 50): walked in price order until enough
             # nodes pass the order's other filters, instead of fetching and sorting every listed node
             # of the model (bench/match.py: 20k RTX 4090s at 100k nodes, 28 ms → 1.7 ms).

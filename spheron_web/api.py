@@ -92,13 +92,13 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 
 def _mount_routers() -> None:
-    from marketplace.catalog.api import router as marketplace_router
+    from marketplace.api import router as marketplace_router
 
     api.add_router("/", marketplace_router)
     api.add_router("/billing", "billing.api.router")
     api.add_router("/", "providers.api.node_router")
     api.add_router("/provider", "providers.api.provider_router")
-    api.add_router("/deployments", "marketplace.deployments_api.router")
+    api.add_router("/deployments", "marketplace.deployments.api.router")
 
 
 _mount_routers()

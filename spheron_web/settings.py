@@ -329,7 +329,7 @@ NODE_REWARD_COOLDOWN_SECONDS = env_int("NODE_REWARD_COOLDOWN_SECONDS", 3 * 3600,
 NODE_MIN_AGENT_VERSION = env_str("NODE_MIN_AGENT_VERSION", "0.1.0")
 NODE_ERA_HOURS = 24
 
-# Deployments and the matchmaker (marketplace.matchmaker). Weights of the normalised factors.
+# Deployments and the matchmaker (marketplace.matching.services). Weights of the normalised factors.
 MATCH_WEIGHTS = {
     name: env_decimal(f"MATCH_WEIGHT_{name.upper()}", Decimal(default), min_value=Decimal(0), max_value=Decimal(100))
     for name, default in (

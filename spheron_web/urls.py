@@ -18,10 +18,10 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("account/", include("accounts.urls")),
     path("api/v1/", api.urls),
-    path("gpus/", include("marketplace.catalog.urls")),
+    path("gpus/", include("marketplace.urls")),
     path("billing/", include("billing.urls")),
     path("billing/", include("billing.page_urls")),
     path("provider/", include("providers.urls")),
     path("fizz/", include("providers.install_urls")),
-    path("deployments/", include("marketplace.deployment_urls")),
+    path("deployments/", include("marketplace.deployments.urls")),
 ]

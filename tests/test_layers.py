@@ -30,7 +30,7 @@ KNOWN_UPWARD_IMPORTS: frozenset[tuple[str, str]] = frozenset()
 # API modules that import a views module today, as (API module, views module). To be removed by
 # issue 19 part 1–3 (a deployments selectors module gives the API its reads); do not add to it.
 KNOWN_API_IMPORTS_OF_VIEWS: frozenset[tuple[str, str]] = frozenset(
-    {("marketplace.deployments_api", "marketplace.deployment_views")}
+    {("marketplace.deployments.api", "marketplace.deployments.views")}
 )
 
 

@@ -323,9 +323,9 @@ def test_every_demo_provider_has_a_recorded_stake_that_covers_its_nodes(settings
 
 
 def test_a_demo_market_with_rental_history_is_kept_with_a_message_not_a_traceback(django_capture_on_commit_callbacks):
-    from marketplace.deployment_forms import spec_for_node
-    from marketplace.deployments import deployment_create
-    from marketplace.matchmaker import match_order
+    from marketplace.deployments.forms import spec_for_node
+    from marketplace.deployments.services import deployment_create
+    from marketplace.matching.services import match_order
     from tests.deployments.conftest import fund
 
     demo_seed(nodes=40, seed=3)

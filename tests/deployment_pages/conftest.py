@@ -8,7 +8,8 @@ from django.test import Client
 
 from accounts.api_keys import api_key_create
 from accounts.models import User
-from marketplace import deployments, matchmaker
+from marketplace.deployments import services as deployments
+from marketplace.matching import services as matchmaker
 from marketplace.models import Deployment
 from tests.deployments.conftest import fund, market, spec_text  # noqa: F401 - fixtures and helpers
 from tests.factories import make_user

@@ -9,7 +9,7 @@ import yaml
 from django.test import Client
 from spheron_sdk.matching import verify_match
 
-from marketplace import deployments
+from marketplace.deployments import services as deployments
 from marketplace.models import Deployment, DeploymentStatus
 from tests.deployment_pages.conftest import bearer, create_and_match, spec_text
 from tests.factories import make_user
@@ -200,7 +200,7 @@ def test_match_proof_is_404_until_matched_then_verifies_with_the_sdk(owner_api, 
     deployment = deployments.deployment_create(user=owner, source=spec_text())
     response = owner_api.get(f"{BASE}/{deployment.id}/match-proof")
     assert response.status_code == 404 and "not been matched" in response.json()["message"]
-    from marketplace import matchmaker
+    from marketplace.matching import services as matchmaker
 
     lease = matchmaker.match_order(order_id=deployment.orders.get().id).lease
     proof = owner_api.get(f"{BASE}/{deployment.id}/match-proof").json()

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from billing.references import describe_references
 from core import clock
-from marketplace import deployments
+from marketplace.deployments import services as deployments
 from tests.deployment_pages.conftest import create_and_match
 
 pytestmark = pytest.mark.django_db

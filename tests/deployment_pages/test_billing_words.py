@@ -14,7 +14,7 @@ from billing.models import TransactionKind
 from billing.services import hold_swap, topup_credit
 from core import clock
 from core.money import format_usd
-from marketplace import deployments
+from marketplace.deployments import services as deployments
 from marketplace.models import Deployment
 from tests.deployment_pages.conftest import bearer, create_and_match, spec_text
 

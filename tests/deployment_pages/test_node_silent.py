@@ -10,7 +10,7 @@ import pytest
 from django.test import TestCase
 
 from core import clock
-from marketplace import deployments
+from marketplace.deployments import services as deployments
 from marketplace.models import Deployment, DeploymentStatus
 from providers import liveness
 from providers.models import Node

@@ -8,8 +8,9 @@ import pytest
 from django.test import Client
 
 from core import clock
-from marketplace import deployments, matchmaker
-from marketplace.deployment_forms import spec_for_node
+from marketplace.deployments import services as deployments
+from marketplace.deployments.forms import spec_for_node
+from marketplace.matching import services as matchmaker
 from marketplace.models import Deployment, DeploymentStatus, Lease
 from tests.deployment_pages.conftest import create_and_match, spec_text
 from tests.factories import make_node, make_user

@@ -11,7 +11,8 @@ import yaml
 from billing.models import Hold, UsageMeter
 from billing.selectors import user_balances
 from core import clock
-from marketplace import deployments, matchmaker
+from marketplace.deployments import services as deployments
+from marketplace.matching import services as matchmaker
 from marketplace.models import CloseReason, DeploymentStatus, Lease, LeaseStatus
 from providers import liveness
 from providers.models import Node, NodeStatus

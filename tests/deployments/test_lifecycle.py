@@ -9,7 +9,8 @@ from billing.models import Hold, UsageMeter
 from billing.selectors import user_balances
 from core import clock
 from core.errors import ApplicationError
-from marketplace import deployments, matchmaker
+from marketplace.deployments import services as deployments
+from marketplace.matching import services as matchmaker
 from marketplace.models import DeploymentStatus, Lease, LeaseStatus, MatchRecord, OrderStatus
 from tests.deployments.conftest import spec_text
 

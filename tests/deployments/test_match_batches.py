@@ -16,7 +16,8 @@ from spheron_sdk.matching import verify_match
 from billing.selectors import cached_balances_mismatch, ledger_total
 from core import clock
 from core.errors import ApplicationError
-from marketplace import deployments, matchmaker
+from marketplace.deployments import services as deployments
+from marketplace.matching import services as matchmaker
 from marketplace.models import Deployment, DeploymentStatus, Lease, LeaseStatus, MatchRecord, Order, OrderStatus
 from providers.models import Node
 from tests.deployments.conftest import fund

@@ -20,8 +20,9 @@ import pytest
 from spheron_sdk import matching
 
 from core import clock
-from marketplace import deployments, matchmaker
-from marketplace.matchmaker import Request, candidate_rows
+from marketplace.deployments import services as deployments
+from marketplace.matching import services as matchmaker
+from marketplace.matching.services import Request, candidate_rows
 from marketplace.models import Lease, LeaseStatus, MatchRecord, Order, OrderStatus
 from providers.models import GpuModel, Node, NodeStatus
 from providers.services import stake_record

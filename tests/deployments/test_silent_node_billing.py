@@ -13,7 +13,7 @@ from billing.models import UsageMeter
 from billing.selectors import user_balances
 from billing.usage import usage_settle_all
 from core import clock
-from marketplace import deployments
+from marketplace.deployments import services as deployments
 from marketplace.models import Lease, LeaseStatus
 from providers import liveness
 from providers.models import Node

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from marketplace.spec import SpecError, parse_duration, spec_json_schema, spec_parse
+from marketplace.deployments.spec import SpecError, parse_duration, spec_json_schema, spec_parse
 
 MODELS = {"rtx4090", "h100", "a100-80g"}
 REGIONS = {"us-east", "us-west", "eu-west"}

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from marketplace.spec import MAX_SPEC_DEPTH, SpecError, spec_parse
+from marketplace.deployments.spec import MAX_SPEC_DEPTH, SpecError, spec_parse
 from tests.deployments.conftest import spec_text
 
 # CPU seconds of this thread (time.thread_time), so other processes on a busy machine do not count.

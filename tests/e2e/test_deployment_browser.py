@@ -24,7 +24,7 @@ from playwright.sync_api import Page, expect
 
 from billing.models import LedgerAccount, UsageMeter
 from core import clock
-from marketplace import deployments
+from marketplace.deployments import services as deployments
 from marketplace.models import Deployment, DeploymentStatus, Lease, LeaseStatus
 from marketplace.tasks import sweep_open_orders
 from providers import liveness, services

@@ -19,7 +19,8 @@ import pytest
 from django.db import OperationalError
 from django.test import Client
 
-from marketplace import deployments, matchmaker
+from marketplace.deployments import services as deployments
+from marketplace.matching import services as matchmaker
 from marketplace.models import Lease, LeaseStatus
 from providers import liveness
 from providers.models import Node, NodeStatus

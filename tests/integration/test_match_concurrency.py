@@ -32,7 +32,8 @@ from spheron_sdk.matching import verify_match
 
 from billing.models import Hold
 from billing.selectors import cached_balances_mismatch, ledger_total, user_balances
-from marketplace import deployments, matchmaker
+from marketplace.deployments import services as deployments
+from marketplace.matching import services as matchmaker
 from marketplace.models import Deployment, DeploymentStatus, Lease, LeaseStatus, MatchRecord, Order, OrderStatus
 from providers.models import Node, NodeStatus
 from spheron_web.celery import app

@@ -141,7 +141,8 @@ def test_node_admin_edits_prices_and_status_but_not_what_leases_and_heartbeats_k
 
 
 def test_disabling_a_leased_node_in_the_admin_ends_its_lease(admin_client, provider):
-    from marketplace import deployments, matchmaker
+    from marketplace.deployments import services as deployments
+    from marketplace.matching import services as matchmaker
     from marketplace.models import LeaseStatus
     from providers.models import Node, NodeStatus
     from tests.deployments.conftest import fund, spec_text

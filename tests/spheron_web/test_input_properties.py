@@ -14,7 +14,7 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from marketplace.spec import SpecError, spec_parse
+from marketplace.deployments.spec import SpecError, spec_parse
 from tests.deployment_pages.conftest import bearer
 from tests.deployments.conftest import spec_text
 

@@ -8,8 +8,8 @@ from decimal import ROUND_CEILING, Decimal
 from django import forms
 
 from core.money import format_usd
-from marketplace.matchmaker import Request, lease_price
-from marketplace.spec import MAX_SPEC_BYTES
+from marketplace.deployments.spec import MAX_SPEC_BYTES
+from marketplace.matching.services import Request, lease_price
 from providers.models import GpuModel, Node, NodeMode
 
 # What "Rent" asks for by default, trimmed to what the node has free.

@@ -504,7 +504,7 @@ def _match_batch(
     on_full: Callable[[], None] | None,
     claimed: list[int],
 ) -> dict[int, MatchOutcome]:
-    from marketplace import deployments
+    from marketplace.deployments import services as deployments
 
     now = now or clock.now()
     with transaction.atomic():

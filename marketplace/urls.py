@@ -1,6 +1,6 @@
 from django.urls import path
 
-from marketplace.catalog import views
+from marketplace import views
 
 urlpatterns = [
     path("", views.catalog, name="catalog"),

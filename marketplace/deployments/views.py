@@ -2,7 +2,7 @@
 page (a stepper that updates itself, the lease, why this node, the commitment, live logs, the
 timeline, close).
 
-Views parse, call one service (marketplace.deployments) and render. Self-refreshing parts are
+Views parse, call one service (marketplace.deployments.services) and render. Self-refreshing parts are
 django-template-partials named after the DOM id they replace; polling stops once a deployment has
 ended, because the ended state renders without the polling attributes.
 """
@@ -30,8 +30,8 @@ from billing.selectors import user_balances
 from core import clock
 from core.errors import ApplicationError
 from core.money import format_usd
-from marketplace.deployment_forms import TEMPLATES, SpecForm, node_tier_outside_mode, spec_for_node
-from marketplace.deployments import (
+from marketplace.deployments.forms import TEMPLATES, SpecForm, node_tier_outside_mode, spec_for_node
+from marketplace.deployments.services import (
     deployment_close,
     deployment_cost_so_far,
     deployment_create,
@@ -41,7 +41,8 @@ from marketplace.deployments import (
     node_failover_at,
     spec_from_source,
 )
-from marketplace.matchmaker import deployment_match_summary
+from marketplace.deployments.spec import SpecError
+from marketplace.matching.services import deployment_match_summary
 from marketplace.models import (
     ACTIVE_DEPLOYMENT_STATUSES,
     CloseReason,
@@ -53,8 +54,7 @@ from marketplace.models import (
     LeaseStatus,
     MatchRecord,
 )
-from marketplace.catalog.selectors import offer_get_for_user
-from marketplace.spec import SpecError
+from marketplace.selectors import offer_get_for_user
 from providers.models import GpuModel, ProviderProfile
 
 MAX_ID = 2**63 - 1  # larger ids cannot be in the database (and SQLite cannot even compare them)
@@ -87,7 +87,7 @@ def _deployment(request: HttpRequest, deployment_id: int) -> Deployment:
     return get_deployment_for_user(request.user, deployment_id)  # type: ignore[arg-type]
 
 
-# --- Reads shared with the API (marketplace.deployments_api) ----------------------------------
+# --- Reads shared with the API (marketplace.deployments.api) ----------------------------------
 
 
 def deployment_lease(deployment: Deployment) -> Lease | None:

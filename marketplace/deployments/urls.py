@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from marketplace import deployment_views as views
+from marketplace.deployments import views
 
 app_name = "deployments"
 

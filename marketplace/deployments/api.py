@@ -1,7 +1,7 @@
 """/api/v1/deployments: create (YAML or JSON spec), list, detail, close, logs, events, match proof,
 the spec's JSON Schema and a validate-only call for editors. Session or API key auth.
 
-Thin: parse, call one service (marketplace.deployments, marketplace.matchmaker), shape the output.
+Thin: parse, call one service (marketplace.deployments.services, marketplace.matching.services), shape the output.
 Spec problems are 422 with `extra.errors` = [{field, message, line}]; too little credit is 402 with
 `extra.top_up_url`; another user's deployment is 404.
 """
@@ -22,15 +22,16 @@ from accounts.models import User
 from billing.selectors import user_balances
 from billing.statements import decode_cursor, encode_cursor, usd
 from core.schemas import ErrorOut
-from marketplace import deployments, matchmaker
-from marketplace.deployment_views import (
+from marketplace.deployments import services as deployments
+from marketplace.deployments.spec import MAX_SPEC_BYTES, SpecError, spec_json_schema, spec_json_within_budget
+from marketplace.deployments.views import (
     MAX_ID,
     deployment_lease,
     deployment_log_lines,
     leases_by_deployment,
 )
+from marketplace.matching import services as matchmaker
 from marketplace.models import Deployment, DeploymentStatus, Lease, LeaseStatus, MatchRecord
-from marketplace.spec import MAX_SPEC_BYTES, SpecError, spec_json_schema, spec_json_within_budget
 
 router = Router(tags=["deployments"], auth=api_auth)
 

@@ -44,6 +44,7 @@ from core import clock
 from core.db import update_by_id
 from core.errors import ApplicationError
 from core.money import format_usd
+from marketplace.deployments.spec import Spec, spec_parse
 from marketplace.models import (
     ACTIVE_DEPLOYMENT_STATUSES,
     CloseReason,
@@ -57,7 +58,6 @@ from marketplace.models import (
     Order,
     OrderStatus,
 )
-from marketplace.spec import Spec, spec_parse
 from providers import hooks as provider_hooks
 from providers.models import GpuModel, Node, NodeStatus, Region
 
@@ -187,7 +187,7 @@ def _short_error(cost: dict[str, Any], available: int) -> ApplicationError:
 
 
 def _order_open(deployment: Deployment, *, attempt: int, excluded: list[int], now: datetime) -> Order:
-    from marketplace.matchmaker import kick
+    from marketplace.matching.services import kick
 
     order = Order.objects.create(
         deployment=deployment,
@@ -367,7 +367,7 @@ def leases_start(starts: list[LeaseStart], *, now: datetime) -> list[Lease]:
 
 
 def _matched_message(placement: Placement, price: int, record: MatchRecord) -> str:
-    from marketplace.matchmaker import gpu_model_name
+    from marketplace.matching.services import gpu_model_name
 
     count = record.candidate_count
     among = f"best of {count} candidates" if count > 1 else "the only candidate"

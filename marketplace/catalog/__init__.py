@@ -1,1 +1,0 @@
-"""The catalog: offers, their filters and pages, the market board and the offers API."""
