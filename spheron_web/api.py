@@ -92,7 +92,7 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 
 def _mount_routers() -> None:
-    from marketplace.api import router as marketplace_router
+    from marketplace.catalog.api import router as marketplace_router
 
     api.add_router("/", marketplace_router)
     api.add_router("/billing", "billing.api.router")

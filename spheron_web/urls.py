@@ -18,7 +18,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("account/", include("accounts.urls")),
     path("api/v1/", api.urls),
-    path("gpus/", include("marketplace.urls")),
+    path("gpus/", include("marketplace.catalog.urls")),
     path("billing/", include("billing.urls")),
     path("billing/", include("billing.page_urls")),
     path("provider/", include("providers.urls")),

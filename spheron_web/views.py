@@ -9,7 +9,7 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from marketplace.selectors import market_board
+from marketplace.catalog.selectors import market_board
 
 
 def home(request: HttpRequest) -> HttpResponse:

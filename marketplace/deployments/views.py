@@ -30,6 +30,7 @@ from billing.selectors import user_balances
 from core import clock
 from core.errors import ApplicationError
 from core.money import format_usd
+from marketplace.catalog.selectors import offer_get_for_user
 from marketplace.deployments.forms import TEMPLATES, SpecForm, node_tier_outside_mode, spec_for_node
 from marketplace.deployments.services import (
     deployment_close,
@@ -54,7 +55,6 @@ from marketplace.models import (
     LeaseStatus,
     MatchRecord,
 )
-from marketplace.selectors import offer_get_for_user
 from providers.models import GpuModel, ProviderProfile
 
 MAX_ID = 2**63 - 1  # larger ids cannot be in the database (and SQLite cannot even compare them)

@@ -5,8 +5,8 @@ from decimal import Decimal
 import pytest
 
 from core.errors import ApplicationError
-from marketplace.filters import OfferFilter, parse_tiers
-from marketplace.selectors import OFFER_COLUMNS, market_board_compute, offer_list, offer_page
+from marketplace.catalog.filters import OfferFilter, parse_tiers
+from marketplace.catalog.selectors import OFFER_COLUMNS, market_board_compute, offer_list, offer_page
 from providers.models import NodeStatus
 from tests.factories import make_node
 

@@ -17,7 +17,7 @@ from django.http import Http404
 
 from core.errors import ApplicationError
 from core.money import usd_to_micros
-from marketplace.filters import SORT_FIELDS, OfferFilter, decode_cursor, encode_cursor
+from marketplace.catalog.filters import SORT_FIELDS, OfferFilter, decode_cursor, encode_cursor
 from marketplace.models import Offer
 from providers.models import LISTED, GpuModel, Node
 from providers.selectors import gpu_model_exists, region_codes_in, region_exists

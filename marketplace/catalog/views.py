@@ -8,8 +8,8 @@ from django.utils.http import urlencode
 
 from core.errors import ApplicationError
 from core.query import parse_query_filters
-from marketplace.filters import SORT_LABELS, TIER_HELP, OfferFilter
-from marketplace.selectors import OFFER_COLUMNS, check_references, market_board, offer_get_for_user, offer_list
+from marketplace.catalog.filters import SORT_LABELS, TIER_HELP, OfferFilter
+from marketplace.catalog.selectors import OFFER_COLUMNS, check_references, market_board, offer_get_for_user, offer_list
 from providers.models import Continent, GpuModel, NodeMode
 from providers.selectors import gpu_model_list, region_list
 

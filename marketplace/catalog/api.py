@@ -7,8 +7,8 @@ from ninja import Query, Router, Schema
 from pydantic import BaseModel, Field
 
 from core.schemas import ErrorOut
-from marketplace.filters import OfferFilter
-from marketplace.selectors import market_board, offer_page, offer_row
+from marketplace.catalog.filters import OfferFilter
+from marketplace.catalog.selectors import market_board, offer_page, offer_row
 from providers.models import Continent, NodeMode
 from providers.selectors import gpu_model_kind, gpu_model_list, region_list
 

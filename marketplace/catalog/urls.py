@@ -1,6 +1,6 @@
 from django.urls import path
 
-from marketplace import views
+from marketplace.catalog import views
 
 urlpatterns = [
     path("", views.catalog, name="catalog"),

@@ -1,0 +1,1 @@
+"""The catalog: offers, their filters and pages, the market board and the offers API."""
