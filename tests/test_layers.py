@@ -27,11 +27,9 @@ RANK = {name: rank for rank, name in enumerate(LAYERS)}
 # (None today between the apps: the hooks already point down.)
 KNOWN_UPWARD_IMPORTS: frozenset[tuple[str, str]] = frozenset()
 
-# API modules that import a views module today, as (API module, views module). To be removed by
-# issue 19 part 1–3 (a deployments selectors module gives the API its reads); do not add to it.
-KNOWN_API_IMPORTS_OF_VIEWS: frozenset[tuple[str, str]] = frozenset(
-    {("marketplace.deployments.api", "marketplace.deployments.views")}
-)
+# API modules that import a views module, as (API module, views module). None: the shared reads
+# are in selectors (marketplace.deployments.selectors); do not add to it.
+KNOWN_API_IMPORTS_OF_VIEWS: frozenset[tuple[str, str]] = frozenset()
 
 
 def _module_name(path: Path) -> str:

@@ -23,13 +23,8 @@ from billing.selectors import user_balances
 from billing.statements import decode_cursor, encode_cursor, usd
 from core.schemas import ErrorOut
 from marketplace.deployments import services as deployments
+from marketplace.deployments.selectors import MAX_ID, deployment_lease, deployment_log_lines, leases_by_deployment
 from marketplace.deployments.spec import MAX_SPEC_BYTES, SpecError, spec_json_schema, spec_json_within_budget
-from marketplace.deployments.views import (
-    MAX_ID,
-    deployment_lease,
-    deployment_log_lines,
-    leases_by_deployment,
-)
 from marketplace.matching import services as matchmaker
 from marketplace.models import Deployment, DeploymentStatus, Lease, LeaseStatus, MatchRecord
 

@@ -32,6 +32,13 @@ from core.errors import ApplicationError
 from core.money import format_usd
 from marketplace.catalog.selectors import offer_get_for_user
 from marketplace.deployments.forms import TEMPLATES, SpecForm, node_tier_outside_mode, spec_for_node
+from marketplace.deployments.selectors import (
+    LOG_BATCH,
+    MAX_ID,
+    deployment_lease,
+    deployment_log_lines,
+    leases_by_deployment,
+)
 from marketplace.deployments.services import (
     deployment_close,
     deployment_cost_so_far,
@@ -57,11 +64,9 @@ from marketplace.models import (
 )
 from providers.models import GpuModel, ProviderProfile
 
-MAX_ID = 2**63 - 1  # larger ids cannot be in the database (and SQLite cannot even compare them)
 REFRESH_VARY = "HX-Request, HX-Target, HX-History-Restore-Request"
 LIST_PAGE_SIZE = 20
 LOG_TAIL = 500  # lines a page starts with
-LOG_BATCH = 1000  # lines one poll adds at most
 # Keep polling the logs briefly after the end: the agent flushes its last lines after it stops.
 LOG_GRACE = timedelta(seconds=15)
 STEPS = (
@@ -85,43 +90,6 @@ def _deployment(request: HttpRequest, deployment_id: int) -> Deployment:
     if deployment_id > MAX_ID:
         raise Http404("No such deployment.")
     return get_deployment_for_user(request.user, deployment_id)  # type: ignore[arg-type]
-
-
-# --- Reads shared with the API (marketplace.deployments.api) ----------------------------------
-
-
-def deployment_lease(deployment: Deployment) -> Lease | None:
-    """The active lease, else the last one (a deployment has at most one active lease)."""
-    return (
-        Lease.objects.filter(deployment=deployment)
-        .select_related("node__provider", "node__region", "node__gpu_model")
-        .order_by("-id")
-        .first()
-    )
-
-
-def leases_by_deployment(deployment_ids: list[int]) -> dict[int, Lease]:
-    """The latest lease of each deployment, in one query."""
-    latest: dict[int, Lease] = {}
-    for lease in (
-        Lease.objects.filter(deployment_id__in=deployment_ids)
-        .select_related("node__provider", "node__gpu_model")
-        .order_by("-id")
-    ):
-        latest.setdefault(lease.deployment_id, lease)
-    return latest
-
-
-def deployment_log_lines(
-    deployment: Deployment, *, after: int = 0, limit: int = LOG_BATCH, tail: bool = False
-) -> list[LeaseLogLine]:
-    """Log lines of every lease of the deployment, oldest first: those after a line id, or the last
-    `limit` (`tail`)."""
-    lease_ids = list(Lease.objects.filter(deployment=deployment).values_list("id", flat=True))
-    lines = LeaseLogLine.objects.filter(lease_id__in=lease_ids)
-    if tail:
-        return list(reversed(lines.order_by("-id")[:limit]))
-    return list(lines.filter(id__gt=after).order_by("id")[:limit])
 
 
 # --- Presentation helpers ----------------------------------------------------------------------

@@ -1,0 +1,43 @@
+"""Deployments reads shared by the pages (views) and the API: a deployment's lease, the latest lease
+of many deployments, the log lines."""
+
+from __future__ import annotations
+
+from marketplace.models import Deployment, Lease, LeaseLogLine
+
+MAX_ID = 2**63 - 1  # larger ids cannot be in the database (and SQLite cannot even compare them)
+LOG_BATCH = 1000  # lines one poll adds at most
+
+
+def deployment_lease(deployment: Deployment) -> Lease | None:
+    """The active lease, else the last one (a deployment has at most one active lease)."""
+    return (
+        Lease.objects.filter(deployment=deployment)
+        .select_related("node__provider", "node__region", "node__gpu_model")
+        .order_by("-id")
+        .first()
+    )
+
+
+def leases_by_deployment(deployment_ids: list[int]) -> dict[int, Lease]:
+    """The latest lease of each deployment, in one query."""
+    latest: dict[int, Lease] = {}
+    for lease in (
+        Lease.objects.filter(deployment_id__in=deployment_ids)
+        .select_related("node__provider", "node__gpu_model")
+        .order_by("-id")
+    ):
+        latest.setdefault(lease.deployment_id, lease)
+    return latest
+
+
+def deployment_log_lines(
+    deployment: Deployment, *, after: int = 0, limit: int = LOG_BATCH, tail: bool = False
+) -> list[LeaseLogLine]:
+    """Log lines of every lease of the deployment, oldest first: those after a line id, or the last
+    `limit` (`tail`)."""
+    lease_ids = list(Lease.objects.filter(deployment=deployment).values_list("id", flat=True))
+    lines = LeaseLogLine.objects.filter(lease_id__in=lease_ids)
+    if tail:
+        return list(reversed(lines.order_by("-id")[:limit]))
+    return list(lines.filter(id__gt=after).order_by("id")[:limit])
