@@ -15,7 +15,7 @@
 4. The run: `--workers` real Celery worker processes (`--pool=solo`, this script as the launcher,
    see `--_worker`) drain the queue: each `match_order` task matches batches of MATCH_BATCH_SIZE
    orders while they come back full (up to MATCH_TASK_SECONDS, then a successor). Each wraps
-   `marketplace.matching.services.match_orders` and a few functions it calls with timers, from outside the
+   `marketplace.deployments.services.match_orders` and a few functions it calls with timers, from outside the
    code: each batch appends one JSON line (its orders and outcomes, wall start/end, ms, queries,
    DB ms, ms per phase, CPU) to a file the bench reads afterwards.
 5. The checks: no node over-allocated (Σ active leases ≤ totals; free = totals − Σ leases; never
@@ -429,7 +429,7 @@ def run_worker(args: argparse.Namespace) -> None:
     timed(MatchRecord.objects, "bulk_create", "record")
     timed(deployments, "leases_start", "lease_start")
     timed(matchmaker, "no_match_reason", "no_match_reason")
-    original_match = matchmaker.match_orders
+    original_match = deployments.match_orders
 
     def match_orders(**kwargs):
         state["phases"], db = {}, {"ms": 0.0, "queries": 0}
@@ -463,7 +463,7 @@ def run_worker(args: argparse.Namespace) -> None:
                 out.write(json.dumps(line) + "\n")
             state["phases"] = None
 
-    matchmaker.match_orders = match_orders
+    deployments.match_orders = match_orders
     app.worker_main(
         [
             "worker", "--pool=solo", "--loglevel=WARNING", "--without-gossip", "--without-mingle",

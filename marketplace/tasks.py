@@ -1,8 +1,18 @@
+"""Celery tasks: thin adapters that call the services. Only Celery imports this module: the services
+queue these tasks by name (marketplace.deployments.dispatch), so each `name=` below must not change."""
+
 from __future__ import annotations
 
-from celery import shared_task
+import time
+from datetime import datetime, timedelta
 
+from celery import shared_task
+from django.conf import settings
+
+from core import clock
 from marketplace.catalog.selectors import market_board_refresh
+from marketplace.deployments import services as deployments
+from marketplace.models import Lease, Order, OrderStatus
 
 
 @shared_task(name="marketplace.tasks.refresh_market_board", acks_late=True, ignore_result=True)
@@ -16,20 +26,16 @@ MATCH_TASK_SECONDS = 2.0  # a match_order task stops starting batches after this
 @shared_task(name="marketplace.tasks.match_order", acks_late=True, ignore_result=True)
 def match_order(*_queued_order_id: int) -> int:
     """The matchmaker: batches of the due orders, oldest first (MATCH_BATCH_SIZE each, one
-    transaction each; see marketplace.matching.services.match_orders), for as long as each batch comes back
+    transaction each; see marketplace.deployments.services.match_orders), for as long as each batch comes back
     full and for at most MATCH_TASK_SECONDS; then it queues its successor, so other tasks get the
     worker in between. New orders queue it on commit, once until a worker starts it
-    (`matchmaker.kick`). Its first full batch also queues one more task as soon as the orders are
+    (`deployments.kick`). Its first full batch also queues one more task as soon as the orders are
     claimed, so an idle worker joins in. Returns the number matched.
 
     Callers send no arguments. A message queued by a version before the batch matchmaker carries an
     order id (one task per order); it is accepted and ignored, since that order is due and a batch
     takes it."""
-    import time
-
-    from marketplace.matching.services import kick_clear, match_due_orders
-
-    kick_clear()
+    deployments.kick_clear()
     deadline = time.monotonic() + MATCH_TASK_SECONDS
     helped, matched = False, 0
     while True:
@@ -42,7 +48,7 @@ def match_order(*_queued_order_id: int) -> int:
                 helped = True
                 match_order.delay()
 
-        outcomes = match_due_orders(on_full=on_full)
+        outcomes = deployments.match_due_orders(on_full=on_full)
         matched += sum(outcome.status == "matched" for outcome in outcomes.values())
         if not full:
             return matched
@@ -56,21 +62,13 @@ def sweep_open_orders() -> int:
     """Orders still open and due (waiting for capacity past their retry time, or enqueued while no
     worker ran) are matched in batches, at most 500 per run; orders left "matching" by a worker of
     an older version are reopened. Returns the number of orders tried."""
-    from datetime import timedelta
-
-    from django.conf import settings
-
-    from core import clock
-    from marketplace.matching.services import match_due_orders
-    from marketplace.models import Order, OrderStatus
-
     # Reopen by when a worker took it, not by its age: an order that waited for capacity is not stuck.
     Order.objects.filter(status=OrderStatus.MATCHING, claimed_at__lt=clock.now() - timedelta(minutes=5)).update(
         status=OrderStatus.OPEN
     )
     done = 0
     while done < 500:
-        tried = len(match_due_orders())
+        tried = len(deployments.match_due_orders())
         done += tried
         if tried < settings.MATCH_BATCH_SIZE:
             break
@@ -79,31 +77,22 @@ def sweep_open_orders() -> int:
 
 @shared_task(name="marketplace.tasks.expire_deployments", acks_late=True, ignore_result=True)
 def expire_deployments() -> int:
-    from marketplace.deployments.services import deployments_expire
-
-    return deployments_expire()
+    return deployments.deployments_expire()
 
 
 @shared_task(name="marketplace.tasks.fail_node_leases", acks_late=True, ignore_result=True)
 def fail_node_leases(node_id: int, last_good_iso: str) -> int:
-    from datetime import datetime
-
-    from marketplace.deployments.services import node_leases_fail
-
-    return node_leases_fail(node_id=node_id, last_good=datetime.fromisoformat(last_good_iso))
+    return deployments.node_leases_fail(node_id=node_id, last_good=datetime.fromisoformat(last_good_iso))
 
 
 @shared_task(name="marketplace.tasks.simulate_demo_lease", acks_late=True, ignore_result=True)
 def simulate_demo_lease(lease_id: int) -> bool:
     """Demo nodes have no agent: report what one would, so the demo market's deployments run."""
-    from marketplace.deployments.services import lease_events
-    from marketplace.models import Lease
-
     lease = Lease.objects.filter(id=lease_id).select_related("node", "deployment").first()
     if lease is None or not lease.node.is_simulated:
         return False
     image = lease.deployment.spec["services"][0]["image"]
-    return lease_events(
+    return deployments.lease_events(
         lease.node_id,
         lease.id,
         [

@@ -1,39 +1,31 @@
 """The matchmaker: candidates in SQL, scores in Python (spheron_sdk.matching), a conditional
-update that reserves capacity, a lease at the locked price, and a commitment anyone can check.
+update that reserves capacity, and a commitment anyone can check. It decides and returns placements
+(`decide`); marketplace.deployments.services claims the orders and starts the leases.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
-from django.db.models import Q
+from django.db import connection
 from spheron_sdk import matching
 
-from core import clock
-from core.errors import ApplicationError
 from core.money import HOURS_PER_MONTH, format_usd
 from marketplace.models import (
     Deployment,
-    Lease,
     MatchRecord,
     Order,
-    OrderStatus,
 )
 from providers.models import GpuModel, Node, NodeStatus, ProviderProfile, Region
 from providers.pricing import node_price_per_hour_micros
-
-logger = logging.getLogger(__name__)
 
 MAX_RESERVE_ATTEMPTS = 5
 
@@ -405,13 +397,6 @@ def _reserve(needs: dict[int, tuple[int, int, int, int]]) -> set[int]:
 
 
 @dataclass
-class MatchOutcome:
-    status: str  # matched | waiting | failed | skipped
-    lease: Lease | None = None
-    reason: str = ""
-
-
-@dataclass
 class _Work:
     """One order of a batch while it is matched."""
 
@@ -425,155 +410,86 @@ class _Work:
     winner: int | None = None
 
 
-def match_order(*, order_id: int, now: datetime | None = None) -> MatchOutcome:
-    """Match one open order (a batch of one: see `match_orders`). "skipped" when the order is not
-    open, or another worker holds it."""
-    return match_orders(order_ids=[order_id], now=now).get(order_id, MatchOutcome("skipped"))
+@dataclass(frozen=True)
+class Placement:
+    """The node the matchmaker chose, as its candidate query read it: what a lease needs."""
+
+    node_id: int
+    gpu_model_id: str | None
+    region_id: str
+    is_simulated: bool
+    provider_name: str
+    payee_id: int  # the provider's user, whom the lease's meter pays
 
 
-def match_orders(
-    *,
-    order_ids: list[int] | None = None,
-    limit: int | None = None,
-    now: datetime | None = None,
-    on_full: Callable[[], None] | None = None,
-) -> dict[int, MatchOutcome]:
-    """Match a batch of open orders: `order_ids`, or the `limit` (MATCH_BATCH_SIZE) oldest that are
-    due (never tried, or waiting and past their `retry_at`). Safe to run in several workers at once.
+@dataclass(frozen=True)
+class Decision:
+    """What the matchmaker decided for one order: a placement at a price (its node's capacity
+    reserved, its MatchRecord written), or none: `failed_reason` when the order is out of time and
+    of candidates (what to tell the renter), else it waits and is tried again."""
 
-    One transaction: the orders and their deployments are claimed with FOR UPDATE SKIP LOCKED (an
-    order another worker holds, or whose deployment a close holds, is left to them), candidates
-    found in one round trip, each order scored on its own, capacity reserved for all of them with
-    one conditional UPDATE (orders whose node was taken meanwhile drop it and try their next best,
-    up to MAX_RESERVE_ATTEMPTS rounds), and the matches, leases and ledger postings written with
-    one statement per table, all committed together. A worker that dies leaves nothing behind: its
-    locks go with its connection and the orders are still open. If a batch of several orders hits
-    an error it rolls back and each of its orders is matched on its own, so one bad order cannot
-    hold up the others; one that fails on its own waits MATCH_RETRY_SECONDS. `on_full` is called
-    when the claim filled the batch (more orders may be due: the caller can start another worker on
-    them while this one matches).
-    """
-    claimed: list[int] = []
-    try:
-        return _match_batch(order_ids=order_ids, limit=limit, now=now, on_full=on_full, claimed=claimed)
-    except (ApplicationError, DatabaseError):
-        if len(claimed) < 2:
-            raise
-        logger.exception("matching a batch of %d orders failed; matching them one at a time", len(claimed))
-    outcomes = {}
-    for order_id in claimed:
-        try:
-            outcomes.update(_match_batch(order_ids=[order_id], limit=None, now=now, on_full=None, claimed=[]))
-        except (ApplicationError, DatabaseError):
-            # It stays open, and waits like an order without a node: the next batch (a task loops
-            # while its batches are full) must not claim it again at once.
-            logger.exception("matching order %s failed; it stays open and waits", order_id)
-            retry_at = (now or clock.now()) + timedelta(seconds=settings.MATCH_RETRY_SECONDS)
-            Order.objects.filter(id=order_id, status=OrderStatus.OPEN).update(retry_at=retry_at)
-    return outcomes
+    order: Order
+    request: Request
+    placement: Placement | None = None
+    price: int = 0
+    record: MatchRecord | None = None
+    failed_reason: str = ""
 
 
-def _claim(order_ids: list[int] | None, limit: int | None, now: datetime) -> list[Order]:
-    """Lock the batch's orders, then their deployments, both with SKIP LOCKED. Two steps: the
-    orders alone are picked through the open-orders index, and only the chosen few are joined (one
-    query joining every open order to its deployment and hold before the LIMIT cost PostgreSQL
-    1.7 ms per batch when its statistics said there were few open orders). An order whose
-    deployment a close holds stays locked by this transaction until it ends, untouched."""
-    orders = Order.objects.select_for_update(skip_locked=True).filter(status=OrderStatus.OPEN)
-    if order_ids is not None:
-        orders = orders.filter(id__in=order_ids)
-    else:
-        due = orders.filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now)).order_by("created_at", "id")
-        orders = due[: limit or settings.MATCH_BATCH_SIZE]
-    ids = list(orders.values_list("id", flat=True))
-    if not ids:
-        return []
-    return list(
-        Order.objects.select_related("deployment", "deployment__hold")
-        .select_for_update(skip_locked=True, of=("self", "deployment"))
-        .filter(id__in=ids)
-        .order_by("created_at", "id")
-    )
-
-
-def _match_batch(
-    *,
-    order_ids: list[int] | None,
-    limit: int | None,
-    now: datetime | None,
-    on_full: Callable[[], None] | None,
-    claimed: list[int],
-) -> dict[int, MatchOutcome]:
-    from marketplace.deployments import services as deployments
-
-    now = now or clock.now()
-    with transaction.atomic():
-        orders = _claim(order_ids, limit, now)
-        claimed += [order.id for order in orders]
-        if not orders:
-            return {}
-        if on_full is not None and len(orders) == (limit or settings.MATCH_BATCH_SIZE):
-            on_full()
-        works = []
-        requests = [Request.from_spec(order.deployment.spec) for order in orders]
-        found = candidate_rows_many([(r, o.excluded_node_ids) for r, o in zip(requests, orders, strict=True)])
-        providers = provider_facts({row["provider_id"] for rows in found for row in rows})
-        codes = set().union(*(_regions_needed(rows, r) for rows, r in zip(found, requests, strict=True)))
-        regions = {r.code: r for r in Region.objects.filter(code__in=codes)} if codes else {}
-        for order, request, rows in zip(orders, requests, found, strict=True):
-            works.append(
-                _Work(
-                    order=order,
-                    request=request,
-                    rows={row["id"]: row for row in rows},
-                    candidates=snapshot(rows, request, providers=providers, regions=regions),
-                    seed=order_seed(order),
-                    need=(max(request.gpu_units, 0), request.cpu_cores, request.memory_gb, request.storage_gb),
-                )
+def decide(orders: list[Order], *, now: datetime) -> list[Decision]:
+    """Place a batch of claimed orders (locked by the caller's transaction), one Decision per order
+    in their order: candidates found in one round trip, each order scored on its own, capacity
+    reserved for all of them with one conditional UPDATE (orders whose node was taken meanwhile drop
+    it and try their next best, up to MAX_RESERVE_ATTEMPTS rounds), the proofs recorded with one
+    INSERT. Starting the leases is the caller's (marketplace.deployments.services.match_orders)."""
+    works = []
+    requests = [Request.from_spec(order.deployment.spec) for order in orders]
+    found = candidate_rows_many([(r, o.excluded_node_ids) for r, o in zip(requests, orders, strict=True)])
+    providers = provider_facts({row["provider_id"] for rows in found for row in rows})
+    codes = set().union(*(_regions_needed(rows, r) for rows, r in zip(found, requests, strict=True)))
+    regions = {r.code: r for r in Region.objects.filter(code__in=codes)} if codes else {}
+    for order, request, rows in zip(orders, requests, found, strict=True):
+        works.append(
+            _Work(
+                order=order,
+                request=request,
+                rows={row["id"]: row for row in rows},
+                candidates=snapshot(rows, request, providers=providers, regions=regions),
+                seed=order_seed(order),
+                need=(max(request.gpu_units, 0), request.cpu_cores, request.memory_gb, request.storage_gb),
             )
-        chosen = weights()
-        _allocate(works, chosen)
+        )
+    chosen = weights()
+    _allocate(works, chosen)
 
-        outcomes: dict[int, MatchOutcome] = {}
-        won = [w for w in works if w.winner is not None]
-        if won:
-            records = MatchRecord.objects.bulk_create([_record(w, chosen, now) for w in won])
-            starts = []
-            for work, record in zip(won, records, strict=True):
-                row = work.rows[work.winner]
-                provider = providers[row["provider_id"]]
-                placement = deployments.Placement(
-                    node_id=work.winner,
-                    gpu_model_id=row["gpu_model_id"],
-                    region_id=row["region_id"],
-                    is_simulated=row["is_simulated"],
-                    provider_name=provider.name,
-                    payee_id=provider.user_id,
-                )
-                price = next(c["price_per_hour_micros"] for c in work.candidates if c["node_id"] == work.winner)
-                starts.append(
-                    deployments.LeaseStart(
-                        order=work.order, placement=placement, request=work.request, price=price, record=record
-                    )
-                )
-            for work, lease in zip(won, deployments.leases_start(starts, now=now), strict=True):
-                outcomes[work.order.id] = MatchOutcome("matched", lease=lease)
-        waiting = []
-        for work in works:
-            if work.winner is not None:
-                continue
-            # Out of time and out of candidates. (Candidates left after the reserve attempts were
-            # lost to other orders: stay open and try again rather than fail with nodes still free.)
-            if now >= work.order.deadline_at and not work.candidates:
-                reason = no_match_reason(work.request, excluded=work.order.excluded_node_ids)
-                deployments.order_fail(order=work.order, reason=reason, now=now)
-                outcomes[work.order.id] = MatchOutcome("failed", reason=reason)
-            else:
-                waiting.append(work.order.id)
-                outcomes[work.order.id] = MatchOutcome("waiting")
-        if waiting:
-            Order.objects.filter(id__in=waiting).update(retry_at=now + timedelta(seconds=settings.MATCH_RETRY_SECONDS))
-        return outcomes
+    won = [w for w in works if w.winner is not None]
+    records: dict[int, MatchRecord] = {}
+    if won:
+        created = MatchRecord.objects.bulk_create([_record(w, chosen, now) for w in won])
+        records = {id(w): record for w, record in zip(won, created, strict=True)}
+    decisions = []
+    for work in works:
+        if work.winner is not None:
+            row = work.rows[work.winner]
+            provider = providers[row["provider_id"]]
+            placement = Placement(
+                node_id=work.winner,
+                gpu_model_id=row["gpu_model_id"],
+                region_id=row["region_id"],
+                is_simulated=row["is_simulated"],
+                provider_name=provider.name,
+                payee_id=provider.user_id,
+            )
+            price = next(c["price_per_hour_micros"] for c in work.candidates if c["node_id"] == work.winner)
+            decisions.append(Decision(work.order, work.request, placement, price, records[id(work)]))
+        # Out of time and out of candidates. (Candidates left after the reserve attempts were lost
+        # to other orders: stay open and try again rather than fail with nodes still free.)
+        elif now >= work.order.deadline_at and not work.candidates:
+            reason = no_match_reason(work.request, excluded=work.order.excluded_node_ids)
+            decisions.append(Decision(work.order, work.request, failed_reason=reason))
+        else:
+            decisions.append(Decision(work.order, work.request))
+    return decisions
 
 
 def _allocate(works: list[_Work], chosen: dict[str, str]) -> None:
@@ -640,35 +556,6 @@ def _record(work: _Work, chosen: dict[str, str], now: datetime) -> MatchRecord:
         candidate_count=len(work.candidates),
         created_at=now,
     )
-
-
-KICK_KEY = "matchmaker:kick"
-KICK_SECONDS = 30
-
-
-def kick() -> None:
-    """Have a worker match the due orders: queue the `match_order` task unless one is queued and has
-    not started yet (a cache key, cleared by the task as it starts, before it claims: an order
-    committed after that queues a new task). Called on commit of every new order."""
-    from django.core.cache import cache
-
-    from marketplace.tasks import match_order as match_order_task
-
-    if cache.add(KICK_KEY, 1, timeout=KICK_SECONDS):
-        match_order_task.delay()
-
-
-def kick_clear() -> None:
-    from django.core.cache import cache
-
-    cache.delete(KICK_KEY)
-
-
-def match_due_orders(
-    *, now: datetime | None = None, on_full: Callable[[], None] | None = None
-) -> dict[int, MatchOutcome]:
-    """One batch of the orders that are due (see `match_orders`)."""
-    return match_orders(limit=settings.MATCH_BATCH_SIZE, now=now, on_full=on_full)
 
 
 def _usd(micros: int) -> str:

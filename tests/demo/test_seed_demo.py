@@ -324,8 +324,7 @@ def test_every_demo_provider_has_a_recorded_stake_that_covers_its_nodes(settings
 
 def test_a_demo_market_with_rental_history_is_kept_with_a_message_not_a_traceback(django_capture_on_commit_callbacks):
     from marketplace.deployments.forms import spec_for_node
-    from marketplace.deployments.services import deployment_create
-    from marketplace.matching.services import match_order
+    from marketplace.deployments.services import deployment_create, match_order
     from tests.deployments.conftest import fund
 
     demo_seed(nodes=40, seed=3)

@@ -9,7 +9,6 @@ from django.test import Client
 from accounts.api_keys import api_key_create
 from accounts.models import User
 from marketplace.deployments import services as deployments
-from marketplace.matching import services as matchmaker
 from marketplace.models import Deployment
 from tests.deployments.conftest import fund, market, spec_text  # noqa: F401 - fixtures and helpers
 from tests.factories import make_user
@@ -61,6 +60,6 @@ def outsider_api(outsider) -> Client:
 
 def create_and_match(user: User, **spec) -> tuple[Deployment, object]:
     deployment = deployments.deployment_create(user=user, source=spec_text(**spec))
-    outcome = matchmaker.match_order(order_id=deployment.orders.get().id)
+    outcome = deployments.match_order(order_id=deployment.orders.get().id)
     deployment.refresh_from_db()
     return deployment, outcome.lease

@@ -200,9 +200,8 @@ def test_match_proof_is_404_until_matched_then_verifies_with_the_sdk(owner_api, 
     deployment = deployments.deployment_create(user=owner, source=spec_text())
     response = owner_api.get(f"{BASE}/{deployment.id}/match-proof")
     assert response.status_code == 404 and "not been matched" in response.json()["message"]
-    from marketplace.matching import services as matchmaker
 
-    lease = matchmaker.match_order(order_id=deployment.orders.get().id).lease
+    lease = deployments.match_order(order_id=deployment.orders.get().id).lease
     proof = owner_api.get(f"{BASE}/{deployment.id}/match-proof").json()
     checked = verify_match(proof)
     assert checked["ok"] and checked["winner"] == lease.node_id == proof["winner"]

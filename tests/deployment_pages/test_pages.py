@@ -10,7 +10,6 @@ from django.test import Client
 from core import clock
 from marketplace.deployments import services as deployments
 from marketplace.deployments.forms import spec_for_node
-from marketplace.matching import services as matchmaker
 from marketplace.models import Deployment, DeploymentStatus, Lease
 from tests.deployment_pages.conftest import create_and_match, spec_text
 from tests.factories import make_node, make_user
@@ -101,7 +100,7 @@ def test_rent_prefills_a_spec_pinned_to_the_node(owner_client, owner, market):
     response = owner_client.post("/deployments/new/", {"spec": text})
     deployment = Deployment.objects.get(owner=owner)
     assert response.status_code == 302 and response["Location"] == f"/deployments/{deployment.id}/"
-    lease = matchmaker.match_order(order_id=deployment.orders.get().id).lease
+    lease = deployments.match_order(order_id=deployment.orders.get().id).lease
     assert lease.node_id == node.id
     assert lease.price_per_hour_micros < deployment.max_price_per_hour_micros
 
@@ -120,7 +119,7 @@ def test_rent_on_a_cpu_machine_asks_for_no_gpu(owner_client, owner):
     assert "gpu:" not in text and "cpu: {units: 2}" in text
     owner_client.post("/deployments/new/", {"spec": text})
     deployment = Deployment.objects.get(owner=owner)
-    assert matchmaker.match_order(order_id=deployment.orders.get().id).lease.node_id == node.id
+    assert deployments.match_order(order_id=deployment.orders.get().id).lease.node_id == node.id
 
 
 def test_rent_on_an_unknown_or_busy_node_explains_itself(owner_client, market):
@@ -247,7 +246,7 @@ def test_a_failed_deployment_shows_the_reason(owner_client, owner, market):
         user=owner, source=spec_text(model="h100", price="2.00", mode="provider", region="eu-west")
     )
     clock.advance(61)
-    matchmaker.match_order(order_id=deployment.orders.get().id)
+    deployments.match_order(order_id=deployment.orders.get().id)
     html = owner_client.get(f"/deployments/{deployment.id}/").content.decode()
     assert 'data-testid="failure-reason"' in html and "no H100 in eu-west under $2.00/h" in html
     states = dict(re.findall(r'data-step="(\w+)" data-state="(\w+)"', html))
@@ -322,7 +321,7 @@ def test_failover_shows_in_the_stepper_and_timeline(owner_client, owner, market)
     assert "The last node failed; looking for another one." in html
     kinds = re.findall(r'data-testid="event" data-kind="(\w+)"', html)
     assert kinds[-2:] == ["node_failed", "failover"]
-    matchmaker.match_order(order_id=deployment.orders.get(attempt=2).id)
+    deployments.match_order(order_id=deployment.orders.get(attempt=2).id)
     html = owner_client.get(f"/deployments/{deployment.id}/").content.decode()
     assert "on attempt 2 (after a failover)" in html
     new_lease = Lease.objects.get(deployment=deployment, status="active")
@@ -344,7 +343,7 @@ def test_logs_mark_where_the_output_moves_to_another_node(owner_client, owner, m
     deployment, lease = create_and_match(owner)
     deployments.lease_events(lease.node_id, lease.id, [{"type": "log", "stream": "stdout", "lines": ["first"]}])
     deployments.node_leases_fail(node_id=lease.node_id, last_good=clock.now())
-    second = matchmaker.match_order(order_id=deployment.orders.get(attempt=2).id).lease
+    second = deployments.match_order(order_id=deployment.orders.get(attempt=2).id).lease
     deployments.lease_events(second.node_id, second.id, [{"type": "log", "stream": "stdout", "lines": ["again"]}])
     html = owner_client.get(f"/deployments/{deployment.id}/").content.decode()
     log = html.split('data-testid="log-lines">')[1].split("</pre>")[0]

@@ -12,7 +12,6 @@ from billing.models import Hold, UsageMeter
 from billing.selectors import user_balances
 from core import clock
 from marketplace.deployments import services as deployments
-from marketplace.matching import services as matchmaker
 from marketplace.models import CloseReason, DeploymentStatus, Lease, LeaseStatus
 from providers import liveness
 from providers.models import Node, NodeStatus
@@ -28,7 +27,7 @@ def pinned_spec(node_id: int) -> str:
 
 def running_lease(renter, source: str | None = None) -> Lease:
     deployment = deployments.deployment_create(user=renter, source=source or spec_text())
-    lease = matchmaker.match_order(order_id=deployment.orders.get().id).lease
+    lease = deployments.match_order(order_id=deployment.orders.get().id).lease
     deployments.lease_events(lease.node_id, lease.id, [{"type": "provisioning"}, {"type": "running"}])
     lease.refresh_from_db()
     return lease
@@ -185,7 +184,7 @@ def test_a_pinned_deployment_is_closed_without_a_new_hold_and_redeploys_unpinned
     assert "node" not in (yaml.safe_load(again.spec_source)["deployment"].get("attributes") or {})
     # A similar node takes it (the failed one is offline... and full until its agent confirms).
     Node.objects.filter(id=pinned_node.id).update(status=NodeStatus.OFFLINE)
-    new_lease = matchmaker.match_order(order_id=again.orders.get().id).lease
+    new_lease = deployments.match_order(order_id=again.orders.get().id).lease
     assert new_lease.node_id in {market["cheap"].id, market["dear"].id}
 
 
@@ -224,7 +223,7 @@ def test_a_closed_lease_holds_the_node_until_the_agent_reports_the_stop(renter, 
     ]
     Node.objects.exclude(id=node.id).update(status=NodeStatus.OFFLINE)  # this node is the only one
     next_one = deployments.deployment_create(user=renter, source=spec_text())
-    assert matchmaker.match_order(order_id=next_one.orders.get().id).status == "waiting"
+    assert deployments.match_order(order_id=next_one.orders.get().id).status == "waiting"
     node.refresh_from_db()
     assert node.available_gpus == 0
 
@@ -232,7 +231,7 @@ def test_a_closed_lease_holds_the_node_until_the_agent_reports_the_stop(renter, 
     node.refresh_from_db()
     assert node.available_gpus == 1
     clock.advance(10)  # past the retry wait
-    assert matchmaker.match_order(order_id=next_one.orders.get().id).status == "matched"
+    assert deployments.match_order(order_id=next_one.orders.get().id).status == "matched"
 
 
 def test_a_heartbeat_without_the_ended_lease_frees_its_capacity(renter, market):

@@ -27,7 +27,7 @@ def test_create_match_run_close(renter, market, django_capture_on_commit_callbac
     assert user_balances(user=renter).reserved == hold.amount
 
     order = deployment.orders.get()
-    outcome = matchmaker.match_order(order_id=order.id)
+    outcome = deployments.match_order(order_id=order.id)
     assert outcome.status == "matched"
     lease = outcome.lease
     deployment.refresh_from_db()
@@ -93,9 +93,9 @@ def test_no_match_fails_with_a_reason_a_person_can_act_on(renter, market):
         user=renter, source=spec_text(model="h100", price="2.00", mode="provider", region="eu-west")
     )
     order = deployment.orders.get()
-    assert matchmaker.match_order(order_id=order.id).status == "waiting"  # before the deadline
+    assert deployments.match_order(order_id=order.id).status == "waiting"  # before the deadline
     clock.advance(61)
-    outcome = matchmaker.match_order(order_id=order.id)
+    outcome = deployments.match_order(order_id=order.id)
     assert outcome.status == "failed"
     assert outcome.reason.startswith("no H100 in eu-west under $2.00/h")
     assert "1 in us-east from $" in outcome.reason
@@ -106,7 +106,7 @@ def test_no_match_fails_with_a_reason_a_person_can_act_on(renter, market):
 
 def test_node_failure_fails_over_and_charges_nothing_after_the_last_heartbeat(renter, market):
     deployment = deployments.deployment_create(user=renter, source=spec_text())
-    lease = matchmaker.match_order(order_id=deployment.orders.get().id).lease
+    lease = deployments.match_order(order_id=deployment.orders.get().id).lease
     failed_node = lease.node_id
     last_good = clock.now()
     clock.advance(600)
@@ -119,7 +119,7 @@ def test_node_failure_fails_over_and_charges_nothing_after_the_last_heartbeat(re
     assert deployment.status == DeploymentStatus.PENDING
     second = deployment.orders.get(attempt=2)
     assert second.excluded_node_ids == [failed_node]
-    new_lease = matchmaker.match_order(order_id=second.id).lease
+    new_lease = deployments.match_order(order_id=second.id).lease
     assert new_lease.node_id != failed_node
     assert Lease.objects.filter(deployment=deployment, status=LeaseStatus.ACTIVE).count() == 1
     assert "failover" in list(deployment.events.values_list("kind", flat=True))
@@ -132,7 +132,7 @@ def test_demo_nodes_report_like_an_agent_would(renter, market):
 
     Node.objects.update(is_simulated=True)
     deployment = deployments.deployment_create(user=renter, source=spec_text())
-    lease = matchmaker.match_order(order_id=deployment.orders.get().id).lease
+    lease = deployments.match_order(order_id=deployment.orders.get().id).lease
     assert simulate_demo_lease(lease.id) is True
     deployment.refresh_from_db()
     assert deployment.status == DeploymentStatus.RUNNING
@@ -147,7 +147,7 @@ def test_the_matched_event_counts_the_candidates_in_words(renter, market):
     def matched_message(node=None) -> tuple[str, int]:
         source = spec_text() if node is None else spec_text().replace('{region: ""}', f'{{region: "", node: {node}}}')
         deployment = deployments.deployment_create(user=renter, source=source)
-        matchmaker.match_order(order_id=deployment.orders.get().id)
+        deployments.match_order(order_id=deployment.orders.get().id)
         record = MatchRecord.objects.get(order__deployment=deployment)
         return deployment.events.get(kind="matched").message, record.candidate_count
 
@@ -168,7 +168,7 @@ def test_disabling_a_node_ends_its_leases_now_and_fails_over(renter, market, fai
 
     source = spec_text() if failover else spec_text().replace("  mode: fizz", "  mode: fizz\n  failover: false")
     deployment = deployments.deployment_create(user=renter, source=source)
-    lease = matchmaker.match_order(order_id=deployment.orders.get().id).lease
+    lease = deployments.match_order(order_id=deployment.orders.get().id).lease
     clock.advance(1800)
     admin = make_user(email="ops@example.test", is_staff=True)
 
@@ -193,7 +193,7 @@ def test_disabling_a_node_ends_its_leases_now_and_fails_over(renter, market, fai
     if failover:
         assert deployment.status == DeploymentStatus.PENDING and kinds[-1] == "failover"
         assert deployment.orders.get(attempt=2).excluded_node_ids == [node.id]
-        new_lease = matchmaker.match_order(order_id=deployment.orders.get(attempt=2).id).lease
+        new_lease = deployments.match_order(order_id=deployment.orders.get(attempt=2).id).lease
         assert new_lease.node_id != node.id
     else:
         assert (deployment.status, deployment.close_reason) == (DeploymentStatus.CLOSED, "node_disabled")

@@ -51,7 +51,7 @@ def test_a_batch_matches_every_order_with_a_proof_each(renters, settings):
     for n in range(8):
         make_node(gpu_price_per_hour_micros=150_000 + 10_000 * n, uptime_30d=0.9 + n / 100)
     orders = create(renters, 5)
-    outcomes = matchmaker.match_orders(limit=10)
+    outcomes = deployments.match_orders(limit=10)
     assert set(outcomes) == {order.id for order in orders}
     assert {outcome.status for outcome in outcomes.values()} == {"matched"}
     for order in orders:
@@ -74,7 +74,7 @@ def test_two_orders_of_a_batch_never_share_a_node_that_fits_one(renters, setting
     cheapest = make_node(gpu_price_per_hour_micros=100_000)
     second = make_node(gpu_price_per_hour_micros=150_000)
     first_order, second_order = create(renters, 2)
-    matchmaker.match_orders(limit=10)
+    deployments.match_orders(limit=10)
     # Claimed oldest first: the first order gets the cheapest node, the second the next one, and
     # the second's proof leaves out the node it could not have (it was not available to it).
     assert Lease.objects.get(order=first_order).node_id == cheapest.id
@@ -91,7 +91,7 @@ def test_a_node_with_room_for_two_takes_two_orders_of_one_batch(renters, setting
     big = make_node(gpu_price_per_hour_micros=100_000, gpu_count=2, cpu_cores=4, memory_gb=8, storage_gb=40)
     make_node(gpu_price_per_hour_micros=200_000)
     orders = create(renters, 3)  # each: 1 GPU, 2 cores, 4 GB, 20 GB
-    matchmaker.match_orders(limit=10)
+    deployments.match_orders(limit=10)
     on_big = Lease.objects.filter(node=big, status=LeaseStatus.ACTIVE)
     assert sorted(lease.order_id for lease in on_big) == [orders[0].id, orders[1].id]
     big.refresh_from_db()
@@ -105,13 +105,13 @@ def test_an_order_waiting_for_capacity_is_not_claimed_again_before_its_retry_tim
     settings.MATCH_RETRY_SECONDS = 5
     (order,) = create(renters, 1)
     tried_at = clock.now()
-    assert matchmaker.match_orders(limit=10, now=tried_at)[order.id].status == "waiting"
+    assert deployments.match_orders(limit=10, now=tried_at)[order.id].status == "waiting"
     order.refresh_from_db()
     assert order.status == OrderStatus.OPEN and order.retry_at == tried_at + timedelta(seconds=5)
     make_node()
-    assert matchmaker.match_orders(limit=10) == {}  # not due yet
+    assert deployments.match_orders(limit=10) == {}  # not due yet
     clock.advance(5)
-    assert matchmaker.match_orders(limit=10)[order.id].status == "matched"
+    assert deployments.match_orders(limit=10)[order.id].status == "matched"
 
 
 def test_the_batch_takes_the_oldest_due_orders_and_says_when_it_was_full(renters, settings):
@@ -119,9 +119,9 @@ def test_the_batch_takes_the_oldest_due_orders_and_says_when_it_was_full(renters
         make_node()
     orders = create(renters, 4)
     full = []
-    first = matchmaker.match_orders(limit=3, on_full=lambda: full.append(1))
+    first = deployments.match_orders(limit=3, on_full=lambda: full.append(1))
     assert set(first) == {order.id for order in orders[:3]} and full == [1]
-    rest = matchmaker.match_orders(limit=3, on_full=lambda: full.append(2))
+    rest = deployments.match_orders(limit=3, on_full=lambda: full.append(2))
     assert set(rest) == {orders[3].id} and full == [1]
 
 
@@ -130,10 +130,10 @@ def test_queries_do_not_grow_with_the_batch(renters, settings):
         make_node(gpu_price_per_hour_micros=150_000 + 1_000 * n)
     create(renters, 2)
     with CaptureQueriesContext(connection) as two:
-        assert len(matchmaker.match_orders(limit=10)) == 2
+        assert len(deployments.match_orders(limit=10)) == 2
     create(renters, 6)
     with CaptureQueriesContext(connection) as six:
-        assert len(matchmaker.match_orders(limit=10)) == 6
+        assert len(deployments.match_orders(limit=10)) == 6
     assert len(six) == len(two), [q["sql"][:80] for q in six.captured_queries]
 
 
@@ -151,7 +151,7 @@ def test_a_batch_that_fails_is_matched_one_order_at_a_time(renters, settings, mo
         return real(starts, now=now)
 
     monkeypatch.setattr(deployments, "leases_start", refuse_the_bad_one)
-    outcomes = matchmaker.match_orders(limit=10)
+    outcomes = deployments.match_orders(limit=10)
     assert {order_id: outcome.status for order_id, outcome in outcomes.items()} == {
         good.id: "matched",
         other.id: "matched",
@@ -162,7 +162,7 @@ def test_a_batch_that_fails_is_matched_one_order_at_a_time(renters, settings, mo
     assert "matching a batch of 3 orders failed" in caplog.text
     # It waits like an order without a node, so the next batch does not claim it again at once.
     assert bad.retry_at is not None and bad.retry_at > clock.now()
-    assert matchmaker.match_orders(limit=10) == {}
+    assert deployments.match_orders(limit=10) == {}
     assert ledger_total() == 0 and not cached_balances_mismatch()
 
 
@@ -171,12 +171,12 @@ def test_new_orders_wake_one_worker_not_one_each(renters, monkeypatch, django_ca
 
     sent = []
     monkeypatch.setattr(tasks.match_order, "delay", lambda: sent.append(1))
-    matchmaker.kick_clear()
+    deployments.kick_clear()
     with django_capture_on_commit_callbacks(execute=True):
         create(renters, 3)
     assert sent == [1]
     # The task clears the wake-up as it starts, before it claims: an order after that wakes again.
-    monkeypatch.setattr(matchmaker, "match_due_orders", lambda **kwargs: {})
+    monkeypatch.setattr(deployments, "match_due_orders", lambda **kwargs: {})
     tasks.match_order()
     with django_capture_on_commit_callbacks(execute=True):
         create(renters, 1)

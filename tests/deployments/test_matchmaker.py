@@ -90,7 +90,7 @@ def only(settings, factor: str) -> None:
 
 def match(user, source: dict[str, Any]) -> Lease:
     deployment = deployments.deployment_create(user=user, source=source)
-    outcome = matchmaker.match_order(order_id=deployment.orders.get().id)
+    outcome = deployments.match_order(order_id=deployment.orders.get().id)
     assert outcome.status == "matched", outcome
     return outcome.lease
 
@@ -275,7 +275,7 @@ def test_failover_never_goes_back_to_the_failed_node(rich, settings):
     retry = lease.deployment.orders.get(attempt=2)
     assert retry.excluded_node_ids == [failed.id]
     assert candidates(spec(), excluded=retry.excluded_node_ids) == [spare.id]
-    outcome = matchmaker.match_order(order_id=retry.id)
+    outcome = deployments.match_order(order_id=retry.id)
     assert outcome.status == "matched" and outcome.lease.node_id == spare.id
     assert [c["node_id"] for c in MatchRecord.objects.get(order=retry).candidates] == [spare.id]
 
@@ -416,7 +416,7 @@ def test_random_weight_follows_the_seed(rich, settings):
     seed = matchmaker.order_seed(order)
     draws = {node.id: matching.random_factor(seed, node.id) for node in nodes}
     expected = max(draws, key=lambda node_id: (draws[node_id], -node_id))
-    lease = matchmaker.match_order(order_id=order.id).lease
+    lease = deployments.match_order(order_id=order.id).lease
     assert lease.node_id == expected
     assert winner_factors(lease)["random"] == draws[expected]
     assert MatchRecord.objects.get(order=order).seed == seed
@@ -450,7 +450,7 @@ def test_the_same_order_gives_the_same_seed_and_winner(rich, settings):
     again = matching.score_candidates(copy.deepcopy(snapshot), matchmaker.weights(), seed)
     assert first == again
 
-    lease = matchmaker.match_order(order_id=order.id).lease
+    lease = deployments.match_order(order_id=order.id).lease
     record = MatchRecord.objects.get(order=order)
     assert lease.node_id == first[0]["node_id"] == record.winner_node_id
     assert record.seed == seed and record.scores == first[:10]
@@ -496,13 +496,13 @@ def test_the_failure_reason_names_what_is_missing_and_what_there_is(rich, settin
         user=rich, source=spec(mode="provider", model="h100", price="2.00", region="eu-west")
     )
     order = deployment.orders.get()
-    assert matchmaker.match_order(order_id=order.id).status == "waiting"
+    assert deployments.match_order(order_id=order.id).status == "waiting"
     order.refresh_from_db()
     assert order.status == OrderStatus.OPEN and (order.deadline_at - order.created_at).total_seconds() == 30
     clock.advance(29)
-    assert matchmaker.match_order(order_id=order.id).status == "waiting"
+    assert deployments.match_order(order_id=order.id).status == "waiting"
     clock.advance(1)
-    outcome = matchmaker.match_order(order_id=order.id)
+    outcome = deployments.match_order(order_id=order.id)
     assert outcome.status == "failed"
     assert outcome.reason == (
         "no H100 in eu-west under $2.00/h with 1 free GPU; 14 in us-east from $2.35/h; 3 in ap-south from $2.60/h."
@@ -519,7 +519,7 @@ def test_the_failure_reason_when_nothing_fits_anywhere(rich, settings):
     make_node(gpu_model="rtx3090")
     deployment = deployments.deployment_create(user=rich, source=spec(model="rtx4090", price="0.40"))
     clock.advance(2)
-    outcome = matchmaker.match_order(order_id=deployment.orders.get().id)
+    outcome = deployments.match_order(order_id=deployment.orders.get().id)
     assert outcome.reason == (
         "no rtx4090 under $0.40/h with 1 free GPU; none anywhere in fizz mode (tiers 4, 5, 6, 7) "
         "with that much free capacity."
@@ -670,7 +670,7 @@ def test_a_candidate_taken_meanwhile_leaves_the_proof(rich, settings, monkeypatc
         return rows
 
     monkeypatch.setattr(matchmaker, "candidate_rows_many", rows_then_someone_else_reserves)
-    lease = matchmaker.match_order(order_id=deployment.orders.get().id).lease
+    lease = deployments.match_order(order_id=deployment.orders.get().id).lease
     assert lease.node_id == second.id
     record = MatchRecord.objects.get(order=lease.order)
     assert [c["node_id"] for c in record.candidates] == [second.id]

@@ -20,7 +20,6 @@ from django.db import OperationalError
 from django.test import Client
 
 from marketplace.deployments import services as deployments
-from marketplace.matching import services as matchmaker
 from marketplace.models import Lease, LeaseStatus
 from providers import liveness
 from providers.models import Node, NodeStatus
@@ -125,7 +124,7 @@ def test_a_killed_agent_fails_over_within_the_grace_plus_one_fold(short_liveness
         renter = make_user(email="renter@example.test")
         fund(renter, 20)
         deployment = deployments.deployment_create(user=renter, source=spec())
-        lease = matchmaker.match_order(order_id=deployment.orders.get().id).lease
+        lease = deployments.match_order(order_id=deployment.orders.get().id).lease
         assert lease is not None and lease.node_id == node.id, agent.output()
         wait_for(lambda: Lease.objects.get(id=lease.id).agent_state == "running", timeout=30,
                  what="the agent to run the workload")  # fmt: skip
@@ -188,7 +187,7 @@ def test_a_closed_lease_keeps_the_node_until_the_workload_is_gone(short_liveness
         renter = make_user(email="renter@example.test")
         fund(renter, 20)
         deployment = deployments.deployment_create(user=renter, source=spec())
-        lease = matchmaker.match_order(order_id=deployment.orders.get().id).lease
+        lease = deployments.match_order(order_id=deployment.orders.get().id).lease
 
         def recorded_pid() -> int | None:
             leases = (ConfigDir(home).load_state() or {}).get("leases") or []

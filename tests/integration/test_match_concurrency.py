@@ -220,7 +220,7 @@ def test_two_workers_match_500_orders_without_over_allocating(postgresql_and_red
     # The orders queued a matchmaker task on commit; it is queued again once both workers are up,
     # so that neither drains the batches alone while the other is still starting.
     app.control.purge()
-    matchmaker.kick_clear()
+    deployments.kick_clear()
 
     with tempfile.TemporaryDirectory(prefix="match-workers-") as log_dir:
         workers = [start_worker(index, Path(log_dir)) for index in range(WORKERS)]
@@ -229,7 +229,7 @@ def test_two_workers_match_500_orders_without_over_allocating(postgresql_and_red
             while not all(" ready." in log.read_text() for _, log in workers) and time.monotonic() < ready_by:
                 assert all(process.poll() is None for process, _ in workers), "a worker died while starting"
                 time.sleep(0.2)
-            matchmaker.kick()
+            deployments.kick()
             deadline = time.monotonic() + MAX_WAIT_SECONDS
             while unfinished() and time.monotonic() < deadline:
                 if any(process.poll() is not None for process, _ in workers):

@@ -142,7 +142,6 @@ def test_node_admin_edits_prices_and_status_but_not_what_leases_and_heartbeats_k
 
 def test_disabling_a_leased_node_in_the_admin_ends_its_lease(admin_client, provider):
     from marketplace.deployments import services as deployments
-    from marketplace.matching import services as matchmaker
     from marketplace.models import LeaseStatus
     from providers.models import Node, NodeStatus
     from tests.deployments.conftest import fund, spec_text
@@ -152,7 +151,7 @@ def test_disabling_a_leased_node_in_the_admin_ends_its_lease(admin_client, provi
     fund(renter)
     source = spec_text(model=node.gpu_model_id, price="3", duration="1h")
     deployment = deployments.deployment_create(user=renter, source=source)
-    lease = matchmaker.match_order(order_id=deployment.orders.get().id).lease
+    lease = deployments.match_order(order_id=deployment.orders.get().id).lease
     assert lease.node_id == node.id
     form = {
         "name": node.name,
