@@ -13,7 +13,8 @@ def enqueue(name: str, *args, countdown: int | None = None) -> None:
     message either way."""
     task = current_app.tasks.get(name)
     if task is None:
-        current_app.send_task(name, args=args, countdown=countdown)
+        # ignore_result as the tasks declare it: else this process would wait on a result channel.
+        current_app.send_task(name, args=args, countdown=countdown, ignore_result=True)
     elif countdown is None:
         task.delay(*args)
     else:

@@ -1,4 +1,6 @@
-"""Deployments: create (spec, estimate, hold, order), leases, agent events, close, expiry, failover.
+"""Deployments: create (spec, estimate, hold, order), matching the open orders (marketplace.matching
+decides the placements; this module claims the orders and starts the leases), leases, agent
+events, close, expiry, failover.
 
 Billing: a deployment holds funds for its duration (at most DEPLOYMENT_HOLD_HOURS up front) at its
 max price while it looks for a node. A match swaps that hold for a usage meter at the lease's
@@ -207,7 +209,7 @@ def _order_open(deployment: Deployment, *, attempt: int, excluded: list[int], no
 def lease_start(
     *, order: Order, placement: matchmaker.Placement, request, price: int, record: MatchRecord, now: datetime
 ) -> Lease:
-    """Called by the matchmaker inside its transaction, with the order and `order.deployment` locked
+    """Called inside the matching transaction (`match_orders`), with the order and `order.deployment` locked
     and the node's capacity reserved. The deployment's worst-case hold becomes the lease meter's
     hold at the locked price in one ledger posting (billing's hold_swap): a batch of one
     (`leases_start`); free leases and deployments without a hold are written here."""
@@ -266,7 +268,7 @@ class LeaseStart:
 
 
 def leases_start(starts: list[LeaseStart], *, now: datetime) -> list[Lease]:
-    """`lease_start` for a batch of matches in the matchmaker's transaction: the same rows and the
+    """`lease_start` for a batch of matches in the matching transaction (`match_orders`): the same rows and the
     same ledger postings, written with a fixed number of queries (one INSERT or UPDATE per table)
     whatever the batch's size. A refusal from billing (which cannot happen while the orders'
     deployments are locked: see `hold_swaps`) is raised and the caller's transaction rolls back."""
