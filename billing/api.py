@@ -15,8 +15,9 @@ from billing.forms import parse_usd_amount
 from billing.models import TransactionKind
 from billing.references import describe_transactions
 from billing.selectors import user_balances
-from billing.statements import TransactionFilter, transaction_page, usd
+from billing.statements import TransactionFilter, transaction_page
 from core.errors import ApplicationError
+from core.money import exact_usd
 from core.schemas import ErrorOut
 
 router = Router(tags=["billing"], auth=api_auth)
@@ -42,11 +43,11 @@ class BalanceOut(BaseModel):
 def balance(request: HttpRequest):
     balances = user_balances(user=_user(request))
     return {
-        "available": usd(balances.available),
+        "available": exact_usd(balances.available),
         "available_micros": balances.available,
-        "reserved": usd(balances.reserved),
+        "reserved": exact_usd(balances.reserved),
         "reserved_micros": balances.reserved,
-        "debt": usd(balances.debt),
+        "debt": exact_usd(balances.debt),
         "debt_micros": balances.debt,
     }
 
@@ -81,11 +82,11 @@ def _transaction_item(row: dict) -> dict[str, Any]:
         "id": row["id"],
         "kind": row["kind"],
         "created_at": row["created_at"],
-        "amount": usd(row["available"]),
+        "amount": exact_usd(row["available"]),
         "amount_micros": row["available"],
-        "reserved_amount": usd(row["reserved"]),
+        "reserved_amount": exact_usd(row["reserved"]),
         "reserved_amount_micros": row["reserved"],
-        "debt_amount": usd(row["owed"]),
+        "debt_amount": exact_usd(row["owed"]),
         "debt_amount_micros": row["owed"],
         "memo": row["memo"],
         "description": row["description"],
@@ -154,7 +155,7 @@ def topups_create(request: HttpRequest, body: TopUpIn):  # "body": the error han
             "topup_id": intent.topup.id,
             "client_secret": intent.client_secret,
             "publishable_key": intent.publishable_key,
-            "amount": usd(intent.topup.amount),
+            "amount": exact_usd(intent.topup.amount),
             "amount_micros": intent.topup.amount,
         },
     )

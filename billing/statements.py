@@ -51,13 +51,6 @@ MAX_ROW_ID = 2**63 - 1
 KIND_LABELS = dict(TransactionKind.choices)
 
 
-def usd(micros: int) -> str:
-    """Micro-dollars as an exact decimal string with 6 places: -1500000 -> '-1.500000'."""
-    sign = "-" if micros < 0 else ""
-    micros = abs(micros)
-    return f"{sign}{micros // 1_000_000}.{micros % 1_000_000:06d}"
-
-
 def signed_usd(micros: int) -> str:
     """For display: '+$25.00', '−$0.123456' (a true minus sign), '$0.00'."""
     if micros == 0:

@@ -31,11 +31,10 @@ from billing.statements import (
     topup_get_for_user,
     transaction_list,
     transaction_rows_for_export,
-    usd,
 )
 from billing.stripe_service import NOT_CONFIGURED, card_payments_configured
 from core.errors import ApplicationError
-from core.money import format_usd
+from core.money import exact_usd, format_usd
 from core.query import parse_query_filters
 
 TRANSACTIONS_PAGE_SIZE = 50
@@ -199,9 +198,9 @@ def _csv_lines(rows: Iterator[dict]) -> Iterator[str]:
                 KIND_LABELS.get(row["kind"], row["kind"]),
                 _csv_text(row["description"]),
                 _csv_text(f"{row['reference_type']}:{row['reference_id']}"),
-                usd(row["available"]),
-                usd(row["reserved"]),
-                usd(row["owed"]),
+                exact_usd(row["available"]),
+                exact_usd(row["reserved"]),
+                exact_usd(row["owed"]),
             ]
         )
 

@@ -38,3 +38,11 @@ def format_usd(micros: int, places: int = 3) -> str:
     exponent = -value.as_tuple().exponent if value.as_tuple().exponent < 0 else 0  # type: ignore[operator]
     shown = max(2, min(places, exponent))
     return f"${value:,.{shown}f}"
+
+
+def exact_usd(micros: int) -> str:
+    """Micro-dollars as an exact decimal string with 6 places, for APIs and CSV:
+    175000 -> '0.175000', -1500000 -> '-1.500000'."""
+    sign = "-" if micros < 0 else ""
+    micros = abs(micros)
+    return f"{sign}{micros // 1_000_000}.{micros % 1_000_000:06d}"

@@ -20,7 +20,7 @@ from pydantic import (
 
 from accounts.auth import BearerAuth, api_auth
 from core.errors import ApplicationError
-from core.money import parse_plain_decimal
+from core.money import exact_usd, parse_plain_decimal
 from core.schemas import ErrorOut
 from core.throttle import auth_failure, auth_refuse_if_blocked
 from providers import hooks, liveness, selectors, services
@@ -259,7 +259,7 @@ def register(request: HttpRequest, payload: RegisterIn):
             "gpu_count": node.gpu_count,
             "gpu_tier": node.gpu_tier,
             "trust_tier": node.trust_tier,
-            "price_per_hour": f"{Decimal(node.price_per_hour_micros) / 1_000_000:.6f}",
+            "price_per_hour": exact_usd(node.price_per_hour_micros),
             "heartbeat_interval_seconds": _interval(),
             "warnings": result.warnings,
             "rentable": result.rentable,

@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Cast
 
+from core.money import exact_usd
+
 SPON_DECIMALS = 18  # $SPON base units per token, as on chain
 
 
@@ -323,7 +325,7 @@ class ProviderGpuPrice(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.gpu_model_id}: {self.price_per_hour_micros / 1_000_000:.6f} USD per GPU-hour"
+        return f"{self.gpu_model_id}: {exact_usd(self.price_per_hour_micros)} USD per GPU-hour"
 
 
 class NodeToken(models.Model):

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from core import clock
+from core.money import exact_usd
 from providers import hooks, liveness
 from providers.models import GpuModel, Node, NodeChallenge, NodeEra, NodeEvent, ProviderProfile, Region, StakeEvent
 
@@ -109,7 +110,7 @@ def provider_node_rows(*, provider: ProviderProfile, node_ids: list[int] | None 
                 "uptime_1d": node.uptime_1d,
                 "uptime_7d": node.uptime_7d,
                 "uptime_30d": node.uptime_30d,
-                "price_per_hour": f"{Decimal(node.price_per_hour_micros) / 1_000_000:.6f}",
+                "price_per_hour": exact_usd(node.price_per_hour_micros),
                 "lease": leases.get(node.id, ""),
                 "utilization": _utilization(usage or {}),
                 "in_cooldown": bool(node.rewards_eligible_from and node.rewards_eligible_from > now),

@@ -6,6 +6,7 @@ from django.http import HttpRequest
 from ninja import Query, Router, Schema
 from pydantic import BaseModel, Field
 
+from core.money import exact_usd
 from core.schemas import ErrorOut
 from marketplace.catalog.filters import OfferFilter
 from marketplace.catalog.selectors import market_board, offer_page, offer_row
@@ -16,11 +17,6 @@ router = Router(tags=["catalog"])
 
 
 ERRORS = {code: ErrorOut for code in (400, 404, 422)}
-
-
-def _usd(micros: int) -> str:
-    """Micro-dollars as an exact decimal string with 6 places: 175000 -> '0.175000'."""
-    return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
 
 class OfferOut(BaseModel):
@@ -78,9 +74,9 @@ def _offer_item(row: dict) -> dict:
         "bandwidth_mbps": row["bandwidth_mbps"],
         "region": row["region_id"],
         "mode": row["mode"],
-        "price_per_hour": _usd(row["price_per_hour_micros"]),
-        "price_per_gpu_hour": _usd(row["price_per_gpu_hour_micros"]),
-        "price_per_vram_gb_hour": _usd(row["price_per_vram_gb_micros"]),
+        "price_per_hour": exact_usd(row["price_per_hour_micros"]),
+        "price_per_gpu_hour": exact_usd(row["price_per_gpu_hour_micros"]),
+        "price_per_vram_gb_hour": exact_usd(row["price_per_vram_gb_micros"]),
         "uptime_1d": row["uptime_1d"],
         "uptime_7d": row["uptime_7d"],
         "uptime_30d": row["uptime_30d"],
@@ -185,10 +181,10 @@ def market(request: HttpRequest, filters: Query[OfferFilter]):
             "unit": "gpu" if row.kind == "gpu" else "machine",
             "lowest_price_per_gpu_hour": None
             if row.lowest_price_per_gpu_hour_micros is None
-            else _usd(row.lowest_price_per_gpu_hour_micros),
+            else exact_usd(row.lowest_price_per_gpu_hour_micros),
             "median_price_per_gpu_hour": None
             if row.median_price_per_gpu_hour_micros is None
-            else _usd(row.median_price_per_gpu_hour_micros),
+            else exact_usd(row.median_price_per_gpu_hour_micros),
         }
         for row in market_board(filters=filters)
     ]

@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 from accounts.auth import api_auth
 from accounts.models import User
 from billing.selectors import user_balances
-from billing.statements import decode_cursor, encode_cursor, usd
+from billing.statements import decode_cursor, encode_cursor
+from core.money import exact_usd
 from core.schemas import ErrorOut
 from marketplace.deployments import services as deployments
 from marketplace.deployments.selectors import MAX_ID, deployment_lease, deployment_log_lines, leases_by_deployment
@@ -238,11 +239,11 @@ class ValidateOut(BaseModel):
 def _estimate(cost: dict[str, Any]) -> dict[str, Any]:
     total = cost["max_total_micros"]
     return {
-        "max_price_per_hour": usd(cost["max_price_per_hour_micros"]),
+        "max_price_per_hour": exact_usd(cost["max_price_per_hour_micros"]),
         "max_price_per_hour_micros": cost["max_price_per_hour_micros"],
-        "max_total": usd(total) if total is not None else None,
+        "max_total": exact_usd(total) if total is not None else None,
         "max_total_micros": total,
-        "hold": usd(cost["hold_micros"]),
+        "hold": exact_usd(cost["hold_micros"]),
         "hold_micros": cost["hold_micros"],
         "hold_hours": cost["hold_hours"],
     }
@@ -262,7 +263,7 @@ def _lease(lease: Lease) -> dict[str, Any]:
         "cpu_cores": lease.cpu_cores,
         "memory_gb": lease.memory_gb,
         "storage_gb": lease.storage_gb,
-        "price_per_hour": usd(lease.price_per_hour_micros),
+        "price_per_hour": exact_usd(lease.price_per_hour_micros),
         "price_per_hour_micros": lease.price_per_hour_micros,
         "agent_state": lease.agent_state,
         "started_at": lease.started_at,
@@ -306,9 +307,9 @@ def _detail(request: HttpRequest, deployment: Deployment) -> dict[str, Any]:
         "closed_at": deployment.closed_at,
         "close_reason": deployment.close_reason,
         "failure_reason": deployment.failure_reason,
-        "max_price_per_hour": usd(deployment.max_price_per_hour_micros),
+        "max_price_per_hour": exact_usd(deployment.max_price_per_hour_micros),
         "max_price_per_hour_micros": deployment.max_price_per_hour_micros,
-        "cost_so_far": usd(cost),
+        "cost_so_far": exact_usd(cost),
         "cost_so_far_micros": cost,
         "lease": _lease(lease) if lease else None,
         "match": match,
@@ -358,7 +359,7 @@ def validate(request: HttpRequest, body: SpecIn):
         "valid": True,
         "errors": [],
         "estimate": _estimate(cost),
-        "available": usd(balances.available),
+        "available": exact_usd(balances.available),
         "available_micros": balances.available,
         "enough_credits": not balances.debt and balances.available >= cost["hold_micros"],
     }
@@ -429,9 +430,9 @@ def deployment_list(
                 "node_id": lease.node_id if lease else None,
                 "gpu_units": deployment.spec.get("gpu_units", 0),
                 "gpu_model": lease.node.gpu_model_id if lease else (models[0] if models else None),
-                "price_per_hour": usd(price),
+                "price_per_hour": exact_usd(price),
                 "price_per_hour_micros": price,
-                "cost_so_far": usd(cost),
+                "cost_so_far": exact_usd(cost),
                 "cost_so_far_micros": cost,
             }
         )

@@ -558,10 +558,6 @@ def _record(work: _Work, chosen: dict[str, str], now: datetime) -> MatchRecord:
     )
 
 
-def _usd(micros: int) -> str:
-    return format_usd(micros, places=2)
-
-
 def no_match_reason(request: Request, *, excluded: list[int] = ()) -> str:
     """Say what is missing and what there is instead, e.g. "no H100 in eu-west under $2.00/h;
     14 in us-east from $2.35/h"."""
@@ -569,7 +565,7 @@ def no_match_reason(request: Request, *, excluded: list[int] = ()) -> str:
         f"{request.gpu_units}-GPU node" if request.gpu_units else "node"
     )
     where = f" in {', '.join(request.regions)}" if request.regions else ""
-    wanted = f"no {what}{where} under {_usd(request.max_price_per_hour_micros)}/h"
+    wanted = f"no {what}{where} under {format_usd(request.max_price_per_hour_micros, places=2)}/h"
     if request.gpu_units:
         wanted += f" with {request.gpu_units} free GPU{'s' if request.gpu_units > 1 else ''}"
     # The same order without the price and region limits: what would there be?
@@ -587,7 +583,7 @@ def no_match_reason(request: Request, *, excluded: list[int] = ()) -> str:
         tiers = ", ".join(str(t) for t in request.tiers)
         return f"{wanted}; none anywhere in {request.mode} mode (tiers {tiers}) with that much free capacity."
     alternatives = "; ".join(
-        f"{row['n']} in {row['region_id']} from {_usd(int(row['cheapest']))}/h" for row in by_region
+        f"{row['n']} in {row['region_id']} from {format_usd(int(row['cheapest']), places=2)}/h" for row in by_region
     )
     return f"{wanted}; {alternatives}."
 
