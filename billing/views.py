@@ -34,6 +34,7 @@ from billing.statements import (
 )
 from billing.stripe_service import NOT_CONFIGURED, card_payments_configured
 from core.errors import ApplicationError
+from core.htmx import fragment_requested, push_filters_url, vary_on_htmx
 from core.money import exact_usd, format_usd
 from core.query import parse_query_filters
 
@@ -49,12 +50,6 @@ def _display(row: dict) -> dict:
         "reserved_display": signed_usd(row["reserved"]) if row["reserved"] else "",
         "owed_display": signed_usd(row["owed"]) if row["owed"] else "",
     }
-
-
-def _fragment_requested(request: HttpRequest, target_id: str) -> bool:
-    # htmx 4 names the target "tag#id", htmx 2 just "id"; a history restore needs the whole page.
-    htmx = request.htmx  # type: ignore[attr-defined]
-    return bool(htmx) and not htmx.history_restore_request and (htmx.target or "").endswith(target_id)
 
 
 # --- Overview and top-up -------------------------------------------------------------------
@@ -120,11 +115,10 @@ def topup_status(request: HttpRequest, topup_id: int) -> HttpResponse:
     """Where Stripe sends the card holder back; credits appear once the webhook confirms."""
     topup = topup_get_for_user(user=request.user, topup_id=topup_id)
     template = "billing/topup_status.html"
-    if _fragment_requested(request, "topup-status"):
+    if fragment_requested(request, "topup-status"):
         template += "#topup-status"
     response = render(request, template, {"topup": topup, "balances": user_balances(user=request.user)})
-    response["Vary"] = "HX-Request, HX-Target, HX-History-Restore-Request"
-    return response
+    return vary_on_htmx(response)
 
 
 # --- Transactions --------------------------------------------------------------------------
@@ -152,14 +146,10 @@ def transactions(request: HttpRequest) -> HttpResponse:
         "csv_query": urlencode(active),
     }
     template = "billing/transactions.html"
-    if _fragment_requested(request, "transactions-results"):
+    if fragment_requested(request, "transactions-results"):
         template += "#transactions-results"
-    response = render(request, template, context)
-    response["Vary"] = "HX-Request, HX-Target, HX-History-Restore-Request"
-    if request.htmx:  # type: ignore[attr-defined]
-        # The URL to remember is the cleaned filter set, not every empty form field.
-        query = urlencode({**active, **({"page": page.number} if page.number > 1 else {})})
-        response["HX-Push-Url"] = f"{request.path}?{query}" if query else request.path
+    response = vary_on_htmx(render(request, template, context))
+    push_filters_url(request, response, active, page.number)
     return response
 
 

@@ -23,6 +23,7 @@ from django.views.decorators.http import require_POST
 from billing.payouts import provider_earnings
 from core import clock
 from core.errors import ApplicationError
+from core.htmx import fragment_requested, vary_on_htmx
 from core.money import HOURS_PER_MONTH
 from providers.forms import MODE_HELP, NodeTokenForm, ProviderPricesForm, ProviderProfileForm, attach_error
 from providers.models import GpuModel, GpuTier, NodeStatus, ProviderProfile
@@ -54,15 +55,8 @@ from providers.services import (
 )
 from providers.uptime import heartbeat_strip, node_uptime, uptime_daily
 
-REFRESH_VARY = "HX-Request, HX-Target, HX-History-Restore-Request"
 # Uptime at or above this is shown as fully up (a second of downtime in a quarter hour is noise).
 UP = 0.999
-
-
-def _fragment_requested(request: HttpRequest, target_id: str) -> bool:
-    # htmx 4 names the target "tag#id", htmx 2 just "id"; a history restore needs the whole page.
-    htmx = request.htmx  # type: ignore[attr-defined]
-    return bool(htmx) and not htmx.history_restore_request and (htmx.target or "").endswith(target_id)
 
 
 def provider_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -297,7 +291,7 @@ def dashboard(request: HttpRequest, provider: ProviderProfile) -> HttpResponse:
     }
     # Read with the rows: a node that registers between two refreshes changes what is needed.
     context["stake"] = _stake_display(stake_summary(provider=provider), with_history=False)
-    if _fragment_requested(request, "nodes-table"):
+    if fragment_requested(request, "nodes-table"):
         # The table, and the "nodes online" and stake cards and the stake warning out of band, so
         # they never disagree with it (a new node must not sit beside "0 of 0 $SPON needed").
         html = render_to_string("providers/dashboard.html#nodes-table", context, request=request)
@@ -310,7 +304,7 @@ def dashboard(request: HttpRequest, provider: ProviderProfile) -> HttpResponse:
             "hold_hours": settings.EARNINGS_HOLD_HOURS,
         }
         response = render(request, "providers/dashboard.html", context)
-    response["Vary"] = REFRESH_VARY
+    vary_on_htmx(response)
     return response
 
 
@@ -326,9 +320,9 @@ def node_detail(request: HttpRequest, provider: ProviderProfile, node_id: int) -
         # The stored uptimes are refreshed every few minutes; one node is cheap to compute now.
         row.update(node_uptime(node))
     context: dict[str, Any] = {"provider": provider, "node": node, "row": row}
-    if _fragment_requested(request, "node-status"):
+    if fragment_requested(request, "node-status"):
         response = render(request, "providers/node_detail.html#node-status", context)
-        response["Vary"] = REFRESH_VARY
+        vary_on_htmx(response)
         return response
     context.update(
         {
@@ -341,7 +335,7 @@ def node_detail(request: HttpRequest, provider: ProviderProfile, node_id: int) -
         }
     )
     response = render(request, "providers/node_detail.html", context)
-    response["Vary"] = REFRESH_VARY
+    vary_on_htmx(response)
     return response
 
 

@@ -4,9 +4,9 @@ from django.conf import settings
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.utils.http import urlencode
 
 from core.errors import ApplicationError
+from core.htmx import fragment_requested, push_filters_url, vary_on_htmx
 from core.query import parse_query_filters
 from marketplace.catalog.filters import SORT_LABELS, TIER_HELP, OfferFilter
 from marketplace.catalog.selectors import OFFER_COLUMNS, check_references, market_board, offer_get_for_user, offer_list
@@ -75,17 +75,10 @@ def catalog(request: HttpRequest) -> HttpResponse:
     }
     template = "marketplace/catalog.html"
     # htmx swaps only #catalog-results; a history restore (back button) needs the whole page.
-    # htmx 4 names the target as "tag#id", htmx 2 as "id".
-    htmx = request.htmx
-    fragment = bool(htmx) and not htmx.history_restore_request and (htmx.target or "").endswith("catalog-results")
-    if fragment:
+    if fragment_requested(request, "catalog-results"):
         template += "#catalog-results"
-    response = render(request, template, context)
-    response["Vary"] = "HX-Request, HX-Target, HX-History-Restore-Request"
-    if htmx:
-        # The URL to remember is the cleaned filter set, not every empty form field.
-        query = urlencode({**active, **({"page": page.number} if page.number > 1 else {})})
-        response["HX-Push-Url"] = f"{request.path}?{query}" if query else request.path
+    response = vary_on_htmx(render(request, template, context))
+    push_filters_url(request, response, active, page.number)
     return response
 
 

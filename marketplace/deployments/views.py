@@ -29,6 +29,7 @@ from spheron_sdk import matching
 from billing.selectors import user_balances
 from core import clock
 from core.errors import ApplicationError
+from core.htmx import fragment_requested, vary_on_htmx
 from core.money import format_usd
 from marketplace.catalog.selectors import offer_get_for_user
 from marketplace.deployments.forms import TEMPLATES, SpecForm, node_tier_outside_mode, spec_for_node
@@ -64,7 +65,6 @@ from marketplace.models import (
 )
 from providers.models import GpuModel, ProviderProfile
 
-REFRESH_VARY = "HX-Request, HX-Target, HX-History-Restore-Request"
 LIST_PAGE_SIZE = 20
 LOG_TAIL = 500  # lines a page starts with
 # Keep polling the logs briefly after the end: the agent flushes its last lines after it stops.
@@ -78,12 +78,6 @@ STEPS = (
     (DeploymentStatus.CLOSED, "Closed", "stopped and settled"),
 )
 STATUS_FILTERS = {"active": ("Active", ACTIVE_DEPLOYMENT_STATUSES), "ended": ("Ended", ("closed", "failed"))}
-
-
-def _fragment_requested(request: HttpRequest, target_id: str) -> bool:
-    # htmx 4 names the target "tag#id", htmx 2 just "id"; a history restore needs the whole page.
-    htmx = request.htmx  # type: ignore[attr-defined]
-    return bool(htmx) and not htmx.history_restore_request and (htmx.target or "").endswith(target_id)
 
 
 def _deployment(request: HttpRequest, deployment_id: int) -> Deployment:
@@ -256,10 +250,10 @@ def deployment_list(request: HttpRequest) -> HttpResponse:
         "refresh_url": f"{request.path}?{urlencode({**active, 'page': page.number})}",
     }
     template = "deployments/list.html"
-    if _fragment_requested(request, "deployments-table"):
+    if fragment_requested(request, "deployments-table"):
         template += "#deployments-table"
     response = render(request, template, context)
-    response["Vary"] = REFRESH_VARY
+    vary_on_htmx(response)
     return response
 
 
@@ -420,7 +414,7 @@ def _detail_context(request: HttpRequest, deployment: Deployment) -> dict[str, A
 def deployment_detail(request: HttpRequest, deployment_id: int) -> HttpResponse:
     deployment = _deployment(request, deployment_id)
     context = _detail_context(request, deployment)
-    if _fragment_requested(request, "deployment-live"):
+    if fragment_requested(request, "deployment-live"):
         # The stepper, and the lease, why and timeline out of band, so that none disagrees.
         html = render_to_string("deployments/detail.html#deployment-live", context, request=request)
         for part in ("deployment-lease", "deployment-why", "deployment-timeline"):
@@ -430,7 +424,7 @@ def deployment_detail(request: HttpRequest, deployment_id: int) -> HttpResponse:
         lines = deployment_log_lines(deployment, limit=LOG_TAIL, tail=True)
         context.update(_log_context(deployment, lines, after=0, last_lease=None))
         response = render(request, "deployments/detail.html", context)
-    response["Vary"] = REFRESH_VARY
+    vary_on_htmx(response)
     return response
 
 
