@@ -9,7 +9,7 @@ from datetime import UTC
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -36,7 +36,7 @@ from billing.stripe_service import NOT_CONFIGURED, card_payments_configured
 from core.errors import ApplicationError
 from core.htmx import fragment_requested, push_filters_url, vary_on_htmx
 from core.money import exact_usd, format_usd
-from core.query import parse_query_filters
+from core.query import parse_query_filters, query_page
 
 TRANSACTIONS_PAGE_SIZE = 50
 
@@ -128,13 +128,7 @@ def transactions(request: HttpRequest) -> HttpResponse:
         return transactions_csv(request)
     filters, errors = parse_query_filters(TransactionFilter, request.GET)
     paginator = Paginator(transaction_list(user=request.user, filters=filters), TRANSACTIONS_PAGE_SIZE)
-    try:
-        page = paginator.page(request.GET.get("page") or 1)
-    except PageNotAnInteger:
-        errors["page"] = "must be a whole number"
-        page = paginator.page(1)
-    except EmptyPage:
-        page = paginator.page(paginator.num_pages)
+    page = query_page(paginator, request.GET.get("page"), errors)
     page.object_list = [_display(row) for row in describe_transactions(list(page.object_list), user=request.user)]
     active = filters.active()
     context = {
@@ -261,10 +255,7 @@ def earnings(request: HttpRequest) -> HttpResponse:
         address = profile and (profile.payout_evm_address or profile.payout_solana_address)
         form = PayoutForm(initial={"destination": address} if address else None)
     paginator = Paginator(earnings_transactions(user=user), TRANSACTIONS_PAGE_SIZE)
-    try:
-        page = paginator.page(request.GET.get("page") or 1)
-    except (PageNotAnInteger, EmptyPage):
-        page = paginator.page(1)
+    page = query_page(paginator, request.GET.get("page"), past_end="first")
     page.object_list = [
         {
             **row,

@@ -1,10 +1,11 @@
-"""Filters from a page's query string, shared by every list page (catalog, transactions)."""
+"""Filters and the page number from a page's query string, shared by every list page (catalog, transactions)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
 from pydantic import BaseModel, ValidationError
 
 FilterT = TypeVar("FilterT", bound=BaseModel)
@@ -44,3 +45,19 @@ def parse_query_filters(model: type[FilterT], query: Mapping[str, str]) -> tuple
                 return model(), errors
             for field in dropped:
                 raw.pop(field)
+
+
+def query_page(
+    paginator: Paginator, number: str | None, errors: dict[str, str] | None = None, *, past_end: str = "last"
+) -> Page:
+    """The page `?page=` names, never a 404 or a 500: page 1 for an empty value or one that is not a
+    whole number (said in errors["page"] when `errors` is given); past either end, the last page
+    (`past_end="first"`: the first)."""
+    try:
+        return paginator.page(number or 1)
+    except PageNotAnInteger:
+        if errors is not None:
+            errors["page"] = "must be a whole number"
+        return paginator.page(1)
+    except EmptyPage:
+        return paginator.page(1 if past_end == "first" else paginator.num_pages)

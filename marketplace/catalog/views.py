@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from core.errors import ApplicationError
 from core.htmx import fragment_requested, push_filters_url, vary_on_htmx
-from core.query import parse_query_filters
+from core.query import parse_query_filters, query_page
 from marketplace.catalog.filters import SORT_LABELS, TIER_HELP, OfferFilter
 from marketplace.catalog.selectors import OFFER_COLUMNS, check_references, market_board, offer_get_for_user, offer_list
 from providers.models import Continent, GpuModel, NodeMode
@@ -45,13 +45,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
     queryset = offer_list(filters=filters)
 
     paginator = Paginator(queryset.values(*OFFER_COLUMNS), settings.CATALOG_PAGE_SIZE)
-    try:
-        page = paginator.page(request.GET.get("page") or 1)
-    except PageNotAnInteger:
-        errors["page"] = "must be a whole number"
-        page = paginator.page(1)
-    except EmptyPage:
-        page = paginator.page(paginator.num_pages)
+    page = query_page(paginator, request.GET.get("page"), errors)
 
     gpu_models = list(gpu_model_list())
     models_by_slug = {model.slug: model for model in gpu_models}

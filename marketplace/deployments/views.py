@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -31,6 +31,7 @@ from core import clock
 from core.errors import ApplicationError
 from core.htmx import fragment_requested, vary_on_htmx
 from core.money import format_usd
+from core.query import query_page
 from marketplace.catalog.selectors import offer_get_for_user
 from marketplace.deployments.forms import TEMPLATES, SpecForm, node_tier_outside_mode, spec_for_node
 from marketplace.deployments.selectors import (
@@ -231,12 +232,7 @@ def deployment_list(request: HttpRequest) -> HttpResponse:
     else:
         show = ""
     paginator = Paginator(queryset, LIST_PAGE_SIZE)
-    try:
-        page = paginator.page(request.GET.get("page") or 1)
-    except PageNotAnInteger:
-        page = paginator.page(1)
-    except EmptyPage:
-        page = paginator.page(paginator.num_pages)
+    page = query_page(paginator, request.GET.get("page"))
     rows = _list_rows(list(page.object_list))
     active = {"show": show} if show else {}
     context = {
