@@ -87,6 +87,14 @@ class CloseReason(models.TextChoices):
     NODE_DISABLED = "node_disabled", "The node was taken off the market"
 
 
+def close_reason_label(reason: str, unknown: str | None = None) -> str:
+    """The words for a close reason: 'expired' -> 'Duration over'. A code CloseReason does not
+    know gives `unknown`, or the code itself when `unknown` is None."""
+    if reason in CloseReason.values:
+        return CloseReason(reason).label
+    return reason if unknown is None else unknown
+
+
 class Deployment(models.Model):
     """A renter's request for compute, from submission to close; leases are its placements."""
 

@@ -63,6 +63,7 @@ from marketplace.models import (
     MatchRecord,
     Order,
     OrderStatus,
+    close_reason_label,
 )
 from providers import hooks as provider_hooks
 from providers.models import GpuModel, Node, NodeStatus, Region
@@ -558,7 +559,7 @@ def _lease_end(lease: Lease, *, reason: str, now: datetime, charge_until: dateti
     if lease.status != LeaseStatus.ACTIVE:
         return
     if lease.meter_id:
-        label = CloseReason(reason).label if reason in CloseReason.values else reason
+        label = close_reason_label(reason)
         meter_close(meter=lease.meter, now=charge_until or now, reason=label[:1].lower() + label[1:])
     if lease.node.is_simulated:  # a demo node has no agent to confirm the stop: it stops with the lease
         lease.agent_state = "stopped"
@@ -595,7 +596,7 @@ def deployment_close(*, deployment: Deployment, reason: str = CloseReason.USER_C
         if failed:
             deployment.failure_reason = message
         deployment.save(update_fields=["status", "close_reason", "closed_at", "hold", "failure_reason", "updated_at"])
-        label = CloseReason(reason).label if reason in CloseReason.values else reason
+        label = close_reason_label(reason)
         _event(deployment, "closed", f"{label}. {message}".strip(), at=now)
     return deployment
 

@@ -63,6 +63,7 @@ from marketplace.models import (
     LeaseLogLine,
     LeaseStatus,
     MatchRecord,
+    close_reason_label,
 )
 from providers.models import GpuModel, ProviderProfile
 
@@ -140,7 +141,7 @@ def stepper(
             steps.append(step)
         return steps
     failed = deployment.status == DeploymentStatus.FAILED
-    reason = CloseReason(deployment.close_reason).label if deployment.close_reason in CloseReason.values else ""
+    reason = close_reason_label(deployment.close_reason, unknown="")
     for key, label, hint in STEPS:
         if key == DeploymentStatus.PENDING:
             state = "done"
