@@ -17,6 +17,11 @@ class Balances:
     earnings_pending: int
     earnings_settled: int
 
+    def can_hold(self, amount: int) -> bool:
+        """Whether a hold of `amount` micro-USD may be placed now, as hold_place decides: no debt
+        and at least that much available credit."""
+        return not self.debt and self.available >= amount
+
 
 def user_balances(*, user: User) -> Balances:
     by_kind = dict(LedgerAccount.objects.filter(user=user).values_list("kind", "balance"))

@@ -361,7 +361,7 @@ def validate(request: HttpRequest, body: SpecIn):
         "estimate": _estimate(cost),
         "available": exact_usd(balances.available),
         "available_micros": balances.available,
-        "enough_credits": not balances.debt and balances.available >= cost["hold_micros"],
+        "enough_credits": balances.can_hold(cost["hold_micros"]),
     }
 
 

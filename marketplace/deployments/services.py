@@ -141,10 +141,8 @@ def deployment_create(*, user: User, source: str | dict) -> Deployment:
     if Deployment.objects.filter(owner=user, status__in=ACTIVE_DEPLOYMENT_STATUSES).count() >= MAX_ACTIVE_DEPLOYMENTS:
         raise ApplicationError(f"You have {MAX_ACTIVE_DEPLOYMENTS} active deployments, the most allowed.", status=409)
     balances = user_balances(user=user)
-    if balances.debt:
-        raise _owes_error(balances.debt)
-    if balances.available < cost["hold_micros"]:
-        raise _short_error(cost, balances.available)
+    if not balances.can_hold(cost["hold_micros"]):
+        raise _owes_error(balances.debt) if balances.debt else _short_error(cost, balances.available)
     now = clock.now()
     text = source if isinstance(source, str) else json.dumps(source, indent=2, sort_keys=True)
     with transaction.atomic():

@@ -279,7 +279,7 @@ def _spec_check(request: HttpRequest, text: str) -> dict[str, Any]:
         "duration": duration_text(spec.duration_seconds),
         "available": balances.available,
         "debt": balances.debt,
-        "short": bool(balances.debt) or balances.available < cost["hold_micros"],
+        "short": not balances.can_hold(cost["hold_micros"]),
         "top_up_url": reverse("billing") + "#top-up",
     }
 
