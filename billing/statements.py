@@ -8,10 +8,7 @@ came in (top-ups) and what went out (usage, refunds, disputes), not internal mov
 
 from __future__ import annotations
 
-import base64
-import binascii
 import calendar
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +33,7 @@ from billing.models import (
     TransactionKind,
 )
 from billing.references import describe_references, transaction_description
+from core import cursors
 from core.errors import ApplicationError
 from core.money import format_usd
 from core.query import clean_query_value
@@ -47,7 +45,6 @@ ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", re.ASCII)
 # conversion (a 500), and no ledger row is older than the service or far in the future.
 EARLIEST_DAY = date(2000, 1, 1)
 LATEST_DAY = date(2999, 12, 31)
-MAX_ROW_ID = 2**63 - 1
 KIND_LABELS = dict(TransactionKind.choices)
 
 
@@ -140,8 +137,7 @@ def transaction_list(*, user: User, filters: TransactionFilter | None = None) ->
 
 
 def encode_cursor(row: dict) -> str:
-    raw = json.dumps({"t": row["created_at"].isoformat(), "i": row["id"]}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return cursors.encode_cursor({"t": row["created_at"].isoformat(), "i": row["id"]})
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
@@ -150,17 +146,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         {"field": "cursor", "errors": [{"field": "cursor", "message": "not a cursor this API returned"}]},
         status=422,
     )
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(data, dict) or set(data) != {"t", "i"}:
-            raise invalid
-        created_at = datetime.fromisoformat(data["t"])
-        txn_id = data["i"]
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise invalid from None
-    if created_at.tzinfo is None or not isinstance(txn_id, int) or isinstance(txn_id, bool):
+    data = cursors.cursor_fields(cursor, {"t", "i"})
+    if data is None:
         raise invalid
-    if not 0 < txn_id <= MAX_ROW_ID:
+    try:
+        created_at = datetime.fromisoformat(data["t"])
+    except (ValueError, TypeError):
+        raise invalid from None
+    txn_id = data["i"]
+    if created_at.tzinfo is None or not cursors.is_row_id(txn_id):
         raise invalid
     try:  # a year near 1 or 9999 with an offset overflows the conversion the database does
         created_at = created_at.astimezone(UTC)

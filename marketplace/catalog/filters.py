@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import math
 from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
+from core import cursors
 from core.errors import ApplicationError
 from core.money import parse_plain_decimal
 from core.query import clean_query_value
@@ -126,35 +124,19 @@ class OfferFilter(BaseModel):
 
 # --- Cursors --------------------------------------------------------------------------------
 def encode_cursor(*, sort: str, value: int | float, node_id: int) -> str:
-    raw = json.dumps({"s": sort, "v": value, "i": node_id}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a cursor value")
+    return cursors.encode_cursor({"s": sort, "v": value, "i": node_id})
 
 
 def decode_cursor(cursor: str, *, sort: str) -> tuple[int | float, int]:
     invalid = ApplicationError("cursor: not a cursor this API returned; start again without it.", {"field": "cursor"})
-    if len(cursor) > 200:
-        raise invalid
-    try:
-        # NaN and Infinity are not JSON, and would compare with nothing in the database.
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)), parse_constant=_no_constant)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise invalid from None
-    if not isinstance(data, dict) or set(data) != {"s", "v", "i"}:
+    data = cursors.cursor_fields(cursor, {"s", "v", "i"}) if len(cursor) <= 200 else None
+    if data is None:
         raise invalid
     value, node_id = data["v"], data["i"]
-    if (
-        not isinstance(node_id, int)
-        or isinstance(node_id, bool)
-        or not isinstance(value, (int, float))
-        or isinstance(value, bool)
-    ):
+    if not cursors.is_row_id(node_id) or not isinstance(value, (int, float)) or isinstance(value, bool):
         raise invalid
-    # Ids and sort values are database integers (or a 0-1 uptime): anything beyond overflows there.
-    if not 0 < node_id < 2**63 or not math.isfinite(value) or not -(2**63) < value < 2**63:
+    # Sort values are database integers (or a 0-1 uptime): anything beyond overflows there.
+    if not math.isfinite(value) or not -(2**63) < value < 2**63:
         raise invalid
     if data["s"] != sort:
         raise ApplicationError(
