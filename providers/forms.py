@@ -3,12 +3,12 @@ ApplicationError(extra={"field": ...}), which the views attach to the field of t
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from django import forms
 
 from core.errors import ApplicationError
+from core.money import micros_to_usd
 from providers.models import Continent, GpuModel, NodeMode, ProviderProfile
 from providers.selectors import region_list
 
@@ -34,7 +34,7 @@ def micros_to_input(micros: int | None) -> str:
     """1_750_000 -> '1.75' for a price input."""
     if micros is None:
         return ""
-    value = (Decimal(micros) / 1_000_000).normalize()
+    value = micros_to_usd(micros).normalize()
     return f"{value:f}"
 
 
