@@ -234,6 +234,15 @@ def user_debt(user: User) -> int:
     return -account.balance if account else 0
 
 
+def _owes_error(owed: int) -> ApplicationError:
+    """Why no hold can take more while the user has debt (409)."""
+    return ApplicationError(
+        f"Your account owes ${owed / 1e6:,.2f} (a reversed payment). Top up to clear it first.",
+        {"debt_micros": owed},
+        status=409,
+    )
+
+
 @transaction.atomic
 def hold_place(*, user: User, amount: int, reference_type: str, reference_id: str) -> Hold:
     """Reserve `amount` of the user's available credits (refused while the user has debt)."""
@@ -249,11 +258,7 @@ def hold_place(*, user: User, amount: int, reference_type: str, reference_id: st
     if existing is not None:
         return existing
     if owed:
-        raise ApplicationError(
-            f"Your account owes ${owed / 1e6:,.2f} (a reversed payment). Top up to clear it first.",
-            {"debt_micros": owed},
-            status=409,
-        )
+        raise _owes_error(owed)
     hold = Hold.objects.create(user=user, amount=amount, reference_type=reference_type, reference_id=str(reference_id))
     transaction_post(
         kind=TransactionKind.HOLD_PLACE,
@@ -435,12 +440,7 @@ def _hold_swaps(swaps: Sequence[HoldSwap]) -> list[Hold | ApplicationError]:
         for n in live:
             hold = old[swaps[n].hold_id]
             if hold.remaining < swaps[n].amount and owed.get(hold.user_id):
-                owed_now = owed[hold.user_id]
-                results[n] = ApplicationError(
-                    f"Your account owes ${owed_now / 1e6:,.2f} (a reversed payment). Top up to clear it first.",
-                    {"debt_micros": owed_now},
-                    status=409,
-                )
+                results[n] = _owes_error(owed[hold.user_id])
         live = [n for n in live if results[n] is None]
     movers = sorted({old[swaps[n].hold_id].user_id for n in live if old[swaps[n].hold_id].remaining != swaps[n].amount})
     funds = _users_funds_locked(movers) if movers else {}
