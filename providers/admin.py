@@ -8,7 +8,6 @@ from django.http import HttpRequest
 
 from core.admin_tools import ReadOnlyAdmin
 from core.errors import ApplicationError
-from providers import liveness
 from providers.models import (
     GpuModel,
     Node,
@@ -16,7 +15,6 @@ from providers.models import (
     NodeEra,
     NodeEvent,
     NodeOutage,
-    NodeStatus,
     NodeToken,
     ProviderGpuPrice,
     ProviderProfile,
@@ -24,8 +22,7 @@ from providers.models import (
     StakeEvent,
     StakeEventKind,
 )
-from providers.pricing import whole_node_price_per_hour_micros
-from providers.services import SPON_DECIMALS, node_disable, node_review_clear, node_token_revoke, stake_record
+from providers.services import SPON_DECIMALS, node_admin_save, node_review_clear, node_token_revoke, stake_record
 
 
 @admin.register(Region)
@@ -213,24 +210,19 @@ class NodeAdmin(admin.ModelAdmin):
         return False  # leases, outages and eras refer to it: set its status to "Disabled by an admin"
 
     def save_model(self, request: HttpRequest, obj: Node, form, change: bool) -> None:
-        disabling = change and "status" in form.changed_data and obj.status == NodeStatus.DISABLED
-        if disabling:  # node_disable makes that change, with what follows from it
-            obj.status = form.initial["status"]
-        # The node's hourly price is rounded once from its per-resource prices (providers.pricing).
-        obj.price_per_hour_micros = whole_node_price_per_hour_micros(obj)
-        super().save_model(request, obj, form, change)
-        if not disabling:  # (node_disable does it too) the heartbeat reads status and maintenance from the cache
-            transaction.on_commit(lambda: liveness.node_auth_forget(obj.id))
-        else:
-            ended = node_disable(node_id=obj.id, by=request.user)
-            obj.status = NodeStatus.DISABLED
-            if ended:
-                self.message_user(
-                    request,
-                    f"Node {obj.name} is off the market: {ended} running lease(s) ended there, not charged from now; "
-                    "their deployments are being matched to other nodes (unless failover is off).",
-                    messages.WARNING,
-                )
+        ended = node_admin_save(
+            node=obj,
+            changed_fields=form.changed_data if change else (),
+            initial_status=form.initial.get("status", obj.status),
+            by=request.user,
+        )
+        if ended:
+            self.message_user(
+                request,
+                f"Node {obj.name} is off the market: {ended} running lease(s) ended there, not charged from now; "
+                "their deployments are being matched to other nodes (unless failover is off).",
+                messages.WARNING,
+            )
 
     @admin.action(description="Clear “needs review” on the selected nodes")
     def clear_review(self, request: HttpRequest, queryset) -> None:

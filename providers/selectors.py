@@ -10,7 +10,17 @@ from django.db.models import QuerySet
 from core import clock
 from core.money import exact_usd
 from providers import hooks, liveness
-from providers.models import GpuModel, Node, NodeChallenge, NodeEra, NodeEvent, ProviderProfile, Region, StakeEvent
+from providers.models import (
+    SPON_DECIMALS,
+    GpuModel,
+    Node,
+    NodeChallenge,
+    NodeEra,
+    NodeEvent,
+    ProviderProfile,
+    Region,
+    StakeEvent,
+)
 
 
 def gpu_model_list() -> QuerySet[GpuModel]:
@@ -132,6 +142,11 @@ def node_eras(*, node: Node, limit: int = 30) -> QuerySet[NodeEra]:
     return NodeEra.objects.filter(node=node)[:limit]
 
 
+def min_stake_per_gpu_base_units() -> Decimal:
+    """The stake each unit (a GPU, or a CPU-only or Apple machine) needs, in $SPON base units."""
+    return (Decimal(settings.MIN_STAKE_PER_GPU_SPON) * (10**SPON_DECIMALS)).to_integral_value()
+
+
 def stake_nodes(*, provider: ProviderProfile) -> QuerySet[Node]:
     """The nodes the provider's stake must cover, oldest first: every agent-run node not disabled.
 
@@ -144,8 +159,6 @@ def stake_nodes(*, provider: ProviderProfile) -> QuerySet[Node]:
 def stake_summary(*, provider: ProviderProfile) -> dict[str, Any]:
     """Staked $SPON, the minimum for the provider's units (GPUs; a CPU-only or Apple machine is
     one), and which nodes it does not cover."""
-    from providers.services import SPON_DECIMALS, min_stake_per_gpu_base_units
-
     unit = Decimal(10) ** SPON_DECIMALS
     nodes = stake_nodes(provider=provider)
     units = {kind: 0 for kind in GpuModel.Kind.values}

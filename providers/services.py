@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Collection
 from decimal import Decimal
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.http import Http404
@@ -35,6 +35,8 @@ from providers.models import (
     StakeEvent,
     StakeEventKind,
 )
+from providers.pricing import whole_node_price_per_hour_micros
+from providers.selectors import min_stake_per_gpu_base_units, stake_nodes
 
 TOKEN_PREFIX = "fzt_"
 TOKEN_PREFIX_LENGTH = 12
@@ -290,6 +292,27 @@ def node_disable(*, node_id: int, by: User | None = None) -> int:
     return ended
 
 
+def node_admin_save(*, node: Node, changed_fields: Collection[str], initial_status: str, by: User | None = None) -> int:
+    """Save an admin's edit of a node (fields already set on `node`), in one transaction. The hourly
+    price is recomputed from the per-resource prices (rounded once, providers.pricing). A change of
+    status to "disabled" goes through `node_disable` (the timeline entry, its leases ended and failed
+    over); any other edit makes the heartbeat forget its cached status and maintenance on commit.
+    Returns the leases ended (0 unless this edit disabled the node)."""
+    disabling = "status" in changed_fields and node.status == NodeStatus.DISABLED
+    with transaction.atomic():
+        if disabling:  # node_disable makes that change, with what follows from it
+            node.status = initial_status
+        node.price_per_hour_micros = whole_node_price_per_hour_micros(node)
+        node.save()
+        if not disabling:  # (node_disable does it too) the heartbeat reads status and maintenance from the cache
+            node_id = node.id
+            transaction.on_commit(lambda: liveness.node_auth_forget(node_id))
+            return 0
+        ended = node_disable(node_id=node.id, by=by)
+        node.status = NodeStatus.DISABLED
+    return ended
+
+
 def node_review_clear(*, node_ids: list[int], by: User | None = None) -> int:
     """An admin looked at flagged nodes and cleared them; the timeline says who and when."""
     now = clock.now()
@@ -330,10 +353,6 @@ def spon_to_base_units(amount: str | Decimal, *, field: str = "amount") -> Decim
     return base.to_integral_value()
 
 
-def min_stake_per_gpu_base_units() -> Decimal:
-    return (Decimal(settings.MIN_STAKE_PER_GPU_SPON) * (10**SPON_DECIMALS)).to_integral_value()
-
-
 @transaction.atomic
 def stake_record(
     *, provider: ProviderProfile, kind: str, amount: str | Decimal, reason: str = "", by: User | None = None
@@ -371,8 +390,6 @@ def stake_record(
 
 def stake_coverage_refresh(*, provider: ProviderProfile) -> int:
     """Mark which of the provider's nodes the stake covers (oldest first). Returns GPUs covered."""
-    from providers.selectors import stake_nodes
-
     # Demo nodes (no agent) keep the coverage they were seeded with.
     per_gpu = min_stake_per_gpu_base_units()
     stake = ProviderProfile.objects.filter(id=provider.id).values_list("staked_spon", flat=True).first() or Decimal(0)
