@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from providers.models import LISTED, Node
+from providers.models import AGENT_DONE_STATES, LISTED, AgentState, Node
 
 
 class InlineJSONField(models.JSONField):
@@ -202,7 +202,12 @@ class Lease(models.Model):
     memory_gb = models.PositiveIntegerField()
     storage_gb = models.PositiveIntegerField()
     status = models.CharField(max_length=8, choices=LeaseStatus.choices, default=LeaseStatus.ACTIVE)
-    agent_state = models.CharField(max_length=14, default="assigned", help_text="Last state the agent reported")
+    agent_state = models.CharField(
+        max_length=14,
+        choices=AgentState.choices,
+        default=AgentState.ASSIGNED,
+        help_text="Last state the agent reported",
+    )
     exit_code = models.IntegerField(null=True, blank=True)
     meter = models.OneToOneField(
         "billing.UsageMeter", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -233,7 +238,7 @@ class Lease(models.Model):
     def __str__(self) -> str:
         return f"lease #{self.pk} on node {self.node_id}"
 
-    AGENT_DONE = ("stopped", "exited", "failed")
+    AGENT_DONE = AGENT_DONE_STATES
 
     @property
     def agent_state_shown(self) -> str:

@@ -452,6 +452,22 @@ class NodeEra(models.Model):
         return f"Node {self.node_id} era to {self.ended_at:%Y-%m-%d %H:%M}: {self.outcome}"
 
 
+class AgentState(models.TextChoices):
+    """What a node's agent reports of one lease it runs (sdk/PROTOCOL.md): in heartbeats and lease
+    events. `assigned` is the server's own state before the agent's first report."""
+
+    ASSIGNED = "assigned", "Assigned"
+    PROVISIONING = "provisioning", "Provisioning"
+    RUNNING = "running", "Running"
+    EXITED = "exited", "Exited"
+    FAILED = "failed", "Failed"
+    STOPPED = "stopped", "Stopped"
+
+
+# The agent no longer runs the lease: its last report was one of these.
+AGENT_DONE_STATES = (AgentState.STOPPED, AgentState.EXITED, AgentState.FAILED)
+
+
 class NodeEventKind(models.TextChoices):
     REGISTERED = "registered", "Registered"
     ONLINE = "online", "Came online"

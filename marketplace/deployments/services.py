@@ -66,7 +66,7 @@ from marketplace.models import (
     close_reason_label,
 )
 from providers import hooks as provider_hooks
-from providers.models import GpuModel, Node, NodeStatus, Region
+from providers.models import AgentState, GpuModel, Node, NodeStatus, Region
 
 logger = logging.getLogger(__name__)
 
@@ -560,7 +560,7 @@ def _lease_end(lease: Lease, *, reason: str, now: datetime, charge_until: dateti
         label = close_reason_label(reason)
         meter_close(meter=lease.meter, now=charge_until or now, reason=label[:1].lower() + label[1:])
     if lease.node.is_simulated:  # a demo node has no agent to confirm the stop: it stops with the lease
-        lease.agent_state = "stopped"
+        lease.agent_state = AgentState.STOPPED
     Lease.objects.filter(id=lease.id).update(
         status=LeaseStatus.CLOSED, ended_at=now, close_reason=reason, agent_state=lease.agent_state
     )
@@ -614,6 +614,10 @@ def _assignments_changed_many(node_ids: set[int]) -> None:
     cache.delete_many([_assignments_key(node_id) for node_id in node_ids])
 
 
+# The agent has not started the lease yet, or says it runs it: start it if its report lacks it.
+_AGENT_STARTING = (AgentState.ASSIGNED, AgentState.PROVISIONING, AgentState.RUNNING)
+
+
 def assignments_for_node(
     node_id: int, reported: list[dict[str, Any]], cached: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
@@ -637,7 +641,7 @@ def assignments_for_node(
     running = {item["lease_id"] for item in reported}
     assignments = []
     for lease in active:
-        if lease["lease_id"] not in running and lease["state"] in ("assigned", "provisioning", "running"):
+        if lease["lease_id"] not in running and lease["state"] in _AGENT_STARTING:
             assignments.append(_start_assignment(lease["lease_id"], lease["spec"]))
     active_ids = {lease["lease_id"] for lease in active}
     for lease_id in running - active_ids:
@@ -659,7 +663,7 @@ def leases_gone_from_node(*, node_id: int, lease_ids: list[int]) -> int:
         ):
             _release_capacity(lease)
             if lease.agent_state not in Lease.AGENT_DONE:  # it does not run there: the page says stopped
-                Lease.objects.filter(id=lease.id).update(agent_state="stopped")
+                Lease.objects.filter(id=lease.id).update(agent_state=AgentState.STOPPED)
             released += 1
     _assignments_changed(node_id)
     return released
@@ -727,7 +731,7 @@ def lease_events(node_id: int, lease_id: int, events: list[dict[str, Any]]) -> b
                     _release_capacity(lease)  # nothing runs there any more
                 continue
             if kind == "provisioning":
-                lease.agent_state = "provisioning"
+                lease.agent_state = AgentState.PROVISIONING
                 if deployment.status == DeploymentStatus.MATCHED:
                     deployment.status = DeploymentStatus.PROVISIONING
                 _event(
@@ -738,12 +742,12 @@ def lease_events(node_id: int, lease_id: int, events: list[dict[str, Any]]) -> b
                     lease=lease,
                 )
             elif kind == "running":
-                lease.agent_state = "running"
+                lease.agent_state = AgentState.RUNNING
                 deployment.status = DeploymentStatus.RUNNING
                 deployment.started_at = deployment.started_at or now
                 _event(deployment, "running", "The workload is running.", at=now, lease=lease)
             elif kind == "exited":
-                lease.agent_state, lease.exit_code = "exited", event.get("exit_code")
+                lease.agent_state, lease.exit_code = AgentState.EXITED, event.get("exit_code")
                 lease.save(update_fields=["agent_state", "exit_code"])
                 deployment.save(update_fields=["status", "started_at", "updated_at"])
                 deployment_close(
@@ -752,7 +756,7 @@ def lease_events(node_id: int, lease_id: int, events: list[dict[str, Any]]) -> b
                 deployment.refresh_from_db()
                 lease.refresh_from_db()
             elif kind == "failed":
-                lease.agent_state = "failed"
+                lease.agent_state = AgentState.FAILED
                 lease.save(update_fields=["agent_state"])
                 deployment.save(update_fields=["status", "started_at", "updated_at"])
                 deployment_close(
@@ -763,7 +767,7 @@ def lease_events(node_id: int, lease_id: int, events: list[dict[str, Any]]) -> b
                 deployment.refresh_from_db()
                 lease.refresh_from_db()
             elif kind == "stopped":
-                lease.agent_state = "stopped"
+                lease.agent_state = AgentState.STOPPED
                 _event(
                     deployment,
                     "stopped",
