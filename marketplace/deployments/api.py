@@ -24,7 +24,13 @@ from billing.statements import decode_cursor, encode_cursor
 from core.money import exact_usd
 from core.schemas import ErrorOut
 from marketplace.deployments import services as deployments
-from marketplace.deployments.selectors import MAX_ID, deployment_lease, deployment_log_lines, leases_by_deployment
+from marketplace.deployments.selectors import (
+    MAX_ID,
+    deployment_lease,
+    deployment_log_lines,
+    deployment_match_summary,
+    leases_by_deployment,
+)
 from marketplace.deployments.spec import MAX_SPEC_BYTES, SpecError, spec_json_schema, spec_json_within_budget
 from marketplace.matching import services as matchmaker
 from marketplace.models import Deployment, DeploymentStatus, Lease, LeaseStatus, MatchRecord
@@ -284,7 +290,7 @@ def _proof_url(request: HttpRequest, deployment_id: int) -> str:
 
 def _detail(request: HttpRequest, deployment: Deployment) -> dict[str, Any]:
     lease = deployment_lease(deployment)
-    summary = matchmaker.deployment_match_summary(deployment)
+    summary = deployment_match_summary(deployment)
     cost = deployments.deployment_cost_so_far(deployment)
     match = None
     if summary is not None:

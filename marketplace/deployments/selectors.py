@@ -1,9 +1,11 @@
 """Deployments reads shared by the pages (views) and the API: a deployment's lease, the latest lease
-of many deployments, the log lines."""
+of many deployments, why this node (the last match), the log lines."""
 
 from __future__ import annotations
 
-from marketplace.models import Deployment, Lease, LeaseLogLine
+from typing import Any
+
+from marketplace.models import Deployment, Lease, LeaseLogLine, MatchRecord
 
 MAX_ID = 2**63 - 1  # larger ids cannot be in the database (and SQLite cannot even compare them)
 LOG_BATCH = 1000  # lines one poll adds at most
@@ -41,3 +43,22 @@ def deployment_log_lines(
     if tail:
         return list(reversed(lines.order_by("-id")[:limit]))
     return list(lines.filter(id__gt=after).order_by("id")[:limit])
+
+
+def deployment_match_summary(deployment: Deployment) -> dict[str, Any] | None:
+    """Why this node: the deployment's last match (its order, the winner, the top five scores, the
+    weights and the commitment), or None before any."""
+    record = (
+        MatchRecord.objects.filter(order__deployment=deployment).select_related("order").order_by("-created_at").first()
+    )
+    if record is None:
+        return None
+    return {
+        "order_id": record.order_id,
+        "attempt": record.order.attempt,
+        "winner_node_id": record.winner_node_id,
+        "candidate_count": record.candidate_count,
+        "commitment": record.commitment,
+        "top": record.scores[:5],
+        "weights": record.weights,
+    }

@@ -39,6 +39,7 @@ from marketplace.deployments.selectors import (
     MAX_ID,
     deployment_lease,
     deployment_log_lines,
+    deployment_match_summary,
     leases_by_deployment,
 )
 from marketplace.deployments.services import (
@@ -52,7 +53,6 @@ from marketplace.deployments.services import (
     spec_from_source,
 )
 from marketplace.deployments.spec import SpecError
-from marketplace.matching.services import deployment_match_summary
 from marketplace.models import (
     ACTIVE_DEPLOYMENT_STATUSES,
     CloseReason,

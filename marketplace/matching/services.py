@@ -20,7 +20,6 @@ from spheron_sdk import matching
 
 from core.money import HOURS_PER_MONTH, format_usd
 from marketplace.models import (
-    Deployment,
     MatchRecord,
     Order,
 )
@@ -586,23 +585,6 @@ def no_match_reason(request: Request, *, excluded: list[int] = ()) -> str:
         f"{row['n']} in {row['region_id']} from {format_usd(int(row['cheapest']), places=2)}/h" for row in by_region
     )
     return f"{wanted}; {alternatives}."
-
-
-def deployment_match_summary(deployment: Deployment) -> dict[str, Any] | None:
-    record = (
-        MatchRecord.objects.filter(order__deployment=deployment).select_related("order").order_by("-created_at").first()
-    )
-    if record is None:
-        return None
-    return {
-        "order_id": record.order_id,
-        "attempt": record.order.attempt,
-        "winner_node_id": record.winner_node_id,
-        "candidate_count": record.candidate_count,
-        "commitment": record.commitment,
-        "top": record.scores[:5],
-        "weights": record.weights,
-    }
 
 
 def match_proof(record: MatchRecord) -> dict[str, Any]:
