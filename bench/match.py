@@ -337,7 +337,7 @@ def candidate_sql(order_id: int) -> list[tuple[str, object]]:
     """The SQL `candidate_rows` sends for the order (one query today; all of them if it sends more)."""
     from django.db import connection
 
-    from marketplace.matching.services import Request, candidate_rows
+    from marketplace.matching.candidates import Request, candidate_rows
     from marketplace.models import Order
 
     order = Order.objects.select_related("deployment").get(id=order_id)
@@ -401,8 +401,9 @@ def run_worker(args: argparse.Namespace) -> None:
     from spheron_sdk import matching
 
     from marketplace.deployments import services as deployments
-    from marketplace.matching import services as matchmaker
+    from marketplace.matching import candidates, scoring
     from marketplace.models import MatchRecord
+    from providers import capacity
     from spheron_web.celery import app
 
     state: dict = {"phases": None}
@@ -421,14 +422,14 @@ def run_worker(args: argparse.Namespace) -> None:
 
         setattr(owner, name, wrapper)
 
-    timed(matchmaker, "candidate_rows_many", "candidates")
-    timed(matchmaker, "provider_facts", "providers")
-    timed(matchmaker, "snapshot", "snapshot")
+    timed(candidates, "candidate_rows_many", "candidates")
+    timed(scoring, "provider_facts", "providers")
+    timed(scoring, "snapshot", "snapshot")
     timed(matching, "ranked", "score")
-    timed(matchmaker, "_reserve", "reserve")
+    timed(capacity, "reserve", "reserve")
     timed(MatchRecord.objects, "bulk_create", "record")
     timed(deployments, "leases_start", "lease_start")
-    timed(matchmaker, "no_match_reason", "no_match_reason")
+    timed(candidates, "no_match_reason", "no_match_reason")
     original_match = deployments.match_orders
 
     def match_orders(**kwargs):

@@ -146,9 +146,17 @@ class ProviderProfile(models.Model):
         return self.display_name
 
 
-# Nodes a renter can rent right now. Partial indexes below use the same condition, so catalog
-# queries (which always include it) scan only listed nodes.
-LISTED = Q(status=NodeStatus.ONLINE, in_maintenance=False, stake_covered=True, available_gpus__gt=0)
+# The "listed" rule, written once: a node a renter can rent right now. Each term is (field, lookup,
+# value). LISTED (the Q of the partial indexes below and of the catalog's queries, so that they
+# scan only listed nodes), `Node.is_listed` and providers.capacity's SQL are all made from it.
+LISTED_TERMS: tuple[tuple[str, str, object], ...] = (
+    ("status", "exact", NodeStatus.ONLINE),
+    ("in_maintenance", "exact", False),
+    ("stake_covered", "exact", True),
+    ("available_gpus", "gt", 0),
+)
+LISTED = Q(**{field if lookup == "exact" else f"{field}__{lookup}": value for field, lookup, value in LISTED_TERMS})
+_LOOKUPS = {"exact": lambda a, b: a == b, "gt": lambda a, b: a > b}
 
 
 class Node(models.Model):
@@ -298,12 +306,8 @@ class Node(models.Model):
 
     @property
     def is_listed(self) -> bool:
-        return (
-            self.status == NodeStatus.ONLINE
-            and not self.in_maintenance
-            and self.stake_covered
-            and self.available_gpus > 0
-        )
+        """LISTED, of this row as it is in memory."""
+        return all(_LOOKUPS[lookup](getattr(self, field), value) for field, lookup, value in LISTED_TERMS)
 
     @property
     def total_vram_gb(self) -> int:

@@ -9,7 +9,7 @@ from django import forms
 
 from core.money import format_usd
 from marketplace.deployments.spec import MAX_SPEC_BYTES
-from marketplace.matching.services import Request, lease_price
+from providers.capacity import Request, lease_price
 from providers.models import GpuModel, Node, NodeMode
 
 # What "Rent" asks for by default, trimmed to what the node has free.

@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.http import Http404
 from django.urls import reverse
 
@@ -51,6 +51,7 @@ from core.money import format_usd
 from marketplace.deployments.dispatch import enqueue
 from marketplace.deployments.spec import Spec, spec_parse
 from marketplace.matching import services as matchmaker
+from marketplace.matching.candidates import gpu_model_name
 from marketplace.models import (
     ACTIVE_DEPLOYMENT_STATUSES,
     CloseReason,
@@ -65,6 +66,7 @@ from marketplace.models import (
     OrderStatus,
     close_reason_label,
 )
+from providers import capacity
 from providers import hooks as provider_hooks
 from providers.models import AgentState, GpuModel, Node, NodeStatus, Region
 
@@ -361,7 +363,7 @@ def _matched_message(placement: matchmaker.Placement, price: int, record: MatchR
     count = record.candidate_count
     among = f"best of {count} candidates" if count > 1 else "the only candidate"
     return (
-        f"Matched node {placement.node_id} ({matchmaker.gpu_model_name(placement.gpu_model_id)}, "
+        f"Matched node {placement.node_id} ({gpu_model_name(placement.gpu_model_id)}, "
         f"{placement.region_id}) of "
         f"{placement.provider_name} at {format_usd(price, places=4)}/h, {among}; commitment {record.commitment[:16]}…"
     )
@@ -540,11 +542,12 @@ def _release_capacity(lease: Lease) -> None:
         capacity_released_at=clock.now()
     ):
         return
-    Node.objects.filter(id=lease.node_id).update(
-        available_gpus=F("available_gpus") + lease.gpus,
-        available_cpu_cores=F("available_cpu_cores") + lease.cpu_cores,
-        available_memory_gb=F("available_memory_gb") + lease.memory_gb,
-        available_storage_gb=F("available_storage_gb") + lease.storage_gb,
+    capacity.release(
+        node_id=lease.node_id,
+        gpus=lease.gpus,
+        cpu_cores=lease.cpu_cores,
+        memory_gb=lease.memory_gb,
+        storage_gb=lease.storage_gb,
     )
 
 

@@ -10,7 +10,7 @@ from billing.selectors import user_balances
 from core import clock
 from core.errors import ApplicationError
 from marketplace.deployments import services as deployments
-from marketplace.matching import services as matchmaker
+from marketplace.matching import proof as match_proofs
 from marketplace.models import DeploymentStatus, Lease, LeaseStatus, MatchRecord, OrderStatus
 from tests.deployments.conftest import spec_text
 
@@ -42,7 +42,7 @@ def test_create_match_run_close(renter, market, django_capture_on_commit_callbac
     assert order.status == OrderStatus.MATCHED
 
     record = MatchRecord.objects.get(order=order)
-    proof = matchmaker.match_proof(record)
+    proof = match_proofs.match_proof(record)
     checked = verify_match(proof)
     assert checked["ok"] and checked["winner"] == lease.node_id
 

@@ -17,7 +17,7 @@ from billing.selectors import cached_balances_mismatch, ledger_total
 from core import clock
 from core.errors import ApplicationError
 from marketplace.deployments import services as deployments
-from marketplace.matching import services as matchmaker
+from marketplace.matching import proof as match_proofs
 from marketplace.models import Deployment, DeploymentStatus, Lease, LeaseStatus, MatchRecord, Order, OrderStatus
 from providers.models import Node
 from tests.deployments.conftest import fund
@@ -44,7 +44,7 @@ def create(renters, count: int, **kwargs) -> list[Order]:
 
 def proof_of(order: Order) -> dict:
     record = MatchRecord.objects.select_related("order__deployment").get(order=order)
-    return matchmaker.match_proof(record)
+    return match_proofs.match_proof(record)
 
 
 def test_a_batch_matches_every_order_with_a_proof_each(renters, settings):

@@ -21,9 +21,12 @@ from spheron_sdk import matching
 
 from core import clock
 from marketplace.deployments import services as deployments
-from marketplace.matching import services as matchmaker
-from marketplace.matching.services import Request, candidate_rows
+from marketplace.matching import candidates as match_candidates
+from marketplace.matching import proof as match_proofs
+from marketplace.matching import scoring
+from marketplace.matching.candidates import Request, candidate_rows
 from marketplace.models import Lease, LeaseStatus, MatchRecord, Order, OrderStatus
+from providers import capacity
 from providers.models import GpuModel, Node, NodeStatus
 from providers.services import stake_record
 from tests.deployments.conftest import fund
@@ -207,10 +210,10 @@ def test_price_is_the_lease_of_the_requested_share_from_per_resource_prices():
     request = request_for(spec())
     assert (request.cpu_cores, request.memory_gb, request.storage_gb, request.gpu_units) == (2, 4, 20, 1)
     # (2×3.65 + 4×0.10 + 20×0.01) $/month = $7.90 → 10,821.9 µ$/h → 10,822
-    assert matchmaker.lease_price(over, request) == 490_000 + 10_822 == 500_822
+    assert capacity.lease_price(over, request) == 490_000 + 10_822 == 500_822
     # (2×0.75 + 0.40 + 0.20) $/month = $2.10 → 2,876.7 µ$/h → 2,877
-    assert matchmaker.lease_price(exactly, request) == 500_000
-    assert matchmaker.lease_price(under, request) == 492_877
+    assert capacity.lease_price(exactly, request) == 500_000
+    assert capacity.lease_price(under, request) == 492_877
     # The whole node is dearer than the max ($0.522/h): what counts is the share the order takes.
     assert under.price_per_hour_micros > 500_000
 
@@ -224,7 +227,7 @@ def test_the_lease_locks_the_computed_price(rich):
     node = make_node(gpu_price_per_hour_micros=490_000, cpu_price_per_core_month_micros=1_000_000)
     lease = match(rich, spec())
     assert lease.node_id == node.id
-    assert lease.price_per_hour_micros == matchmaker.lease_price(node, request_for(spec())) == 490_000 + 3_562
+    assert lease.price_per_hour_micros == capacity.lease_price(node, request_for(spec())) == 490_000 + 3_562
     assert (lease.gpus, lease.cpu_cores, lease.memory_gb, lease.storage_gb) == (1, 2, 4, 20)
 
 
@@ -413,7 +416,7 @@ def test_random_weight_follows_the_seed(rich, settings):
     nodes = [make_node(gpu_price_per_hour_micros=150_000 + 1000 * n) for n in range(5)]
     deployment = deployments.deployment_create(user=rich, source=spec())
     order = deployment.orders.get()
-    seed = matchmaker.order_seed(order)
+    seed = scoring.order_seed(order)
     draws = {node.id: matching.random_factor(seed, node.id) for node in nodes}
     expected = max(draws, key=lambda node_id: (draws[node_id], -node_id))
     lease = deployments.match_order(order_id=order.id).lease
@@ -443,11 +446,11 @@ def test_the_same_order_gives_the_same_seed_and_winner(rich, settings):
     order = deployment.orders.get()
     request = Request.from_spec(deployment.spec)
 
-    seed = matchmaker.order_seed(order)
-    assert matchmaker.order_seed(order) == seed and len(seed) == 64
-    snapshot = matchmaker.snapshot(candidate_rows(request), request)
-    first = matching.score_candidates(snapshot, matchmaker.weights(), seed)
-    again = matching.score_candidates(copy.deepcopy(snapshot), matchmaker.weights(), seed)
+    seed = scoring.order_seed(order)
+    assert scoring.order_seed(order) == seed and len(seed) == 64
+    snapshot = scoring.snapshot(candidate_rows(request), request)
+    first = matching.score_candidates(snapshot, scoring.weights(), seed)
+    again = matching.score_candidates(copy.deepcopy(snapshot), scoring.weights(), seed)
     assert first == again
 
     lease = deployments.match_order(order_id=order.id).lease
@@ -461,13 +464,13 @@ def test_the_seed_depends_on_the_order_attempt_and_secret(rich, settings):
         make_node(gpu_price_per_hour_micros=175_000)
     first = deployments.deployment_create(user=rich, source=spec()).orders.get()
     second = deployments.deployment_create(user=rich, source=spec()).orders.get()
-    seed = matchmaker.order_seed(first)
-    assert matchmaker.order_seed(second) != seed
+    seed = scoring.order_seed(first)
+    assert scoring.order_seed(second) != seed
     first.attempt = 2
-    assert matchmaker.order_seed(first) != seed
+    assert scoring.order_seed(first) != seed
     first.attempt = 1
     settings.MATCH_SEED_SECRET = "another-secret"
-    other = matchmaker.order_seed(first)
+    other = scoring.order_seed(first)
     assert other != seed
     node_ids = list(Node.objects.values_list("id", flat=True))
     assert all(matching.random_factor(seed, n) != matching.random_factor(other, n) for n in node_ids)
@@ -569,7 +572,7 @@ def test_anyone_can_recompute_the_winner_and_commitment_without_django(rich, tmp
                       trust_tier=4 + (n + m) % 4, cpu_cores=8 * (m + 1), memory_gb=32 * (n + 1))  # fmt: skip
     lease = match(rich, spec(region="eu-west,us-east,eu-central"))
     record = MatchRecord.objects.get(order=lease.order)
-    proof = json.loads(json.dumps(matchmaker.match_proof(record)))  # as the API sends it
+    proof = json.loads(json.dumps(match_proofs.match_proof(record)))  # as the API sends it
     assert len(proof["candidates"]) == 9
 
     def tampered(change) -> dict[str, Any]:
@@ -646,7 +649,7 @@ def test_the_api_serves_the_proof_the_sdk_verifies(rich, client):
     response = client.get(f"/api/v1/deployments/{lease.deployment_id}/match-proof")
     assert response.status_code == 200, response.content
     served = response.json()
-    recorded = json.loads(json.dumps(matchmaker.match_proof(MatchRecord.objects.get(order=lease.order))))
+    recorded = json.loads(json.dumps(match_proofs.match_proof(MatchRecord.objects.get(order=lease.order))))
     for key in ("order_id", "spec_hash", "candidates", "weights", "seed", "winner", "commitment"):
         assert served[key] == recorded[key], key
     assert matching.verify_match(served)["ok"]
@@ -662,19 +665,19 @@ def test_a_candidate_taken_meanwhile_leaves_the_proof(rich, settings, monkeypatc
     taken = make_node(gpu_price_per_hour_micros=100_000)
     second = make_node(gpu_price_per_hour_micros=150_000)
     deployment = deployments.deployment_create(user=rich, source=spec())
-    real_rows = matchmaker.candidate_rows_many
+    real_rows = match_candidates.candidate_rows_many
 
     def rows_then_someone_else_reserves(items):
         rows = real_rows(items)
         Node.objects.filter(id=taken.id).update(available_gpus=0)
         return rows
 
-    monkeypatch.setattr(matchmaker, "candidate_rows_many", rows_then_someone_else_reserves)
+    monkeypatch.setattr(match_candidates, "candidate_rows_many", rows_then_someone_else_reserves)
     lease = deployments.match_order(order_id=deployment.orders.get().id).lease
     assert lease.node_id == second.id
     record = MatchRecord.objects.get(order=lease.order)
     assert [c["node_id"] for c in record.candidates] == [second.id]
-    assert matching.verify_match(matchmaker.match_proof(record))["ok"]
+    assert matching.verify_match(match_proofs.match_proof(record))["ok"]
     assert Lease.objects.filter(node=taken, status=LeaseStatus.ACTIVE).count() == 0
 
 

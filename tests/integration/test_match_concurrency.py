@@ -33,7 +33,8 @@ from spheron_sdk.matching import verify_match
 from billing.models import Hold
 from billing.selectors import cached_balances_mismatch, ledger_total, user_balances
 from marketplace.deployments import services as deployments
-from marketplace.matching import services as matchmaker
+from marketplace.matching import candidates
+from marketplace.matching import proof as match_proofs
 from marketplace.models import Deployment, DeploymentStatus, Lease, LeaseStatus, MatchRecord, Order, OrderStatus
 from providers.models import Node, NodeStatus
 from spheron_web.celery import app
@@ -268,8 +269,8 @@ def test_two_workers_match_500_orders_without_over_allocating(postgresql_and_red
             total[i] += amount
         # Each lease is on a node the order allowed, at that node's price for the order's share.
         assert lease.node_id in eligible, f"lease {lease.id} on ineligible node {lease.node_id}"
-        request = matchmaker.Request.from_spec(lease.deployment.spec)
-        assert lease.price_per_hour_micros == matchmaker.lease_price(lease.node, request) <= MAX_PRICE
+        request = candidates.Request.from_spec(lease.deployment.spec)
+        assert lease.price_per_hour_micros == capacity.lease_price(lease.node, request) <= MAX_PRICE
     for node in Node.objects.all():
         gpus, cpu, memory, storage = used[node.id]
         totals = (node.gpu_count, node.cpu_cores, node.memory_gb, node.storage_gb)
@@ -285,7 +286,7 @@ def test_two_workers_match_500_orders_without_over_allocating(postgresql_and_red
     # Every match is recorded and recomputes; every winner was reserved exactly once.
     records = list(MatchRecord.objects.select_related("order__deployment"))
     assert len(records) == matched
-    assert all(verify_match(matchmaker.match_proof(record))["ok"] for record in records)
+    assert all(verify_match(match_proofs.match_proof(record))["ok"] for record in records)
 
     # Money: nothing created or lost, the order holds are all gone, each lease holds 24 h at its price.
     assert ledger_total() == 0
