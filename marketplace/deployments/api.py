@@ -26,13 +26,15 @@ from core.schemas import ErrorOut
 from marketplace.deployments import services as deployments
 from marketplace.deployments.selectors import (
     MAX_ID,
+    deployment_cost_so_far,
+    deployment_costs,
     deployment_lease,
     deployment_log_lines,
     deployment_match_summary,
     leases_by_deployment,
 )
 from marketplace.deployments.spec import MAX_SPEC_BYTES, SpecError, spec_json_schema, spec_json_within_budget
-from marketplace.matching import services as matchmaker
+from marketplace.matching import proof as match_proofs
 from marketplace.models import Deployment, DeploymentStatus, Lease, LeaseStatus, MatchRecord
 
 router = Router(tags=["deployments"], auth=api_auth)
@@ -291,7 +293,7 @@ def _proof_url(request: HttpRequest, deployment_id: int) -> str:
 def _detail(request: HttpRequest, deployment: Deployment) -> dict[str, Any]:
     lease = deployment_lease(deployment)
     summary = deployment_match_summary(deployment)
-    cost = deployments.deployment_cost_so_far(deployment)
+    cost = deployment_cost_so_far(deployment)
     match = None
     if summary is not None:
         match = {
@@ -418,12 +420,14 @@ def deployment_list(
     rows = list(queryset[: limit + 1])
     page = rows[:limit]
     next_cursor = encode_cursor({"created_at": page[-1].created_at, "id": page[-1].id}) if len(rows) > limit else None
-    leases = leases_by_deployment([deployment.id for deployment in page])
+    ids = [deployment.id for deployment in page]
+    leases = leases_by_deployment(ids)
+    costs = deployment_costs(ids)
     items = []
     for deployment in page:
         lease = leases.get(deployment.id)
         price = lease.price_per_hour_micros if lease else deployment.max_price_per_hour_micros
-        cost = deployments.deployment_cost_so_far(deployment)
+        cost = costs[deployment.id]
         models = deployment.spec.get("gpu_models") or []
         items.append(
             {
@@ -530,4 +534,4 @@ def match_proof(
     record = records.order_by("-order__attempt").first()
     if record is None:
         raise Http404("This deployment has not been matched to a node yet.")
-    return matchmaker.match_proof(record)
+    return match_proofs.match_proof(record)

@@ -1,10 +1,12 @@
 """Deployments reads shared by the pages (views) and the API: a deployment's lease, the latest lease
-of many deployments, why this node (the last match), the log lines."""
+of many deployments, what deployments cost so far, why this node (the last match), the log lines."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from billing.usage import meter_accrued
+from core import clock
 from marketplace.models import Deployment, Lease, LeaseLogLine, MatchRecord
 
 MAX_ID = 2**63 - 1  # larger ids cannot be in the database (and SQLite cannot even compare them)
@@ -31,6 +33,28 @@ def leases_by_deployment(deployment_ids: list[int]) -> dict[int, Lease]:
     ):
         latest.setdefault(lease.deployment_id, lease)
     return latest
+
+
+def deployment_costs(deployment_ids: list[int]) -> dict[int, int]:
+    """What each deployment's leases cost so far (micro-USD), as their meters count it, in one
+    query for any number of deployments: a closed meter counts what it charged; an open one what
+    it accrued, never less than what a settlement already charged (a meter paused while its node
+    is silent stops at the last heartbeat, as the settlements and the failover charge it). A lease
+    without a meter counts nothing; every id asked for is in the answer."""
+    costs = dict.fromkeys(deployment_ids, 0)
+    now = clock.now()
+    for lease in Lease.objects.filter(deployment_id__in=deployment_ids, meter__isnull=False).select_related("meter"):
+        meter = lease.meter
+        if meter.closed_at:
+            costs[lease.deployment_id] += meter.charged
+        else:
+            costs[lease.deployment_id] += max(meter.charged, meter_accrued(meter, now=now))
+    return costs
+
+
+def deployment_cost_so_far(deployment: Deployment) -> int:
+    """What the deployment's leases cost so far (micro-USD): `deployment_costs` for one."""
+    return deployment_costs([deployment.id])[deployment.id]
 
 
 def deployment_log_lines(

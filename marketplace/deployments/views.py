@@ -37,6 +37,8 @@ from marketplace.deployments.forms import TEMPLATES, SpecForm, node_tier_outside
 from marketplace.deployments.selectors import (
     LOG_BATCH,
     MAX_ID,
+    deployment_cost_so_far,
+    deployment_costs,
     deployment_lease,
     deployment_log_lines,
     deployment_match_summary,
@@ -44,7 +46,6 @@ from marketplace.deployments.selectors import (
 )
 from marketplace.deployments.services import (
     deployment_close,
-    deployment_cost_so_far,
     deployment_create,
     deployment_redeploy,
     estimate,
@@ -208,13 +209,15 @@ def _gpu_label(deployment: Deployment, names: dict[str, str]) -> str:
 
 def _list_rows(deployments: list[Deployment]) -> list[dict[str, Any]]:
     names = dict(GpuModel.objects.values_list("slug", "name"))
-    leases = leases_by_deployment([deployment.id for deployment in deployments])
+    ids = [deployment.id for deployment in deployments]
+    leases = leases_by_deployment(ids)
+    costs = deployment_costs(ids)
     return [
         {
             "deployment": deployment,
             "lease": leases.get(deployment.id),
             "gpu": _gpu_label(deployment, names),
-            "cost": deployment_cost_so_far(deployment),
+            "cost": costs[deployment.id],
             "silence": node_silence(deployment, leases.get(deployment.id)),
         }
         for deployment in deployments

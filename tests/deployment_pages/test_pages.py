@@ -10,6 +10,7 @@ from django.test import Client
 from core import clock
 from marketplace.deployments import services as deployments
 from marketplace.deployments.forms import spec_for_node
+from marketplace.deployments.selectors import deployment_cost_so_far
 from marketplace.models import Deployment, DeploymentStatus, Lease
 from tests.deployment_pages.conftest import create_and_match, spec_text
 from tests.factories import make_node, make_user
@@ -53,7 +54,7 @@ def test_list_shows_status_gpu_node_price_and_cost(owner_client, owner, outsider
     assert f"node {lease.node_id}" in html
     assert "≤ $0.75" in html  # no lease yet: the most it pays
     lease.refresh_from_db()
-    cost = deployments.deployment_cost_so_far(running)
+    cost = deployment_cost_so_far(running)
     assert cost == lease.price_per_hour_micros  # one hour at the locked price
     assert f"${cost / 1_000_000:.6f}" in html
     assert 'hx-trigger="every 5s"' in html  # active ones refresh themselves

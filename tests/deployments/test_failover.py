@@ -12,6 +12,7 @@ from billing.models import Hold, UsageMeter
 from billing.selectors import user_balances
 from core import clock
 from marketplace.deployments import services as deployments
+from marketplace.deployments.selectors import deployment_cost_so_far
 from marketplace.models import CloseReason, DeploymentStatus, Lease, LeaseStatus
 from providers import liveness
 from providers.models import Node, NodeStatus
@@ -111,14 +112,14 @@ def test_a_node_back_within_the_grace_is_not_charged_for_its_silence(
     lease = running_lease(renter)
     clock.advance(3600)
     go_silent(lease, silent_for=90, django_capture_on_commit_callbacks=django_capture_on_commit_callbacks)
-    frozen = deployments.deployment_cost_so_far(lease.deployment)
+    frozen = deployment_cost_so_far(lease.deployment)
     assert frozen == lease.price_per_hour_micros  # the hour up to the last heartbeat
     with django_capture_on_commit_callbacks(execute=True):
         liveness.node_mark_online(node_id=lease.node_id, at=clock.now())
     # Back: the cost goes on from where it stopped, not from where it would be with the silence.
-    assert deployments.deployment_cost_so_far(lease.deployment) == frozen
+    assert deployment_cost_so_far(lease.deployment) == frozen
     clock.advance(3600)
-    assert deployments.deployment_cost_so_far(lease.deployment) == 2 * lease.price_per_hour_micros
+    assert deployment_cost_so_far(lease.deployment) == 2 * lease.price_per_hour_micros
     assert UsageMeter.objects.get(id=lease.meter_id).excluded_seconds == 90
     back = lease.deployment.events.get(kind="node_back").message
     assert back.startswith(f"Node {lease.node_id} is back after 90 s without a heartbeat")
@@ -145,13 +146,13 @@ def test_the_cost_stops_at_the_last_heartbeat_while_the_node_is_silent(
     lease = running_lease(renter)
     clock.advance(3600)
     last_good = go_silent(lease, silent_for=61, django_capture_on_commit_callbacks=django_capture_on_commit_callbacks)
-    frozen = deployments.deployment_cost_so_far(lease.deployment)
+    frozen = deployment_cost_so_far(lease.deployment)
     assert frozen == lease.price_per_hour_micros  # one hour, up to the last heartbeat
     clock.advance(100)
-    assert deployments.deployment_cost_so_far(lease.deployment) == frozen
+    assert deployment_cost_so_far(lease.deployment) == frozen
     # ...and the failover charges the same.
     deployments.node_leases_fail(node_id=lease.node_id, last_good=last_good)
-    assert deployments.deployment_cost_so_far(lease.deployment) == frozen
+    assert deployment_cost_so_far(lease.deployment) == frozen
     assert UsageMeter.objects.get(id=lease.meter_id).charged == frozen
 
 

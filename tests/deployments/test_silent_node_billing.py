@@ -14,6 +14,7 @@ from billing.selectors import user_balances
 from billing.usage import usage_settle_all
 from core import clock
 from marketplace.deployments import services as deployments
+from marketplace.deployments.selectors import deployment_cost_so_far
 from marketplace.models import Lease, LeaseStatus
 from providers import liveness
 from providers.models import Node
@@ -45,7 +46,7 @@ def test_a_settlement_while_the_node_is_silent_charges_only_up_to_its_last_heart
     assert meter.paused_at == last_good
     assert meter.charged == cost_until(lease, last_good) > 0
     # The page shows what the ledger charged, and it stays there.
-    assert deployments.deployment_cost_so_far(lease.deployment) == meter.charged
+    assert deployment_cost_so_far(lease.deployment) == meter.charged
     clock.advance(15)
     usage_settle_all(now=clock.now())
     assert UsageMeter.objects.get(id=lease.meter_id).charged == meter.charged
@@ -69,7 +70,7 @@ def test_after_failover_the_renter_paid_the_price_until_the_last_heartbeat(
     meter = UsageMeter.objects.get(id=lease.meter_id)
     expected = cost_until(lease, last_good)
     assert meter.closed_at == last_good and meter.charged == expected
-    assert deployments.deployment_cost_so_far(lease.deployment) == expected
+    assert deployment_cost_so_far(lease.deployment) == expected
     renter_balances = user_balances(user=renter)
     assert renter_balances.available == FUNDED - expected  # everything else came back
     assert renter_balances.reserved == 0
@@ -94,7 +95,7 @@ def test_a_node_back_within_the_grace_is_charged_for_everything_but_its_silence_
     meter = UsageMeter.objects.get(id=lease.meter_id)
     assert meter.excluded_seconds == 90  # the silence, once
     assert meter.charged == 2 * lease.price_per_hour_micros  # the hour before it and the hour after
-    assert deployments.deployment_cost_so_far(lease.deployment) == meter.charged
+    assert deployment_cost_so_far(lease.deployment) == meter.charged
     assert user_balances(user=renter).available == FUNDED - meter.charged
     assert user_balances(user=renter).reserved == 0
     assert_ledger_consistent()
@@ -115,7 +116,7 @@ def test_the_fold_pauses_the_meter_when_the_offline_hook_was_lost(renter, market
     deployments.leases_fail_silent_nodes()
 
     assert UsageMeter.objects.get(id=lease.meter_id).paused_at == last_good
-    assert deployments.deployment_cost_so_far(lease.deployment) == cost_until(lease, last_good)
+    assert deployment_cost_so_far(lease.deployment) == cost_until(lease, last_good)
 
 
 def test_a_node_silent_again_before_its_back_online_hook_ran_stays_paused(
@@ -138,4 +139,4 @@ def test_a_node_silent_again_before_its_back_online_hook_ran_stays_paused(
     assert meter.excluded_seconds == int((back_at - first).total_seconds())
     clock.advance(300)
     usage_settle_all(now=clock.now())
-    assert UsageMeter.objects.get(id=lease.meter_id).charged == deployments.deployment_cost_so_far(lease.deployment)
+    assert UsageMeter.objects.get(id=lease.meter_id).charged == deployment_cost_so_far(lease.deployment)
