@@ -4,15 +4,12 @@ queue these tasks by name (marketplace.deployments.dispatch), so each `name=` be
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from celery import shared_task
-from django.conf import settings
 
-from core import clock
 from marketplace.catalog.selectors import market_board_refresh
 from marketplace.deployments import services as deployments
-from marketplace.models import Lease, Order, OrderStatus
 
 
 @shared_task(name="marketplace.tasks.refresh_market_board", acks_late=True, ignore_result=True)
@@ -59,20 +56,7 @@ def match_order(*_queued_order_id: int) -> int:
 
 @shared_task(name="marketplace.tasks.sweep_open_orders", acks_late=True, ignore_result=True)
 def sweep_open_orders() -> int:
-    """Orders still open and due (waiting for capacity past their retry time, or enqueued while no
-    worker ran) are matched in batches, at most 500 per run; orders left "matching" by a worker of
-    an older version are reopened. Returns the number of orders tried."""
-    # Reopen by when a worker took it, not by its age: an order that waited for capacity is not stuck.
-    Order.objects.filter(status=OrderStatus.MATCHING, claimed_at__lt=clock.now() - timedelta(minutes=5)).update(
-        status=OrderStatus.OPEN
-    )
-    done = 0
-    while done < 500:
-        tried = len(deployments.match_due_orders())
-        done += tried
-        if tried < settings.MATCH_BATCH_SIZE:
-            break
-    return done
+    return deployments.open_orders_sweep()
 
 
 @shared_task(name="marketplace.tasks.expire_deployments", acks_late=True, ignore_result=True)
@@ -87,24 +71,4 @@ def fail_node_leases(node_id: int, last_good_iso: str) -> int:
 
 @shared_task(name="marketplace.tasks.simulate_demo_lease", acks_late=True, ignore_result=True)
 def simulate_demo_lease(lease_id: int) -> bool:
-    """Demo nodes have no agent: report what one would, so the demo market's deployments run."""
-    lease = Lease.objects.filter(id=lease_id).select_related("node", "deployment").first()
-    if lease is None or not lease.node.is_simulated:
-        return False
-    image = lease.deployment.spec["services"][0]["image"]
-    return deployments.lease_events(
-        lease.node_id,
-        lease.id,
-        [
-            {"type": "provisioning", "message": f"demo node: pulling {image}"},
-            {"type": "running"},
-            {
-                "type": "log",
-                "stream": "stdout",
-                "lines": [
-                    f"[demo] node {lease.node.name} is a simulated demo node: no real machine runs {image}.",
-                    "[demo] Register a real machine with `fizz start` to run workloads.",
-                ],
-            },
-        ],
-    )
+    return deployments.demo_lease_simulate(lease_id)

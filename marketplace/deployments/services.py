@@ -207,59 +207,9 @@ def _order_open(deployment: Deployment, *, attempt: int, excluded: list[int], no
     return order
 
 
-def lease_start(
-    *, order: Order, placement: matchmaker.Placement, request, price: int, record: MatchRecord, now: datetime
-) -> Lease:
-    """Called inside the matching transaction (`match_orders`), with the order and `order.deployment` locked
-    and the node's capacity reserved. The deployment's worst-case hold becomes the lease meter's
-    hold at the locked price in one ledger posting (billing's hold_swap): a batch of one
-    (`leases_start`); free leases and deployments without a hold are written here."""
-    deployment = order.deployment
-    if price > 0 and deployment.hold_id is not None:
-        start = LeaseStart(order=order, placement=placement, request=request, price=price, record=record)
-        return leases_start([start], now=now)[0]
-    lease = Lease.objects.create(
-        deployment=deployment,
-        order=order,
-        node_id=placement.node_id,
-        price_per_hour_micros=price,
-        gpus=request.gpu_units,
-        cpu_cores=request.cpu_cores,
-        memory_gb=request.memory_gb,
-        storage_gb=request.storage_gb,
-        started_at=now,
-    )
-    old_hold = deployment.hold
-    meter = dict(
-        price_per_hour=price,
-        fee_rate=fee_rate_for(deployment.mode),
-        hold_amount=price * hold_hours(deployment.spec),
-        reference_type="lease",
-        reference_id=str(lease.id),
-        started_at=now,
-    )
-    if old_hold is not None:
-        hold_release(hold=old_hold)
-    if price > 0:
-        lease.meter = meter_open(renter=deployment.owner, payee=User.objects.get(id=placement.payee_id), **meter)
-    if lease.meter is not None:
-        lease.save(update_fields=["meter"])
-    Order.objects.filter(id=order.id).update(status=OrderStatus.MATCHED, matched_at=now, claimed_at=now)
-    deployment.status = DeploymentStatus.MATCHED
-    deployment.hold = None
-    if deployment.ends_at is None and deployment.duration_seconds:
-        deployment.ends_at = now + timedelta(seconds=deployment.duration_seconds)
-    deployment.save(update_fields=["status", "hold", "ends_at", "updated_at"])
-    _event(deployment, "matched", _matched_message(placement, price, record), at=now, lease=lease)
-    transaction.on_commit(lambda: _assignments_changed(placement.node_id))
-    if placement.is_simulated:
-        transaction.on_commit(lambda: enqueue("marketplace.tasks.simulate_demo_lease", lease.id))
-    return lease
-
-
 @dataclass(frozen=True)
 class LeaseStart:
-    """The arguments of one `lease_start`, for `leases_start`."""
+    """One match to start: the order, where, for what share and at what price, and its proof."""
 
     order: Order
     placement: matchmaker.Placement
@@ -267,23 +217,21 @@ class LeaseStart:
     price: int
     record: MatchRecord
 
+    @property
+    def swaps_hold(self) -> bool:
+        """A paid lease of a deployment with a hold: the hold becomes the meter's (`hold_swaps`)."""
+        return self.price > 0 and self.order.deployment.hold_id is not None
+
 
 def leases_start(starts: list[LeaseStart], *, now: datetime) -> list[Lease]:
-    """`lease_start` for a batch of matches in the matching transaction (`match_orders`): the same rows and the
-    same ledger postings, written with a fixed number of queries (one INSERT or UPDATE per table)
-    whatever the batch's size. A refusal from billing (which cannot happen while the orders'
-    deployments are locked: see `hold_swaps`) is raised and the caller's transaction rolls back."""
-    plain = [s for s in starts if s.price <= 0 or s.order.deployment.hold_id is None]
-    if plain:  # no swap to batch (free, or no hold): one at a time
-        done = {
-            id(s): lease_start(
-                order=s.order, placement=s.placement, request=s.request, price=s.price, record=s.record, now=now
-            )
-            for s in plain
-        }
-        batched = [s for s in starts if id(s) not in done]
-        leases = {id(s): lease for s, lease in zip(batched, leases_start(batched, now=now), strict=True)} | done
-        return [leases[id(s)] for s in starts]
+    """Start the leases of a batch of matches, inside the matching transaction (`match_orders`), with
+    the orders and their deployments locked and the nodes' capacity reserved. Each deployment's
+    worst-case hold becomes its lease meter's hold at the locked price in one ledger posting
+    (billing's `hold_swaps`); a free lease has no meter and its deployment's hold is released.
+    The rows are written with a fixed number of queries (one INSERT or UPDATE per table) whatever
+    the batch's size; one match is a batch of one. A refusal from billing (which cannot happen
+    while the deployments are locked: see `hold_swaps`) is raised and the caller's transaction
+    rolls back."""
     if not starts:
         return []
     leases = Lease.objects.bulk_create(
@@ -302,6 +250,9 @@ def leases_start(starts: list[LeaseStart], *, now: datetime) -> list[Lease]:
             for s in starts
         ]
     )
+    swapped = [
+        (s, lease) for s, lease in zip(starts, leases, strict=True) if s.price > 0 and s.order.deployment.hold_id
+    ]
     meters = meters_open_swapping(
         [
             MeterSwap(
@@ -314,15 +265,32 @@ def leases_start(starts: list[LeaseStart], *, now: datetime) -> list[Lease]:
                 reference_id=str(lease.id),
                 started_at=now,
             )
-            for s, lease in zip(starts, leases, strict=True)
+            for s, lease in swapped
         ]
     )
     for meter in meters:
         if isinstance(meter, ApplicationError):
             raise meter
-    for lease, meter in zip(leases, meters, strict=True):
+    for (_, lease), meter in zip(swapped, meters, strict=True):
         lease.meter = meter
-    update_by_id(Lease, "meter", {lease.id: lease.meter_id for lease in leases})
+    for s, lease in zip(starts, leases, strict=True):  # no hold to swap: free, or a deployment without one
+        if s.swaps_hold:
+            continue
+        deployment = s.order.deployment
+        if deployment.hold_id is not None:
+            hold_release(hold=deployment.hold)
+        if s.price > 0:
+            lease.meter = meter_open(
+                renter=deployment.owner,
+                payee=User.objects.get(id=s.placement.payee_id),
+                price_per_hour=s.price,
+                fee_rate=fee_rate_for(deployment.mode),
+                hold_amount=s.price * hold_hours(deployment.spec),
+                reference_type="lease",
+                reference_id=str(lease.id),
+                started_at=now,
+            )
+    update_by_id(Lease, "meter", {lease.id: lease.meter_id for lease in leases if lease.meter_id})
     Order.objects.filter(id__in=[s.order.id for s in starts]).update(
         status=OrderStatus.MATCHED, matched_at=now, claimed_at=now
     )
@@ -513,6 +481,26 @@ def match_due_orders(
 ) -> dict[int, MatchOutcome]:
     """One batch of the orders that are due (see `match_orders`)."""
     return match_orders(limit=settings.MATCH_BATCH_SIZE, now=now, on_full=on_full)
+
+
+STUCK_CLAIM = timedelta(minutes=5)  # an order "matching" longer than this lost its worker
+SWEEP_LIMIT = 500  # orders one sweep tries at most
+
+
+def open_orders_sweep(*, now: datetime | None = None, limit: int = SWEEP_LIMIT) -> int:
+    """Orders still open and due (waiting for capacity past their retry time, or enqueued while no
+    worker ran) are matched in batches, at most `limit` per run; orders left "matching" by a worker
+    that died (or of an older version) are reopened first. Returns the number of orders tried."""
+    now = now or clock.now()
+    # Reopen by when a worker took it, not by its age: an order that waited for capacity is not stuck.
+    Order.objects.filter(status=OrderStatus.MATCHING, claimed_at__lt=now - STUCK_CLAIM).update(status=OrderStatus.OPEN)
+    done = 0
+    while done < limit:
+        tried = len(match_due_orders())
+        done += tried
+        if tried < settings.MATCH_BATCH_SIZE:
+            break
+    return done
 
 
 def order_fail(*, order: Order, reason: str, now: datetime) -> None:
@@ -1072,6 +1060,31 @@ def describe_lease_references(ids: list[str], user) -> dict[str, BillingReferenc
             label = f"Lease #{lease['id']} on {lease['node__name'] or 'node ' + str(lease['node_id'])}"
             described[str(lease["id"])] = BillingReference(label, reverse("providers:node", args=[lease["node_id"]]))
     return described
+
+
+def demo_lease_simulate(lease_id: int) -> bool:
+    """Demo nodes have no agent: report what one would, so the demo market's deployments run.
+    False for a lease that is gone or not on a demo node."""
+    lease = Lease.objects.filter(id=lease_id).select_related("node", "deployment").first()
+    if lease is None or not lease.node.is_simulated:
+        return False
+    image = lease.deployment.spec["services"][0]["image"]
+    return lease_events(
+        lease.node_id,
+        lease.id,
+        [
+            {"type": "provisioning", "message": f"demo node: pulling {image}"},
+            {"type": "running"},
+            {
+                "type": "log",
+                "stream": "stdout",
+                "lines": [
+                    f"[demo] node {lease.node.name} is a simulated demo node: no real machine runs {image}.",
+                    "[demo] Register a real machine with `fizz start` to run workloads.",
+                ],
+            },
+        ],
+    )
 
 
 def register_hooks() -> None:

@@ -240,3 +240,29 @@ def test_the_sweep_matches_due_orders_in_batches(renters, settings):
     create(renters, 5)
     assert sweep_open_orders() == 5
     assert Order.objects.filter(status=OrderStatus.MATCHED).count() == 5
+
+
+def test_a_batch_with_a_free_lease_beside_paid_ones_starts_them_all_in_one_path(renters, settings):
+    """leases_start is the one implementation: a free node's lease has no meter and its
+    deployment's hold goes back to the renter; the paid leases of the same batch swap theirs."""
+    only(settings, "price")
+    free = make_node(
+        gpu_price_per_hour_micros=0,
+        cpu_price_per_core_month_micros=0,
+        memory_price_per_gb_month_micros=0,
+        storage_price_per_gb_month_micros=0,
+    )
+    paid = [make_node(gpu_price_per_hour_micros=150_000 + n) for n in range(2)]
+    orders = create(renters, 3)
+    outcomes = deployments.match_orders(limit=10)
+    assert {outcome.status for outcome in outcomes.values()} == {"matched"}
+    leases = {lease.node_id: lease for lease in Lease.objects.filter(order__in=orders)}
+    assert set(leases) == {free.id, *(node.id for node in paid)}
+    assert leases[free.id].price_per_hour_micros == 0 and leases[free.id].meter_id is None
+    for node in paid:
+        assert leases[node.id].meter.hold.amount == leases[node.id].price_per_hour_micros * 24
+    for order in orders:
+        deployment = Deployment.objects.get(id=order.deployment_id)
+        assert deployment.status == DeploymentStatus.MATCHED and deployment.hold_id is None
+        assert deployment.events.filter(kind="matched").count() == 1
+    assert ledger_total() == 0 and not cached_balances_mismatch()
