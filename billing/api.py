@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from accounts.auth import api_auth
 from accounts.models import User
+from billing import stripe_service
 from billing.forms import parse_usd_amount
 from billing.models import TransactionKind
 from billing.references import describe_transactions
@@ -146,7 +147,6 @@ class TopUpOut(BaseModel):
 )
 def topups_create(request: HttpRequest, body: TopUpIn):  # "body": the error handler drops it from field names
     """Creates a Stripe PaymentIntent. Credits arrive when Stripe confirms the payment (webhook)."""
-    from billing import stripe_service  # written alongside; imported late so this module loads without it
 
     intent = stripe_service.topup_create(user=_user(request), amount_micros=body.amount_micros)
     return Status(

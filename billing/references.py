@@ -17,6 +17,7 @@ from itertools import islice
 
 from django.urls import reverse
 
+from billing.models import Hold, TransactionKind
 from core.money import format_usd
 
 
@@ -38,7 +39,6 @@ def register_reference_describer(reference_type: str, describer: Describer) -> N
 
 def _holds(ids: list[str], user) -> dict[str, Reference]:
     """A hold reads as what it was placed for (a deployment's hold, a lease's hold)."""
-    from billing.models import Hold
 
     holds = Hold.objects.filter(id__in=[int(i) for i in ids if i.isdigit()], user=user)
     targets = {
@@ -143,7 +143,6 @@ def transaction_description(row: dict, reference: Reference | None = None) -> st
     cleaned = _STRIPE_IDS.sub("", memo).strip()
     if cleaned:
         return cleaned
-    from billing.models import TransactionKind
 
     return dict(TransactionKind.choices).get(kind, kind)
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from billing.earnings import earnings_settle_due
 from billing.usage import usage_settle_all
 
 
@@ -14,6 +15,5 @@ def settle_usage() -> int:
 @shared_task(name="billing.tasks.settle_earnings", acks_late=True, ignore_result=True)
 def settle_earnings() -> int:
     """Hourly: move provider earnings older than the holding window from pending to settled."""
-    from billing.earnings import earnings_settle_due
 
     return earnings_settle_due().settled

@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 
+from billing import stripe_service
 from billing.forms import PayoutForm, TopUpForm
 from billing.models import PayoutRequest, TransactionKind
 from billing.payouts import earnings_transactions, payout_request_create, provider_earnings
@@ -83,8 +84,6 @@ def topup(request: HttpRequest) -> HttpResponse:
         messages.error(request, NOT_CONFIGURED)
         return redirect("billing")
     if form.is_valid():
-        from billing import stripe_service  # written alongside; imported late so this module loads without it
-
         try:
             intent = stripe_service.topup_create(user=request.user, amount_micros=form.cleaned_data["amount"])
         except ApplicationError as exc:

@@ -23,6 +23,7 @@ from django.db import connection, transaction
 
 from core import clock
 from providers import hooks
+from providers.hardware import gpu_model_slug
 from providers.models import (
     ChallengeStatus,
     Node,
@@ -383,7 +384,6 @@ def _version_tuple(text: str) -> tuple[int, ...] | None:
 def challenge_evaluate(expected: dict[str, Any], measured: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(failures, review reasons). A failure: the resources offered are not free now. A review
     reason: the hardware itself differs from what the node registered with."""
-    from providers.hardware import gpu_model_slug
 
     failures: list[str] = []
     review: list[str] = []

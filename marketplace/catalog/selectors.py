@@ -7,6 +7,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
@@ -18,7 +19,7 @@ from django.http import Http404
 from core.errors import ApplicationError
 from core.money import usd_to_micros
 from marketplace.catalog.filters import SORT_FIELDS, OfferFilter, decode_cursor, encode_cursor
-from marketplace.models import Offer
+from marketplace.models import Lease, Offer
 from providers.models import LISTED, GpuModel, Node
 from providers.selectors import gpu_model_exists, region_codes_in, region_exists
 
@@ -187,7 +188,6 @@ def _may_see_unlisted(node_id: int, provider_user_id: int, user: AbstractBaseUse
         return False
     if user.pk == provider_user_id:
         return True
-    from marketplace.models import Lease
 
     return Lease.objects.filter(node_id=node_id, deployment__owner_id=user.pk).exists()
 
@@ -284,7 +284,6 @@ def _board_cache_key(filters: OfferFilter | None) -> str:
 
 def market_board(*, filters: OfferFilter | None = None, max_age: int | None = None) -> list[MarketRow]:
     """The board, cached for a short time: it aggregates every listed node."""
-    from django.conf import settings
 
     timeout = settings.MARKET_BOARD_CACHE_SECONDS if max_age is None else max_age
     if filters is not None and not filters.active().keys() - {"gpu_model", "sort"}:
@@ -302,7 +301,6 @@ def market_board(*, filters: OfferFilter | None = None, max_age: int | None = No
 
 def market_board_refresh() -> int:
     """Recompute the unfiltered board into the cache (beat task); returns the offers counted."""
-    from django.conf import settings
 
     board = market_board_compute()
     cache.set(_board_cache_key(None), board, max(settings.MARKET_BOARD_CACHE_SECONDS, 1) * 2)
