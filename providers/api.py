@@ -1,4 +1,5 @@
-"""/api/v1 routes for node agents (token/secret auth) and providers (session or API key)."""
+"""/api/v1 routes for node agents (token/secret auth, providers.auth) and providers (session or API
+key). A node's lease events are marketplace.deployments' route (deployments/agent_api.py)."""
 
 from __future__ import annotations
 
@@ -18,73 +19,17 @@ from pydantic import (
     field_validator,
 )
 
-from accounts.auth import BearerAuth, api_auth
+from accounts.auth import api_auth
 from core.errors import ApplicationError
 from core.money import exact_usd, parse_plain_decimal
 from core.schemas import ErrorOut
-from core.throttle import auth_failure, auth_refuse_if_blocked
-from providers import hooks, liveness, selectors, services
+from core.throttle import auth_failure
+from providers import liveness, selectors, services
+from providers.auth import MAX_NODE_PAYLOAD_BYTES as MAX_NODE_PAYLOAD_BYTES  # heartbeat_wsgi reads it here
+from providers.auth import NodeHeartbeatAuth, NodeTokenAuth
 from providers.registration import node_register
 
-MAX_NODE_PAYLOAD_BYTES = 64 * 1024
-MAX_EVENTS_PAYLOAD_BYTES = 2 * 1024 * 1024
 ERRORS = {code: ErrorOut for code in (400, 401, 403, 404, 409, 422)}
-
-
-def _check_size(request: HttpRequest, limit: int) -> None:
-    try:
-        length = int(request.headers.get("Content-Length") or 0)
-    except ValueError:
-        length = 0
-    if length > limit or len(request.body) > limit:
-        raise ApplicationError(f"The request body is too large (at most {limit // 1024} KiB).", status=400)
-
-
-class NodeTokenAuth(BearerAuth):
-    """`Authorization: Bearer fzt_…` — a node token from the dashboard (registration only; a token
-    that is well formed but unknown is refused, and counted, by `register`)."""
-
-    def authenticate(self, request: HttpRequest, token: str) -> str | None:
-        _check_size(request, MAX_NODE_PAYLOAD_BYTES)
-        auth_refuse_if_blocked(request)  # a blocked address's token is not even looked up
-        if not token.strip().startswith("fzt_"):
-            auth_failure(request)
-            return None
-        return token.strip()
-
-
-class NodeSecretAuth(BearerAuth):
-    """`Authorization: Bearer nsk_<node id>_…` — the secret a node got at registration. Failures
-    are rate limited per client address; a valid secret never touches the counter."""
-
-    limit = MAX_NODE_PAYLOAD_BYTES
-
-    def authenticate(self, request: HttpRequest, token: str) -> int | None:
-        _check_size(request, self.limit)
-        found = liveness.node_authenticate(token.strip())
-        if found is None:
-            auth_failure(request)
-            return None
-        request.node_info = found[1]  # type: ignore[attr-defined]
-        return found[0]
-
-
-class NodeSecretEventsAuth(NodeSecretAuth):
-    limit = MAX_EVENTS_PAYLOAD_BYTES
-
-
-class NodeHeartbeatAuth(NodeSecretAuth):
-    """The node secret, reading the heartbeat's other cache state in the same round trip."""
-
-    def authenticate(self, request: HttpRequest, token: str) -> int | None:
-        _check_size(request, self.limit)
-        found = liveness.node_authenticate_heartbeat(token.strip())
-        if found is None:
-            auth_failure(request)
-            return None
-        request.node_info, request.node_cached = found[1], found[2]  # type: ignore[attr-defined]
-        return found[0]
-
 
 node_router = Router(tags=["nodes"])
 provider_router = Router(tags=["provider"], auth=api_auth)
@@ -299,44 +244,6 @@ def heartbeat_handle(node_id: int, info: dict[str, Any], cached: dict[str, Any],
         stopping=payload.stopping,
         cached=cached,
     )
-
-
-class LeaseEventIn(_Strict):
-    type: Literal["provisioning", "running", "log", "exited", "failed", "stopped"]
-    at: Annotated[str, StringConstraints(max_length=40)] | None = None
-    message: Annotated[str, StringConstraints(max_length=2000)] = ""
-    stream: Literal["stdout", "stderr"] | None = None
-    lines: list[Annotated[str, StringConstraints(max_length=8192)]] = Field(default_factory=list, max_length=1000)
-    exit_code: StrictInt | None = Field(None, ge=-255, le=255)
-
-
-class LeaseEventsIn(_Strict):
-    events: list[LeaseEventIn] = Field(min_length=1, max_length=200)
-
-    @field_validator("events")
-    @classmethod
-    def _line_budget(cls, events: list[LeaseEventIn]) -> list[LeaseEventIn]:
-        if sum(len(event.lines) for event in events) > 1000:
-            raise ValueError("at most 1,000 log lines per request")
-        return events
-
-
-class AcceptedOut(BaseModel):
-    accepted: int
-
-
-@node_router.post(
-    "/leases/{lease_id}/events",
-    auth=NodeSecretEventsAuth(),
-    response={202: AcceptedOut, **ERRORS},
-    operation_id="lease_events",
-    summary="A node reports what happened to a lease it runs: provisioning, running, logs, exit",
-)
-def lease_events(request: HttpRequest, lease_id: int, payload: LeaseEventsIn):
-    events = [event.model_dump() for event in payload.events]
-    if not hooks.lease_events(request.auth, lease_id, events):  # type: ignore[arg-type]
-        raise ApplicationError("No such lease on this node.", status=404)
-    return Status(202, {"accepted": len(events)})
 
 
 # --- Provider routes ---------------------------------------------------------------------------

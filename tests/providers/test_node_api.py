@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from providers import hooks, services
+from marketplace.deployments import services as deployments
+from providers import services
 from providers.models import Node, NodeChallenge, NodeEvent, NodeStatus, NodeToken
 from tests.providers.conftest import hardware_report, post
 
@@ -186,7 +187,7 @@ def test_cpu_only_machine_registers_as_a_cpu_tier(client, token):
     assert any("8 CPU cores" in warning for warning in body["warnings"])
 
 
-def test_lease_events_reach_the_registered_handler_or_404(client, token):
+def test_lease_events_reach_the_deployments_service_or_404(client, token, monkeypatch):
     node = _register(client, token)
     url = "/api/v1/leases/7/events"
     event = {"events": [{"type": "log", "stream": "stdout", "lines": ["hello"]}]}
@@ -197,13 +198,10 @@ def test_lease_events_reach_the_registered_handler_or_404(client, token):
         received.append((node_id, lease_id, events[0]["lines"]))
         return lease_id == 7
 
-    hooks.register_lease_event_handler(handler)
-    try:
-        response = post(client, url, event, node["node_secret"])
-        assert response.status_code == 202 and response.json() == {"accepted": 1}
-        assert received == [(node["node_id"], 7, ["hello"])]
-        too_many = {"events": [{"type": "log", "lines": ["x"] * 1001}]}
-        assert post(client, url, too_many, node["node_secret"]).status_code == 422
-        assert post(client, url, event, "nsk_1_wrong").status_code == 401
-    finally:
-        hooks.unregister(handler)
+    monkeypatch.setattr(deployments, "lease_events", handler)
+    response = post(client, url, event, node["node_secret"])
+    assert response.status_code == 202 and response.json() == {"accepted": 1}
+    assert received == [(node["node_id"], 7, ["hello"])]
+    too_many = {"events": [{"type": "log", "lines": ["x"] * 1001}]}
+    assert post(client, url, too_many, node["node_secret"]).status_code == 422
+    assert post(client, url, event, "nsk_1_wrong").status_code == 401
