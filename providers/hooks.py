@@ -8,8 +8,6 @@ at start-up (in its AppConfig.ready) and providers calls them.
   the cache registers with `cache_key=key_fn`: the heartbeat then reads that key together with the
   node's credentials and challenges (one round trip) and calls `source(node_id, reported,
   cached=values)`, where `values` holds the key only if the cache had it;
-- lease event handlers: `handler(node_id, lease_id, events) -> bool` — True if the lease is
-  assigned to that node and the events were stored; no handler claiming it → 404;
 - offline handlers: `handler(node_id, last_heartbeat_at)` — run after commit when a node goes
   offline (failover, penalties);
 - back-online handlers: `handler(node_id, silent_since, at)` — run after commit when an offline
@@ -29,7 +27,6 @@ from datetime import datetime
 from typing import Any
 
 AssignmentSource = Callable[[int, list[dict[str, Any]]], list[dict[str, Any]]]
-LeaseEventHandler = Callable[[int, int, list[dict[str, Any]]], bool]
 OfflineHandler = Callable[[int, datetime], None]
 BackOnlineHandler = Callable[[int, datetime, datetime], None]
 ChallengeFailureHandler = Callable[[int, str, str], None]
@@ -37,7 +34,6 @@ DisabledHandler = Callable[[int, datetime], int]
 
 _assignment_sources: list[AssignmentSource] = []
 _assignment_cache_keys: dict[AssignmentSource, Callable[[int], str]] = {}
-_lease_event_handlers: list[LeaseEventHandler] = []
 _offline_handlers: list[OfflineHandler] = []
 _back_online_handlers: list[BackOnlineHandler] = []
 _challenge_failure_handlers: list[ChallengeFailureHandler] = []
@@ -65,10 +61,6 @@ def assignment_cache_keys(node_id: int) -> list[str]:
     return [key_fn(node_id) for key_fn in _assignment_cache_keys.values()]
 
 
-def register_lease_event_handler(func: LeaseEventHandler) -> LeaseEventHandler:
-    return _add(_lease_event_handlers, func)
-
-
 def register_offline_handler(func: OfflineHandler) -> OfflineHandler:
     return _add(_offline_handlers, func)
 
@@ -92,7 +84,7 @@ def register_fold_handler(func: FoldHandler) -> FoldHandler:
 
 def unregister(func: Callable) -> None:
     registries = (
-        _assignment_sources, _lease_event_handlers, _offline_handlers, _challenge_failure_handlers, _disabled_handlers,
+        _assignment_sources, _offline_handlers, _challenge_failure_handlers, _disabled_handlers,
         _fold_handlers, _back_online_handlers,
     )  # fmt: skip
     for registry in registries:
@@ -112,10 +104,6 @@ def assignments_for_node(
         else:
             assignments.extend(source(node_id, reported_leases))
     return assignments
-
-
-def lease_events(node_id: int, lease_id: int, events: list[dict[str, Any]]) -> bool:
-    return any(handler(node_id, lease_id, events) for handler in _lease_event_handlers)
 
 
 def node_offline(node_id: int, at: datetime) -> None:

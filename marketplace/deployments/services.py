@@ -37,7 +37,6 @@ from billing.services import hold_place, hold_release
 from billing.usage import (
     MeterSwap,
     fee_rate_for,
-    meter_accrued,
     meter_close,
     meter_open,
     meter_pause,
@@ -1089,7 +1088,6 @@ def demo_lease_simulate(lease_id: int) -> bool:
 
 def register_hooks() -> None:
     provider_hooks.register_assignment_source(assignments_for_node, cache_key=_assignments_key)
-    provider_hooks.register_lease_event_handler(lease_events)
     provider_hooks.register_offline_handler(node_went_offline)
     provider_hooks.register_disabled_handler(node_disabled)
     provider_hooks.register_fold_handler(leases_fail_silent_nodes)
@@ -1098,21 +1096,6 @@ def register_hooks() -> None:
     billing_hooks.register_insufficient_funds_handler(billing_close_handler)
     register_reference_describer("deployment", describe_deployment_references)
     register_reference_describer("lease", describe_lease_references)
-
-
-def deployment_cost_so_far(deployment: Deployment) -> int:
-    """What the deployment's leases cost so far, as their meters count it: a meter paused while its
-    node is silent stops at the last heartbeat, as the settlements and the failover charge it."""
-    total = 0
-    now = clock.now()
-    for lease in Lease.objects.filter(deployment=deployment).select_related("meter"):
-        if lease.meter is None:
-            continue
-        if lease.meter.closed_at:
-            total += lease.meter.charged
-        else:  # never less than what a settlement already charged
-            total += max(lease.meter.charged, meter_accrued(lease.meter, now=now))
-    return total
 
 
 def unpinned_spec_source(deployment: Deployment) -> str:

@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from core import clock
+from marketplace.deployments import services as deployments
 from providers import hooks, liveness, services, uptime
 from providers.models import Node, NodeEvent, NodeEventKind, NodeStatus
 from tests.factories import make_user
@@ -286,7 +287,9 @@ def test_the_agent_rides_out_network_errors_with_backoff(fast_server, node_token
         proxy.close()
 
 
-def test_the_agent_runs_an_assignment_and_reports_events_and_logs(fast_server, node_token, agents, tmp_path):
+def test_the_agent_runs_an_assignment_and_reports_events_and_logs(
+    fast_server, node_token, agents, tmp_path, monkeypatch
+):
     _provider, token = node_token
     received: list[tuple[int, dict]] = []
     script = "import sys; print('hello from lease 41'); print('to stderr', file=sys.stderr); sys.exit(3)"
@@ -308,7 +311,8 @@ def test_the_agent_runs_an_assignment_and_reports_events_and_logs(fast_server, n
         return True
 
     hooks.register_assignment_source(source)
-    hooks.register_lease_event_handler(handler)
+    # The events route calls the deployments service; the live server runs in this process.
+    monkeypatch.setattr(deployments, "lease_events", handler)
     try:
         agent = agents(fast_server, token, tmp_path / "fizz").start()
         wait_for(lambda: any(event["type"] == "exited" for _l, event in received), timeout=30, what="the lease to exit")
@@ -321,4 +325,3 @@ def test_the_agent_runs_an_assignment_and_reports_events_and_logs(fast_server, n
         assert agent.process.poll() is None, agent.output()
     finally:
         hooks.unregister(source)
-        hooks.unregister(handler)
