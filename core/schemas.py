@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
 
 
 class ErrorOut(BaseModel):
@@ -12,3 +14,17 @@ class ErrorOut(BaseModel):
 
 # Declared on operations so the OpenAPI schema documents the error shape.
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
+
+
+class AgentIn(BaseModel):
+    """A body a node's agent sends: unknown fields are ignored (a newer agent may send more), and no
+    string may hold a NUL byte (PostgreSQL text cannot)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL bytes")
+        return value

@@ -10,7 +10,6 @@ from django.http import HttpRequest
 from ninja import Router, Status
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     StrictBool,
     StrictFloat,
@@ -22,14 +21,12 @@ from pydantic import (
 from accounts.auth import api_auth
 from core.errors import ApplicationError
 from core.money import exact_usd, parse_plain_decimal
-from core.schemas import ErrorOut
+from core.schemas import ERRORS, AgentIn
 from core.throttle import auth_failure
 from providers import liveness, selectors, services
 from providers.auth import MAX_NODE_PAYLOAD_BYTES as MAX_NODE_PAYLOAD_BYTES  # heartbeat_wsgi reads it here
 from providers.auth import NodeHeartbeatAuth, NodeTokenAuth
 from providers.registration import node_register
-
-ERRORS = {code: ErrorOut for code in (400, 401, 403, 404, 409, 422)}
 
 node_router = Router(tags=["nodes"])
 provider_router = Router(tags=["provider"], auth=api_auth)
@@ -38,18 +35,7 @@ Text = Annotated[str, StringConstraints(max_length=255)]
 ShortText = Annotated[str, StringConstraints(max_length=64)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        if isinstance(value, str) and "\x00" in value:
-            raise ValueError("must not contain NUL bytes")
-        return value
-
-
-class GpuReport(_Strict):
+class GpuReport(AgentIn):
     index: StrictInt = Field(0, ge=0, le=64)
     name: Annotated[str, StringConstraints(min_length=1, max_length=120)]
     uuid: Text = ""
@@ -58,7 +44,7 @@ class GpuReport(_Strict):
     utilization_percent: StrictInt | StrictFloat | None = Field(None, ge=0, le=100)
 
 
-class HardwareReport(_Strict):
+class HardwareReport(AgentIn):
     cpu_model: Text = ""
     cpu_cores: StrictInt = Field(ge=1, le=4096)
     memory_gb: StrictInt = Field(ge=1, le=65536)
@@ -70,7 +56,7 @@ class HardwareReport(_Strict):
     apple_chip: ShortText | None = None
 
 
-class RegisterIn(_Strict):
+class RegisterIn(AgentIn):
     machine_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
     hostname: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     agent_version: Annotated[str, StringConstraints(min_length=1, max_length=32)]
@@ -116,7 +102,7 @@ class RegisterOut(BaseModel):
     rentable: RentableOut
 
 
-class UsageIn(_Strict):
+class UsageIn(AgentIn):
     cpu_percent: StrictInt | StrictFloat | None = Field(None, ge=0, le=100)
     memory_used_gb: StrictInt | StrictFloat | None = Field(None, ge=0, le=65536)
     storage_free_gb: StrictInt | StrictFloat | None = Field(None, ge=0, le=10_000_000)
@@ -124,13 +110,13 @@ class UsageIn(_Strict):
     gpu_memory_used_mib: list[StrictInt | StrictFloat] = Field(default_factory=list, max_length=64)
 
 
-class MeasuredGpu(_Strict):
+class MeasuredGpu(AgentIn):
     name: Annotated[str, StringConstraints(max_length=120)] = ""
     memory_total_mib: StrictInt = Field(0, ge=0, le=10_000_000)
     memory_free_mib: StrictInt = Field(0, ge=0, le=10_000_000)
 
 
-class Measured(_Strict):
+class Measured(AgentIn):
     agent_version: ShortText = ""
     cpu_cores: StrictInt = Field(0, ge=0, le=4096)
     memory_gb: StrictInt = Field(0, ge=0, le=65536)
@@ -139,18 +125,18 @@ class Measured(_Strict):
     gpus: list[MeasuredGpu] = Field(default_factory=list, max_length=64)
 
 
-class ChallengeResponseIn(_Strict):
+class ChallengeResponseIn(AgentIn):
     id: Annotated[str, StringConstraints(max_length=64)]
     nonce: Annotated[str, StringConstraints(max_length=128)]
     measured: Measured
 
 
-class LeaseStateIn(_Strict):
+class LeaseStateIn(AgentIn):
     lease_id: StrictInt = Field(ge=1)
     state: Literal["provisioning", "running", "exited", "failed", "stopped"]
 
 
-class HeartbeatIn(_Strict):
+class HeartbeatIn(AgentIn):
     agent_version: Annotated[str, StringConstraints(max_length=32)] = ""
     sequence: StrictInt = Field(0, ge=0, le=2**62)
     usage: UsageIn = Field(default_factory=UsageIn)
@@ -269,7 +255,7 @@ class NodeOut(BaseModel):
     price_per_hour: str
 
 
-class TokenIn(_Strict):
+class TokenIn(AgentIn):
     label: Annotated[str, StringConstraints(max_length=200)]
     mode: Literal["fizz", "provider"] | None = None
     region: Annotated[str, StringConstraints(max_length=32)] | None = None
@@ -286,7 +272,7 @@ class TokenOut(BaseModel):
     token: str | None = Field(None, description="The whole token: returned only when it is created")
 
 
-class MaintenanceIn(_Strict):
+class MaintenanceIn(AgentIn):
     on: StrictBool
 
 

@@ -7,20 +7,19 @@ the providers' node routes, under the same "nodes" tag: the agent (sdk/spheron_s
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from django.http import HttpRequest
 from ninja import Router, Status
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
+from pydantic import BaseModel, Field, StrictInt, StringConstraints, field_validator
 
 from core.errors import ApplicationError
-from core.schemas import ErrorOut
+from core.schemas import ERRORS, AgentIn
 from marketplace.deployments import services as deployments
 from providers.auth import NodeSecretEventsAuth
 
 router = Router(tags=["nodes"])
 
-ERRORS = {code: ErrorOut for code in (400, 401, 403, 404, 409, 422)}
 MAX_LOG_LINES = 1000  # per request, over all its events
 
 # The agent's lease states (providers.models.AgentState, but `assigned`, which is the server's own)
@@ -28,18 +27,7 @@ MAX_LOG_LINES = 1000  # per request, over all its events
 EventType = Literal["provisioning", "running", "log", "exited", "failed", "stopped"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        if isinstance(value, str) and "\x00" in value:
-            raise ValueError("must not contain NUL bytes")
-        return value
-
-
-class LeaseEventIn(_Strict):
+class LeaseEventIn(AgentIn):
     type: EventType
     at: Annotated[str, StringConstraints(max_length=40)] | None = None
     message: Annotated[str, StringConstraints(max_length=2000)] = ""
@@ -50,7 +38,7 @@ class LeaseEventIn(_Strict):
     exit_code: StrictInt | None = Field(None, ge=-255, le=255)
 
 
-class LeaseEventsIn(_Strict):
+class LeaseEventsIn(AgentIn):
     events: list[LeaseEventIn] = Field(min_length=1, max_length=200)
 
     @field_validator("events")

@@ -22,7 +22,7 @@ from accounts.models import User
 from billing.selectors import user_balances
 from billing.statements import decode_cursor, encode_cursor
 from core.money import exact_usd
-from core.schemas import ErrorOut
+from core.schemas import ERRORS, ErrorOut
 from marketplace.deployments import services as deployments
 from marketplace.deployments.selectors import (
     MAX_ID,
@@ -39,7 +39,6 @@ from marketplace.models import Deployment, DeploymentStatus, Lease, LeaseStatus,
 
 router = Router(tags=["deployments"], auth=api_auth)
 
-ERRORS = {code: ErrorOut for code in (400, 401, 403, 404, 409, 422)}
 DeploymentId = Path(..., ge=1, le=MAX_ID, description="The deployment's id")
 
 
