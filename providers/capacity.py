@@ -17,7 +17,7 @@ from django.db.models import F
 
 from core.money import HOURS_PER_MONTH
 from providers.models import LISTED_TERMS, GpuModel, Node, NodeStatus, ProviderProfile
-from providers.pricing import node_price_per_hour_micros
+from providers.pricing import share_price_per_hour_micros
 
 
 def _literal(value: object) -> str:
@@ -85,16 +85,13 @@ class Request:
 
 
 def lease_price(node: Node, request: Request) -> int:
-    """The same price in Python: the node's per-resource prices for the requested share."""
-    return node_price_per_hour_micros(
-        gpu_count=request.gpu_units,
-        gpu_price_per_hour_micros=node.gpu_price_per_hour_micros,
+    """`price_sql` in Python: the node's per-resource prices for the requested share."""
+    return share_price_per_hour_micros(
+        node,
+        gpus=request.gpu_units,
         cpu_cores=request.cpu_cores,
-        cpu_price_per_core_month_micros=node.cpu_price_per_core_month_micros,
         memory_gb=request.memory_gb,
-        memory_price_per_gb_month_micros=node.memory_price_per_gb_month_micros,
         storage_gb=request.storage_gb,
-        storage_price_per_gb_month_micros=node.storage_price_per_gb_month_micros,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 from core.money import HOURS_PER_MONTH
 
 # Fixed Fizz prices (protocol-facts.md), micro-USD.
@@ -31,18 +33,26 @@ def node_price_per_hour_micros(
     return gpu_count * gpu_price_per_hour_micros + hourly_from_monthly
 
 
+def share_price_per_hour_micros(node, *, gpus: int, cpu_cores: int, memory_gb: int, storage_gb: int) -> int:
+    """The hourly price of a share of a node (a lease's GPUs, cores, memory and storage) at the
+    node's per-resource prices."""
+    return node_price_per_hour_micros(
+        gpu_count=gpus,
+        gpu_price_per_hour_micros=node.gpu_price_per_hour_micros,
+        cpu_cores=cpu_cores,
+        cpu_price_per_core_month_micros=node.cpu_price_per_core_month_micros,
+        memory_gb=memory_gb,
+        memory_price_per_gb_month_micros=node.memory_price_per_gb_month_micros,
+        storage_gb=storage_gb,
+        storage_price_per_gb_month_micros=node.storage_price_per_gb_month_micros,
+    )
+
+
 def whole_node_price_per_hour_micros(node) -> int:
     """A node's own hourly price (all of it) from its per-resource prices: what
     `Node.price_per_hour_micros` must hold."""
-    return node_price_per_hour_micros(
-        gpu_count=node.gpu_count,
-        gpu_price_per_hour_micros=node.gpu_price_per_hour_micros,
-        cpu_cores=node.cpu_cores,
-        cpu_price_per_core_month_micros=node.cpu_price_per_core_month_micros,
-        memory_gb=node.memory_gb,
-        memory_price_per_gb_month_micros=node.memory_price_per_gb_month_micros,
-        storage_gb=node.storage_gb,
-        storage_price_per_gb_month_micros=node.storage_price_per_gb_month_micros,
+    return share_price_per_hour_micros(
+        node, gpus=node.gpu_count, cpu_cores=node.cpu_cores, memory_gb=node.memory_gb, storage_gb=node.storage_gb
     )
 
 
@@ -52,6 +62,4 @@ FIZZ_RTX4090_PER_HOUR = 175_000
 
 
 def fizz_gpu_price_per_hour_micros(multiplier) -> int:
-    from decimal import ROUND_HALF_UP, Decimal
-
     return max(1, int((Decimal(FIZZ_RTX4090_PER_HOUR) * Decimal(multiplier)).quantize(Decimal(1), ROUND_HALF_UP)))
