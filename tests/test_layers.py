@@ -2,7 +2,7 @@
 
     spheron_web (the roof: settings, urls, the API)
       demo
-        marketplace → providers → billing → accounts → core (the floor)
+        marketplace → providers → billing → chain → accounts → core (the floor)
 
 A module may import its own package and any package below it, never one above. `core` imports
 no app and not `spheron_web`. Imports inside functions count the same as top-level ones. An API
@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # Bottom to top: a package may import the ones before it in this list, and itself.
-LAYERS = ("core", "accounts", "billing", "providers", "marketplace", "demo", "spheron_web")
+LAYERS = ("core", "accounts", "chain", "billing", "providers", "marketplace", "demo", "spheron_web")
 RANK = {name: rank for rank, name in enumerate(LAYERS)}
 
 # Upward imports that exist today, as (importing module, imported module). To be removed by
