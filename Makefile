@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_NODES ?= 5000
 DEMO_SEED ?= 42
 
-.PHONY: run test venv install install-test migrate demo lint format bench clean
+.PHONY: run test venv install install-test migrate demo lint format bench clean contracts npm npm-optional
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -22,8 +22,27 @@ $(VENV)/.installed-test: requirements/base.txt requirements/test.txt sdk/pyproje
 	$(BIN)/pip install --quiet -e sdk
 	touch $@ $(VENV)/.installed
 
-install: $(VENV)/.installed
-install-test: $(VENV)/.installed-test
+# Node.js packages (package-lock.json): solc and OpenZeppelin for contracts/, anvil for the EVM
+# devnets. `make test` needs them (contract and deposit tests run on anvil); `make run` serves
+# everything else without them, with crypto top-ups marked unavailable.
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm not found: install Node.js 20+ (it provides npm), then run make again" >&2; exit 1; }
+	npm ci --no-audit --no-fund
+	touch $@
+
+npm: node_modules/.installed
+
+# The same, but a missing Node.js (or a failed npm ci) is a warning, not an error.
+npm-optional:
+	@$(MAKE) --no-print-directory node_modules/.installed || \
+	  echo "WARNING: Node.js packages are not installed (npm missing or npm ci failed): the chain devnets and crypto top-ups are unavailable." >&2
+
+install: $(VENV)/.installed npm-optional
+install-test: $(VENV)/.installed-test node_modules/.installed
+
+## contracts: recompiles contracts/src/*.sol into contracts/build/*.json (committed; a test compares)
+contracts: node_modules/.installed
+	node contracts/build.js contracts/build
 
 migrate: install
 	DEBUG=1 $(BIN)/python manage.py migrate --noinput
