@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from django.core.cache import cache
 
+pytest_plugins = ["tests.chain_fixtures"]
+
 CALENDAR_HELP = (
     "Run as if today were this UTC date (YYYY-MM-DD, at the current time of day) or moment "
     "(YYYY-MM-DDTHH:MM[:SS]): the whole process's clock is moved there for the session and keeps "
