@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "ninja",
     "template_partials",
     "accounts",
+    "chain",
     "billing",
     "providers",
     "marketplace",
@@ -118,6 +119,12 @@ else:
     }
 
 # --- Celery --------------------------------------------------------------------------------
+# Chains (issue 20): a devnet (local anvils and a local Solana RPC) unless said otherwise, whenever
+# DEBUG is on; one watcher task per chain, every CHAIN_WATCH_SECONDS.
+CHAIN_DEVNET = env_bool("CHAIN_DEVNET", DEBUG)
+CHAIN_KEYS = ("zksync", "arbitrum", "optimism", "bnb", "avalanche", "filecoin", "base", "solana")
+CHAIN_WATCH_SECONDS = env_int("CHAIN_WATCH_SECONDS", 2 if CHAIN_DEVNET else 15, min_value=1, max_value=3600)
+CHAIN_CREDIT_SECONDS = env_int("CHAIN_CREDIT_SECONDS", 30, min_value=1, max_value=3600)
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
@@ -182,6 +189,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "providers.tasks.close_eras",
         "schedule": env_int("ERA_CLOSE_CHECK_SECONDS", 3600, min_value=60, max_value=86400),
     },
+    # Chains: each watcher reads its chain's deposits and credits what became final right after;
+    # "credit-deposits" is the backstop for a credit that failed after its deposit became final.
+    **{
+        f"chain-watch-{key}": {"task": "chain.tasks.watch_chain", "args": (key,), "schedule": CHAIN_WATCH_SECONDS}
+        for key in CHAIN_KEYS
+    },
+    "credit-deposits": {"task": "billing.tasks.credit_deposits", "schedule": CHAIN_CREDIT_SECONDS},
 }
 
 # --- Accounts ------------------------------------------------------------------------------
@@ -303,9 +317,26 @@ STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", None)
 STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY", None)
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", None)
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", None)  # localstripe in tests
-# Chains (issue: crypto deposits): RPC URLs per chain id, e.g. CHAIN_RPC_324=http://127.0.0.1:8545
-CHAIN_RPC_URLS = {chain_id: env_str(f"CHAIN_RPC_{chain_id}", None) for chain_id in (324, 42161, 10, 56, 43114, 314)}
-SOLANA_RPC_URL = env_str("SOLANA_RPC_URL", None)
+# Chains (issue 20; the registry's defaults are chain/registry.py, the rows are edited in the admin;
+# CHAIN_DEVNET, CHAIN_KEYS and the watch intervals are with the beat schedule above). Devnet ports:
+CHAIN_DEVNET_PORTS = dict(zip(CHAIN_KEYS, (8545, 8546, 8547, 8548, 8549, 8550, 8551, 8899), strict=True))
+# The server's RPC URL per chain, from the environment only (it may carry a provider's API key):
+# CHAIN_<KEY>_RPC_URL, e.g. CHAIN_ARBITRUM_RPC_URL. Unset: the registry row's public URL.
+CHAIN_RPC_URLS = {
+    key: env_str(f"CHAIN_{key.upper()}_RPC_URL", f"http://127.0.0.1:{port}" if CHAIN_DEVNET else None)
+    for key, port in CHAIN_DEVNET_PORTS.items()
+}
+CHAIN_DEVNET_FINALITY = env_int("CHAIN_DEVNET_FINALITY", 3, min_value=1, max_value=1000)
+# A rate older than this gives no quote (a quote holds 15-60 min at payment processors); deposits
+# already seen keep the rate recorded when they were first seen. The devnet's demo rates last a month.
+CHAIN_RATE_MAX_AGE_SECONDS = env_int(
+    "CHAIN_RATE_MAX_AGE_SECONDS", 30 * 86400 if CHAIN_DEVNET else 3600, min_value=10, max_value=365 * 86400
+)
+# The watcher reads at most this many blocks per call, and re-reads this many below its cursor
+# (at most the chain's finality) so a log that a reorg moved into an already-read block is found.
+CHAIN_SCAN_MAX_BLOCKS = env_int("CHAIN_SCAN_MAX_BLOCKS", 2000, min_value=1, max_value=100000)
+CHAIN_RESCAN_BLOCKS = env_int("CHAIN_RESCAN_BLOCKS", 64, min_value=0, max_value=10000)
+CHAIN_RPC_TIMEOUT_SECONDS = env_int("CHAIN_RPC_TIMEOUT_SECONDS", 10, min_value=1, max_value=120)
 # Provider earnings stay pending this long (a payment can still be reversed), then settle.
 EARNINGS_HOLD_HOURS = env_int("EARNINGS_HOLD_HOURS", 72, min_value=0, max_value=24 * 90)
 # Providers
