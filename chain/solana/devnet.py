@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -93,10 +94,12 @@ PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
 PREFLIGHT_FAILURE = -32002
 SIGNATURE_VERIFICATION_FAILURE = -32003
 UNSUPPORTED_TRANSACTION_VERSION = -32015
 
+logger = logging.getLogger(__name__)
 _COMMITMENTS = ("processed", "confirmed", "finalized")
 
 
@@ -722,6 +725,13 @@ def _answer(devnet: SolanaDevnet, request: Any) -> dict[str, Any]:
         result = devnet.call(request["method"], request.get("params"))
     except RpcError as error:
         return {"jsonrpc": "2.0", "error": error.to_json(), "id": request_id}
+    except Exception as exc:  # a bug here must still answer, as a JSON-RPC internal error
+        logger.exception("devnet RPC call failed")
+        return {
+            "jsonrpc": "2.0",
+            "error": {"code": INTERNAL_ERROR, "message": f"Internal error: {exc}"},
+            "id": request_id,
+        }
     return {"jsonrpc": "2.0", "result": result, "id": request_id}
 
 
