@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from billing.deposits import deposits_credit_final
 from billing.earnings import earnings_settle_due
 from billing.usage import usage_settle_all
 
@@ -17,3 +18,9 @@ def settle_earnings() -> int:
     """Hourly: move provider earnings older than the holding window from pending to settled."""
 
     return earnings_settle_due().settled
+
+
+@shared_task(name="billing.tasks.credit_deposits", acks_late=True, ignore_result=True)
+def credit_deposits() -> int:
+    """Credit final crypto deposits; the watchers do it at once, this is the backstop."""
+    return deposits_credit_final()
