@@ -71,8 +71,32 @@ DEV_ACCOUNTS: tuple[DevAccount, ...] = (
         "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc",
         "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
     ),
+    DevAccount(
+        "0x976EA74026E726554dB657fA54763abd0C3a0aa9",
+        "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+    ),
+    DevAccount(
+        "0x14dC79964da2C08b23698B3D3cc7Ca32193d9955",
+        "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+    ),
+    DevAccount(
+        "0x23618e81E3f5cdF7f54C3d65f7FBc0aBf5B21E8f",
+        "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
+    ),
+    DevAccount(
+        "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720",
+        "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
+    ),
 )
+_DEV_KEYS = frozenset(account.private_key.lower() for account in DEV_ACCOUNTS)
 DEV_BALANCE_WEI = 10_000 * 10**18  # what anvil gives each dev account at genesis
+
+
+def is_dev_key(private_key: str) -> bool:
+    """Whether `private_key` is one of anvil's public dev keys (refused outside DEBUG)."""
+    key = private_key.strip().lower()
+    return (key if key.startswith("0x") else "0x" + key) in _DEV_KEYS
+
 
 _LISTENING = re.compile(rb"Listening on (\S+):(\d+)")
 
@@ -170,7 +194,17 @@ def start_anvil(
     binary = binary or anvil_binary()
     if binary is None:
         raise AnvilError("anvil not found: run `make npm` (installs node_modules) or set ANVIL_BIN")
-    args = [binary, "--host", host, "--port", str(port), "--chain-id", str(chain_id), "--accounts", "10"]
+    args = [
+        binary,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--chain-id",
+        str(chain_id),
+        "--accounts",
+        str(len(DEV_ACCOUNTS)),
+    ]
     if block_time is not None:
         args += ["--block-time", _seconds(block_time)]
     state_path = None
@@ -187,9 +221,7 @@ def start_anvil(
         log_path = name
     log_path = Path(log_path)
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     node = AnvilProcess(
         process=process,
         url="",

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from eth_account import Account
 from web3.exceptions import Web3RPCError
 
 from chain.evm import artifacts
-from chain.evm.anvil import DEV_ACCOUNTS, DEV_BALANCE_WEI
+from chain.evm.anvil import DEV_ACCOUNTS, DEV_BALANCE_WEI, is_dev_key
 from tests.contracts.helpers import send
 
 SENDER, RECIPIENT = DEV_ACCOUNTS[2:4]
@@ -85,3 +86,12 @@ def test_deploy_all_again_returns_the_deployed_contracts_and_refuses_a_used_depl
     send(node.w3, SENDER, {"to": RECIPIENT.address, "value": 1})  # nonce 1, no contracts
     with pytest.raises(artifacts.DeployError, match="fresh account"):
         artifacts.deploy_all(node.w3, deployer_key=SENDER.private_key, treasury=DEV_ACCOUNTS[1].address)
+
+
+def test_dev_accounts_are_the_nodes_funded_accounts_and_their_keys(anvil):
+    node = anvil(chain_id=8453)
+    assert node.w3.eth.accounts == [account.address for account in DEV_ACCOUNTS]
+    for account in DEV_ACCOUNTS:
+        assert Account.from_key(account.private_key).address == account.address
+        assert is_dev_key(account.private_key) and is_dev_key(account.private_key.upper().replace("0X", ""))
+    assert not is_dev_key(Account.create().key.to_0x_hex())
