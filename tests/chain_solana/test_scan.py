@@ -23,6 +23,7 @@ from chain.solana.scan import (
     scan_transfers,
     send_transfer,
     transfer_transaction,
+    transfers_in_transaction,
 )
 
 SOL = 10**9
@@ -191,3 +192,50 @@ def test_an_unreachable_rpc_is_a_solana_rpc_error(treasury):
     handle.stop()
     with pytest.raises(SolanaRpcError):
         scan_transfers(url, treasury)
+
+
+def test_parses_a_real_rpc_answer_shape():
+    # The jsonParsed shape a mainnet RPC returns (abridged): a memo v1 instruction that the RPC
+    # could parse, a transfer to the treasury, and one to someone else.
+    treasury, payer, other = (str(Keypair().pubkey()) for _ in range(3))
+    answer = {
+        "slot": 250000000,
+        "blockTime": 1700000000,
+        "meta": {"err": None, "status": {"Ok": None}, "fee": 5000},
+        "transaction": {
+            "signatures": ["5" * 87],
+            "message": {
+                "instructions": [
+                    {
+                        "program": "spl-memo",
+                        "programId": "Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo",
+                        "parsed": "0x" + "cd" * 32,
+                        "stackHeight": None,
+                    },
+                    {
+                        "program": "system",
+                        "programId": "11111111111111111111111111111111",
+                        "parsed": {"type": "transfer", "info": {"source": payer, "destination": other, "lamports": 7}},
+                        "stackHeight": None,
+                    },
+                    {
+                        "program": "system",
+                        "programId": "11111111111111111111111111111111",
+                        "parsed": {
+                            "type": "transfer",
+                            "info": {"source": payer, "destination": treasury, "lamports": 2500000000},
+                        },
+                        "stackHeight": None,
+                    },
+                ]
+            },
+        },
+    }
+
+    [transfer] = transfers_in_transaction(answer, treasury, finalized=True)
+
+    assert transfer.instruction_index == 2
+    assert transfer.memo == "0x" + "cd" * 32
+    assert (transfer.payer, transfer.lamports, transfer.slot) == (payer, 2500000000, 250000000)
+    answer["meta"]["err"] = {"InstructionError": [2, {"Custom": 1}]}
+    assert transfers_in_transaction(answer, treasury, finalized=True) == []
