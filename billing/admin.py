@@ -17,6 +17,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from billing import deposits_admin  # noqa: F401  (registers the crypto deposits' admin)
 from billing.models import (
     AccountKind,
     Hold,

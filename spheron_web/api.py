@@ -96,6 +96,8 @@ def _mount_routers() -> None:
 
     api.add_router("/", marketplace_router)
     api.add_router("/billing", "billing.api.router")
+    api.add_router("/billing/deposits", "billing.deposits_api.router")
+    api.add_router("/", "billing.deposits_api.chains_router")
     api.add_router("/", "providers.api.node_router")
     api.add_router("/", "marketplace.deployments.agent_api.router")  # a node's lease events
     api.add_router("/provider", "providers.api.provider_router")
