@@ -81,7 +81,7 @@ def chains_list(request: HttpRequest):
 
 
 class TokenInstructionOut(TokenOut):
-    rate_usd: Decimal | None = Field(description="USD per whole token; null when there is no current quote")
+    rate_usd: str | None = Field(description="USD per whole token, exact decimal; null when there is no current quote")
     rate_at: datetime | None = Field(description="When the rate was true")
     no_quote_reason: str = Field(description="Why there is no quote (a stale or missing rate); empty otherwise")
 
@@ -124,7 +124,7 @@ def deposits_instructions(request: HttpRequest):
             tokens.append(
                 {
                     **_tokens_one(token),
-                    "rate_usd": result.quote.usd_per_unit.normalize() if result.quote else None,
+                    "rate_usd": _decimal(result.quote.usd_per_unit) if result.quote else None,
                     "rate_at": result.quote.at if result.quote else None,
                     "no_quote_reason": result.reason,
                 }
@@ -161,7 +161,7 @@ class DepositOut(BaseModel):
     status: str = Field(description="seen, confirming, final, credited, reorged, below_minimum, unmatched, refunded")
     confirmations: int
     finality: int
-    usd_rate: Decimal | None
+    usd_rate: str | None = Field(description="USD per whole token recorded when the deposit was first seen")
     gross_usd: str | None
     fee_usd: str | None
     credit_usd: str | None
@@ -172,6 +172,10 @@ class DepositOut(BaseModel):
 class DepositPageOut(BaseModel):
     items: list[DepositOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+def _decimal(value: Decimal) -> str:
+    return f"{value.normalize():f}"  # 3000, not 3E+3
 
 
 def _usd(micros: int | None) -> str | None:
@@ -190,7 +194,7 @@ def _deposit_item(deposit: Deposit) -> dict:
         "status": deposit.status,
         "confirmations": min(deposit.confirmations, deposit.chain.finality),
         "finality": deposit.chain.finality,
-        "usd_rate": deposit.usd_rate.normalize() if deposit.usd_rate is not None else None,
+        "usd_rate": _decimal(deposit.usd_rate) if deposit.usd_rate is not None else None,
         "gross_usd": _usd(deposit.usd_micros),
         "fee_usd": _usd(deposit.fee_micros),
         "credit_usd": _usd(deposit.credit_micros),

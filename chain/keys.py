@@ -31,7 +31,7 @@ ANVIL_TEST_KEYS = frozenset(
 )
 
 
-class TestKeyRefused(ImproperlyConfigured):
+class DevKeyRefused(ImproperlyConfigured):
     pass
 
 
@@ -48,7 +48,7 @@ def key_check(key: str, *, name: str = "the key") -> str:
     """`key` itself, unless it is a public test key and DEBUG is off. The message names the
     variable, never the key."""
     if not settings.DEBUG and is_test_key(key):
-        raise TestKeyRefused(f"{name} is one of anvil's public test keys; refused when DEBUG is off.")
+        raise DevKeyRefused(f"{name} is one of anvil's public test keys; refused when DEBUG is off.")
     return key
 
 
