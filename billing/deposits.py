@@ -69,7 +69,9 @@ def _post(deposit: Deposit, *, user: User, memo: str, created_by: User | None = 
 
 
 def _locked(deposit_id: int) -> Deposit | None:
-    return Deposit.objects.select_for_update().select_related("chain", "token", "user").filter(id=deposit_id).first()
+    # of=self: PostgreSQL cannot lock the nullable side of the outer joins to token and user.
+    rows = Deposit.objects.select_for_update(of=("self",)).select_related("chain", "token", "user")
+    return rows.filter(id=deposit_id).first()
 
 
 def _mark_credited(deposit: Deposit, txn: LedgerTransaction, **extra) -> None:
