@@ -206,3 +206,25 @@ def test_api_check_credits_a_final_pasted_deposit(chain, renter):
     assert response.status_code == 200, response.content
     assert response.json()["items"][0]["status"] == "credited" and response.json()["yours"] == [True]
     assert user_balances(user=renter).available == 29_400_000
+
+
+def test_admin_assigns_a_queued_deposit_naming_the_admin(chain, renter):
+    from django.contrib.auth.models import Permission
+
+    admin_user = make_user(email="ops@example.test", is_staff=True)
+    admin_user.user_permissions.add(
+        Permission.objects.get(codename="add_ledgertransaction"), Permission.objects.get(codename="view_deposit")
+    )
+    chain.pay("0x" + "cd" * 32, 10**16)
+    chain.height += 2
+    chain_watch(chain_key="arbitrum")
+    deposit = Deposit.objects.get()
+    client = _api(admin_user)
+    response = client.post(
+        "/admin/chain/deposit/",
+        {"action": "assign", "_selected_action": [deposit.id], "apply": "1", "email": renter.email, "reason": "e-mail"},
+    )
+    assert response.status_code == 302, response.content[:500]
+    deposit.refresh_from_db()
+    assert deposit.status == DepositStatus.CREDITED and deposit.resolved_by == admin_user
+    assert "ops@example.test" in LedgerTransaction.objects.get(id=deposit.credited_txn_id).memo
