@@ -36,6 +36,7 @@ from marketplace.deployments import services as deployments
 from marketplace.matching import candidates
 from marketplace.matching import proof as match_proofs
 from marketplace.models import Deployment, DeploymentStatus, Lease, LeaseStatus, MatchRecord, Order, OrderStatus
+from providers import capacity as node_capacity
 from providers.models import Node, NodeStatus
 from spheron_web.celery import app
 from tests.deployments.conftest import fund
@@ -270,7 +271,7 @@ def test_two_workers_match_500_orders_without_over_allocating(postgresql_and_red
         # Each lease is on a node the order allowed, at that node's price for the order's share.
         assert lease.node_id in eligible, f"lease {lease.id} on ineligible node {lease.node_id}"
         request = candidates.Request.from_spec(lease.deployment.spec)
-        assert lease.price_per_hour_micros == capacity.lease_price(lease.node, request) <= MAX_PRICE
+        assert lease.price_per_hour_micros == node_capacity.lease_price(lease.node, request) <= MAX_PRICE
     for node in Node.objects.all():
         gpus, cpu, memory, storage = used[node.id]
         totals = (node.gpu_count, node.cpu_cores, node.memory_gb, node.storage_gb)
