@@ -63,10 +63,12 @@ class Command(BaseCommand):
                 self._say(line)
             if exit_when_ready or stop.is_set():
                 return
-            if for_seconds is not None:
-                threading.Timer(for_seconds, stop.set).start()
-            elif not devnet.running:
+            if not devnet.running:
                 self._say("Nothing to run; waiting (so the process manager keeps the other processes up).")
+            if for_seconds is not None:
+                timer = threading.Timer(for_seconds, stop.set)
+                timer.daemon = True
+                timer.start()
             run_until(devnet, stop, log=self._say)
         finally:
             if devnet is not None:
