@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC
 
 from django.conf import settings
@@ -12,10 +13,12 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import urlencode
 
-from billing import stripe_service
+from billing import deposit_pages, stripe_service
+from billing import deposits as billing_deposits
 from billing.forms import PayoutForm, TopUpForm
 from billing.models import PayoutRequest, TransactionKind
 from billing.payouts import earnings_transactions, payout_request_create, provider_earnings
@@ -34,6 +37,7 @@ from billing.statements import (
     transaction_rows_for_export,
 )
 from billing.stripe_service import NOT_CONFIGURED, card_payments_configured
+from chain.services import deposit_check, reference_for
 from core.errors import ApplicationError
 from core.htmx import fragment_requested, push_filters_url, vary_on_htmx
 from core.money import exact_usd, format_usd
@@ -76,9 +80,10 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def topup(request: HttpRequest) -> HttpResponse:
-    """POST an amount: create the PaymentIntent and show Stripe's card form (the pay step)."""
+    """GET: the top-up page (card, and crypto per enabled chain). POST an amount: create the
+    PaymentIntent and show Stripe's card form (the pay step)."""
     if request.method != "POST":
-        return redirect(reverse("billing") + "#top-up")
+        return _topup_page(request)
     form = TopUpForm(request.POST)
     if not card_payments_configured():
         messages.error(request, NOT_CONFIGURED)
@@ -118,6 +123,118 @@ def topup_status(request: HttpRequest, topup_id: int) -> HttpResponse:
         template += "#topup-status"
     response = render(request, template, {"topup": topup, "balances": user_balances(user=request.user)})
     return vary_on_htmx(response)
+
+
+# --- Crypto top-ups ------------------------------------------------------------------------
+@dataclass
+class _Check:
+    """The "check this transaction" form's input and outcome."""
+
+    chain: str = ""
+    tx_hash: str = ""
+    error: str = ""
+    rows: list = field(default_factory=list)
+    yours: list = field(default_factory=list)
+
+
+def _field(value: object, max_length: int) -> str:
+    text = value.strip() if isinstance(value, str) else ""
+    return "" if "\x00" in text else text[:max_length]
+
+
+def _prefilled_amount(request: HttpRequest, crypto: deposit_pages.CryptoTopup) -> None:
+    """?chain=&token=&usd= (the calculator without JavaScript): that option's amount, on the page."""
+    chain_key, symbol, usd = (request.GET.get(name) for name in ("chain", "token", "usd"))
+    if not (chain_key and symbol and usd):
+        return
+    for section in crypto.reachable:
+        for option in section.options:
+            if option.chain.key == chain_key and option.token.symbol == symbol:
+                option.usd_text = usd[:20]
+                try:
+                    usd_micros = deposit_pages.parse_usd(usd)
+                except ApplicationError as exc:
+                    option.amount = deposit_pages.Amount(usd_micros=0, error=exc.message)
+                else:
+                    option.amount = deposit_pages.amount_for(option, usd_micros=usd_micros, ref=crypto.reference)
+
+
+def _deposits_context(request: HttpRequest, *, oob: bool = False) -> dict:
+    rows = deposit_pages.deposit_rows(user=request.user)  # type: ignore[arg-type]
+    return {"deposits": rows, "deposits_pending": any(row.pending for row in rows), "oob": oob}
+
+
+def _topup_page(request: HttpRequest, *, check: _Check | None = None, status: int = 200) -> HttpResponse:
+    if fragment_requested(request, "crypto-deposits"):  # the list refreshing itself while a deposit confirms
+        return vary_on_htmx(render(request, "billing/topup.html#crypto-deposits", _deposits_context(request)))
+    crypto = deposit_pages.crypto_topup(user=request.user)  # type: ignore[arg-type]
+    _prefilled_amount(request, crypto)
+    context = {
+        "card_payments": card_payments_configured(),
+        "topup_form": TopUpForm(),
+        "crypto": crypto,
+        "check": check or _Check(),
+        "check_chains": deposit_pages.check_chains(),
+        **_deposits_context(request),
+    }
+    response = render(request, "billing/topup.html", context, status=status)
+    response["Cache-Control"] = "no-store"
+    return vary_on_htmx(response)
+
+
+@login_required
+def crypto_amount(request: HttpRequest) -> HttpResponse:
+    """The calculator: GET ?chain=&token=&usd= -> the amount to send, its QR code and the wallet
+    button, as the fragment `amount-<chain>-<token>` (htmx), or the page with it filled in."""
+    if not request.htmx:  # type: ignore[attr-defined]
+        query = urlencode({name: request.GET.get(name, "")[:20] for name in ("chain", "token", "usd")})
+        anchor = f"pay-{request.GET.get('chain', '')[:20]}-{request.GET.get('token', '')[:10].lower()}"
+        return redirect(f"{reverse('billing_topup')}?{query}#{anchor}")
+    try:
+        option = deposit_pages.token_option(chain_key=request.GET.get("chain"), symbol=request.GET.get("token"))
+    except ApplicationError as exc:
+        return HttpResponse(exc.message, status=exc.status, content_type="text/plain; charset=utf-8")
+    option.usd_text = request.GET.get("usd", "")[:20]
+    if option.usd_text.strip():
+        try:
+            usd_micros = deposit_pages.parse_usd(option.usd_text)
+        except ApplicationError as exc:
+            option.amount = deposit_pages.Amount(usd_micros=0, error=exc.message)
+        else:
+            ref = reference_for(request.user).ref  # type: ignore[arg-type]
+            option.amount = deposit_pages.amount_for(option, usd_micros=usd_micros, ref=ref)
+    return render(request, "billing/_crypto_amount.html", {"option": option})
+
+
+@login_required
+def crypto_check(request: HttpRequest) -> HttpResponse:
+    """POST chain + tx_hash: read the transaction from the chain now (chain.services.deposit_check);
+    the result, or why not (a 4xx with the reason), in the form's place."""
+    if request.method != "POST":
+        return redirect(reverse("billing_topup") + "#crypto-check")
+    check = _Check(chain=_field(request.POST.get("chain"), 20), tx_hash=_field(request.POST.get("tx_hash"), 100))
+    status = 200
+    if not check.chain or not check.tx_hash:
+        check.error, status = "Choose the chain and paste the transaction hash.", 422
+    else:
+        try:
+            found = deposit_check(chain_key=check.chain, tx_hash=check.tx_hash)
+        except ApplicationError as exc:
+            check.error, status = exc.message, exc.status
+        else:
+            billing_deposits.deposits_credit_final()  # the hook already credited what turned final; cheap
+            for row in deposit_pages.deposit_rows_for(ids=[deposit.id for deposit in found]):
+                check.rows.append(row)
+                check.yours.append(row.deposit.user_id == request.user.id)
+    if not request.htmx:  # type: ignore[attr-defined]
+        return _topup_page(request, check=check, status=status)
+    context = {"check": check, "check_chains": deposit_pages.check_chains()}
+    body = render_to_string("billing/topup.html#crypto-check", context, request=request)
+    # The deposits list comes along out of band: a deposit just found starts confirming there.
+    body += render_to_string(
+        "billing/topup.html#crypto-deposits", _deposits_context(request, oob=True), request=request
+    )
+    return HttpResponse(body, status=status)
 
 
 # --- Transactions --------------------------------------------------------------------------
