@@ -17,6 +17,8 @@ from chain import hooks
 from chain.evm import client as evm_client
 from chain.evm.watcher import WatchResult, evm_tx_check, evm_watch
 from chain.models import Chain, ChainKind, Deposit, DepositReference
+from chain.solana import scan as solana_scan
+from chain.solana import watcher as solana_watcher
 from core.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -45,9 +47,14 @@ def chain_watch(*, chain_key: str) -> WatchResult | None:
     chain = Chain.objects.filter(key=chain_key, enabled=True).first()
     if chain is None:
         return None
-    if chain.kind != ChainKind.EVM or not chain.receiver_address:
-        return None  # Solana's scanner is chain.solana's
-    result = evm_watch(chain, evm_client.client_for(chain))
+    if chain.kind == ChainKind.SOLANA:
+        if not (chain.treasury_address and chain.rpc_url):
+            return None
+        result = solana_watcher.solana_watch(chain)
+    elif not chain.receiver_address:
+        return None
+    else:
+        result = evm_watch(chain, evm_client.client_for(chain))
     if result.final:
         hooks.deposits_final_notify()
     return result
@@ -67,12 +74,8 @@ def deposit_check(*, chain_key: str, tx_hash: str) -> list[Deposit]:
     """Check one transaction at once, by the watcher's own code: store its deposits, and if they have
     enough confirmations re-read and finalize them (billing credits them right after)."""
     chain = _chain_for_check(chain_key)
-    if chain.kind != ChainKind.EVM:
-        raise ApplicationError(
-            f"Checking a pasted transaction is not available on {chain.name} yet; the watcher finds it.",
-            {"field": "chain"},
-            status=400,
-        )
+    if chain.kind == ChainKind.SOLANA:
+        return _solana_check(chain, tx_hash)
     tx_hash = tx_hash.strip() if isinstance(tx_hash, str) else ""
     if not EVM_TX_HASH.fullmatch(tx_hash):
         raise ApplicationError(
@@ -103,6 +106,41 @@ def deposit_check(*, chain_key: str, tx_hash: str) -> list[Deposit]:
         raise ApplicationError(
             f"{chain.name} cannot be reached right now; try again in a minute.", {"chain": chain.key}, status=503
         ) from None
+    if result.final:
+        hooks.deposits_final_notify()
+    return list(Deposit.objects.filter(id__in=ids).select_related("chain", "token").order_by("log_index"))
+
+
+def _solana_check(chain: Chain, signature: str) -> list[Deposit]:
+    signature = signature.strip() if isinstance(signature, str) else ""
+    try:
+        result, ids = solana_watcher.solana_signature_check(chain, signature)
+    except solana_scan.InvalidSignature:
+        raise ApplicationError(
+            "A Solana transaction signature is 64 bytes in base58 (87 or 88 characters).",
+            {"field": "tx_hash"},
+            status=422,
+        ) from None
+    except solana_scan.SignatureNotFound:
+        raise ApplicationError(
+            f"No transaction {signature} on {chain.name}: not confirmed yet, or sent on another cluster.",
+            {"field": "tx_hash"},
+            status=404,
+        ) from None
+    except solana_scan.TransactionFailed:
+        raise ApplicationError(
+            f"Transaction {signature} failed on {chain.name}: nothing was paid.", {"field": "tx_hash"}, status=422
+        ) from None
+    except solana_watcher.SolanaUnavailable:
+        raise ApplicationError(
+            f"{chain.name} cannot be reached right now; try again in a minute.", {"chain": chain.key}, status=503
+        ) from None
+    if not ids:
+        raise ApplicationError(
+            f"Transaction {signature} is not a SOL transfer to Spheron's treasury on {chain.name}.",
+            {"field": "tx_hash", "treasury": chain.treasury_address},
+            status=422,
+        )
     if result.final:
         hooks.deposits_final_notify()
     return list(Deposit.objects.filter(id__in=ids).select_related("chain", "token").order_by("log_index"))

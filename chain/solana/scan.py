@@ -308,3 +308,13 @@ async def get_balance_async(rpc_url: str, address: str) -> int:
 def get_balance(rpc_url: str, address: str) -> int:
     """Lamports held by `address` (confirmed)."""
     return asyncio.run(get_balance_async(rpc_url, address))
+
+
+async def current_slot_async(rpc_url: str) -> int:
+    async with _Rpc(rpc_url) as rpc:
+        return (await rpc("get_slot", Confirmed)).value
+
+
+def current_slot(rpc_url: str) -> int:
+    """The cluster's newest confirmed slot (the watcher counts a deposit's age in slots from it)."""
+    return asyncio.run(current_slot_async(rpc_url))
