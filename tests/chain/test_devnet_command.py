@@ -121,6 +121,8 @@ def test_rows_point_at_nodes_with_real_chain_ids_and_deployed_contracts(devnet_u
     assert solana.treasury_address == str(treasury.pubkey())
     assert oct(keypair_file.stat().st_mode & 0o777) == "0o600"
     assert solana_scan.get_balance(solana.rpc_url, solana.treasury_address) >= chain_devnet.SOLANA_TREASURY_LAMPORTS
+    # Funded at genesis, not by a memo-less transfer the watcher would file as an unmatched deposit.
+    assert solana_scan.scan_transfers(solana.rpc_url, solana.treasury_address) == []
 
     devnet.stop()
     assert not Chain.objects.filter(enabled=True).exists()
