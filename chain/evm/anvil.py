@@ -88,14 +88,7 @@ DEV_ACCOUNTS: tuple[DevAccount, ...] = (
         "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
     ),
 )
-_DEV_KEYS = frozenset(account.private_key.lower() for account in DEV_ACCOUNTS)
 DEV_BALANCE_WEI = 10_000 * 10**18  # what anvil gives each dev account at genesis
-
-
-def is_dev_key(private_key: str) -> bool:
-    """Whether `private_key` is one of anvil's public dev keys (refused outside DEBUG)."""
-    key = private_key.strip().lower()
-    return (key if key.startswith("0x") else "0x" + key) in _DEV_KEYS
 
 
 _LISTENING = re.compile(rb"Listening on (\S+):(\d+)")

@@ -9,7 +9,8 @@ from eth_account import Account
 from web3.exceptions import Web3RPCError
 
 from chain.evm import artifacts
-from chain.evm.anvil import DEV_ACCOUNTS, DEV_BALANCE_WEI, is_dev_key
+from chain.evm.anvil import DEV_ACCOUNTS, DEV_BALANCE_WEI
+from chain.keys import is_test_key as is_dev_key
 from tests.contracts.helpers import send
 
 SENDER, RECIPIENT = DEV_ACCOUNTS[2:4]
