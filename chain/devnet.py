@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
@@ -417,3 +418,27 @@ def run_until(devnet: Devnet, stop: threading.Event, *, log: Callable[[str], Non
             why = f"anvil exited (code {node.process.returncode}); see {node.log_path}"
             log(f"Chain {key}: {why}. Deposits on it are unavailable until chains_devnet restarts.")
             devnet.chain_lost(key, why)
+
+
+def demo_pay(*, chain_key: str, amount: Decimal, reference: str) -> str:
+    """Pay `amount` whole native coins from the demo payer to the chain's receiver (EVM: deposit(ref))
+    or treasury (Solana: a transfer with the reference as its memo), as a wallet would. For trying
+    the devnet by hand (`manage.py shell -c`); returns the transaction hash or signature."""
+    devnet_check()
+    chain = Chain.objects.get(key=chain_key, enabled=True)
+    base_units = int(amount * 10**chain.native_decimals)
+    if chain.kind == ChainKind.SOLANA:
+        payer = keypair_load_or_create(Path(settings.VAR_DIR) / "chains" / "solana-demo-payer.json")
+        return solana_scan.send_transfer(chain.rpc_url, payer, chain.treasury_address, base_units, reference)
+    w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
+    receiver = artifacts.contract(w3, "PaymentReceiver", chain.receiver_address)
+    transaction = receiver.functions.deposit(bytes.fromhex(reference.removeprefix("0x"))).build_transaction(
+        {
+            "from": DEMO_PAYER.address,
+            "value": base_units,
+            "chainId": w3.eth.chain_id,
+            "nonce": w3.eth.get_transaction_count(DEMO_PAYER.address, "pending"),
+        }
+    )
+    signed = w3.eth.account.sign_transaction(transaction, DEMO_PAYER.private_key)
+    return "0x" + w3.eth.send_raw_transaction(signed.raw_transaction).hex().removeprefix("0x")

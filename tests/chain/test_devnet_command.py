@@ -9,6 +9,7 @@ import signal
 import socket
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -138,31 +139,32 @@ def test_a_deposit_from_the_demo_wallet_is_credited_through_the_rows_it_wrote(de
     user = make_user(email="payer@example.test")
     ref = reference_for(user).ref
     row = Chain.objects.get(key="arbitrum")
-    w3 = Web3(Web3.HTTPProvider(row.rpc_url))
-    receiver = artifacts.contract(w3, "PaymentReceiver", row.receiver_address)
-    payer = chain_devnet.DEMO_PAYER
-    transaction = receiver.functions.deposit(bytes.fromhex(ref[2:])).build_transaction(
-        {
-            "from": payer.address,
-            "value": 10**16,  # 0.01 ETH = $30 at the devnet rate
-            "chainId": w3.eth.chain_id,
-            "nonce": w3.eth.get_transaction_count(payer.address, "pending"),
-        }
-    )
-    tx_hash = w3.eth.send_raw_transaction(
-        w3.eth.account.sign_transaction(transaction, payer.private_key).raw_transaction
-    )
+    tx_hash = chain_devnet.demo_pay(chain_key="arbitrum", amount=Decimal("0.01"), reference=ref)  # $30 at the demo rate
 
     deadline = time.monotonic() + 20
     deposit = None
     while time.monotonic() < deadline:
         chain_watch(chain_key="arbitrum")
-        deposit = Deposit.objects.filter(chain=row, tx_hash="0x" + tx_hash.hex().removeprefix("0x")).first()
+        deposit = Deposit.objects.filter(chain=row, tx_hash=tx_hash).first()
         if deposit is not None and deposit.status == DepositStatus.CREDITED:
             break
         time.sleep(0.3)
     assert deposit is not None and deposit.status == DepositStatus.CREDITED
     assert deposit.user_id == user.id
+    assert deposit.payer.lower() == DEV_ACCOUNTS[2].address.lower()
+
+
+def test_the_demo_payer_pays_sol_with_the_reference_as_memo(devnet_up, devnet_settings):
+    devnet_up(evm=False)
+    ref = "0x" + "ab" * 32
+    signature = chain_devnet.demo_pay(chain_key="solana", amount=Decimal("0.1"), reference=ref)
+    solana = Chain.objects.get(key="solana")
+    deadline = time.monotonic() + 10
+    transfers = []
+    while not transfers and time.monotonic() < deadline:
+        transfers = solana_scan.scan_transfers(solana.rpc_url, solana.treasury_address)
+        time.sleep(0.2)
+    assert [(t.signature, t.lamports, t.memo) for t in transfers] == [(signature, 10**8, ref)]
 
 
 def test_a_second_run_reuses_the_saved_state(devnet_up, devnet_settings):
