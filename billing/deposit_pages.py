@@ -16,7 +16,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, Decimal, localcontext
 from functools import cache
 from urllib.parse import quote as urlquote
 
@@ -62,20 +62,33 @@ def credit_for(base_units: int, *, token: ChainToken, usd_per_unit: Decimal) -> 
     return gross, gross - rates.fee_micros_for(gross, fee_bps=token.fee_bps)
 
 
+def amount_step(*, decimals: int, usd_per_unit: Decimal) -> int:
+    """The largest power of ten of base units worth at most one micro-dollar (at least 1): the
+    granularity of the amount to send. 10^8 wei for ETH at $3,000, so the page asks for
+    0.0068027211 ETH, not 0.006802721088435375 ETH: digits a person can copy, for at most a
+    micro-dollar more."""
+    per_micro = (Decimal(10) ** decimals) / (usd_per_unit * MICROS)
+    if per_micro < 10:
+        return 1
+    return 10 ** (len(str(int(per_micro))) - 1)
+
+
 def amount_to_send(usd_micros: int, *, token: ChainToken, usd_per_unit: Decimal) -> int:
     """Base units to send so that `usd_micros` is credited after the token's fee:
-    usd / (rate × (1 − fee)), in base units, rounded up.
+    usd / (rate × (1 − fee)), rounded up to the token's base units in steps of `amount_step`.
 
-    The ledger rounds too (the gross down to a micro-USD, the fee half up), so the result is then
-    nudged up by the smallest step that moves the gross, until the credit is at least the figure
-    typed: the user gets what the page promised, never a micro-dollar less."""
+    The watcher rounds too when it prices the deposit (the gross down to a micro-dollar, the fee
+    half up), so the result is then raised step by step until that pricing credits at least the
+    figure typed: the user gets what the page promised, never a micro-dollar less."""
     if token.fee_bps >= BPS:
         raise ApplicationError(f"{token.symbol} is not accepted for top-ups (its fee is 100%).")
-    scale = Decimal(10) ** token.decimals
-    exact = Decimal(usd_micros) * scale * BPS / (usd_per_unit * MICROS * (BPS - token.fee_bps))
-    base_units = int(exact.to_integral_value(rounding=ROUND_CEILING))
-    step = max(1, int((scale / (usd_per_unit * MICROS)).to_integral_value(rounding=ROUND_CEILING)))
-    for _ in range(8):
+    step = amount_step(decimals=token.decimals, usd_per_unit=usd_per_unit)
+    with localcontext() as context:
+        context.prec = 120  # a uint256 has 78 digits: no quotient here is ever rounded before the ceiling
+        scale = Decimal(10) ** token.decimals
+        exact = Decimal(usd_micros) * scale * BPS / (usd_per_unit * MICROS * (BPS - token.fee_bps))
+        base_units = int((exact / step).to_integral_value(rounding=ROUND_CEILING)) * step
+    for _ in range(50):  # a step is worth at least a tenth of a micro-dollar: a few steps at most
         if credit_for(base_units, token=token, usd_per_unit=usd_per_unit)[1] >= usd_micros:
             break
         base_units += step

@@ -93,15 +93,16 @@ def test_overview_links_to_the_crypto_top_up(dev_client: Client, chains):
 @pytest.mark.parametrize(
     ("symbol", "decimals", "rate", "fee_bps", "usd", "expected"),
     [
-        # usd / (rate × (1 − fee)) in base units, rounded up
-        ("ETH", 18, "3000", 200, 20 * USD, 6_802_721_088_435_375),  # 0.0068027210884353741…
+        # usd / (rate × (1 − fee)), rounded up in steps of the largest power of ten of base units
+        # worth at most a micro-dollar (10^8 wei at $3,000): 0.0068027210884… -> 0.0068027211 ETH
+        ("ETH", 18, "3000", 200, 20 * USD, 6_802_721_100_000_000),
         ("SPON", 18, "0.05", 0, 20 * USD, 400 * 10**18),  # exact: no rounding
-        ("USDC", 6, "1", 200, 20 * USD, 20_408_164),  # 20.408163265… -> up
+        ("USDC", 6, "1", 200, 20 * USD, 20_408_164),  # 20.408163265… -> up, in single base units
         ("USDC", 6, "1", 0, 5 * USD, 5_000_000),
         # 0.068027210884… SOL -> 68,027,211 lamports, worth $10.204081 gross, less the fee
-        # ($0.204082, rounded half up) is $9.999999: nudged up by 7 lamports (the smallest step
-        # worth a micro-dollar) so the credit is the full $10.
-        ("SOL", 9, "150", 200, 10 * USD, 68_027_218),
+        # ($0.204082, rounded half up) is $9.999999: raised lamport by lamport until the watcher's
+        # pricing credits the full $10.
+        ("SOL", 9, "150", 200, 10 * USD, 68_027_214),
     ],
 )
 def test_amount_to_send_grosses_up_for_the_fee_and_rounds_up(symbol, decimals, rate, fee_bps, usd, expected):
@@ -110,6 +111,16 @@ def test_amount_to_send_grosses_up_for_the_fee_and_rounds_up(symbol, decimals, r
     assert base_units == expected
     gross, credit = deposit_pages.credit_for(base_units, token=token, usd_per_unit=Decimal(rate))
     assert credit >= usd  # the watcher's own pricing credits at least the figure typed
+
+
+@pytest.mark.parametrize(
+    ("decimals", "rate", "step"),
+    [(18, "3000", 10**8), (18, "0.05", 10**13), (6, "1", 1), (9, "150", 1), (18, "5", 10**11), (8, "90000", 1)],
+)
+def test_the_amount_step_is_worth_at_most_a_micro_dollar(decimals, rate, step):
+    assert deposit_pages.amount_step(decimals=decimals, usd_per_unit=Decimal(rate)) == step
+    worth_micros = Decimal(step) * Decimal(rate) * 10**6 / 10**decimals
+    assert worth_micros <= 1 or step == 1  # a base unit worth more (8 decimals at $90,000) is the step
 
 
 @pytest.mark.parametrize("usd_cents", [1, 99, 100, 123_45, 999_99, 1_000_00, 77_77])
@@ -126,14 +137,14 @@ def test_the_calculator_answers_with_the_amount_a_qr_code_and_native_calldata(de
     ref = reference_for(developer).ref
 
     assert fragment.lstrip().startswith('<div id="amount-arbitrum-eth"')
-    assert "0.006802721088435375 ETH" in fragment
+    assert "0.0068027211 ETH" in fragment
     assert "$20.00</span> in credits" in fragment
     assert "<svg" in fragment and 'data-testid="qr"' in fragment
     uri = html_lib.unescape(re.search(r'data-testid="payment-uri">([^<]*)<', fragment).group(1))
-    assert uri == (f"ethereum:{RECEIVER_CHECKSUM}@42161/deposit?bytes32={ref}&value=6802721088435375")
+    assert uri == (f"ethereum:{RECEIVER_CHECKSUM}@42161/deposit?bytes32={ref}&value=6802721100000000")
     assert attr(fragment, "data-chain-id") == "0xa4b1"
     assert attr(fragment, "data-to") == RECEIVER_CHECKSUM
-    assert int(attr(fragment, "data-value"), 16) == 6_802_721_088_435_375
+    assert int(attr(fragment, "data-value"), 16) == 6_802_721_100_000_000
     calldata = bytes.fromhex(attr(fragment, "data-calldata")[2:])
     assert calldata[:4] == function_signature_to_4byte_selector("deposit(bytes32)")
     assert decode(["bytes32"], calldata[4:]) == (bytes.fromhex(ref[2:]),)
@@ -167,7 +178,7 @@ def test_solana_gets_a_solana_pay_url_and_no_wallet_button(dev_client: Client, d
     fragment = amount_page(dev_client, "solana", "SOL", "10")
     ref = reference_for(developer).ref
     uri = html_lib.unescape(re.search(r'data-testid="payment-uri">([^<]*)<', fragment).group(1))
-    assert uri == f"solana:{SOL_TREASURY}?amount=0.068027218&memo={ref}&label=Spheron"
+    assert uri == f"solana:{SOL_TREASURY}?amount=0.068027214&memo={ref}&label=Spheron"
     assert "<svg" in fragment and "data-wallet-pay" not in fragment
 
 
@@ -197,7 +208,7 @@ def test_without_javascript_the_calculator_fills_in_the_page(dev_client: Client,
     assert response.status_code == 302
     assert response["Location"] == "/billing/topup/?chain=arbitrum&token=ETH&usd=20#pay-arbitrum-eth"
     page = dev_client.get(response["Location"]).content.decode()
-    assert "0.006802721088435375 ETH" in page and 'value="20"' in page
+    assert "0.0068027211 ETH" in page and 'value="20"' in page
 
 
 @pytest.mark.parametrize("age", [timedelta(hours=2), None])
