@@ -8,7 +8,6 @@ Solana port taken) the command says so and stays idle instead of exiting; --exit
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 
@@ -52,8 +51,6 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if not 0.1 <= block_time <= 60:
             raise CommandError("--block-time is between 0.1 and 60 seconds.")
-        for name in ("httpx", "httpx2"):  # solana-py's HTTP client logs every request at INFO
-            logging.getLogger(name).setLevel(logging.WARNING)
         stop = threading.Event()
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         devnet = None
