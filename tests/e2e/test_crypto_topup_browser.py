@@ -186,15 +186,76 @@ def test_developer_pays_with_wallet_and_watches_the_deposit_get_credited(page: P
     assert option.get_by_test_id("wallet-tx").text_content() == deposit.tx_hash
 
 
-def test_without_a_wallet_the_button_says_what_to_do(page: Page, live_server, arbitrum, developer):
+def _log_in(page: Page, developer) -> None:
     page.goto("/billing/topup/")
     page.fill("input[name=login]", developer.email)
     page.fill("input[name=password]", PASSWORD)
     page.locator("main form button[type=submit]").click()
     page.wait_for_url("**/billing/topup/")
 
+
+def test_without_a_wallet_the_button_says_what_to_do(page: Page, live_server, arbitrum, developer):
+    _log_in(page, developer)
     option = page.locator("[data-chain=arbitrum] [data-token=ETH]")
     option.get_by_test_id("usd-input").fill("20")
     option.get_by_role("button", name="Pay with wallet").click()
     expect(option.get_by_test_id("wallet-message")).to_contain_text("No browser wallet found")
     assert not Deposit.objects.exists()
+
+
+# A wallet that answers the way a user or a wallet can refuse: EIP-1193 error 4001 (rejected), or
+# a switch that leaves the wallet on Ethereum mainnet.
+REFUSING_WALLET = """
+window.ethereum = {
+  async request({ method }) {
+    if (method === "eth_requestAccounts") return [%(account)s];
+    if (method === "wallet_switchEthereumChain") return null;  // says yes either way
+    if (method === "eth_chainId") return %(stay_on_mainnet)s ? "0x1" : "0xa4b1";
+    if (method === "eth_sendTransaction") {
+      const error = new Error("User rejected the request.");
+      error.code = 4001;
+      throw error;
+    }
+    throw new Error("unexpected " + method);
+  },
+};
+"""
+
+
+@pytest.mark.parametrize(
+    ("stay_on_mainnet", "message"),
+    [
+        ("false", "You rejected the request in your wallet: nothing was sent."),
+        ("true", "Your wallet is on chain id 1, not Arbitrum One (42161)"),
+    ],
+)
+def test_a_refused_payment_or_the_wrong_chain_is_said_plainly(
+    page: Page, live_server, arbitrum, developer, stay_on_mainnet, message
+):
+    wallet = REFUSING_WALLET % {"account": json.dumps(PAYER.address), "stay_on_mainnet": stay_on_mainnet}
+    page.add_init_script(wallet)
+    _log_in(page, developer)
+    option = page.locator("[data-chain=arbitrum] [data-token=ETH]")
+    option.get_by_test_id("usd-input").fill("20")
+    option.get_by_role("button", name="Pay with wallet").click()
+    expect(option.get_by_test_id("wallet-message")).to_contain_text(message)
+    expect(option.get_by_role("button", name="Pay with wallet")).to_be_enabled()  # free to try again
+    assert not Deposit.objects.exists()
+
+
+@pytest.mark.parametrize("viewport", [{"width": 390, "height": 844}])
+def test_the_top_up_page_fits_a_phone(page: Page, live_server, arbitrum, developer, viewport):
+    _log_in(page, developer)
+    option = page.locator("[data-chain=arbitrum] [data-token=ETH]")
+    option.get_by_test_id("usd-input").fill("20")
+    expect(option.get_by_test_id("qr")).to_be_visible()
+    wider = page.evaluate(
+        """() => {
+            const width = window.innerWidth;
+            const wide = [...document.querySelectorAll('body *')]
+                .map(e => [Math.round(e.getBoundingClientRect().right), e.tagName + '.' + e.className])
+                .filter(([right]) => right > width + 1).sort((a, b) => b[0] - a[0]);
+            return {scroll: document.documentElement.scrollWidth - width, widest: wide[0] || null};
+        }"""
+    )
+    assert wider["scroll"] <= 0, f"/billing/topup/ is wider than the phone: {wider}"
