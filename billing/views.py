@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -188,7 +189,9 @@ def crypto_amount(request: HttpRequest) -> HttpResponse:
     button, as the fragment `amount-<chain>-<token>` (htmx), or the page with it filled in."""
     if not request.htmx:  # type: ignore[attr-defined]
         query = urlencode({name: request.GET.get(name, "")[:20] for name in ("chain", "token", "usd")})
-        anchor = f"pay-{request.GET.get('chain', '')[:20]}-{request.GET.get('token', '')[:10].lower()}"
+        anchor = re.sub(
+            r"[^a-z0-9-]", "", f"pay-{request.GET.get('chain', '')[:20]}-{request.GET.get('token', '')[:10]}".lower()
+        )
         return redirect(f"{reverse('billing_topup')}?{query}#{anchor}")
     try:
         option = deposit_pages.token_option(chain_key=request.GET.get("chain"), symbol=request.GET.get("token"))

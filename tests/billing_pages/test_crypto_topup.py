@@ -284,7 +284,7 @@ def test_check_when_the_rpc_is_down_is_a_503_message(dev_client: Client, setting
 
 
 @pytest.mark.django_db(transaction=True)
-def test_check_on_a_real_node_not_found_not_a_deposit_and_found(anvil, settings, developer, monkeypatch):
+def test_check_on_a_real_node_not_found_not_a_deposit_and_found(anvil, settings, developer, outsider):
     node = anvil(chain_id=42161, deploy=True)
     settings.CHAIN_RPC_URLS = {**settings.CHAIN_RPC_URLS, "arbitrum": node.url}
     settings.CHAIN_DEVNET_FINALITY = 3
@@ -318,6 +318,15 @@ def test_check_on_a_real_node_not_found_not_a_deposit_and_found(anvil, settings,
     assert "Found: 0.01 ETH on Arbitrum One — confirming 1/3" in " ".join(re.sub(r"<[^>]+>", " ", body).split())
     assert 'hx-swap-oob="true"' in body and 'data-status="seen"' in body  # the list, out of band, polling
     assert Deposit.objects.get().user == developer
+
+    # Someone else pasting the same hash learns it is not theirs, and how to claim it if it is.
+    stranger = Client()
+    stranger.force_login(outsider)
+    body = stranger.post(
+        "/billing/topup/crypto/check/", {"chain": "arbitrum", "tx_hash": "0x" + bytes(paid).hex()}, **HX
+    )
+    assert body.status_code == 200 and "it carries another reference (or none)" in body.content.decode()
+    assert "confirming" not in body.content.decode().split('id="crypto-deposits"')[0]
 
 
 # --- The deposits list ---------------------------------------------------------------------------
