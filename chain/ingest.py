@@ -84,6 +84,19 @@ def deposits_store(*, chain: Chain, logs: Sequence[DepositLog], head: int) -> in
     away comes back as a new sighting. Returns how many rows were new or revived."""
     if not logs:
         return 0
+    # A rescan reads the same logs run after run: leave the ones stored and standing alone, without
+    # building rows or opening a transaction for them.
+    known = {
+        (tx_hash, index): status
+        for tx_hash, index, status in Deposit.objects.filter(
+            chain=chain, tx_hash__in={log.tx_hash for log in logs}
+        ).values_list("tx_hash", "log_index", "status")
+    }
+    logs = [
+        log for log in logs if known.get((log.tx_hash, log.log_index), DepositStatus.REORGED) == DepositStatus.REORGED
+    ]
+    if not logs:
+        return 0
     tokens = {token.address.lower(): token for token in ChainToken.objects.filter(chain=chain, enabled=True)}
     refs = {log.account_ref for log in logs}
     users = dict(DepositReference.objects.filter(ref__in=refs).values_list("ref", "user_id"))
@@ -180,6 +193,32 @@ def _same_event(deposit: Deposit, log: DepositLog) -> bool:
         and log.token == deposit.token_address
         and Decimal(log.amount) == deposit.amount
     )
+
+
+def deposit_finality_stands(
+    *, deposit: Deposit, block_number: int, block_hash: str, logs: Sequence[DepositLog], succeeded: bool, head: int
+) -> bool:
+    """Whether `deposit_finality_apply` would make this deposit FINAL (no write): its transaction
+    succeeded in the block it was seen in, with the same event, `finality` confirmations, a
+    matched deposit with a rate. Those are finalized together by `deposits_finalize`."""
+    if not succeeded or block_hash != deposit.block_hash or block_number != deposit.block_number:
+        return False
+    if deposit.status not in OPEN_STATUSES or deposit.usd_rate is None:
+        return False
+    if head - block_number + 1 < deposit.chain.finality:
+        return False
+    event = next((log for log in logs if log.log_index == deposit.log_index), None)
+    return event is not None and _same_event(deposit, event)
+
+
+def deposits_finalize(*, chain: Chain, deposits: Sequence[Deposit], head: int) -> int:
+    """Make FINAL, in one UPDATE, deposits `deposit_finality_stands` said stand (still waiting:
+    another watcher's decision wins). Returns how many changed."""
+    if not deposits:
+        return 0
+    return Deposit.objects.filter(
+        chain=chain, id__in=[deposit.id for deposit in deposits], final_at__isnull=True, status__in=OPEN_STATUSES
+    ).update(status=DepositStatus.FINAL, confirmations=Value(head + 1) - F("block_number"), final_at=timezone.now())
 
 
 def deposit_finality_apply(

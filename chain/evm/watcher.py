@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from chain import ingest
-from chain.evm.client import EvmReader, TxDeposits
+from chain.evm.client import EvmReader, TxDeposits, tx_deposits_many
 from chain.models import Chain, Deposit, WatchCursor
 
 logger = logging.getLogger(__name__)
@@ -68,15 +68,34 @@ def evm_scan(chain: Chain, client: EvmReader, *, head: int, result: WatchResult,
 def evm_finality(chain: Chain, client: EvmReader, *, head: int, result: WatchResult, ids=None) -> None:
     ingest.deposits_rate_pending(chain=chain)
     ingest.deposits_confirmations_update(chain=chain, head=head)
-    for deposit in ingest.deposits_due(chain=chain, head=head, ids=ids):
+    due = ingest.deposits_due(chain=chain, head=head, ids=ids)
+    if not due:
+        return
+    # One receipt per transaction, read in batches, before any write.
+    txs = tx_deposits_many(client, [deposit.tx_hash for deposit in due], chain.receiver_address)
+    still = []  # the common case, decided together: the same block, the same event, a rate known
+    for deposit in due:
         deposit.chain = chain
-        tx = client.tx_deposits(deposit.tx_hash, chain.receiver_address)
+        tx = txs.get(deposit.tx_hash)
+        if tx is not None and ingest.deposit_finality_stands(
+            deposit=deposit,
+            block_number=tx.block_number,
+            block_hash=tx.block_hash,
+            logs=tx.deposits,
+            succeeded=tx.succeeded,
+            head=head,
+        ):
+            still.append(deposit)
+            continue
         outcome = _apply(deposit, tx, head=head)
         result.final += outcome.final
         result.settled += outcome.settled
         result.reorged += outcome.reorged
         if outcome.moved:  # the transaction is in another block now: a new sighting to confirm
             result.stored += ingest.deposits_store(chain=chain, logs=outcome.moved, head=head)
+    finalized = ingest.deposits_finalize(chain=chain, deposits=still, head=head)
+    result.final += finalized
+    result.settled += finalized
 
 
 def _apply(deposit: Deposit, tx: TxDeposits | None, *, head: int) -> ingest.FinalityOutcome:
