@@ -13,9 +13,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from core.fields import BaseUnitsField
 from core.money import format_usd
-
-AMOUNT_DIGITS = 78  # a uint256 has at most 78 decimal digits
 
 
 class ChainKind(models.TextChoices):
@@ -164,7 +163,7 @@ class Deposit(models.Model):
     payer = models.CharField(max_length=64)
     token = models.ForeignKey(ChainToken, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     token_address = models.CharField(max_length=64, blank=True, help_text="As sent; empty for native")
-    amount = models.DecimalField(max_digits=AMOUNT_DIGITS, decimal_places=0, help_text="base units")
+    amount = BaseUnitsField(help_text="base units")
     account_ref = models.CharField(max_length=100, blank=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="deposits"

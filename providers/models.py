@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Cast
 
+from core.fields import BaseUnitsField
 from core.money import exact_usd
 
 SPON_DECIMALS = 18  # $SPON base units per token, as on chain
@@ -133,7 +134,7 @@ class ProviderProfile(models.Model):
     memory_price_per_gb_month_micros = models.BigIntegerField(default=100_000)
     storage_price_per_gb_month_micros = models.BigIntegerField(default=10_000)
     # Mirror of the provider's staked $SPON in base units (18 decimals); StakeEvent rows are its history.
-    staked_spon = models.DecimalField(max_digits=78, decimal_places=0, default=0)
+    staked_spon = BaseUnitsField(default=0)
     # Mirror of how many slash StakeEvents it has (a matchmaker input: reputation), kept by stake_record.
     slash_count = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -512,8 +513,8 @@ class StakeEvent(models.Model):
 
     provider = models.ForeignKey(ProviderProfile, on_delete=models.PROTECT, related_name="stake_events")
     kind = models.CharField(max_length=8, choices=StakeEventKind.choices)
-    amount = models.DecimalField(max_digits=78, decimal_places=0, help_text="Base units, always positive")
-    balance_after = models.DecimalField(max_digits=78, decimal_places=0)
+    amount = BaseUnitsField(help_text="Base units, always positive")
+    balance_after = BaseUnitsField()
     reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField()
     created_by = models.ForeignKey(
