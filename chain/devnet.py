@@ -31,10 +31,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from solders.account import Account
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
-from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from web3 import Web3
 
 from chain.evm import artifacts
@@ -227,11 +225,8 @@ def keypair_load_or_create(path: Path) -> Keypair:
 def _treasury_fund(handle: DevnetHandle, treasury: Pubkey, lamports: int) -> None:
     """Give the treasury its balance at genesis, as `solana-test-validator --account` would. An
     airdrop would be a transfer to the treasury without a memo, which the watcher rightly files as an
-    unmatched deposit, one more in the admin queue on every start. The ledger is in this process,
-    and the devnet server has no public call for it, hence its private attributes."""
-    ledger = handle.devnet
-    with ledger._lock:
-        ledger._svm.set_account(treasury, Account(lamports, b"", SYSTEM_PROGRAM_ID))
+    unmatched deposit, one more in the admin queue on every start."""
+    handle.devnet.set_balance(treasury, lamports)
 
 
 def _solana_up(devnet: Devnet, state_dir: Path) -> str:

@@ -243,6 +243,13 @@ class SolanaDevnet:
                 self._start_slot(self._slot + 1)
             return self._slot
 
+    def set_balance(self, address: Pubkey, lamports: int) -> None:
+        """Give a system account a balance at genesis, as `solana-test-validator --account` does:
+        no transaction, so nothing shows up in its history (an airdrop to a treasury would read as
+        a deposit without a memo)."""
+        with self._lock:
+            self._svm.set_account(address, Account(lamports, b"", SYSTEM_PROGRAM_ID))
+
     @property
     def slot(self) -> int:
         return self._slot
