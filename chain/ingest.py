@@ -164,7 +164,10 @@ def deposits_rate_pending(*, chain: Chain) -> int:
 
 def deposits_confirmations_update(*, chain: Chain, head: int) -> None:
     waiting = Deposit.objects.filter(chain=chain, final_at__isnull=True, status__in=WAITING, block_number__lte=head)
-    waiting.update(confirmations=Value(head + 1) - F("block_number"))
+    counted = Value(head + 1) - F("block_number")
+    # Only rows whose count changed: a watcher runs again before the head moves, and thousands of
+    # deposits may be waiting.
+    waiting.exclude(confirmations=counted).update(confirmations=counted)
     waiting.filter(status=DepositStatus.SEEN, block_number__lt=head).update(status=DepositStatus.CONFIRMING)
 
 
