@@ -216,6 +216,12 @@ class TokenOption:
     def pays_with_wallet(self) -> bool:
         return self.chain.kind == ChainKind.EVM
 
+    @property
+    def devnet_pays(self) -> bool:
+        """On a local devnet (DEBUG), the native coin can be sent from the devnet's test wallet by
+        the server (chain.devnet.demo_pay): a demo needs no browser wallet."""
+        return settings.DEBUG and settings.CHAIN_DEVNET and not self.token.address
+
 
 @dataclass
 class ChainSection:

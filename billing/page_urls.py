@@ -31,6 +31,7 @@ urlpatterns = [
     path("topup/", views.topup, name="billing_topup"),
     path("topup/crypto/amount/", views.crypto_amount, name="billing_crypto_amount"),
     path("topup/crypto/check/", views.crypto_check, name="billing_crypto_check"),
+    path("topup/crypto/devnet-pay/", views.crypto_devnet_pay, name="billing_crypto_devnet_pay"),
     path("topups/<int:topup_id>/", views.topup_status, name="billing_topup_status"),
     path("transactions/", views.transactions, name="billing_transactions"),
     path("transactions.csv", views.transactions_csv, name="billing_transactions_csv"),

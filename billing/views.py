@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -38,11 +40,15 @@ from billing.statements import (
     transaction_rows_for_export,
 )
 from billing.stripe_service import NOT_CONFIGURED, card_payments_configured
+from chain.devnet import demo_pay
+from chain.models import Chain
 from chain.services import deposit_check, reference_for
 from core.errors import ApplicationError
 from core.htmx import fragment_requested, push_filters_url, vary_on_htmx
 from core.money import exact_usd, format_usd
 from core.query import parse_query_filters, query_page
+
+logger = logging.getLogger(__name__)
 
 TRANSACTIONS_PAGE_SIZE = 50
 
@@ -215,7 +221,12 @@ def crypto_check(request: HttpRequest) -> HttpResponse:
     the result, or why not (a 4xx with the reason), in the form's place."""
     if request.method != "POST":
         return redirect(reverse("billing_topup") + "#crypto-check")
-    check = _Check(chain=_field(request.POST.get("chain"), 20), tx_hash=_field(request.POST.get("tx_hash"), 100))
+    return _crypto_check_response(
+        request, _Check(chain=_field(request.POST.get("chain"), 20), tx_hash=_field(request.POST.get("tx_hash"), 100))
+    )
+
+
+def _crypto_check_response(request: HttpRequest, check: _Check) -> HttpResponse:
     status = 200
     if not check.chain or not check.tx_hash:
         check.error, status = "Choose the chain and paste the transaction hash.", 422
@@ -238,6 +249,37 @@ def crypto_check(request: HttpRequest) -> HttpResponse:
         "billing/topup.html#crypto-deposits", _deposits_context(request, oob=True), request=request
     )
     return HttpResponse(body, status=status)
+
+
+@login_required
+def crypto_devnet_pay(request: HttpRequest) -> HttpResponse:
+    """Local devnet only (DEBUG and CHAIN_DEVNET, else 404): the server pays `base_units` of the
+    chain's native coin with the user's reference from the devnet's public test wallet
+    (chain.devnet.demo_pay), then checks the transaction as a pasted one. A demo without a wallet."""
+    if not (settings.DEBUG and settings.CHAIN_DEVNET):
+        raise Http404("Not on a devnet.")
+    if request.method != "POST":
+        return redirect(reverse("billing_topup") + "#crypto")
+    chain_key = _field(request.POST.get("chain"), 20)
+    text = _field(request.POST.get("base_units"), 90)
+    check = _Check(chain=chain_key, tx_hash="")
+    status = 200
+    chain = Chain.objects.filter(key=chain_key, enabled=True).first()
+    if chain is None or not text.isdigit() or not 0 < int(text) < 10**30:
+        check.error, status = "Choose a chain on the devnet and an amount to send.", 422
+    else:
+        amount = Decimal(int(text)) / Decimal(10**chain.native_decimals)
+        try:
+            check.tx_hash = demo_pay(chain_key=chain.key, amount=amount, reference=reference_for(request.user).ref)
+        except Exception as exc:  # the devnet is down or refused: say so, never a 500
+            logger.warning("devnet pay on %s failed: %s", chain.key, exc)
+            check.error, status = f"The {chain.name} devnet did not take the payment: {exc}", 503
+    if not check.error:
+        return _crypto_check_response(request, check)
+    if not request.htmx:  # type: ignore[attr-defined]
+        return _topup_page(request, check=check, status=status)
+    context = {"check": check, "check_chains": deposit_pages.check_chains()}
+    return HttpResponse(render_to_string("billing/topup.html#crypto-check", context, request=request), status=status)
 
 
 # --- Transactions --------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from solders.pubkey import Pubkey
 from web3 import Web3
 
 from chain.evm import artifacts
+from chain.evm import client as evm_client
 from chain.evm.anvil import DEV_ACCOUNTS, AnvilError, AnvilProcess, anvil_binary, start_anvil
 from chain.models import Chain, ChainKind, WatchCursor
 from chain.registry import CHAIN_DEFAULTS, ChainAddresses, ChainDefault, registry_sync
@@ -424,8 +425,10 @@ def demo_pay(*, chain_key: str, amount: Decimal, reference: str) -> str:
     base_units = int(amount * 10**chain.native_decimals)
     if chain.kind == ChainKind.SOLANA:
         payer = keypair_load_or_create(Path(settings.VAR_DIR) / "chains" / "solana-demo-payer.json")
-        return solana_scan.send_transfer(chain.rpc_url, payer, chain.treasury_address, base_units, reference)
-    w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
+        return solana_scan.send_transfer(
+            evm_client.rpc_url_for(chain), payer, chain.treasury_address, base_units, reference
+        )
+    w3 = Web3(Web3.HTTPProvider(evm_client.rpc_url_for(chain)))
     receiver = artifacts.contract(w3, "PaymentReceiver", chain.receiver_address)
     transaction = receiver.functions.deposit(bytes.fromhex(reference.removeprefix("0x"))).build_transaction(
         {
