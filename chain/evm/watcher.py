@@ -73,7 +73,7 @@ def evm_finality(chain: Chain, client: EvmReader, *, head: int, result: WatchRes
         return
     # One receipt per transaction, read in batches, before any write.
     txs = tx_deposits_many(client, [deposit.tx_hash for deposit in due], chain.receiver_address)
-    still = []  # the common case, decided together: the same block, the same event, a rate known
+    standing = []  # the common case, decided together: the same block, the same event, a rate known
     for deposit in due:
         deposit.chain = chain
         tx = txs.get(deposit.tx_hash)
@@ -85,7 +85,7 @@ def evm_finality(chain: Chain, client: EvmReader, *, head: int, result: WatchRes
             succeeded=tx.succeeded,
             head=head,
         ):
-            still.append(deposit)
+            standing.append(deposit)
             continue
         outcome = _apply(deposit, tx, head=head)
         result.final += outcome.final
@@ -93,7 +93,7 @@ def evm_finality(chain: Chain, client: EvmReader, *, head: int, result: WatchRes
         result.reorged += outcome.reorged
         if outcome.moved:  # the transaction is in another block now: a new sighting to confirm
             result.stored += ingest.deposits_store(chain=chain, logs=outcome.moved, head=head)
-    finalized = ingest.deposits_finalize(chain=chain, deposits=still, head=head)
+    finalized = ingest.deposits_finalize(chain=chain, deposits=standing, head=head)
     result.final += finalized
     result.settled += finalized
 
