@@ -27,7 +27,7 @@ def arbitrum(anvil, settings):
     registry_sync(
         devnet=True,
         keys=("arbitrum",),
-        addresses={"arbitrum": ChainAddresses(receiver=node.contracts["PaymentReceiver"], treasury=TREASURY)},
+        addresses={"arbitrum": ChainAddresses(receiver=node.contracts["PaymentReceiver"], treasury=TREASURY.address)},
     )
     return node
 
