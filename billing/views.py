@@ -270,7 +270,9 @@ def crypto_devnet_pay(request: HttpRequest) -> HttpResponse:
     else:
         amount = Decimal(int(text)) / Decimal(10**chain.native_decimals)
         try:
-            check.tx_hash = demo_pay(chain_key=chain.key, amount=amount, reference=reference_for(request.user).ref)
+            check.tx_hash = demo_pay(
+                chain_key=chain.key, amount=amount, reference=reference_for(request.user).ref, wait_seconds=15
+            )
         except Exception as exc:  # the devnet is down or refused: say so, never a 500
             logger.warning("devnet pay on %s failed: %s", chain.key, exc)
             check.error, status = f"The {chain.name} devnet did not take the payment: {exc}", 503

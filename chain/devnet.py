@@ -23,6 +23,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -416,7 +417,7 @@ def run_until(devnet: Devnet, stop: threading.Event, *, log: Callable[[str], Non
             devnet.chain_lost(key, why)
 
 
-def demo_pay(*, chain_key: str, amount: Decimal, reference: str) -> str:
+def demo_pay(*, chain_key: str, amount: Decimal, reference: str, wait_seconds: float = 0) -> str:
     """Pay `amount` whole native coins from the demo payer to the chain's receiver (EVM: deposit(ref))
     or treasury (Solana: a transfer with the reference as its memo), as a wallet would. For trying
     the devnet by hand (`manage.py shell -c`); returns the transaction hash or signature."""
@@ -425,9 +426,16 @@ def demo_pay(*, chain_key: str, amount: Decimal, reference: str) -> str:
     base_units = int(amount * 10**chain.native_decimals)
     if chain.kind == ChainKind.SOLANA:
         payer = keypair_load_or_create(Path(settings.VAR_DIR) / "chains" / "solana-demo-payer.json")
-        return solana_scan.send_transfer(
-            evm_client.rpc_url_for(chain), payer, chain.treasury_address, base_units, reference
-        )
+        url = evm_client.rpc_url_for(chain)
+        signature = solana_scan.send_transfer(url, payer, chain.treasury_address, base_units, reference)
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:  # until the cluster has confirmed it (a slot or two)
+            try:
+                solana_scan.check_signature(url, chain.treasury_address, signature)
+                break
+            except solana_scan.SignatureNotFound:
+                time.sleep(0.2)
+        return signature
     w3 = Web3(Web3.HTTPProvider(evm_client.rpc_url_for(chain)))
     receiver = artifacts.contract(w3, "PaymentReceiver", chain.receiver_address)
     transaction = receiver.functions.deposit(bytes.fromhex(reference.removeprefix("0x"))).build_transaction(
@@ -439,4 +447,7 @@ def demo_pay(*, chain_key: str, amount: Decimal, reference: str) -> str:
         }
     )
     signed = w3.eth.account.sign_transaction(transaction, DEMO_PAYER.private_key)
-    return "0x" + w3.eth.send_raw_transaction(signed.raw_transaction).hex().removeprefix("0x")
+    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+    if wait_seconds:  # until it is mined (the devnets make a block every second)
+        w3.eth.wait_for_transaction_receipt(tx_hash, timeout=wait_seconds, poll_latency=0.2)
+    return "0x" + tx_hash.hex().removeprefix("0x")
