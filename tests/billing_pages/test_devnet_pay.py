@@ -17,11 +17,10 @@ pytestmark = pytest.mark.django_db
 HX = {"HTTP_HX_REQUEST": "true"}
 
 
-@pytest.fixture
-def arbitrum(anvil, settings):
+def _devnet(anvil, settings, **node_options):
     settings.DEBUG = True
     settings.CHAIN_DEVNET = True
-    node = anvil(chain_id=42161, deploy=True)
+    node = anvil(chain_id=42161, deploy=True, **node_options)
     settings.CHAIN_RPC_URLS = {**settings.CHAIN_RPC_URLS, "arbitrum": node.url}
     settings.CHAIN_DEVNET_FINALITY = 3
     registry_sync(
@@ -30,6 +29,11 @@ def arbitrum(anvil, settings):
         addresses={"arbitrum": ChainAddresses(receiver=node.contracts["PaymentReceiver"], treasury=TREASURY.address)},
     )
     return node
+
+
+@pytest.fixture
+def arbitrum(anvil, settings):
+    return _devnet(anvil, settings)
 
 
 def test_the_calculator_offers_the_devnet_wallet_for_the_native_coin_only(dev_client: Client, arbitrum):
@@ -47,6 +51,15 @@ def test_paying_from_the_devnet_wallet_sends_a_deposit_with_the_users_reference(
     deposit = Deposit.objects.get()
     assert deposit.user == developer and deposit.amount == 10**16 and deposit.payer == DEMO_PAYER.address.lower()
     assert "confirming" in response.content.decode()
+
+
+def test_with_one_second_blocks_the_payment_is_found_once_mined_not_missed(dev_client, developer, anvil, settings):
+    _devnet(anvil, settings, block_time=1)  # as under make run: no automine
+    response = dev_client.post(
+        "/billing/topup/crypto/devnet-pay/", {"chain": "arbitrum", "base_units": str(10**16)}, **HX
+    )
+    assert response.status_code == 200, response.content.decode()[:500]
+    assert Deposit.objects.get().user == developer
 
 
 @pytest.mark.parametrize("form", [{"chain": "nope", "base_units": "1"}, {"chain": "arbitrum", "base_units": "-1"},
