@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
-from accounts.models import User
+from accounts.models import User, WalletLink
 
 
 class SpheronUserCreationForm(UserCreationForm):
@@ -44,3 +44,20 @@ class UserAdmin(BaseUserAdmin):
         ("Audit", {"fields": ("date_joined", "last_login")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+
+@admin.register(WalletLink)
+class WalletLinkAdmin(admin.ModelAdmin):
+    """Read-only: a link is made only by a signature (accounts.wallets.wallet_link)."""
+
+    list_display = ("user", "purpose", "address", "chain_id", "linked_at", "revoked_at")
+    list_filter = ("purpose", ("revoked_at", admin.EmptyFieldListFilter))
+    search_fields = ("user__email", "address")
+    list_select_related = ("user",)
+    readonly_fields = ("user", "address", "purpose", "chain_id", "message", "signature", "linked_at", "revoked_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

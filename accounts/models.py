@@ -84,3 +84,61 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} ({self.prefix}…)"
+
+
+class WalletPurpose(models.TextChoices):
+    STAKE = "stake", "stake"
+    PAYOUT = "payout", "payout"
+
+
+class WalletNonce(models.Model):
+    """A Sign-In with Ethereum (EIP-4361) nonce issued to a user for one address, chain and purpose.
+    Single use: `used_at` is set by the link that consumed it."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="wallet_nonces")
+    nonce = models.CharField(max_length=64, unique=True)
+    address = models.CharField(max_length=42, help_text="EIP-55 checksummed address it was issued for")
+    chain_id = models.BigIntegerField()
+    purpose = models.CharField(max_length=8, choices=WalletPurpose.choices)
+    issued_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-issued_at"]
+
+    def __str__(self) -> str:
+        return f"{self.nonce} ({self.purpose}, {self.address})"
+
+
+class WalletLink(models.Model):
+    """An EVM address a user proved they control by signing an EIP-4361 message. One current link
+    per (user, purpose): a new link revokes the previous one, which stays as history."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="wallet_links")
+    address = models.CharField(max_length=42, help_text="EIP-55 checksummed")
+    purpose = models.CharField(max_length=8, choices=WalletPurpose.choices)
+    chain_id = models.BigIntegerField(help_text="The chain id the signed message named")
+    message = models.TextField(help_text="The signed EIP-4361 message, exactly as signed")
+    signature = models.CharField(max_length=132)
+    linked_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True, help_text="Empty: the current link")
+
+    class Meta:
+        ordering = ["-linked_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "purpose"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="wallet_link_one_current_per_purpose",
+            ),
+            # Stake read from the chain belongs to one provider: an address stakes for one account.
+            models.UniqueConstraint(
+                fields=["address"],
+                condition=models.Q(revoked_at__isnull=True, purpose="stake"),
+                name="wallet_link_stake_address_one_user",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.purpose} {self.address}"

@@ -1,0 +1,122 @@
+"""A provider links a stake wallet by signing in the browser: Chromium, an injected EIP-1193
+provider backed by an anvil node, and the Sign-In with Ethereum message written by the server.
+
+The wallet is the boundary replaced here: `window.ethereum` answers eth_requestAccounts with dev
+account 3 and forwards everything else to anvil, where that account is unlocked, so personal_sign
+is signed there, as a wallet would sign it. No transaction is sent: linking costs no gas.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from allauth.account.models import EmailAddress
+from playwright.sync_api import Page, expect
+
+from accounts.models import WalletLink
+from chain.evm.anvil import DEV_ACCOUNTS
+from tests.factories import make_user
+from tests.live_sqlite import sqlite_reads_do_not_wait
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+PASSWORD = "correct-horse-battery-staple"
+SIGNER = DEV_ACCOUNTS[3]
+
+WALLET = """
+(() => {
+  const rpc = %(rpc)s, account = %(account)s;
+  window.__walletCalls = [];
+  window.ethereum = {
+    async request({ method, params }) {
+      window.__walletCalls.push({ method, params: params || [] });
+      if (method === "eth_requestAccounts" || method === "eth_accounts") return [account];
+      const response = await fetch(rpc, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params: params || [] }),
+      });
+      const answer = await response.json();
+      if (answer.error) {
+        const error = new Error(answer.error.message);
+        error.code = answer.error.code;
+        throw error;
+      }
+      return answer.result;
+    },
+  };
+})();
+"""
+REJECTING_WALLET = """
+window.ethereum = {
+  async request({ method }) {
+    if (method === "eth_requestAccounts") return [%(account)s];
+    if (method === "eth_chainId") return "0x2105";
+    const error = new Error("User rejected the request.");
+    error.code = 4001;
+    throw error;
+  },
+};
+"""
+
+
+@pytest.fixture(autouse=True)
+def _sqlite_reads_do_not_wait(transactional_db, page):
+    with sqlite_reads_do_not_wait():
+        yield
+
+
+@pytest.fixture
+def provider(settings, live_server):
+    settings.SITE_URL = live_server.url  # the domain the signed message names
+    user = make_user(email="grace@example.test", password=PASSWORD, name="Grace", is_provider=True)
+    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    return user
+
+
+def _log_in(page: Page, user) -> None:
+    page.goto("/account/")
+    page.fill("input[name=login]", user.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_url("**/account/")
+
+
+def test_provider_links_a_stake_wallet_by_signing_in_the_browser(page: Page, anvil, provider):
+    node = anvil(chain_id=8453)
+    page.add_init_script(WALLET % {"rpc": json.dumps(node.url), "account": json.dumps(SIGNER.address)})
+    _log_in(page, provider)
+    page.get_by_test_id("account-wallets-link").click()
+    page.wait_for_url("**/account/wallets/")
+    expect(page.get_by_test_id("wallet-stake-address")).to_have_text("No address linked.")
+
+    page.get_by_test_id("wallet-stake-button").click()
+
+    expect(page.get_by_test_id("wallet-stake-message")).to_have_text(f"Linked {SIGNER.address} as your stake address.")
+    expect(page.get_by_test_id("wallet-stake-address")).to_have_text(SIGNER.address)
+    link = WalletLink.objects.get(user=provider, revoked_at__isnull=True)
+    assert (link.address, link.purpose, link.chain_id) == (SIGNER.address, "stake", 8453)
+    calls = [call["method"] for call in page.evaluate("window.__walletCalls")]
+    assert calls == ["eth_requestAccounts", "eth_chainId", "personal_sign"]  # no transaction, no gas
+
+    page.reload()  # the page itself lists it, with its history
+    expect(page.get_by_test_id("wallet-stake-address")).to_have_text(SIGNER.address)
+    expect(page.get_by_test_id("wallet-history-row")).to_have_count(1)
+
+
+def test_a_rejected_signature_links_nothing_and_says_so(page: Page, provider):
+    page.add_init_script(REJECTING_WALLET % {"account": json.dumps(SIGNER.address)})
+    _log_in(page, provider)
+    page.goto("/account/wallets/")
+    page.get_by_test_id("wallet-payout-button").click()
+    expect(page.get_by_test_id("wallet-payout-message")).to_have_text(
+        "You rejected the request in your wallet: nothing was linked."
+    )
+    assert not WalletLink.objects.exists()
+
+
+def test_without_a_wallet_the_page_says_how_to_get_one(page: Page, provider):
+    _log_in(page, provider)
+    page.goto("/account/wallets/")
+    page.get_by_test_id("wallet-stake-button").click()
+    expect(page.get_by_test_id("wallet-stake-message")).to_contain_text("No browser wallet found")
