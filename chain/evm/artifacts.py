@@ -1,9 +1,11 @@
 """The compiled contracts (contracts/build/*.json, committed; `make contracts` rebuilds them) and
 their deployment on a devnet.
 
-`deploy_all` deploys SponToken, TestUSDC and PaymentReceiver from a fresh deployer (nonce 0) in a
-fixed order, so on every devnet they live at the same CREATE addresses (deployer, nonce 0, 1, 2);
-`predicted_addresses` says where without a node.
+`deploy_all` deploys SponToken, TestUSDC and PaymentReceiver, then SponStaking and LeaseRegistry,
+from a fresh deployer (nonce 0) in a fixed order, so on every devnet they live at the same CREATE
+addresses (deployer, nonces 0, 1, 2, then 5, 6: nonces 3 and 4 allow the tokens on the receiver,
+7 and 8 grant the slasher and recorder roles); `predicted_addresses` says where without a node.
+The two later contracts came after the first three, so those kept their addresses.
 """
 
 from __future__ import annotations
@@ -19,12 +21,21 @@ from web3.utils.address import get_create_address
 
 BUILD_DIR = Path(__file__).resolve().parents[2] / "contracts" / "build"
 
-# Deployment order = the deployer's nonces 0, 1, 2; then two setTokenAllowed calls (nonces 3, 4).
-CONTRACTS = ("SponToken", "TestUSDC", "PaymentReceiver")
+# The deployer's nonce of each transaction of `deploy_all`, in order: three contracts (0, 1, 2),
+# two setTokenAllowed calls (3, 4), two more contracts (5, 6) and two role grants (7, 8).
+DEPLOY_NONCES = {"SponToken": 0, "TestUSDC": 1, "PaymentReceiver": 2, "SponStaking": 5, "LeaseRegistry": 6}
+CONTRACTS = tuple(DEPLOY_NONCES)
+_FIRST_CONTRACTS = ("SponToken", "TestUSDC", "PaymentReceiver")  # what deploy_all deployed before SponStaking
+_FIRST_TRANSACTIONS = 5  # the transactions of those: an older devnet state stops here
+DEPLOY_TRANSACTIONS = 9
+DEVNET_UNSTAKE_COOLDOWN_SECONDS = 300  # production's 14 days would stall every devnet walkthrough
 SPON_DECIMALS = 18
 SPON_INITIAL_SUPPLY = 1_000_000_000 * 10**SPON_DECIMALS  # minted at deploy to the treasury
 USDC_DECIMALS = 6
+# Fixed gas: estimation runs against the latest block, where (with a block time) the contract
+# called may not exist yet.
 _SET_TOKEN_ALLOWED_GAS = 100_000
+_GRANT_ROLE_GAS = 100_000
 
 
 class DeployError(RuntimeError):
@@ -52,7 +63,7 @@ def contract(w3: Web3, name: str, address: str):
 def predicted_addresses(deployer: str) -> dict[str, str]:
     """Where `deploy_all` puts each contract for this deployer (checksummed), without a node."""
     deployer = Web3.to_checksum_address(deployer)
-    return {name: get_create_address(deployer, nonce) for nonce, name in enumerate(CONTRACTS)}
+    return {name: get_create_address(deployer, nonce) for name, nonce in DEPLOY_NONCES.items()}
 
 
 def deploy_all(
@@ -61,22 +72,32 @@ def deploy_all(
     deployer_key: str,
     treasury: str,
     spon_supply: int = SPON_INITIAL_SUPPLY,
+    unstake_cooldown_seconds: int = DEVNET_UNSTAKE_COOLDOWN_SECONDS,
+    operator: str | None = None,
     timeout: float = 120.0,
 ) -> dict[str, str]:
     """Deploys SponToken (supply to `treasury`), TestUSDC (owned by the deployer, who mints it on
-    devnets) and PaymentReceiver (owned by the deployer, withdrawing to `treasury`), and allows
-    both tokens on the receiver. Returns {contract name: address}.
+    devnets) and PaymentReceiver (owned by the deployer, withdrawing to `treasury`), allows both
+    tokens on the receiver, then deploys SponStaking (of SponToken, slashing to `treasury`, with
+    `unstake_cooldown_seconds`) and LeaseRegistry (both administered by the deployer) and grants
+    `operator` (default: the deployer) SponStaking's SLASHER_ROLE and LeaseRegistry's
+    RECORDER_ROLE. Returns {contract name: address}.
 
     The deployer must be fresh (nonce 0) so the addresses are the predicted ones; if it already
-    deployed them (a devnet restarted from its saved state) they are returned as they are.
+    deployed them (a devnet restarted from its saved state) they are returned as they are. A
+    state saved before SponStaking existed (the first three deployed, nonce 5) gets the rest.
     """
     deployer = Account.from_key(deployer_key)
     treasury = Web3.to_checksum_address(treasury)
+    operator = Web3.to_checksum_address(operator or deployer.address)
     addresses = predicted_addresses(deployer.address)
+    first = {name: addresses[name] for name in _FIRST_CONTRACTS}
     nonce = w3.eth.get_transaction_count(deployer.address, "pending")
-    if nonce != 0:
-        if nonce >= len(CONTRACTS) + 2 and all(w3.eth.get_code(a) for a in addresses.values()):
-            return addresses
+    if nonce >= DEPLOY_TRANSACTIONS and all(w3.eth.get_code(a) for a in addresses.values()):
+        return addresses
+    if nonce not in (0, _FIRST_TRANSACTIONS) or (
+        nonce == _FIRST_TRANSACTIONS and not all(w3.eth.get_code(a) for a in first.values())
+    ):
         raise DeployError(
             f"deployer {deployer.address} has nonce {nonce} but not the contracts at {addresses}: "
             "deploy from a fresh account so the addresses are deterministic"
@@ -87,24 +108,34 @@ def deploy_all(
         signed = deployer.sign_transaction(transaction)
         return w3.eth.send_raw_transaction(signed.raw_transaction)
 
-    base = {"from": deployer.address, "chainId": chain_id}
-    constructor_args = {
-        "SponToken": (treasury, spon_supply),
-        "TestUSDC": (deployer.address,),
-        "PaymentReceiver": (deployer.address, treasury),
-    }
-    # All transactions are sent before waiting for any: with a block time, one block holds them all.
-    hashes = []
-    for nonce, name in enumerate(CONTRACTS):
+    def deploy(name: str, *args: Any) -> bytes:
         artifact = load(name)
         factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-        hashes.append(send(factory.constructor(*constructor_args[name]).build_transaction({**base, "nonce": nonce})))
-    receiver = contract(w3, "PaymentReceiver", addresses["PaymentReceiver"])
-    for offset, token in enumerate(("SponToken", "TestUSDC")):
-        transaction = receiver.functions.setTokenAllowed(addresses[token], True).build_transaction(
-            {**base, "nonce": len(CONTRACTS) + offset, "gas": _SET_TOKEN_ALLOWED_GAS}
-        )
-        hashes.append(send(transaction))
+        return send(factory.constructor(*args).build_transaction({**base, "nonce": DEPLOY_NONCES[name]}))
+
+    base = {"from": deployer.address, "chainId": chain_id}
+    # All transactions are sent before waiting for any: with a block time, one block holds them all.
+    hashes = []
+    if nonce == 0:
+        hashes.append(deploy("SponToken", treasury, spon_supply))
+        hashes.append(deploy("TestUSDC", deployer.address))
+        hashes.append(deploy("PaymentReceiver", deployer.address, treasury))
+        receiver = contract(w3, "PaymentReceiver", addresses["PaymentReceiver"])
+        for offset, token in enumerate(("SponToken", "TestUSDC")):
+            transaction = receiver.functions.setTokenAllowed(addresses[token], True).build_transaction(
+                {**base, "nonce": 3 + offset, "gas": _SET_TOKEN_ALLOWED_GAS}
+            )
+            hashes.append(send(transaction))
+    hashes.append(deploy("SponStaking", addresses["SponToken"], treasury, unstake_cooldown_seconds, deployer.address))
+    hashes.append(deploy("LeaseRegistry", deployer.address))
+    staking = contract(w3, "SponStaking", addresses["SponStaking"])
+    registry = contract(w3, "LeaseRegistry", addresses["LeaseRegistry"])
+    grants = (
+        staking.functions.grantRole(Web3.keccak(text="SLASHER_ROLE"), operator),
+        registry.functions.grantRole(Web3.keccak(text="RECORDER_ROLE"), operator),
+    )
+    for offset, grant in enumerate(grants):
+        hashes.append(send(grant.build_transaction({**base, "nonce": 7 + offset, "gas": _GRANT_ROLE_GAS})))
     for tx_hash in hashes:
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.05)
         if receipt["status"] != 1:
