@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -28,6 +27,7 @@ from eth_utils import is_hex_address, to_checksum_address
 
 from accounts.models import User, WalletLink, WalletNonce, WalletPurpose
 from core.errors import ApplicationError
+from core.eth import Account, encode_defunct
 
 NONCE_TTL = timedelta(minutes=10)
 CLOCK_SKEW = timedelta(seconds=60)  # a wallet's clock may run a little ahead of ours
@@ -190,13 +190,6 @@ def signature_signer(*, message: str, signature: str) -> str:
         raise ApplicationError(
             "The signature is not a 65-byte hexadecimal signature (0x and 130 digits).", {"field": "signature"}
         )
-    # py_ecc (under eth_account) raises the recursion limit when first imported: put it back
-    # (see chain/__init__.py for why that matters).
-    limit = sys.getrecursionlimit()
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
-
-    sys.setrecursionlimit(limit)
     try:
         return to_checksum_address(Account.recover_message(encode_defunct(text=message), signature=signature))
     except Exception:  # noqa: BLE001 - any failure to recover is a bad signature

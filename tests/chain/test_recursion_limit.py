@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_importing_the_chain_modules_keeps_the_recursion_limit():
     code = (
         "import sys; before = sys.getrecursionlimit(); import django; django.setup(); "
-        "import chain.evm.client, chain.evm.anvil, chain.solana.scan, web3, eth_account; "
+        "import accounts.wallets, chain.evm.client, chain.evm.anvil, chain.solana.scan, web3, eth_account; "
         "print(before, sys.getrecursionlimit())"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "spheron_web.settings", "DEBUG": "1"}
