@@ -3,10 +3,24 @@ Deposits are billing's admin (billing/deposits_admin.py): its actions credit the
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
-from chain.models import Chain, ChainToken, DepositReference, Rate, WatchCursor
+from chain.evm.client import ChainUnavailable
+from chain.models import (
+    Chain,
+    ChainToken,
+    ChainTransaction,
+    DepositReference,
+    Rate,
+    SenderNonce,
+    TxStatus,
+    WatchCursor,
+)
+from chain.sender import RpcError, transaction_resend
 from core import admin_tools
 
 
@@ -49,3 +63,48 @@ class DepositReferenceAdmin(admin_tools.ReadOnlyAdmin):
     list_display = ("ref", "user", "created_at")
     search_fields = ("=ref", "user__email")
     list_select_related = ("user",)
+
+
+@admin.register(ChainTransaction)
+class ChainTransactionAdmin(admin_tools.ReadOnlyAdmin):
+    """What the sender sent, read-only; stuck ones come first, in red. "Re-send now" re-signs with
+    the same nonce and higher fees (or sends a recorded one)."""
+
+    list_display = (
+        "id", "status_shown", "purpose", "reference", "chain", "nonce", "attempts", "tx_hash", "sent_at",
+        "revert_reason", "error",
+    )  # fmt: skip
+    list_filter = ("status", "purpose", "chain")
+    search_fields = ("=reference", "=tx_hash", "=sender", "=to")
+    list_select_related = ("chain",)
+    actions = ("resend_now",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ChainTransaction]:
+        from django.db.models import Case, IntegerField, Value, When
+
+        stuck_first = Case(When(status=TxStatus.STUCK, then=Value(0)), default=Value(1), output_field=IntegerField())
+        return super().get_queryset(request).order_by(stuck_first, "-id")
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, tx: ChainTransaction):
+        if tx.status == TxStatus.STUCK:
+            return format_html('<strong style="color:#b00">{}</strong>', tx.get_status_display())
+        return tx.get_status_display()
+
+    @admin.action(description="Re-send now (same nonce, higher fees)")
+    def resend_now(self, request: HttpRequest, queryset: QuerySet[ChainTransaction]) -> None:
+        for tx in queryset.order_by("id"):
+            try:
+                after = transaction_resend(tx_id=tx.pk)
+            except (ChainUnavailable, RpcError, ImproperlyConfigured) as exc:
+                self.message_user(request, f"{tx}: {exc}", messages.ERROR)
+            else:
+                level = messages.WARNING if after.error else messages.SUCCESS
+                shown = f" ({after.error})" if after.error else ""
+                self.message_user(request, f"{after}: {after.tx_hash or 'not sent'}{shown}", level)
+
+
+@admin.register(SenderNonce)
+class SenderNonceAdmin(admin_tools.ReadOnlyAdmin):
+    list_display = ("address", "chain", "next_nonce", "updated_at")
+    list_filter = ("chain",)

@@ -208,3 +208,81 @@ class Deposit(models.Model):
         if self.usd_micros is None or self.fee_micros is None:
             return None
         return self.usd_micros - self.fee_micros
+
+
+class TxStatus(models.TextChoices):
+    RECORDED = "recorded", "Recorded (not sent yet)"
+    SENT = "sent", "Sent (waiting for a receipt)"
+    MINED = "mined", "Mined"
+    FAILED = "failed", "Failed"
+    REPLACED = "replaced", "Nonce used by another transaction"
+    STUCK = "stuck", "Stuck (needs an operator)"
+
+
+class ChainTransaction(models.Model):
+    """A transaction the platform sends (chain.sender), recorded before anything is sent.
+
+    (purpose, reference) is the caller's idempotency key ("slash:42"): a retry finds this row and
+    never makes a second. The nonce is the app's (SenderNonce), assigned once; a re-send keeps it
+    and raises the fees, and every hash signed for it stays in `history`, so whichever of them is
+    mined is recognised. `raw_tx` is the signed transaction of `tx_hash` (public once broadcast),
+    kept to re-broadcast the very same bytes after a crash; the key itself lives in the environment
+    variable `key_env` only.
+    """
+
+    chain = models.ForeignKey(Chain, on_delete=models.PROTECT, related_name="transactions")
+    purpose = models.CharField(max_length=40, help_text='"slash", "commitments", "payout"…')
+    reference = models.CharField(max_length=120, help_text='The caller\'s idempotency key, e.g. "slash:42"')
+    key_env = models.CharField(max_length=80, help_text="The environment variable holding the sender's key")
+    sender = models.CharField(max_length=64)
+    to = models.CharField(max_length=64)
+    value = BaseUnitsField(default=0, help_text="base units")
+    data = models.TextField(default="0x", help_text="Calldata, 0x-hex")
+    nonce = models.BigIntegerField(null=True, blank=True)
+    gas_limit = models.BigIntegerField(null=True, blank=True)
+    max_fee_per_gas = BaseUnitsField(null=True, blank=True, help_text="base units")
+    max_priority_fee_per_gas = BaseUnitsField(null=True, blank=True, help_text="base units")
+    status = models.CharField(max_length=10, choices=TxStatus.choices, default=TxStatus.RECORDED)
+    tx_hash = models.CharField(max_length=66, blank=True, help_text="The latest signed hash")
+    raw_tx = models.TextField(blank=True, help_text="The signed transaction of tx_hash")
+    history = models.JSONField(default=list, blank=True, help_text="[{hash, max_fee, priority_fee, at}]")
+    attempts = models.PositiveIntegerField(default=0, help_text="Signed versions broadcast")
+    receipt_block = models.BigIntegerField(null=True, blank=True)
+    receipt_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    gas_used = models.BigIntegerField(null=True, blank=True)
+    revert_reason = models.CharField(max_length=500, blank=True)
+    error = models.CharField(max_length=500, blank=True, help_text="The last error (RPC, signing)")
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="The latest broadcast")
+    mined_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-id",)
+        constraints = [
+            models.UniqueConstraint(fields=["purpose", "reference"], name="chaintx_unique_reference"),
+            models.UniqueConstraint(fields=["chain", "sender", "nonce"], name="chaintx_unique_nonce"),
+            models.CheckConstraint(condition=Q(value__gte=0), name="chaintx_value_not_negative"),
+        ]
+        indexes = [models.Index(fields=["status", "chain"], name="chaintx_status_chain")]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} {self.reference} on {self.chain.key} ({self.status})"
+
+
+class SenderNonce(models.Model):
+    """The next nonce of a sending address on a chain, assigned by the app under this row's lock."""
+
+    chain = models.ForeignKey(Chain, on_delete=models.PROTECT, related_name="+")
+    address = models.CharField(max_length=64)
+    next_nonce = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["chain", "address"], name="sendernonce_unique_address"),
+            models.CheckConstraint(condition=Q(next_nonce__gte=0), name="sendernonce_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} on {self.chain.key}: next {self.next_nonce}"

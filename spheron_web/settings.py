@@ -125,6 +125,7 @@ CHAIN_DEVNET = env_bool("CHAIN_DEVNET", DEBUG)
 CHAIN_KEYS = ("zksync", "arbitrum", "optimism", "bnb", "avalanche", "filecoin", "base", "solana")
 CHAIN_WATCH_SECONDS = env_int("CHAIN_WATCH_SECONDS", 2 if CHAIN_DEVNET else 15, min_value=1, max_value=3600)
 CHAIN_CREDIT_SECONDS = env_int("CHAIN_CREDIT_SECONDS", 30, min_value=1, max_value=3600)
+CHAIN_SENDER_SECONDS = env_int("CHAIN_SENDER_SECONDS", 2 if CHAIN_DEVNET else 10, min_value=1, max_value=3600)
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
@@ -196,6 +197,8 @@ CELERY_BEAT_SCHEDULE = {
         for key in CHAIN_KEYS
     },
     "credit-deposits": {"task": "billing.tasks.credit_deposits", "schedule": CHAIN_CREDIT_SECONDS},
+    # The transaction sender (chain.sender): send what was recorded, reconcile what was sent.
+    "send-transactions": {"task": "chain.tasks.send_transactions", "schedule": CHAIN_SENDER_SECONDS},
 }
 
 # --- Accounts ------------------------------------------------------------------------------
@@ -340,6 +343,17 @@ CHAIN_RATE_MAX_AGE_SECONDS = env_int(
 CHAIN_SCAN_MAX_BLOCKS = env_int("CHAIN_SCAN_MAX_BLOCKS", 2000, min_value=1, max_value=100000)
 CHAIN_RESCAN_BLOCKS = env_int("CHAIN_RESCAN_BLOCKS", 64, min_value=0, max_value=10000)
 CHAIN_RPC_TIMEOUT_SECONDS = env_int("CHAIN_RPC_TIMEOUT_SECONDS", 10, min_value=1, max_value=120)
+# The transaction sender (chain.sender). No receipt this long after a broadcast: re-send with the
+# same nonce and fees raised by CHAIN_SENDER_FEE_BUMP_PERCENT (nodes replace a pending transaction
+# only for at least 10-12.5% more); after CHAIN_SENDER_MAX_ATTEMPTS broadcasts it is left "stuck"
+# for an operator (the admin's "re-send now").
+CHAIN_SENDER_RECEIPT_TIMEOUT_SECONDS = env_int(
+    "CHAIN_SENDER_RECEIPT_TIMEOUT_SECONDS", 120, min_value=0, max_value=86400
+)
+CHAIN_SENDER_FEE_BUMP_PERCENT = env_int("CHAIN_SENDER_FEE_BUMP_PERCENT", 25, min_value=13, max_value=500)
+CHAIN_SENDER_MAX_ATTEMPTS = env_int("CHAIN_SENDER_MAX_ATTEMPTS", 5, min_value=1, max_value=100)
+# Gas limit = the estimate plus this margin (state can change between estimate and inclusion).
+CHAIN_SENDER_GAS_MARGIN_PERCENT = env_int("CHAIN_SENDER_GAS_MARGIN_PERCENT", 20, min_value=0, max_value=200)
 # Provider earnings stay pending this long (a payment can still be reversed), then settle.
 EARNINGS_HOLD_HOURS = env_int("EARNINGS_HOLD_HOURS", 72, min_value=0, max_value=24 * 90)
 # Providers
