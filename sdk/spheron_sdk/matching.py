@@ -3,7 +3,8 @@
 The server scores candidates with this very module, so anyone holding the match proof
 (GET /api/v1/deployments/{id}/match-proof) can check that the node chosen is the one the
 weights and the seed pick, and that the commitment is the SHA-256 of exactly those inputs.
-Pure standard library: no Django, no network.
+Pure standard library: no Django, and no network unless verify_match is given an RPC URL
+(then spheron_sdk.onchain reads the commitment recorded on chain).
 """
 
 from __future__ import annotations
@@ -113,9 +114,24 @@ def commitment(document: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(document).encode()).hexdigest()
 
 
-def verify_match(proof: dict[str, Any]) -> dict[str, Any]:
+def verify_match(
+    proof: dict[str, Any],
+    *,
+    rpc_url: str | None = None,
+    registry: str | None = None,
+    lease_id: int | None = None,
+    timeout: float = 10,
+) -> dict[str, Any]:
     """Check a match proof: {"order_id", "spec_hash", "candidates", "weights", "seed", "winner",
-    "commitment"}. Returns the recomputed winner and commitment and whether both agree."""
+    "commitment"}. Returns the recomputed winner and commitment and whether both agree.
+
+    With an RPC URL (`rpc_url`, else the proof's `chain.rpc_url`), the lease's commitment is also
+    read from the `LeaseRegistry` (`registry`/`lease_id`, else the proof's `chain.registry` and
+    `chain.lease_id`; the proof's `chain.chain_id`, if any, must be the RPC's chain) and compared
+    with the recomputed one: the result gains "on_chain" (see spheron_sdk.onchain.check_commitment)
+    and `ok` is false if the chain holds no commitment for the lease or another one. An RPC that
+    cannot answer raises spheron_sdk.onchain.OnChainError (a ValueError). Without an RPC URL,
+    nothing touches the network."""
     scored = score_candidates(proof["candidates"], proof["weights"], proof["seed"])
     winner = scored[0]["node_id"] if scored else None
     document = match_document(
@@ -127,7 +143,7 @@ def verify_match(proof: dict[str, Any]) -> dict[str, Any]:
         winner=proof["winner"],
     )
     recomputed = commitment(document)
-    return {
+    result = {
         "winner": winner,
         "commitment": recomputed,
         "winner_ok": winner == proof["winner"],
@@ -135,3 +151,28 @@ def verify_match(proof: dict[str, Any]) -> dict[str, Any]:
         "ok": winner == proof["winner"] and recomputed == proof.get("commitment"),
         "scores": scored,
     }
+    chain = proof.get("chain") or {}
+    rpc_url = rpc_url or chain.get("rpc_url")
+    asked = any(value is not None for value in (rpc_url, registry, lease_id))
+    if not asked:
+        return result
+    registry = registry or chain.get("registry")
+    lease_id = lease_id if lease_id is not None else chain.get("lease_id")
+    missing = [
+        name for name, value in (("rpc_url", rpc_url), ("registry", registry), ("lease_id", lease_id)) if value is None
+    ]
+    if missing:
+        raise ValueError(f"checking the commitment on chain needs {', '.join(missing)} (argument or proof's chain)")
+    from spheron_sdk import onchain  # only here: the rest of this module needs no network library
+
+    on_chain = onchain.check_commitment(
+        commitment=recomputed,
+        rpc_url=rpc_url,
+        registry=registry,
+        lease_id=lease_id,
+        expected_chain_id=chain.get("chain_id"),
+        timeout=timeout,
+    )
+    result["on_chain"] = on_chain
+    result["ok"] = result["ok"] and on_chain["matches"]
+    return result
