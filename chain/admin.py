@@ -91,7 +91,11 @@ class ChainTransactionAdmin(admin_tools.ReadOnlyAdmin):
             return format_html('<strong style="color:#b00">{}</strong>', tx.get_status_display())
         return tx.get_status_display()
 
-    @admin.action(description="Re-send now (same nonce, higher fees)")
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        # The list is read-only for everyone; signing and broadcasting needs the model's change right.
+        return request.user.has_perm("chain.change_chaintransaction")
+
+    @admin.action(description="Re-send now (same nonce, higher fees)", permissions=["resend"])
     def resend_now(self, request: HttpRequest, queryset: QuerySet[ChainTransaction]) -> None:
         for tx in queryset.order_by("id"):
             try:

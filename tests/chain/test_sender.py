@@ -4,6 +4,7 @@ from receipts, re-send stuck transactions with the same nonce and higher fees, r
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db.models import Q
 
 from chain import sender
@@ -241,10 +242,20 @@ def test_stuck_after_the_last_attempt_until_an_operator_re_sends(base, settings,
     assert result.stuck == 1 and tx.status == TxStatus.STUCK and tx.attempts == 2
     assert transactions_reconcile(chain=chain).resent == 0  # left to the operator
 
+    viewer = make_user(email="viewer@example.test", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_chaintransaction"))
+    client.force_login(viewer)
+    page = client.get("/admin/chain/chaintransaction/")
+    assert page.status_code == 200 and b"payout:1" in page.content and b"resend_now" not in page.content
+    client.post("/admin/chain/chaintransaction/", {"action": "resend_now", "_selected_action": [tx.pk]})
+    tx.refresh_from_db()
+    assert tx.attempts == 2  # a viewer cannot make the platform sign
+
     admin = make_user(email="ops@example.test", is_staff=True, is_superuser=True)
     client.force_login(admin)
     page = client.get("/admin/chain/chaintransaction/?status__exact=stuck")
     assert page.status_code == 200 and b"payout:1" in page.content and b"Stuck" in page.content
+    assert b"resend_now" in page.content
     answer = client.post(
         "/admin/chain/chaintransaction/", {"action": "resend_now", "_selected_action": [tx.pk]}, follow=True
     )
