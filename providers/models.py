@@ -506,10 +506,19 @@ class StakeEventKind(models.TextChoices):
     STAKE = "stake", "Staked"
     UNSTAKE = "unstake", "Unstaked"
     SLASH = "slash", "Slashed"
+    # Pending unstakes paid out by the staking contract: the counted (active) stake does not change.
+    WITHDRAW = "withdraw", "Withdrawn"
+
+
+class StakeSource(models.TextChoices):
+    ADMIN = "admin", "recorded by an admin (off-chain agreement)"
+    CHAIN = "chain", "on chain"
 
 
 class StakeEvent(models.Model):
-    """History of a provider's $SPON stake (base units, 18 decimals). The chain binding comes later."""
+    """History of a provider's $SPON stake (base units, 18 decimals): changes an admin recorded
+    (off-chain agreements, `stake_record`) and SponStaking events mirrored from the chain once per
+    (chain id, tx hash, log index) by providers.stake_chain."""
 
     provider = models.ForeignKey(ProviderProfile, on_delete=models.PROTECT, related_name="stake_events")
     kind = models.CharField(max_length=8, choices=StakeEventKind.choices)
@@ -520,13 +529,41 @@ class StakeEvent(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    source = models.CharField(max_length=5, choices=StakeSource.choices, default=StakeSource.ADMIN)
+    # The log a chain row mirrors (empty for admin rows).
+    chain_id = models.BigIntegerField(null=True, blank=True)
+    tx_hash = models.CharField(max_length=66, blank=True)
+    log_index = models.PositiveIntegerField(null=True, blank=True)
+    block_number = models.BigIntegerField(null=True, blank=True)
+    address = models.CharField(max_length=42, blank=True, help_text="The staking address (chain rows)")
+    # An unstake request's unlock time; of a slash, the part taken from pending unstakes (the
+    # contract takes active stake first): both let the page replay the pending unstakes.
+    unlock_at = models.DateTimeField(null=True, blank=True)
+    from_pending = BaseUnitsField(default=0)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="stake_event_amount_positive"),
             models.CheckConstraint(condition=Q(balance_after__gte=0), name="stake_event_balance_non_negative"),
+            models.UniqueConstraint(
+                fields=["chain_id", "tx_hash", "log_index"],
+                condition=Q(source="chain"),
+                name="stake_event_chain_log_once",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.amount / 10**SPON_DECIMALS:,} $SPON (provider #{self.provider_id})"
+
+
+class StakeCursor(models.Model):
+    """How far providers.stake_chain has read the staking contract's logs on a chain (final blocks only)."""
+
+    chain_id = models.BigIntegerField(unique=True)
+    contract_address = models.CharField(max_length=42)
+    last_block = models.BigIntegerField(help_text="Read up to and including this block")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Stake cursor {self.chain_id}: block {self.last_block}"

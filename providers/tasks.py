@@ -20,3 +20,13 @@ def refresh_uptime() -> int:
 @shared_task(acks_late=True)
 def close_eras() -> int:
     return uptime.close_eras()
+
+
+@shared_task(acks_late=True)
+def index_stake_chain() -> dict[str, object]:
+    """SponStaking's final events into the providers' stake (providers.stake_chain)."""
+    from dataclasses import asdict
+
+    from providers.stake_chain import stake_chain_index
+
+    return asdict(stake_chain_index())

@@ -16,4 +16,5 @@ urlpatterns = [
     path("tokens/<int:token_id>/revoke/", views.token_revoke, name="token_revoke"),
     path("prices/", views.prices, name="prices"),
     path("stake/", views.stake, name="stake"),
+    path("stake/faucet/", views.stake_faucet, name="stake_faucet"),
 ]

@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
@@ -25,6 +25,7 @@ from core import clock
 from core.errors import ApplicationError
 from core.htmx import fragment_requested, vary_on_htmx
 from core.money import HOURS_PER_MONTH
+from providers import stake_chain
 from providers.forms import MODE_HELP, NodeTokenForm, ProviderPricesForm, ProviderProfileForm, attach_error
 from providers.models import GpuModel, GpuTier, NodeStatus, ProviderProfile
 from providers.pricing import (
@@ -53,6 +54,7 @@ from providers.services import (
     provider_onboard,
     provider_prices_update,
 )
+from providers.stake_chain import StakeWallet, faucet_enabled, stake_wallet
 from providers.uptime import heartbeat_strip, node_uptime, uptime_daily
 
 # Uptime at or above this is shown as fully up (a second of downtime in a quarter hour is noise).
@@ -519,7 +521,54 @@ def _stake_display(summary: dict[str, Any], *, with_history: bool = True) -> dic
     }
 
 
+def _wallet_display(wallet: StakeWallet) -> dict[str, Any]:
+    unit = Decimal(10) ** SPON_DECIMALS
+    now = clock.now()
+    return {
+        "wallet": wallet,
+        "amount_spon": spon(wallet.amount / unit),
+        "unstake_spon": spon(wallet.unstake_amount / unit),
+        "chain_active_display": spon(wallet.chain_active / unit),
+        "admin_recorded_display": spon(wallet.admin_recorded / unit),
+        "pending_display": spon(wallet.pending_total / unit),
+        "withdrawable_display": spon(wallet.withdrawable / unit),
+        "pending_rows": [
+            {
+                "amount_display": spon(Decimal(item.amount) / unit),
+                "unlock_at": item.unlock_at,
+                "unlocked": item.unlocked,
+                "left": cooldown_left(item.unlock_at, now),
+            }
+            for item in wallet.pending
+        ],
+    }
+
+
 @provider_required
 def stake(request: HttpRequest, provider: ProviderProfile) -> HttpResponse:
     summary = _stake_display(stake_summary(provider=provider))
-    return render(request, "providers/stake.html", {"provider": provider, "stake": summary})
+    shortfall = int(summary["shortfall"] * 10**SPON_DECIMALS)
+    wallet = stake_wallet(
+        provider=provider,
+        user=request.user,  # type: ignore[arg-type]
+        amount_text=request.GET.get("amount", "")[:80],
+        unstake_text=request.GET.get("unstake", "")[:80],
+        default_amount=shortfall or int(summary["min_per_gpu"] * 10**SPON_DECIMALS),
+    )
+    context = {"provider": provider, "stake": summary, **_wallet_display(wallet)}
+    return render(request, "providers/stake.html", context)
+
+
+@require_POST
+@provider_required
+def stake_faucet(request: HttpRequest, provider: ProviderProfile) -> HttpResponse:
+    """Devnet only (404 elsewhere): test $SPON from the devnet treasury to the linked stake address."""
+    if not faucet_enabled():
+        raise Http404("No faucet here.")
+    try:
+        tx_hash = stake_chain.stake_faucet(user=request.user)  # type: ignore[arg-type]
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Sent {settings.STAKE_FAUCET_SPON:,} test $SPON to your stake address ({tx_hash}).")
+    return redirect("providers:stake")

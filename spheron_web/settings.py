@@ -197,6 +197,11 @@ CELERY_BEAT_SCHEDULE = {
         for key in CHAIN_KEYS
     },
     "credit-deposits": {"task": "billing.tasks.credit_deposits", "schedule": CHAIN_CREDIT_SECONDS},
+    # Stake from the chain (providers.stake_chain): SponStaking's final events into StakeEvents.
+    "stake-chain-index": {
+        "task": "providers.tasks.index_stake_chain",
+        "schedule": env_int("STAKE_CHAIN_SECONDS", 3 if CHAIN_DEVNET else 30, min_value=1, max_value=3600),
+    },
     # The transaction sender (chain.sender): send what was recorded, reconcile what was sent.
     "send-transactions": {"task": "chain.tasks.send_transactions", "schedule": CHAIN_SENDER_SECONDS},
 }
@@ -358,6 +363,16 @@ CHAIN_SENDER_GAS_MARGIN_PERCENT = env_int("CHAIN_SENDER_GAS_MARGIN_PERCENT", 20,
 EARNINGS_HOLD_HOURS = env_int("EARNINGS_HOLD_HOURS", 72, min_value=0, max_value=24 * 90)
 # Providers
 MIN_STAKE_PER_GPU_SPON = env_decimal("MIN_STAKE_PER_GPU_SPON", Decimal("200"), min_value=Decimal(0))
+# Stake from the chain (providers.stake_chain): the SponStaking contract on the home chain. The
+# address comes from the environment; left empty on a devnet (CHAIN_DEVNET) it is the address
+# chain.evm.artifacts.deploy_all gives SponStaking for the devnet deployer (chain.devnet.DEPLOYER),
+# computed where it is used (providers.stake_chain.staking_address). STAKING_START_BLOCK: the block
+# the contract was deployed in (the indexer reads from there on a new cursor).
+STAKING_CHAIN_KEY = env_str("STAKING_CHAIN_KEY", "base")
+STAKING_CONTRACT_ADDRESS = env_str("STAKING_CONTRACT_ADDRESS", "") or ""
+STAKING_START_BLOCK = env_int("STAKING_START_BLOCK", 0, min_value=0, max_value=10**12)
+# The devnet's "Get test $SPON" button (DEBUG and CHAIN_DEVNET only): whole $SPON per press.
+STAKE_FAUCET_SPON = env_int("STAKE_FAUCET_SPON", 10_000, min_value=1, max_value=10**7)
 
 # Node liveness (providers.liveness). The agent heartbeats every interval; a node silent for
 # longer than NODE_OFFLINE_AFTER_SECONDS goes offline at its last heartbeat.

@@ -93,7 +93,7 @@ def test_stake_page_shows_staked_required_shortfall_and_history(client, outsider
     assert "200 per GPU × 2 GPUs" in html
     warning = html.split('data-testid="stake-warning"')[1].split("</div>")[0]
     assert "rig-b" in warning and "rig-a" not in warning  # oldest node covered first
-    assert "later release" in html and "an admin records" in html
+    assert "recorded by an admin (off-chain agreement)" in html  # admin stake stays, labelled as such
     history = html.split('data-testid="stake-history"')[1].split("</table>")[0]
     assert history.count('data-testid="stake-event"') == 2
     assert "−50" in history and "+250" in history and "downtime during lease 7" in history
