@@ -13,8 +13,10 @@ from web3 import Web3
 from accounts.models import WalletLink
 from chain.evm.anvil import DEV_ACCOUNTS
 from chain.models import Chain, ChainKind
+from core import clock
 from providers.models import Node
 from providers.stake_chain import stake_chain_index
+from tests.contracts.helpers import call
 from tests.factories import make_node, make_provider
 
 TREASURY, STAKER = DEV_ACCOUNTS[1], DEV_ACCOUNTS[5]
@@ -145,3 +147,26 @@ def test_the_faucet_is_404_outside_a_devnet(client, home, provider, settings):
     client.force_login(provider.user)
     assert client.post("/provider/stake/faucet/").status_code == 404
     assert 'data-testid="stake-faucet"' not in client.get("/provider/stake/").content.decode()
+
+
+def test_an_unlocked_unstake_offers_withdraw_with_the_servers_calldata(client, home, provider):
+    _link(provider)
+    client.force_login(provider.user)
+    spon, staking = home.contract("SponToken"), home.contract("SponStaking")
+    call(home.w3, TREASURY, spon.functions.transfer(STAKER.address, 300 * SPON))
+    call(home.w3, STAKER, spon.functions.approve(home.contracts["SponStaking"], 300 * SPON))
+    call(home.w3, STAKER, staking.functions.stake(300 * SPON))
+    call(home.w3, STAKER, staking.functions.requestUnstake(100 * SPON))
+    home.rpc("evm_increaseTime", [301])
+    home.rpc("anvil_mine", [hex(FINALITY)])
+    stake_chain_index()
+    try:
+        clock.advance(301)  # the server's clock passes the unlock time with the chain's
+        html = client.get("/provider/stake/").content.decode()
+    finally:
+        clock.reset()
+    assert "ready to withdraw" in html.split('data-testid="stake-pending-row"')[1]
+    withdraw = _attr(html, "stake-withdraw", "data-calldata")
+    assert withdraw == "0x" + Web3.keccak(text="withdraw()")[:4].hex().removeprefix("0x")
+    _send_from_page(home, html, "stake-withdraw")
+    assert spon.functions.balanceOf(STAKER.address).call() == 100 * SPON

@@ -175,3 +175,12 @@ def test_no_contract_address_reads_nothing(db, settings):
     settings.STAKING_CONTRACT_ADDRESS = ""
     settings.CHAIN_DEVNET = False
     assert stake_chain_index().skipped
+
+
+def test_on_a_devnet_the_contract_address_defaults_to_the_deployed_one(home, settings):
+    from providers.stake_chain import staking_address
+
+    node, _chain = home
+    settings.STAKING_CONTRACT_ADDRESS = ""
+    settings.CHAIN_DEVNET = True
+    assert staking_address() == node.contracts["SponStaking"]
