@@ -213,6 +213,10 @@ def stake_chain_index(*, rounds: int = MAX_ROUNDS) -> StakeIndexResult:
     # A block with `finality` confirmations (its own included) is final.
     result.final_block = result.head - chain.finality + 1
     cursor = _cursor(chain.chain_id, address)
+    if settings.CHAIN_DEVNET and cursor.last_block > result.head:
+        # A devnet that lost its state starts again at block 0: the old cursor would skip it all.
+        StakeCursor.objects.filter(id=cursor.id).update(last_block=settings.STAKING_START_BLOCK - 1)
+        cursor.last_block = settings.STAKING_START_BLOCK - 1
     start = cursor.last_block + 1
     for _ in range(rounds):
         if start > result.final_block:

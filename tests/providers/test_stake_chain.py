@@ -184,3 +184,14 @@ def test_on_a_devnet_the_contract_address_defaults_to_the_deployed_one(home, set
     settings.STAKING_CONTRACT_ADDRESS = ""
     settings.CHAIN_DEVNET = True
     assert staking_address() == node.contracts["SponStaking"]
+
+
+def test_on_a_devnet_that_restarted_empty_the_cursor_starts_again(home, linked, settings):
+    from providers.models import StakeCursor
+
+    node, _chain = home
+    settings.CHAIN_DEVNET = True
+    StakeCursor.objects.create(chain_id=8453, contract_address=node.contracts["SponStaking"], last_block=10**6)
+    _stake(node, STAKER, 400 * SPON)
+    _finalize(node)
+    assert stake_chain_index().recorded == 1
