@@ -41,6 +41,7 @@ from providers.selectors import (
     node_eras,
     node_events,
     provider_node_rows,
+    stake_nodes,
     stake_summary,
 )
 from providers.services import (
@@ -555,7 +556,11 @@ def stake(request: HttpRequest, provider: ProviderProfile) -> HttpResponse:
         unstake_text=request.GET.get("unstake", "")[:80],
         default_amount=shortfall or int(summary["min_per_gpu"] * 10**SPON_DECIMALS),
     )
-    context = {"provider": provider, "stake": summary, **_wallet_display(wallet)}
+    node_needs = [
+        {"name": name, "units": units, "needs_display": spon(summary["min_per_gpu"] * units), "covered": covered}
+        for name, units, covered in stake_nodes(provider=provider).values_list("name", "gpu_count", "stake_covered")
+    ]
+    context = {"provider": provider, "stake": summary, "node_needs": node_needs, **_wallet_display(wallet)}
     return render(request, "providers/stake.html", context)
 
 

@@ -101,6 +101,8 @@ def test_the_buttons_carry_the_servers_calldata(client, home, provider):
     assert stake.startswith("0x" + Web3.keccak(text="stake(uint256)")[:4].hex().removeprefix("0x"))
     assert _args(stake, ["uint256"]) == (200 * SPON,) and _attr(html, "stake-stake", "data-to") == staking
     assert 'data-chain-id="0x2105"' in html and "js/stake.js" in html
+    need = html.split('data-testid="stake-node-need"')[1].split("</tr>")[0]
+    assert "rig-1" in need and ">200<" in need and "not matched" in need  # what each node needs
 
     html = client.get("/provider/stake/?amount=1500.5&unstake=20").content.decode()
     assert _args(_attr(html, "stake-stake", "data-calldata"), ["uint256"]) == (1500_500_000_000_000_000_000,)
