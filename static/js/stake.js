@@ -1,8 +1,8 @@
 // The stake page's wallet buttons: an injected EIP-1193 wallet (window.ethereum) sends the
 // transaction the server prepared (approve, stake, requestUnstake, withdraw). The server computes
 // the calldata and the addresses and puts them in data- attributes; this script only checks the
-// wallet's account and chain, forwards the transaction, waits for it to be mined and reloads the
-// page (the indexer counts it once final). No framework, no number arithmetic.
+// wallet's account and chain, forwards the transaction, waits for it to be mined and says so (the
+// page counts it once the indexer sees it final). No framework, no number arithmetic.
 (function () {
   "use strict";
 
