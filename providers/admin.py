@@ -22,7 +22,14 @@ from providers.models import (
     StakeEvent,
     StakeEventKind,
 )
-from providers.services import SPON_DECIMALS, node_admin_save, node_review_clear, node_token_revoke, stake_record
+from providers.services import (
+    ADMIN_STAKE_KINDS,
+    SPON_DECIMALS,
+    node_admin_save,
+    node_review_clear,
+    node_token_revoke,
+    stake_record,
+)
 
 
 @admin.register(Region)
@@ -319,6 +326,11 @@ class StakeEventForm(forms.ModelForm):
     class Meta:
         model = StakeEvent
         fields = ("provider", "kind", "reason")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "kind" in self.fields:  # a withdrawal happens on chain only
+            self.fields["kind"].choices = [(k.value, k.label) for k in ADMIN_STAKE_KINDS]
 
     def clean(self):
         cleaned = super().clean()

@@ -353,12 +353,17 @@ def spon_to_base_units(amount: str | Decimal, *, field: str = "amount") -> Decim
     return base.to_integral_value()
 
 
+ADMIN_STAKE_KINDS = (StakeEventKind.STAKE, StakeEventKind.UNSTAKE, StakeEventKind.SLASH)
+
+
 @transaction.atomic
 def stake_record(
     *, provider: ProviderProfile, kind: str, amount: str | Decimal, reason: str = "", by: User | None = None
 ) -> StakeEvent:
     """Record a stake change (from an admin until the staking contract is bound)."""
-    if kind not in StakeEventKind.values:
+    # An admin records stake, unstake or slash (off-chain agreements); a withdrawal of pending
+    # unstakes happens on chain only (providers.stake_chain mirrors it).
+    if kind not in ADMIN_STAKE_KINDS:
         raise ApplicationError("Unknown stake change.", {"field": "kind"})
     base = spon_to_base_units(amount)
     reason = _clean_text(reason, field="reason", label="a reason", max_length=200, required=kind == "slash")
