@@ -219,10 +219,26 @@ class Lease(models.Model):
         null=True, blank=True,
         help_text="When the node's capacity came back: the agent stopped the workload, or the stop timed out",
     )  # fmt: skip
+    # The match commitment on LeaseRegistry (marketplace.deployments.commitments): the batch transaction
+    # that carries it (set with the transaction's row, cleared if the batch fails), then when it is on chain.
+    commitment_tx = models.ForeignKey(
+        "chain.ChainTransaction", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    committed_at = models.DateTimeField(null=True, blank=True, help_text="When the commitment was seen on chain")
+    commitment_tx_hash = models.CharField(max_length=66, blank=True, help_text="Empty: recorded by another transaction")
+    commitment_block = models.BigIntegerField(null=True, blank=True)
+    commitment_problem = models.CharField(
+        max_length=200, blank=True, help_text="The chain holds another commitment for this lease: not published again"
+    )
 
     class Meta:
         ordering = ["-started_at", "-id"]
         indexes = [
+            models.Index(
+                fields=["id"],
+                condition=models.Q(commitment_tx__isnull=True, committed_at__isnull=True),
+                name="lease_commitment_pending",
+            ),
             models.Index(fields=["node"], condition=models.Q(status="active"), name="lease_active_node"),
             # Leases holding capacity on their node: active, or ended and not yet stopped there.
             models.Index(

@@ -9,6 +9,7 @@ from datetime import datetime
 from celery import shared_task
 
 from marketplace.catalog.selectors import market_board_refresh
+from marketplace.deployments import commitments
 from marketplace.deployments import services as deployments
 
 
@@ -72,3 +73,10 @@ def fail_node_leases(node_id: int, last_good_iso: str) -> int:
 @shared_task(name="marketplace.tasks.simulate_demo_lease", acks_late=True, ignore_result=True)
 def simulate_demo_lease(lease_id: int) -> bool:
     return deployments.demo_lease_simulate(lease_id)
+
+
+@shared_task(name="marketplace.tasks.publish_commitments", acks_late=True, ignore_result=True)
+def publish_commitments() -> int:
+    """Beat: match commitments to LeaseRegistry (marketplace.deployments.commitments); chain.tasks
+    .send_transactions sends the batch. Returns the leases put in a batch this run."""
+    return commitments.commitments_run()["published"].leases

@@ -139,6 +139,15 @@ class CandidateScoreOut(BaseModel):
     factors: dict[str, str] = Field(description="Each factor normalised to [0, 1]")
 
 
+class CommitmentChainOut(BaseModel):
+    chain_id: int = Field(description="EIP-155 id of the chain holding the LeaseRegistry")
+    registry: str = Field(description="The LeaseRegistry contract's address")
+    lease_id: int = Field(description="The lease; on chain its id is bytes32(uint256(lease_id))")
+    tx_hash: str | None = Field(description="The transaction that recorded it; null if another one did")
+    block: int | None
+    rpc_url: str | None = Field(None, description="The chain's public RPC URL, when the platform knows one")
+
+
 class MatchSummaryOut(BaseModel):
     order_id: int
     attempt: int = Field(description="1, then one more after each failover")
@@ -148,6 +157,9 @@ class MatchSummaryOut(BaseModel):
     weights: dict[str, str]
     top: list[CandidateScoreOut]
     proof_url: str
+    chain: CommitmentChainOut | None = Field(
+        None, description="Where the commitment is recorded on chain (LeaseRegistry); null until it is"
+    )
 
 
 class DeploymentOut(BaseModel):
@@ -229,6 +241,9 @@ class MatchProofOut(BaseModel):
     winner: int
     commitment: str
     algorithm: str
+    chain: CommitmentChainOut | None = Field(
+        None, description="Where the commitment is recorded on chain (for verify_match's check); null until it is"
+    )
 
 
 class ValidateOut(BaseModel):
@@ -300,6 +315,7 @@ def _detail(request: HttpRequest, deployment: Deployment) -> dict[str, Any]:
             "weights": summary["weights"],
             "top": summary["top"],
             "proof_url": _proof_url(request, deployment.id),
+            "chain": summary["chain"],
         }
     return {
         "id": deployment.id,

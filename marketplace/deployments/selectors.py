@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from spheron_sdk.onchain import lease_key
+
 from billing.usage import meter_accrued
 from core import clock
+from marketplace.deployments.commitments import lease_commitment_chain
 from marketplace.models import Deployment, Lease, LeaseLogLine, MatchRecord
 
 MAX_ID = 2**63 - 1  # larger ids cannot be in the database (and SQLite cannot even compare them)
@@ -77,6 +80,10 @@ def deployment_match_summary(deployment: Deployment) -> dict[str, Any] | None:
     )
     if record is None:
         return None
+    lease = Lease.objects.filter(order_id=record.order_id).select_related("commitment_tx__chain").first()
+    chain = lease_commitment_chain(lease)
+    if chain is not None:
+        chain["lease_key"] = "0x" + lease_key(lease.id).hex()  # the page shows the id as the contract sees it
     return {
         "order_id": record.order_id,
         "attempt": record.order.attempt,
@@ -85,4 +92,5 @@ def deployment_match_summary(deployment: Deployment) -> dict[str, Any] | None:
         "commitment": record.commitment,
         "top": record.scores[:5],
         "weights": record.weights,
+        "chain": chain,
     }

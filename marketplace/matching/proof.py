@@ -9,7 +9,8 @@ from typing import Any
 
 from spheron_sdk import matching
 
-from marketplace.models import MatchRecord, Order
+from marketplace.deployments.commitments import lease_commitment_chain
+from marketplace.models import Lease, MatchRecord, Order
 
 
 def match_record(
@@ -43,8 +44,10 @@ def match_record(
 
 def match_proof(record: MatchRecord) -> dict[str, Any]:
     """What a renter checks (`spheron_sdk.matching.verify_match`): the inputs, the winner, the
-    commitment."""
-    return {
+    commitment, and once it is on LeaseRegistry, where (`chain`: chain_id, registry, lease_id, tx_hash,
+    block, and the chain's public rpc_url when known), so the SDK can check it there."""
+    lease = Lease.objects.filter(order_id=record.order_id).select_related("commitment_tx__chain").first()
+    proof = {
         "order_id": record.order_id,
         "spec_hash": record.order.deployment.spec_hash,
         "candidates": record.candidates,
@@ -54,3 +57,7 @@ def match_proof(record: MatchRecord) -> dict[str, Any]:
         "commitment": record.commitment,
         "algorithm": "spheron_sdk.matching v1: score = Σ weight × factor; factors normalised to [0, 1]",
     }
+    chain = lease_commitment_chain(lease)
+    if chain is not None:
+        proof["chain"] = chain
+    return proof
