@@ -52,7 +52,8 @@ class RpcError(Exception):
 
     def __init__(self, method: str, error: dict[str, Any]) -> None:
         self.code = error.get("code")
-        self.message = str(error.get("message") or "")
+        # Nodes quote raw revert data in the message (anvil: NUL bytes), which PostgreSQL text refuses.
+        self.message = str(error.get("message") or "").replace("\x00", "")
         data = error.get("data")
         if isinstance(data, dict):  # some nodes nest it: {"data": {"data": "0x…"}}
             data = data.get("data")
@@ -272,16 +273,23 @@ def _sign(tx: ChainTransaction, key: str, fees: Fees) -> None:
     tx.attempts = len(tx.history)
 
 
+def _text(value: str) -> str:
+    """For a text column: no NUL bytes (PostgreSQL refuses them), at most 500 characters."""
+    return value.replace("\x00", "")[:500]
+
+
 def _fail(tx: ChainTransaction, *, reason: str, **fields: Any) -> None:
+    if isinstance(fields.get("error"), str):
+        fields["error"] = _text(fields["error"])
     ChainTransaction.objects.filter(pk=tx.pk, status__in=OPEN_STATUSES).update(
-        status=TxStatus.FAILED, revert_reason=reason[:500], updated_at=timezone.now(), **fields
+        status=TxStatus.FAILED, revert_reason=_text(reason), updated_at=timezone.now(), **fields
     )
     tx.refresh_from_db()
 
 
 def _note_error(tx: ChainTransaction, error: str) -> None:
-    ChainTransaction.objects.filter(pk=tx.pk).update(error=error[:500], updated_at=timezone.now())
-    tx.error = error[:500]
+    ChainTransaction.objects.filter(pk=tx.pk).update(error=_text(error), updated_at=timezone.now())
+    tx.error = _text(error)
 
 
 def _broadcast(tx: ChainTransaction, rpc: Rpc) -> None:
