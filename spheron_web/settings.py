@@ -204,6 +204,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     # The transaction sender (chain.sender): send what was recorded, reconcile what was sent.
     "send-transactions": {"task": "chain.tasks.send_transactions", "schedule": CHAIN_SENDER_SECONDS},
+    "publish-commitments": {
+        "task": "marketplace.tasks.publish_commitments",
+        "schedule": env_int("COMMITMENTS_PUBLISH_SECONDS", 5 if CHAIN_DEVNET else 20, min_value=1, max_value=3600),
+    },
 }
 
 # --- Accounts ------------------------------------------------------------------------------
@@ -424,3 +428,10 @@ LEASE_STOP_TIMEOUT_SECONDS = env_int("LEASE_STOP_TIMEOUT_SECONDS", 300, min_valu
 
 # Ninja: no silent coercions in the API; our own error shape is set in spheron_web/api.py.
 NINJA_PAGINATION_MAX_LIMIT = 200
+
+# Match commitments on chain (marketplace.deployments.commitments): the LeaseRegistry on the home
+# chain (empty on a devnet: the deterministic devnet address), and the name of the environment
+# variable holding the recorder's key (RECORDER_ROLE). Without that key the publisher waits.
+COMMITMENTS_CHAIN_KEY = env_str("COMMITMENTS_CHAIN_KEY", "base")
+LEASE_REGISTRY_ADDRESS = env_str("LEASE_REGISTRY_ADDRESS", "") or ""
+COMMITMENTS_RECORDER_KEY_ENV = env_str("COMMITMENTS_RECORDER_KEY_ENV", "CHAIN_RECORDER_KEY")

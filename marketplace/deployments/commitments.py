@@ -26,6 +26,7 @@ from django.utils import timezone
 from spheron_sdk import onchain
 
 from chain.evm.client import ChainUnavailable, rpc_url_for
+from chain.keys import key_from_env
 from chain.models import Chain, ChainTransaction, TxStatus
 from chain.sender import transaction_record
 from marketplace.models import Lease
@@ -108,6 +109,8 @@ def commitments_publish(*, limit: int = BATCH_LIMIT) -> PublishResult:
         return PublishResult(skipped="no enabled EVM chain row for COMMITMENTS_CHAIN_KEY")
     if not registry:
         return PublishResult(skipped="LEASE_REGISTRY_ADDRESS is not set")
+    if not key_from_env(recorder_key_env()):  # the sender's key comes from the environment only
+        return PublishResult(skipped=f"{recorder_key_env()} is not set")
     with transaction.atomic():
         rows = list(
             _pending()

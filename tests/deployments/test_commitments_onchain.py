@@ -192,3 +192,11 @@ def test_a_batch_of_200_commitments_fits_one_transaction(base):
     assert tx.status == TxStatus.MINED
     assert _on_chain(node, 10_199) == "0x" + f"{200:064x}"
     print(f"\n200 commitments in one batch: {elapsed * 1000:.0f} ms, {200 / elapsed:.0f}/s, gas {tx.gas_used}")
+
+
+def test_without_the_recorder_key_the_publisher_waits_and_says_why(base, owner, monkeypatch):  # noqa: F811
+    create_and_match(owner)
+    monkeypatch.delenv(KEY_ENV)
+    result = commitments_publish()
+    assert result.leases == 0 and KEY_ENV in result.skipped
+    assert not ChainTransaction.objects.exists() and Lease.objects.filter(commitment_tx__isnull=True).count() == 1
