@@ -5,16 +5,16 @@ address's key (EIP-191 personal_sign) and posts both (`POST /wallets`)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from django.http import HttpRequest
 from ninja import Router, Status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from accounts.auth import api_auth
 from accounts.models import User, WalletLink
 from accounts.wallets import wallet_current, wallet_history, wallet_link, wallet_nonce
-from core.schemas import ERRORS
+from core.schemas import ERRORS, NoNulIn
 
 router = Router(tags=["wallets"], auth=api_auth)
 
@@ -25,15 +25,8 @@ def _user(request: HttpRequest) -> User:
     return request.auth  # type: ignore[attr-defined, return-value]
 
 
-class _StrictIn(BaseModel):
+class _StrictIn(NoNulIn):
     model_config = ConfigDict(extra="forbid", strict=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        if isinstance(value, str) and "\x00" in value:
-            raise ValueError("must not contain NUL bytes")
-        return value
 
 
 class WalletNonceIn(_StrictIn):

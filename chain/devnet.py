@@ -151,7 +151,7 @@ def _evm_chain_up(default: ChainDefault, *, binary: str, state_dir: Path, block_
     try:
         if _port_open(port):
             # A node left over from an earlier run (or someone else's): use it only if it is this chain.
-            w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 5}))
+            w3 = evm_client.web3_for(url, timeout=5)
             try:
                 answered = w3.eth.chain_id
             except Exception:  # anything on the port that is not an EVM node
@@ -169,7 +169,7 @@ def _evm_chain_up(default: ChainDefault, *, binary: str, state_dir: Path, block_
                 binary=binary,
                 extra_args=["--state-interval", str(STATE_INTERVAL_SECONDS)],
             )
-            w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 10}))
+            w3 = evm_client.web3_for(url, timeout=10)
         outcome.url = url
         predicted = artifacts.predicted_addresses(DEPLOYER.address)
         outcome.reused = all(w3.eth.get_code(address) for address in predicted.values())
@@ -436,7 +436,7 @@ def demo_pay(*, chain_key: str, amount: Decimal, reference: str, wait_seconds: f
             except solana_scan.SignatureNotFound:
                 time.sleep(0.2)
         return signature
-    w3 = Web3(Web3.HTTPProvider(evm_client.rpc_url_for(chain)))
+    w3 = evm_client.web3_for(evm_client.rpc_url_for(chain))
     receiver = artifacts.contract(w3, "PaymentReceiver", chain.receiver_address)
     transaction = receiver.functions.deposit(bytes.fromhex(reference.removeprefix("0x"))).build_transaction(
         {

@@ -35,7 +35,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from chain.evm.artifacts import BUILD_DIR
-from chain.evm.client import ChainUnavailable, rpc_url_for
+from chain.evm.client import ChainUnavailable, rpc_url_for, web3_for
 from chain.keys import key_from_env
 from chain.models import Chain, ChainKind, ChainTransaction, SenderNonce, TxStatus
 
@@ -69,15 +69,7 @@ class Rpc:
     """The few JSON-RPC calls the sender makes, as raw requests (quantities stay hex strings)."""
 
     def __init__(self, url: str) -> None:
-        from web3 import Web3
-
-        self.w3 = Web3(
-            Web3.HTTPProvider(
-                url,
-                request_kwargs={"timeout": settings.CHAIN_RPC_TIMEOUT_SECONDS},
-                exception_retry_configuration=None,
-            )
-        )
+        self.w3 = web3_for(url)
 
     def call(self, method: str, params: list) -> Any:
         from web3.exceptions import Web3Exception

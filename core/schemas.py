@@ -16,11 +16,8 @@ class ErrorOut(BaseModel):
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
 
 
-class AgentIn(BaseModel):
-    """A body a node's agent sends: unknown fields are ignored (a newer agent may send more), and no
-    string may hold a NUL byte (PostgreSQL text cannot)."""
-
-    model_config = ConfigDict(extra="ignore")
+class NoNulIn(BaseModel):
+    """A request body in which no string may hold a NUL byte (PostgreSQL text cannot)."""
 
     @field_validator("*", mode="before")
     @classmethod
@@ -28,3 +25,9 @@ class AgentIn(BaseModel):
         if isinstance(value, str) and "\x00" in value:
             raise ValueError("must not contain NUL bytes")
         return value
+
+
+class AgentIn(NoNulIn):
+    """A body a node's agent sends: unknown fields are ignored (a newer agent may send more)."""
+
+    model_config = ConfigDict(extra="ignore")

@@ -37,7 +37,7 @@ from eth_utils import keccak, to_checksum_address
 from accounts.models import User, WalletLink, WalletPurpose
 from accounts.wallets import wallet_current
 from billing.deposit_pages import encode_call
-from chain.evm.client import ChainUnavailable, rpc_url_for
+from chain.evm.client import ChainUnavailable, rpc_url_for, web3_for
 from chain.models import Chain
 from core import clock
 from core.errors import ApplicationError
@@ -142,15 +142,7 @@ def decode_stake_log(raw: dict[str, Any]) -> StakeLog | None:
 
 class _Rpc:
     def __init__(self, url: str) -> None:
-        from web3 import Web3
-
-        self.w3 = Web3(
-            Web3.HTTPProvider(
-                url,
-                request_kwargs={"timeout": settings.CHAIN_RPC_TIMEOUT_SECONDS},
-                exception_retry_configuration=None,
-            )
-        )
+        self.w3 = web3_for(url)
 
     def call(self, method: str, params: list[Any]) -> Any:
         from web3.exceptions import Web3Exception
@@ -457,7 +449,6 @@ def stake_faucet(*, user: User, wait_seconds: float = 15) -> str:
     Returns the transaction hash."""
     if not faucet_enabled():
         raise Http404("No faucet here.")
-    from web3 import Web3
 
     from chain.devnet import TREASURY
     from chain.evm import artifacts
@@ -468,7 +459,7 @@ def stake_faucet(*, user: User, wait_seconds: float = 15) -> str:
     chain = staking_chain()
     if chain is None or not chain.spon_token_address:
         raise ApplicationError("The devnet's home chain is not running.", status=503)
-    w3 = Web3(Web3.HTTPProvider(rpc_url_for(chain), request_kwargs={"timeout": settings.CHAIN_RPC_TIMEOUT_SECONDS}))
+    w3 = web3_for(rpc_url_for(chain))
     try:
         chain_id = w3.eth.chain_id
         nonce = w3.eth.get_transaction_count(TREASURY.address, "pending")

@@ -39,19 +39,25 @@ class EvmReader(Protocol):
     def tx_deposits(self, tx_hash: str, receiver: str) -> TxDeposits | None: ...
 
 
+def web3_for(url: str, *, timeout: float | None = None):
+    """A web3 client of one RPC URL, as every part of the app uses it: CHAIN_RPC_TIMEOUT_SECONDS per
+    request and no retries inside a call (the watchers, the sender and the indexer run again in
+    seconds; retrying inside one call only delays the others)."""
+    from web3 import Web3
+
+    return Web3(
+        Web3.HTTPProvider(
+            url,
+            request_kwargs={"timeout": timeout or settings.CHAIN_RPC_TIMEOUT_SECONDS},
+            exception_retry_configuration=None,
+        )
+    )
+
+
 class EvmClient:
     def __init__(self, url: str, *, timeout: float | None = None) -> None:
-        from web3 import Web3
-
         self.url = url
-        self.w3 = Web3(
-            Web3.HTTPProvider(
-                url,
-                request_kwargs={"timeout": timeout or settings.CHAIN_RPC_TIMEOUT_SECONDS},
-                # The watcher runs again in seconds; retrying inside one call only delays the others.
-                exception_retry_configuration=None,
-            )
-        )
+        self.w3 = web3_for(url, timeout=timeout)
 
     def _call(self, method, *args):
         from web3.exceptions import TransactionNotFound, Web3Exception
