@@ -5,21 +5,14 @@
 (function () {
   "use strict";
 
+  var W = window.SpheronWallet;
+
   function say(slot, text, isError) {
-    var message = slot.querySelector("[data-siwe-message]");
-    message.textContent = text;
-    message.classList.toggle("errorlist", Boolean(isError));
+    W.say(slot, "[data-siwe-message]", text, isError);
   }
 
   function walletError(error) {
-    var code = error && error.code;
-    if (code === 4001) {
-      return "You rejected the request in your wallet: nothing was linked.";
-    }
-    if (code === -32002) {
-      return "Your wallet already has a request waiting: open it and answer that first.";
-    }
-    return "The wallet reported an error: " + ((error && error.message) || String(error));
+    return W.walletError(error, null, "nothing was linked");
   }
 
   function utf8Hex(text) {

@@ -6,44 +6,15 @@
 (function () {
   "use strict";
 
-  var RECEIPT_POLL_MS = 500;
-  var RECEIPT_WAIT_MS = 180000;
-
-  function sleep(ms) {
-    return new Promise(function (resolve) { setTimeout(resolve, ms); });
-  }
+  var W = window.SpheronWallet;
+  var waitForReceipt = W.waitForReceipt;
 
   function say(box, text, isError) {
-    var message = box.querySelector("[data-stake-message]");
-    message.textContent = text;
-    message.classList.toggle("errorlist", Boolean(isError));
+    W.say(box, "[data-stake-message]", text, isError);
   }
 
   function walletError(error, box) {
-    var code = error && error.code;
-    if (code === 4001) {
-      return "You rejected the request in your wallet: nothing was sent.";
-    }
-    if (code === 4902) {
-      return "Your wallet does not know " + box.dataset.chainName + " (chain id " +
-        parseInt(box.dataset.chainId, 16) + "). Add the network to your wallet, then try again.";
-    }
-    if (code === -32002) {
-      return "Your wallet already has a request waiting: open it and answer that first.";
-    }
-    return "The wallet reported an error: " + ((error && error.message) || String(error));
-  }
-
-  async function waitForReceipt(provider, hash) {
-    var deadline = Date.now() + RECEIPT_WAIT_MS;
-    while (Date.now() < deadline) {
-      var receipt = await provider.request({ method: "eth_getTransactionReceipt", params: [hash] });
-      if (receipt && receipt.blockNumber) {
-        return receipt;
-      }
-      await sleep(RECEIPT_POLL_MS);
-    }
-    return null;
+    return W.walletError(error, box);
   }
 
   async function send(button) {
