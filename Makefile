@@ -50,8 +50,9 @@ migrate: install
 demo: migrate
 	DEBUG=1 $(BIN)/python manage.py seed_demo --nodes $(DEMO_NODES) --seed $(DEMO_SEED)
 
-# The devnets' recorder of match commitments: anvil's public test account #0 (it deploys the
-# contracts and holds RECORDER_ROLE). A public key, refused by the app whenever DEBUG is off.
+# The devnets' recorder of match commitments, slasher and payout hot wallet: anvil's public test
+# account #0 (it deploys the contracts, holds RECORDER_ROLE and SLASHER_ROLE, and the $SPON
+# supply). A public key, refused by the app whenever DEBUG is off.
 DEVNET_RECORDER_KEY := 0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80
 
 ## run: web on http://127.0.0.1:8000 + Celery worker + beat, in the foreground (Ctrl-C stops all three)
@@ -61,7 +62,10 @@ run: demo
 	@echo "  Demo logins (password: spheron-demo): developer@spheron.test (\$$100 of demo credits), provider@spheron.test, admin@spheron.test"
 	@echo "  E-mails (sign-up confirmation, password reset) are printed in this terminal."
 	@echo ""
-	DEBUG=1 CHAIN_RECORDER_KEY="$${CHAIN_RECORDER_KEY:-$(DEVNET_RECORDER_KEY)}" PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
+	DEBUG=1 CHAIN_RECORDER_KEY="$${CHAIN_RECORDER_KEY:-$(DEVNET_RECORDER_KEY)}" \
+		CHAIN_SLASHER_KEY="$${CHAIN_SLASHER_KEY:-$(DEVNET_RECORDER_KEY)}" \
+		CHAIN_PAYOUT_KEY="$${CHAIN_PAYOUT_KEY:-$(DEVNET_RECORDER_KEY)}" \
+		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 
 ## test: installs test dependencies and runs pytest (SQLite, or DATABASE_URL/REDIS_URL when set)
 test: install-test

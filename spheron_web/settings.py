@@ -365,6 +365,13 @@ CHAIN_SENDER_MAX_ATTEMPTS = env_int("CHAIN_SENDER_MAX_ATTEMPTS", 5, min_value=1,
 CHAIN_SENDER_GAS_MARGIN_PERCENT = env_int("CHAIN_SENDER_GAS_MARGIN_PERCENT", 20, min_value=0, max_value=200)
 # Provider earnings stay pending this long (a payment can still be reversed), then settle.
 EARNINGS_HOLD_HOURS = env_int("EARNINGS_HOLD_HOURS", 72, min_value=0, max_value=24 * 90)
+# Payouts on chain (billing.payouts): paid from the hot wallet whose key is in the environment
+# variable PAYOUT_KEY_ENV names, on an EVM chain of the registry, in its native token or $SPON at
+# the rate recorded when the payout is approved. A request above PAYOUT_APPROVAL_THRESHOLD_USD
+# waits for an admin's approval; below PAYOUT_MIN_USD it is refused.
+PAYOUT_KEY_ENV = env_str("PAYOUT_KEY_ENV", "CHAIN_PAYOUT_KEY")
+PAYOUT_APPROVAL_THRESHOLD_USD = env_decimal("PAYOUT_APPROVAL_THRESHOLD_USD", Decimal("500"), min_value=Decimal(0))
+PAYOUT_MIN_USD = env_decimal("PAYOUT_MIN_USD", Decimal("1"), min_value=Decimal(0))
 # Providers
 MIN_STAKE_PER_GPU_SPON = env_decimal("MIN_STAKE_PER_GPU_SPON", Decimal("200"), min_value=Decimal(0))
 # Stake from the chain (providers.stake_chain): the SponStaking contract on the home chain. The
@@ -377,6 +384,12 @@ STAKING_CONTRACT_ADDRESS = env_str("STAKING_CONTRACT_ADDRESS", "") or ""
 STAKING_START_BLOCK = env_int("STAKING_START_BLOCK", 0, min_value=0, max_value=10**12)
 # The devnet's "Get test $SPON" button (DEBUG and CHAIN_DEVNET only): whole $SPON per press.
 STAKE_FAUCET_SPON = env_int("STAKE_FAUCET_SPON", 10_000, min_value=1, max_value=10**7)
+# Slashing on chain (providers.slashing): the name of the environment variable holding the key
+# with SponStaking's SLASHER_ROLE (without it decided slashes wait, recorded). The interim policy
+# until the rewards issue: a lease ended by its node's failure slashes SLASH_LEASE_FAILURE_SPON
+# whole $SPON (0: no slash).
+SLASHER_KEY_ENV = env_str("SLASHER_KEY_ENV", "CHAIN_SLASHER_KEY")
+SLASH_LEASE_FAILURE_SPON = env_int("SLASH_LEASE_FAILURE_SPON", 10, min_value=0, max_value=10**7)
 
 # Node liveness (providers.liveness). The agent heartbeats every interval; a node silent for
 # longer than NODE_OFFLINE_AFTER_SECONDS goes offline at its last heartbeat.
