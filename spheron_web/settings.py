@@ -208,6 +208,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "marketplace.tasks.publish_commitments",
         "schedule": env_int("COMMITMENTS_PUBLISH_SECONDS", 5 if CHAIN_DEVNET else 20, min_value=1, max_value=3600),
     },
+    # Slashes decided by the platform (providers.slashing) and approved payouts (billing.payouts):
+    # each pass records the next transactions for the sender and settles what the sender settled.
+    "run-slashes": {"task": "providers.tasks.run_slashes", "schedule": CHAIN_SENDER_SECONDS},
+    "run-payouts": {"task": "billing.tasks.run_payouts", "schedule": CHAIN_SENDER_SECONDS},
 }
 
 # --- Accounts ------------------------------------------------------------------------------
