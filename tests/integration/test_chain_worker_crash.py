@@ -1,0 +1,252 @@
+"""A Celery worker killed (SIGKILL) in the middle of sending a platform transaction: the next
+worker sends it once, never twice.
+
+The pieces are real: PostgreSQL (the worker and this test share the test database), Redis as the
+broker, `celery worker` processes, anvil with the contracts. Between the worker and anvil sits a
+small JSON-RPC proxy, the only thing this test adds: it holds `eth_sendRawTransaction` so the test
+knows the worker is inside the broadcast when it kills it, either before the bytes reach the node
+("before") or after the node accepted them ("after"). Those are the two crashes the sender's
+record-before-send design has to survive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from chain.evm.anvil import DEV_ACCOUNTS
+from chain.models import Chain, ChainTransaction, TxStatus
+from chain.registry import ChainAddresses, registry_sync
+from chain.sender import transaction_record
+from tests.chain_fixtures import TREASURY
+from tests.integration.conftest import unavailable
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+QUEUE = "pytest-chain-crash"
+KEY_ENV = "CHAIN_CRASH_TEST_KEY"
+SENDER = DEV_ACCOUNTS[4]  # an account nothing else in the test uses: its nonce counts our sends
+RECIPIENT = DEV_ACCOUNTS[5].address
+
+
+class RpcProxy:
+    """Forwards JSON-RPC to `target`; in mode "before" or "after" it holds eth_sendRawTransaction
+    (without or after forwarding it) until released, and says so through `held`."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.mode = "pass"
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self.broadcasts = 0  # eth_sendRawTransaction requests that reached the node
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                method = json.loads(body).get("method") if body.startswith(b"{") else None
+                mode = proxy.mode if method == "eth_sendRawTransaction" else "pass"
+                if mode == "before":
+                    proxy.held.set()
+                    proxy.release.wait(120)
+                    return  # the worker is dead by now; nothing reached the node
+                answer = proxy.forward(body)
+                if method == "eth_sendRawTransaction":
+                    proxy.broadcasts += 1
+                if mode == "after":
+                    proxy.held.set()
+                    proxy.release.wait(120)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def forward(self, body: bytes) -> bytes:
+        request = urllib.request.Request(self.target, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.read()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def requirements() -> None:
+    if connection.vendor != "postgresql":
+        unavailable("the worker process shares the test database: needs DATABASE_URL on PostgreSQL")
+    if not settings.REDIS_URL:
+        unavailable("the worker takes its tasks from a broker: needs REDIS_URL (Redis)")
+
+
+@pytest.fixture
+def home_chain(requirements, anvil, settings, monkeypatch):
+    """Base on anvil with the contracts, the registry row pointing at a proxy in front of it, and
+    the sender's key in the environment (DEBUG: anvil's keys are refused otherwise)."""
+    node = anvil(chain_id=8453, deploy=True)
+    proxy = RpcProxy(node.url)
+    settings.DEBUG = True
+    settings.CHAIN_DEVNET_FINALITY = 3
+    settings.CHAIN_RPC_URLS = {**settings.CHAIN_RPC_URLS, "base": proxy.url}
+    monkeypatch.setenv(KEY_ENV, SENDER.private_key)
+    registry_sync(
+        devnet=True,
+        keys=("base",),
+        addresses={
+            "base": ChainAddresses(
+                receiver=node.contracts["PaymentReceiver"],
+                treasury=TREASURY.address,
+                spon_token=node.contracts["SponToken"],
+                test_usdc=node.contracts["TestUSDC"],
+            )
+        },
+    )
+    yield node, proxy, Chain.objects.get(key="base")
+    proxy.close()
+
+
+@pytest.fixture
+def workers(tmp_path, home_chain) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Starts `celery worker` processes on a queue of this test's, on the test database, with the
+    chain's RPC URL pointing at the proxy; stops whatever is left at the end."""
+    _node, proxy, _chain = home_chain
+    started: list[subprocess.Popen] = []
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "DEBUG": "1",
+        "CHAIN_DEVNET": "1",
+        "CHAIN_BASE_RPC_URL": proxy.url,
+        "CHAIN_DEVNET_FINALITY": "3",
+        "SPHERON_VAR_DIR": str(tmp_path / "var"),
+    }
+
+    def start(**extra_env: str) -> subprocess.Popen:
+        log = open(tmp_path / f"worker-{len(started)}.log", "w")  # noqa: SIM115 (closed with the process)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "spheron_web",
+                "worker",
+                "--pool=solo",
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--hostname",
+                f"pytest-crash-{os.getpid()}-{len(started)}@%h",
+                "--queues",
+                QUEUE,
+            ],
+            cwd=ROOT,
+            env={**env, **extra_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        process.log_path = log.name  # type: ignore[attr-defined]
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=20)
+
+
+def worker_log(process: subprocess.Popen) -> str:
+    return Path(process.log_path).read_text()[-4000:]  # type: ignore[attr-defined]
+
+
+def queue(task_name: str) -> None:
+    from spheron_web.celery import app
+
+    app.send_task(task_name, queue=QUEUE)
+
+
+def kill_inside_the_broadcast(proxy: RpcProxy, worker: subprocess.Popen, *tasks: str) -> None:
+    """Queues the tasks until the worker is held in eth_sendRawTransaction, then SIGKILLs it."""
+    deadline = time.monotonic() + 90
+    while not proxy.held.is_set():
+        assert worker.poll() is None, worker_log(worker)
+        assert time.monotonic() < deadline, "the worker never reached the broadcast:\n" + worker_log(worker)
+        for name in tasks:
+            queue(name)
+        proxy.held.wait(3)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=20)
+    proxy.mode = "pass"
+    proxy.release.set()
+
+
+def run_until(done: Callable[[], bool], worker: subprocess.Popen, *tasks: str, timeout: float = 90) -> None:
+    """Queues the tasks (the beat's job) every second until `done()`."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert worker.poll() is None, worker_log(worker)
+        assert time.monotonic() < deadline, "not done in time:\n" + worker_log(worker)
+        for name in tasks:
+            queue(name)
+        time.sleep(1)
+
+
+@pytest.mark.parametrize("crash", ["before", "after"])
+def test_a_worker_killed_in_the_broadcast_leaves_one_transaction(home_chain, workers, crash):
+    node, proxy, chain = home_chain
+    tx = transaction_record(
+        chain=chain, purpose="payout", reference=f"crash-{crash}", to=RECIPIENT, value=10**15, sender_key_env=KEY_ENV
+    )
+    balance_before = node.w3.eth.get_balance(RECIPIENT)
+
+    proxy.mode = crash
+    first = workers(**{KEY_ENV: SENDER.private_key})
+    kill_inside_the_broadcast(proxy, first, "chain.tasks.send_transactions")
+    tx.refresh_from_db()
+    assert tx.tx_hash and tx.nonce == 0  # signed and stored before the broadcast began
+    assert proxy.broadcasts == (1 if crash == "after" else 0)
+
+    second = workers(**{KEY_ENV: SENDER.private_key})
+    run_until(
+        lambda: ChainTransaction.objects.get(pk=tx.pk).status == TxStatus.MINED,
+        second,
+        "chain.tasks.send_transactions",
+    )
+    tx.refresh_from_db()
+    assert node.w3.eth.get_transaction_count(SENDER.address) == 1  # one transaction from the sender, ever
+    assert node.w3.eth.get_balance(RECIPIENT) - balance_before == 10**15
+    assert [entry["hash"] for entry in tx.history] == [tx.tx_hash]  # the same signed bytes, never re-signed
