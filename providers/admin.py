@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import re
+import uuid
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import transaction
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
 from core.admin_tools import ReadOnlyAdmin
 from core.errors import ApplicationError
@@ -19,6 +24,8 @@ from providers.models import (
     ProviderGpuPrice,
     ProviderProfile,
     Region,
+    Slash,
+    SlashStatus,
     StakeEvent,
     StakeEventKind,
 )
@@ -30,6 +37,7 @@ from providers.services import (
     node_token_revoke,
     stake_record,
 )
+from providers.slashing import slash_decide
 
 
 @admin.register(Region)
@@ -70,9 +78,16 @@ class ProviderProfileAdmin(admin.ModelAdmin):
     search_fields = ("display_name", "user__email", "payout_evm_address", "payout_solana_address")
     raw_id_fields = ("user",)
     # The stake changes only through StakeEvent (stake_record), which keeps the history.
-    readonly_fields = ("staked_spon", "slash_count", "created_at", "updated_at")
+    readonly_fields = ("staked_spon", "slash_count", "decide_slash", "created_at", "updated_at")
     list_select_related = ("user", "default_region")
     inlines = (ProviderGpuPriceInline,)
+
+    @admin.display(description="Slash")
+    def decide_slash(self, obj: ProviderProfile) -> str:
+        if obj.pk is None:
+            return "—"
+        url = reverse("admin:providers_slash_add") + f"?provider={obj.pk}"
+        return format_html('<a href="{}">Decide a slash of this provider…</a>', url)
 
 
 NODE_PRICE_FIELDS = (
@@ -406,3 +421,160 @@ class StakeEventAdmin(admin.ModelAdmin):
         for field in StakeEvent._meta.concrete_fields:
             setattr(obj, field.attname, getattr(event, field.attname))
         obj._state.adding = False
+
+
+ADMIN_REFERENCE = re.compile(r"admin:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
+
+
+class SlashDecideForm(forms.ModelForm):
+    """Decides a slash through slash_decide: the amount in $SPON; the reference ("admin:<uuid4>") is
+    made when the form is shown, so submitting the same form twice decides one slash."""
+
+    amount_spon = forms.CharField(label="Amount ($SPON)", help_text="Whole $SPON, up to 18 decimals, e.g. 50")
+    decision_reference = forms.CharField(widget=forms.HiddenInput)
+
+    class Meta:
+        model = Slash
+        fields = ("provider", "reason", "evidence_type", "evidence_id")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "decision_reference" in self.fields:
+            self.fields["decision_reference"].initial = f"admin:{uuid.uuid4()}"
+
+    def clean_decision_reference(self) -> str:
+        reference = self.cleaned_data.get("decision_reference", "")
+        if not ADMIN_REFERENCE.fullmatch(reference):
+            raise forms.ValidationError("Open the form again (its reference is not one it made).")
+        return reference
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk or self.errors:
+            return cleaned
+        # Run the real service and roll it back, so the form shows exactly the errors it would
+        # raise (bad amount, no reason, nothing to slash) instead of a server error on save.
+        try:
+            with transaction.atomic():
+                slash = slash_decide(
+                    provider=cleaned["provider"],
+                    amount_spon=cleaned.get("amount_spon") or "",
+                    reason=cleaned.get("reason") or "",
+                    reference=cleaned["decision_reference"],
+                    evidence_type=cleaned.get("evidence_type") or "",
+                    evidence_id=cleaned.get("evidence_id") or "",
+                )
+                raise _DryRun(slash.failure_reason if slash.status == SlashStatus.FAILED else "")
+        except _DryRun as outcome:
+            if outcome.args[0]:
+                self.add_error(None, outcome.args[0])
+        except ApplicationError as exc:
+            field = {"amount": "amount_spon"}.get(exc.extra.get("field", ""), exc.extra.get("field"))
+            self.add_error(field if field in self.fields else None, exc.message)
+        return cleaned
+
+
+@admin.register(Slash)
+class SlashAdmin(admin.ModelAdmin):
+    """Slashes are looked at, not edited; "Add" decides a new one (slash_decide)."""
+
+    list_display = (
+        "created_at",
+        "provider",
+        "amount_display",
+        "slashed_display",
+        "status",
+        "reason",
+        "evidence",
+        "tx_link",
+    )
+    list_filter = ("status", "evidence_type")
+    search_fields = ("=reference", "provider__display_name", "provider__user__email", "reason", "chain_tx__tx_hash")
+    list_select_related = ("provider", "chain_tx__chain")
+    raw_id_fields = ("provider",)
+    date_hierarchy = "created_at"
+    form = SlashDecideForm
+    show_full_result_count = False
+    shown = (
+        "provider",
+        "reference",
+        "amount",
+        "amount_slashed",
+        "status",
+        "reason",
+        "reason_hash",
+        "evidence_type",
+        "evidence_id",
+        "address",
+        "tx_link",
+        "chain_tx",
+        "stake_event",
+        "failure_reason",
+        "created_at",
+        "applied_at",
+        "decided_by",
+    )
+
+    def get_fields(self, request: HttpRequest, obj=None):
+        if obj is None:
+            return ("provider", "amount_spon", "reason", "evidence_type", "evidence_id", "decision_reference")
+        return self.shown
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        return () if obj is None else self.shown
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # the record of what was decided and sent
+
+    @admin.display(description="Decided ($SPON)")
+    def amount_display(self, obj: Slash) -> str:
+        return f"{obj.amount / 10**SPON_DECIMALS:,f}"
+
+    @admin.display(description="Slashed ($SPON)")
+    def slashed_display(self, obj: Slash) -> str:
+        return "—" if obj.amount_slashed is None else f"{obj.amount_slashed / 10**SPON_DECIMALS:,f}"
+
+    @admin.display(description="Evidence")
+    def evidence(self, obj: Slash) -> str:
+        return f"{obj.evidence_type} {obj.evidence_id}".strip() or "—"
+
+    @admin.display(description="Transaction")
+    def tx_link(self, obj: Slash) -> str:
+        tx = obj.chain_tx
+        if tx is None:
+            return "—"
+        if not tx.tx_hash:
+            return f"{tx.get_status_display()} (not signed yet)"
+        url = tx.chain.explorer_url(tx.tx_hash)
+        if url:
+            return format_html('<a href="{}" rel="noopener">{}</a> ({})', url, tx.tx_hash, tx.get_status_display())
+        return format_html("<code>{}</code> ({})", tx.tx_hash, tx.get_status_display())
+
+    def save_model(self, request: HttpRequest, obj: Slash, form, change: bool) -> None:
+        if change:
+            return
+        slash = slash_decide(
+            provider=form.cleaned_data["provider"],
+            amount_spon=form.cleaned_data["amount_spon"],
+            reason=form.cleaned_data["reason"],
+            reference=form.cleaned_data["decision_reference"],
+            evidence_type=form.cleaned_data.get("evidence_type") or "",
+            evidence_id=form.cleaned_data.get("evidence_id") or "",
+            decided_by=request.user,  # type: ignore[arg-type]
+        )
+        # The admin then logs and links to `obj`: it becomes the row the service wrote.
+        for field in Slash._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(slash, field.attname))
+        obj._state.adding = False
+        if slash.status == SlashStatus.DECIDED:
+            self.message_user(
+                request,
+                f"Slash decided on chain for {slash.address}: the slasher key sends it on the next pass; "
+                "it is applied once its Slashed event is final.",
+                messages.SUCCESS,
+            )
+        elif slash.status == SlashStatus.OFF_CHAIN:
+            self.message_user(request, "Slash applied to the admin-recorded stake.", messages.SUCCESS)

@@ -567,3 +567,56 @@ class StakeCursor(models.Model):
 
     def __str__(self) -> str:
         return f"Stake cursor {self.chain_id}: block {self.last_block}"
+
+
+class SlashStatus(models.TextChoices):
+    DECIDED = "decided", "Decided (waits for the slasher key)"
+    SENDING = "sending", "Sending on chain"
+    APPLIED = "applied", "Applied on chain"
+    FAILED = "failed", "Failed"
+    OFF_CHAIN = "off_chain", "Applied to admin-recorded stake"
+
+
+class Slash(models.Model):
+    """A slash the platform decided (providers.slashing): recorded first, then sent to SponStaking
+    by the slasher key and applied once the stake indexer mirrors its Slashed event, or, for a
+    provider without a linked stake address, applied at once to the admin-recorded stake.
+
+    `reason_hash` is what the contract receives: keccak256 of the UTF-8 bytes of the compact JSON
+    object {"reason": <reason>, "reference": <reference>} (keys sorted, no spaces, non-ASCII kept as
+    is), so a provider can recompute it from the two texts the stake page shows."""
+
+    provider = models.ForeignKey(ProviderProfile, on_delete=models.PROTECT, related_name="slashes")
+    amount = BaseUnitsField(help_text="$SPON base units decided (the contract takes at most what is staked)")
+    reason = models.CharField(max_length=200)
+    reason_hash = models.CharField(max_length=66, help_text="bytes32 hex sent to SponStaking.slash")
+    reference = models.CharField(max_length=120, unique=True, help_text='Idempotency key, e.g. "lease-failure:42"')
+    evidence_type = models.CharField(max_length=20, blank=True, help_text='"lease", "challenge"…')
+    evidence_id = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=10, choices=SlashStatus.choices, default=SlashStatus.DECIDED)
+    address = models.CharField(max_length=42, blank=True, help_text="The stake address slashed (on chain)")
+    chain_tx = models.ForeignKey(
+        "chain.ChainTransaction", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    stake_event = models.OneToOneField(
+        StakeEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="slash_decision"
+    )
+    amount_slashed = BaseUnitsField(null=True, blank=True, help_text="Base units actually taken (from the event)")
+    failure_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField()
+    applied_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="slash_amount_positive")]
+        indexes = [
+            models.Index(fields=["status"], condition=Q(status__in=("decided", "sending")), name="slash_open"),
+            models.Index(fields=["provider", "created_at"], name="slash_provider_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Slash {self.reference}: {self.amount / 10**SPON_DECIMALS:,} $SPON ({self.status})"

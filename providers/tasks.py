@@ -30,3 +30,13 @@ def index_stake_chain() -> dict[str, object]:
     from providers.stake_chain import stake_chain_index
 
     return asdict(stake_chain_index())
+
+
+@shared_task(acks_late=True)
+def run_slashes() -> dict[str, object]:
+    """Decided slashes to the sender, and settled ones applied or failed (providers.slashing)."""
+    from dataclasses import asdict
+
+    from providers.slashing import slashes_run
+
+    return asdict(slashes_run())

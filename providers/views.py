@@ -55,6 +55,7 @@ from providers.services import (
     provider_onboard,
     provider_prices_update,
 )
+from providers.slashing import slash_list
 from providers.stake_chain import StakeWallet, faucet_enabled, stake_wallet
 from providers.uptime import heartbeat_strip, node_uptime, uptime_daily
 
@@ -560,8 +561,34 @@ def stake(request: HttpRequest, provider: ProviderProfile) -> HttpResponse:
         {"name": name, "units": units, "needs_display": spon(summary["min_per_gpu"] * units), "covered": covered}
         for name, units, covered in stake_nodes(provider=provider).values_list("name", "gpu_count", "stake_covered")
     ]
-    context = {"provider": provider, "stake": summary, "node_needs": node_needs, **_wallet_display(wallet)}
+    context = {
+        "provider": provider,
+        "stake": summary,
+        "node_needs": node_needs,
+        "slash_rows": _slash_rows(provider),
+        **_wallet_display(wallet),
+    }
     return render(request, "providers/stake.html", context)
+
+
+def _slash_rows(provider: ProviderProfile) -> list[dict[str, Any]]:
+    unit = Decimal(10) ** SPON_DECIMALS
+    rows = []
+    for slash in slash_list(provider=provider):
+        tx = slash.chain_tx
+        tx_hash = tx.tx_hash if tx is not None else ""
+        rows.append(
+            {
+                "slash": slash,
+                "amount_display": spon(slash.amount / unit),
+                "slashed_display": spon(slash.amount_slashed / unit) if slash.amount_slashed is not None else "",
+                "evidence": f"{slash.evidence_type} {slash.evidence_id}".strip(),
+                "tx_hash": tx_hash,
+                "tx_url": tx.chain.explorer_url(tx_hash) if tx_hash else "",
+                "tx_status": tx.get_status_display() if tx is not None else "",
+            }
+        )
+    return rows
 
 
 @require_POST
