@@ -45,7 +45,7 @@ from chain.services import reference_for
 from chain.solana import scan as solana_scan
 from chain.solana.devnet import DEFAULT_FINALITY_SLOTS, DEFAULT_SLOT_MS, DevnetHandle, start_devnet
 
-DEPLOYER = DEV_ACCOUNTS[0]  # deploys and owns the contracts (nonces 0-8 are the deployment: artifacts.deploy_all)
+DEPLOYER = DEV_ACCOUNTS[0]  # deploys and owns the contracts (nonces 0-10 are the deployment: artifacts.deploy_all)
 TREASURY = DEV_ACCOUNTS[1]  # receives the minted $SPON and the receiver's withdrawals
 DEMO_PAYER_INDEX = 2
 DEMO_PAYER = DEV_ACCOUNTS[DEMO_PAYER_INDEX]  # the wallet the demo developer pays from
