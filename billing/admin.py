@@ -29,6 +29,7 @@ from billing.models import (
     TopUp,
     UsageMeter,
 )
+from billing.payouts import payout_approve, payout_reject, token_amount_text
 from billing.services import adjustment_post, transaction_reverse
 from billing.stripe_service import stripe_event_replay
 from core import admin_tools
@@ -313,23 +314,104 @@ class UsageMeterAdmin(ReadOnlyAdmin):
         return usd(meter.charged)
 
 
+class RejectPayoutForm(admin_tools.ReasonForm):
+    reason = forms.CharField(max_length=300, help_text="Shown to the provider on the earnings page.")
+
+
 @admin.register(PayoutRequest)
 class PayoutRequestAdmin(ReadOnlyAdmin):
+    """Payouts on chain (billing.payouts): approve the ones above the threshold, or reject one not
+    sent yet with a reason. The transaction itself is the sender's (chain transactions admin)."""
+
     list_display = (
         "id",
         "user",
         "amount_usd",
+        "chain",
+        "token_paid",
         "destination",
-        "status",
-        "ledger_transaction",
+        "state",
+        "transaction_link",
+        "reason",
         "created_at",
-        "updated_at",
     )
-    list_filter = ("status",)
-    search_fields = ("=id", "user__email", "destination")
-    list_select_related = ("user", "ledger_transaction")
+    list_filter = ("status", "needs_approval", "chain")
+    search_fields = ("=id", "user__email", "destination", "chain_transaction__tx_hash")
+    list_select_related = ("user", "chain", "token", "chain_transaction", "approved_by", "ledger_transaction")
     ordering = ("-id",)
+    actions = ("approve", "reject")
+
+    def has_approve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.change_payoutrequest")
 
     @admin.display(description="Amount", ordering="amount")
     def amount_usd(self, payout: PayoutRequest) -> str:
         return usd(payout.amount)
+
+    @admin.display(description="Token")
+    def token_paid(self, payout: PayoutRequest) -> str:
+        amount = token_amount_text(payout)
+        if amount and payout.usd_rate is not None:
+            return f"{amount} at ${payout.usd_rate.normalize():f}"
+        return amount or payout.token_symbol
+
+    @admin.display(description="Status", ordering="status")
+    def state(self, payout: PayoutRequest) -> str:
+        if payout.waits_for_approval:
+            return "Waiting for approval"
+        tx = payout.chain_transaction
+        if payout.status == PayoutRequest.Status.SENDING and tx is not None:
+            return f"Sending (transaction {tx.get_status_display().lower()})"
+        shown = payout.get_status_display()
+        if payout.approved_by_id and payout.status != PayoutRequest.Status.REJECTED:
+            shown += f" (approved by {payout.approved_by.email})"
+        return shown
+
+    @admin.display(description="Transaction")
+    def transaction_link(self, payout: PayoutRequest) -> str:
+        tx = payout.chain_transaction
+        if tx is None or not tx.tx_hash:
+            return ""
+        url = payout.chain.explorer_url(tx.tx_hash) if payout.chain_id else ""
+        return format_html('<a href="{}">{}</a>', url, tx.tx_hash) if url else tx.tx_hash
+
+    @admin.display(description="Reason")
+    def reason(self, payout: PayoutRequest) -> str:
+        return payout.failure_reason or payout.waiting_reason
+
+    @admin.action(description="Approve the selected payouts (waiting for approval)", permissions=["approve"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[PayoutRequest]) -> None:
+        for payout in queryset.order_by("id"):
+            try:
+                payout_approve(payout=payout, admin=request.user)
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, messages.WARNING)
+            else:
+                self.message_user(
+                    request, f"Payout #{payout.pk} approved: it is sent on the next pass.", messages.SUCCESS
+                )
+
+    @admin.action(description="Reject the selected payouts (not sent yet)…", permissions=["approve"])
+    def reject(self, request: HttpRequest, queryset: QuerySet[PayoutRequest]):
+        form = RejectPayoutForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            for payout in queryset.order_by("id"):
+                try:
+                    payout_reject(payout=payout, admin=request.user, reason=form.cleaned_data["reason"])
+                except ApplicationError as exc:
+                    self.message_user(request, exc.message, messages.WARNING)
+                else:
+                    self.message_user(
+                        request, f"Payout #{payout.pk} rejected: its amount is payable again.", messages.SUCCESS
+                    )
+            return None
+        return self.action_form_page(
+            request,
+            queryset,
+            form,
+            action="reject",
+            title="Reject payouts",
+            intro="The selected payouts are not paid; their amounts become payable again. The reason is shown to "
+            "the provider.",
+            submit_label="Reject",
+        )

@@ -54,10 +54,25 @@ class TopUpForm(forms.Form):
 
 
 class PayoutForm(forms.Form):
+    """Amount, chain and token of a payout; the address is the user's linked payout wallet. The
+    choices are the enabled EVM chains; the service checks the pair (a chain without $SPON…)."""
+
     amount = UsdAmountField(label="Amount (USD)")
-    destination = forms.CharField(
-        label="Pay to address",
-        max_length=100,
-        help_text="An EVM address (0x…) or a Solana address.",
-        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "class": "address-input"}),
+    chain = forms.ChoiceField(
+        label="Paid on",
+        error_messages={"invalid_choice": "Choose one of the chains listed: payouts are paid on enabled EVM chains."},
     )
+    token = forms.ChoiceField(
+        label="Paid in",
+        error_messages={"invalid_choice": "Choose the chain's native coin or $SPON."},
+    )
+
+    def __init__(self, *args, chains: list | tuple = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["amount"].widget.attrs["placeholder"] = "25.00"
+        self.fields["chain"].choices = [(chain.key, f"{chain.name} ({chain.native_symbol})") for chain in chains]
+        with_spon = [chain.name for chain in chains if chain.spon_token_address]
+        token_choices = [("native", "The chain's native coin")]
+        if with_spon:
+            token_choices.append(("SPON", f"$SPON (on {', '.join(with_spon)})"))
+        self.fields["token"].choices = token_choices

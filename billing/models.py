@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from core.fields import BaseUnitsField
 from core.money import format_usd
 
 
@@ -249,25 +250,80 @@ class StripeEvent(models.Model):
 
 
 class PayoutRequest(models.Model):
-    """A provider asks for settled earnings to be paid out (paid on chain in a later issue)."""
+    """A provider asks for settled earnings to be paid out on an EVM chain (billing.payouts).
+
+    Requested above PAYOUT_APPROVAL_THRESHOLD_USD it waits for an admin (`needs_approval`), else it
+    is approved at once. The payout pass then quotes the token's rate, stores it with the amount in
+    base units and records the transfer (chain.sender, `chain_transaction`) in one database
+    transaction: sending. Mined: paid, with the ledger transaction (settled earnings → payouts
+    clearing). Reverted: failed with the reason, nothing posted. Rows from before the chain fields
+    existed keep them empty.
+    """
 
     class Status(models.TextChoices):
         REQUESTED = "requested", "Requested"
+        APPROVED = "approved", "Approved"
+        SENDING = "sending", "Sending"
         PAID = "paid", "Paid"
+        FAILED = "failed", "Failed"
         REJECTED = "rejected", "Rejected"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payout_requests")
     amount = models.BigIntegerField(help_text="micro-USD")
-    destination = models.CharField(max_length=100, help_text="EVM or Solana address")
+    destination = models.CharField(max_length=100, help_text="The linked payout address (EVM)")
+    wallet_link = models.ForeignKey(
+        "accounts.WalletLink",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The signed link that proved the destination",
+    )
+    chain = models.ForeignKey("chain.Chain", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    token = models.ForeignKey(
+        "chain.ChainToken",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The chain's native coin or $SPON",
+    )
+    token_symbol = models.CharField(max_length=10, blank=True, help_text="As requested (the token row may change)")
+    usd_rate = models.DecimalField(
+        max_digits=30, decimal_places=12, null=True, blank=True, help_text="USD per whole token, when recorded"
+    )
+    rate_at = models.DateTimeField(null=True, blank=True, help_text="The time of the rate used")
+    token_amount = BaseUnitsField(null=True, blank=True, help_text="base units sent")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.REQUESTED)
+    needs_approval = models.BooleanField(default=False, help_text="Above the approval threshold when requested")
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    chain_transaction = models.OneToOneField(
+        "chain.ChainTransaction", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     ledger_transaction = models.OneToOneField(
         LedgerTransaction, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    waiting_reason = models.CharField(max_length=300, blank=True, help_text="Why it is not sent yet")
+    failure_reason = models.CharField(max_length=500, blank=True, help_text="Why it failed or was rejected")
+    paid_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="payout_amount_positive")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payout_amount_positive"),
+            models.CheckConstraint(
+                condition=~Q(status="sending") | Q(chain_transaction__isnull=False), name="payout_sending_has_chain_tx"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "id"], name="payout_status")]
 
     def __str__(self) -> str:
         return f"Payout #{self.pk}: {format_usd(self.amount, places=6)} to {self.destination} ({self.status})"
+
+    @property
+    def waits_for_approval(self) -> bool:
+        return self.status == self.Status.REQUESTED and self.needs_approval

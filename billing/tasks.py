@@ -4,6 +4,7 @@ from celery import shared_task
 
 from billing.deposits import deposits_credit_final
 from billing.earnings import earnings_settle_due
+from billing.payouts import payouts_run
 from billing.usage import usage_settle_all
 
 
@@ -24,3 +25,10 @@ def settle_earnings() -> int:
 def credit_deposits() -> int:
     """Credit final crypto deposits; the watchers do it at once, this is the backstop."""
     return deposits_credit_final()
+
+
+@shared_task(name="billing.tasks.run_payouts", acks_late=True, ignore_result=True)
+def run_payouts() -> int:
+    """Payouts on chain: settle the ones the sender settled, record the approved ones (idempotent)."""
+    outcome = payouts_run()
+    return outcome["recorded"].recorded + outcome["reconciled"].paid

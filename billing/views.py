@@ -20,11 +20,21 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import urlencode
 
+from accounts.models import WalletPurpose
+from accounts.wallets import wallet_current
 from billing import deposit_pages, stripe_service
 from billing import deposits as billing_deposits
 from billing.forms import PayoutForm, TopUpForm
-from billing.models import PayoutRequest, TransactionKind
-from billing.payouts import earnings_transactions, payout_request_create, provider_earnings
+from billing.models import TransactionKind
+from billing.payouts import (
+    approval_threshold_micros,
+    earnings_transactions,
+    minimum_micros,
+    payout_chains,
+    payout_request_create,
+    payout_rows,
+    provider_earnings,
+)
 from billing.references import describe_transactions, describe_transactions_iter, with_references
 from billing.selectors import user_balances
 from billing.statements import (
@@ -395,28 +405,35 @@ def earnings(request: HttpRequest) -> HttpResponse:
     if not user.is_provider:
         messages.info(request, "Earnings are for providers. Turn on the provider role to offer your machines.")
         return redirect("account_settings")
+    chains = payout_chains()
     if request.method == "POST":
-        form = PayoutForm(request.POST)
+        form = PayoutForm(request.POST, chains=chains)
         if form.is_valid():
             try:
                 payout = payout_request_create(
-                    user=user, amount=form.cleaned_data["amount"], destination=form.cleaned_data["destination"]
+                    user=user,
+                    amount=form.cleaned_data["amount"],
+                    chain=form.cleaned_data["chain"],
+                    token=form.cleaned_data["token"],
                 )
             except ApplicationError as exc:
                 field = exc.extra.get("field")
                 form.add_error(field if field in form.fields else None, exc.message)
             else:
+                when = (
+                    f"It waits for an admin's approval (payouts above "
+                    f"{format_usd(approval_threshold_micros())} are checked first), then is paid on chain."
+                    if payout.needs_approval
+                    else "It is paid on chain within a minute or two."
+                )
                 messages.success(
                     request,
-                    f"Payout of {format_usd(payout.amount, places=6)} to {payout.destination} requested. "
-                    "It is paid from settled earnings.",
+                    f"Payout of {format_usd(payout.amount, places=6)} in {payout.token_symbol} on "
+                    f"{payout.chain.name} to {payout.destination} requested. {when}",
                 )
                 return redirect("billing_earnings")
     else:
-        # The payout address given at onboarding (EVM first, else Solana), ready to use.
-        profile = getattr(user, "provider_profile", None)
-        address = profile and (profile.payout_evm_address or profile.payout_solana_address)
-        form = PayoutForm(initial={"destination": address} if address else None)
+        form = PayoutForm(chains=chains)
     paginator = Paginator(earnings_transactions(user=user), TRANSACTIONS_PAGE_SIZE)
     page = query_page(paginator, request.GET.get("page"), past_end="first")
     page.object_list = [
@@ -432,7 +449,11 @@ def earnings(request: HttpRequest) -> HttpResponse:
         "earnings": provider_earnings(user=user),
         "form": form,
         "page": page,
-        "payouts": PayoutRequest.objects.filter(user=user).order_by("-created_at", "-id")[:20],
+        "payouts": payout_rows(user=user),
+        "payout_wallet": wallet_current(user=user)[WalletPurpose.PAYOUT],
+        "payout_chains": chains,
+        "payout_minimum": minimum_micros(),
+        "approval_threshold": approval_threshold_micros(),
         "hold_hours": settings.EARNINGS_HOLD_HOURS,
     }
     return render(request, "billing/earnings.html", context)

@@ -7,12 +7,14 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from accounts.models import WalletLink
 from billing.earnings import earnings_settle_due
 from billing.models import LedgerTransaction, TransactionKind
 from billing.payouts import payout_request_create
 from billing.selectors import user_balances
 from billing.services import transaction_reverse
 from billing.usage import meter_close, meter_open, meter_top_up_or_warn, usage_settle_all
+from chain.registry import ChainAddresses, registry_sync
 from core.errors import ApplicationError
 from tests.billing.conftest import assert_ledger_consistent, fund
 
@@ -73,11 +75,15 @@ def test_settled_earnings_can_be_requested_as_a_payout(renter, provider, setting
     settings.EARNINGS_HOLD_HOURS = 0
     fund(renter, 10_000_000)
     _charge(renter, provider, hours=2, at=timezone.now() - HOUR)
-    destination = "0x" + "ab" * 20
-    with pytest.raises(ApplicationError):
-        payout_request_create(user=provider, amount=1_000_000, destination=destination)
+    registry_sync(devnet=True, keys=("base",), addresses={"base": ChainAddresses(receiver="0x" + "11" * 20)})
+    WalletLink.objects.create(
+        user=provider, address="0x" + "ab" * 20, purpose="payout", chain_id=8453, message="signed",
+        signature="0x" + "00" * 65, linked_at=timezone.now(),
+    )  # fmt: skip
+    with pytest.raises(ApplicationError, match="at most \\$0.00"):
+        payout_request_create(user=provider, amount=1_000_000, chain="base", token="native")
     earnings_settle_due()
-    request = payout_request_create(user=provider, amount=1_900_000, destination=destination)
+    request = payout_request_create(user=provider, amount=1_900_000, chain="base", token="native")
     assert request.amount == 1_900_000
 
 

@@ -11,16 +11,17 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from accounts.models import WalletLink
 from billing.models import PayoutRequest, TopUp
 from billing.services import account_get, transaction_post, transaction_reverse
 from billing.statements import DaySpend, spend_chart, spend_per_day
+from chain.registry import ChainAddresses, registry_sync
 from core.errors import ApplicationError
 from providers.models import ProviderProfile
 from tests.billing_pages.conftest import USD, fund, rent
 
 pytestmark = pytest.mark.django_db
 EVM = "0x52908400098527886E0F7030069857D2E4169EE7"
-SOLANA = "4Nd1mBQtrMJVYVfKf2PJy9NZUZdTAsp7D4xWLs4gDB4T"
 
 
 def html(response) -> str:
@@ -425,27 +426,42 @@ def test_earnings_show_pending_settled_and_each_settlement(provider_client: Clie
     assert "host@example.test" in page
 
 
-def test_a_payout_request_within_settled_earnings_is_created(provider_client: Client, provider, earned):
-    response = provider_client.post("/billing/earnings/", {"amount": "12.50", "destination": EVM})
+@pytest.fixture
+def payout_ready(provider, earned):
+    """Base enabled for payouts and a payout address linked (paying on chain:
+    tests/billing/test_payouts_onchain.py)."""
+    registry_sync(devnet=True, keys=("base",), addresses={"base": ChainAddresses(receiver="0x" + "11" * 20)})
+    WalletLink.objects.create(
+        user=provider, address=EVM, purpose="payout", chain_id=8453, message="signed", signature="0x" + "00" * 65,
+        linked_at=timezone.now(),
+    )  # fmt: skip
+
+
+def payout_form(amount: str, **fields) -> dict:
+    return {"amount": amount, "chain": "base", "token": "native", **fields}
+
+
+def test_a_payout_request_within_settled_earnings_is_created(provider_client: Client, provider, payout_ready):
+    response = provider_client.post("/billing/earnings/", payout_form("12.50"))
 
     assert response.status_code == 302 and response["Location"] == "/billing/earnings/"
     payout = PayoutRequest.objects.get(user=provider)
-    assert (payout.amount, payout.destination, payout.status) == (12_500_000, EVM, PayoutRequest.Status.REQUESTED)
+    assert (payout.amount, payout.destination, payout.status) == (12_500_000, EVM, PayoutRequest.Status.APPROVED)
     page = text(provider_client.get("/billing/earnings/"))
     assert "$12.50 already requested · $17.50 can be paid out" in page
-    assert "Requested" in page
+    assert "Approved, sending soon" in page
 
 
-def test_a_payout_over_settled_earnings_is_a_form_error(provider_client: Client, provider, earned):
-    page = html(provider_client.post("/billing/earnings/", {"amount": "30.01", "destination": SOLANA}))
+def test_a_payout_over_settled_earnings_is_a_form_error(provider_client: Client, provider, payout_ready):
+    page = html(provider_client.post("/billing/earnings/", payout_form("30.01")))
 
     assert "You can request at most $30.00" in page
     assert not PayoutRequest.objects.exists()
 
 
-def test_earlier_requests_count_against_the_limit(provider_client: Client, provider, earned):
-    provider_client.post("/billing/earnings/", {"amount": "20", "destination": SOLANA})
-    page = html(provider_client.post("/billing/earnings/", {"amount": "10.01", "destination": SOLANA}))
+def test_earlier_requests_count_against_the_limit(provider_client: Client, provider, payout_ready):
+    provider_client.post("/billing/earnings/", payout_form("20"))
+    page = html(provider_client.post("/billing/earnings/", payout_form("10.01")))
 
     assert "You can request at most $10.00" in page and "$20.00 already requested" in page
     assert PayoutRequest.objects.count() == 1
@@ -454,17 +470,16 @@ def test_earlier_requests_count_against_the_limit(provider_client: Client, provi
 @pytest.mark.parametrize(
     ("form", "message"),
     [
-        ({"amount": "10", "destination": ""}, "This field is required."),
-        ({"amount": "10", "destination": "0x123"}, "Enter an EVM address"),
-        ({"amount": "10", "destination": "0x" + "0" * 40}, "zero address"),
-        ({"amount": "10", "destination": "not an address at all, no sir, not one bit"}, "Enter an EVM address"),
-        ({"amount": "", "destination": EVM}, "This field is required."),
-        ({"amount": "-5", "destination": EVM}, "at most two decimal places"),
-        ({"amount": "0.00", "destination": EVM}, "above zero"),
-        ({"amount": "1.234", "destination": EVM}, "at most two decimal places"),
+        (payout_form("10", chain=""), "This field is required."),
+        (payout_form("10", chain="solana"), "payouts are paid on enabled EVM chains"),
+        (payout_form("10", token="0x123"), "native coin or $SPON"),
+        (payout_form(""), "This field is required."),
+        (payout_form("-5"), "at most two decimal places"),
+        (payout_form("0.00"), "above zero"),
+        (payout_form("1.234"), "at most two decimal places"),
     ],
 )
-def test_bad_payout_input_is_a_form_error(provider_client: Client, earned, form: dict, message: str):
+def test_bad_payout_input_is_a_form_error(provider_client: Client, payout_ready, form: dict, message: str):
     page = html(provider_client.post("/billing/earnings/", form))
 
     assert message in page
@@ -476,7 +491,7 @@ def test_earnings_are_for_providers_only(dev_client: Client, outsider_client: Cl
 
     assert response.redirect_chain == [("/account/", 302)]
     assert "Earnings are for providers" in html(response)
-    assert outsider_client.post("/billing/earnings/", {"amount": "1", "destination": EVM}).status_code == 302
+    assert outsider_client.post("/billing/earnings/", payout_form("1")).status_code == 302
     assert not PayoutRequest.objects.exists()
     assert "Earnings" not in html(dev_client.get("/billing/")).split("<main", 1)[0]  # no nav link
 
@@ -513,21 +528,25 @@ def test_nothing_settled_disables_the_payout_button_and_says_why(provider_client
     assert "Nothing to pay out yet" in page
 
 
-def test_settled_earnings_enable_the_payout_button(provider_client: Client, earned):
+def test_settled_earnings_enable_the_payout_button(provider_client: Client, payout_ready):
     page = html(provider_client.get("/billing/earnings/"))
 
     assert '<button type="submit">Request payout</button>' in page
     assert "Nothing to pay out yet" not in page
 
 
-@pytest.mark.parametrize(("evm", "solana", "expected"), [(EVM, SOLANA, EVM), ("", SOLANA, SOLANA), ("", "", None)])
-def test_the_payout_address_from_onboarding_is_filled_in(
-    provider_client: Client, provider, earned, evm: str, solana: str, expected: str | None
+def test_the_linked_payout_address_is_shown_and_the_onboarding_one_is_not_used(
+    provider_client: Client, provider, earned
 ):
-    ProviderProfile.objects.create(
-        user=provider, display_name="Host", payout_evm_address=evm, payout_solana_address=solana
-    )
+    registry_sync(devnet=True, keys=("base",), addresses={"base": ChainAddresses(receiver="0x" + "11" * 20)})
+    ProviderProfile.objects.create(user=provider, display_name="Host", payout_evm_address=EVM, payout_solana_address="")
     page = html(provider_client.get("/billing/earnings/"))
-    field = page.split('name="destination"', 1)[1].split(">", 1)[0]
+    assert "No payout address linked." in page and 'href="/account/wallets/"' in page
+    assert '<button type="submit" disabled aria-describedby="payout-no-wallet">' in page
 
-    assert (f'value="{expected}"' in field) if expected else ("value=" not in field)
+    WalletLink.objects.create(
+        user=provider, address=EVM, purpose="payout", chain_id=8453, message="signed", signature="0x" + "00" * 65,
+        linked_at=timezone.now(),
+    )  # fmt: skip
+    wallet = html(provider_client.get("/billing/earnings/")).split('data-testid="payout-wallet"')[1].split("</p>")[0]
+    assert EVM in wallet and "change it" in wallet

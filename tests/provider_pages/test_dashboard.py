@@ -7,9 +7,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.models import WalletLink
 from billing.earnings import earnings_settle_due
 from billing.payouts import payout_request_create
 from billing.services import hold_capture, hold_place, topup_credit
+from chain.registry import ChainAddresses, registry_sync
 from providers import services
 from providers.models import NodeStatus
 from tests.factories import make_node, make_user
@@ -157,7 +159,12 @@ def test_the_earnings_card_shows_pending_settled_and_payable(provider_client, pr
     hold_capture(hold=hold, amount=3_000_000, payee=provider.user, fee_rate=0, idempotency_key="c1", memo="Usage")
     earnings_settle_due(now=timezone.now() + timedelta(hours=73))
     hold_capture(hold=hold, amount=250_000, payee=provider.user, fee_rate=0, idempotency_key="c2", memo="Usage")
-    payout_request_create(user=provider.user, amount=1_000_000, destination="0x" + "ab" * 20)
+    registry_sync(devnet=True, keys=("base",), addresses={"base": ChainAddresses(receiver="0x" + "11" * 20)})
+    WalletLink.objects.create(
+        user=provider.user, address="0x" + "ab" * 20, purpose="payout", chain_id=8453, message="signed",
+        signature="0x" + "00" * 65, linked_at=timezone.now(),
+    )  # fmt: skip
+    payout_request_create(user=provider.user, amount=1_000_000, chain="base", token="native")
 
     html = provider_client.get("/provider/").content.decode()
     card = html.split('data-testid="earnings-card"')[1].split("</div>")[0]
