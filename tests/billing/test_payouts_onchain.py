@@ -475,3 +475,17 @@ def test_the_service_refuses_a_non_evm_chain_and_an_unknown_token(rows_only, ear
         payout_request_create(user=earning, amount=5 * USD, chain="base", token="USDC")
     assert Chain.objects.get(key="solana").kind == ChainKind.SOLANA
     assert not PayoutRequest.objects.exists()
+
+
+def test_a_request_from_before_payouts_on_chain_still_shows_and_is_never_sent(rows_only, earning):
+    old = PayoutRequest.objects.create(user=earning, amount=2 * USD, destination="0x" + "ab" * 20)
+    payouts_run()
+    old.refresh_from_db()
+    assert old.status == PayoutRequest.Status.REQUESTED and not ChainTransaction.objects.exists()
+    row = page_of(earning).split(f'data-id="{old.pk}"')[1].split("</tr>")[0]
+    assert "Requested" in row and "0x" + "ab" * 20 in row
+    admin = admin_client()
+    response = admin.post(CHANGELIST, {"action": "approve", "_selected_action": [old.pk]}, follow=True)
+    assert "requested before payouts were paid on chain" in response.content.decode()
+    old.refresh_from_db()
+    assert old.status == PayoutRequest.Status.REQUESTED
