@@ -21,6 +21,7 @@ once. No RPC call is made here at all.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
@@ -60,6 +61,7 @@ PURPOSE = "payout"
 NATIVE = "native"
 SPON = "SPON"
 BATCH_LIMIT = 100
+CHAIN_KEY = re.compile(r"\A[a-z0-9_-]{1,20}\Z")  # a slug: nothing else is looked up (NUL bytes…)
 _TRANSFER_SELECTOR = "a9059cbb"  # transfer(address,uint256)
 
 
@@ -87,7 +89,7 @@ def _chain_clean(chain: Chain | str | None) -> Chain:
         key = (chain or "").strip() if isinstance(chain, str) else ""
         if not key:
             raise ApplicationError("Choose the chain to be paid on.", {"field": "chain"})
-        found = Chain.objects.filter(key=key).first()
+        found = Chain.objects.filter(key=key).first() if CHAIN_KEY.match(key) else None
         if found is None:
             raise ApplicationError(f"There is no chain {key!r}.", {"field": "chain"})
     if found.kind != ChainKind.EVM or found.chain_id is None:

@@ -489,3 +489,10 @@ def test_a_request_from_before_payouts_on_chain_still_shows_and_is_never_sent(ro
     assert "requested before payouts were paid on chain" in response.content.decode()
     old.refresh_from_db()
     assert old.status == PayoutRequest.Status.REQUESTED
+
+
+@pytest.mark.parametrize("chain", ["base\x00", "", "B" * 500, "no such chain"])
+def test_the_service_refuses_a_chain_key_it_does_not_know(rows_only, earning, chain):
+    with pytest.raises(ApplicationError) as refused:
+        payout_request_create(user=earning, amount=5 * USD, chain=chain, token="native")
+    assert refused.value.extra == {"field": "chain"}
