@@ -20,7 +20,9 @@ key in the environment (settings.SLASHER_KEY_ENV) decided slashes wait, and the 
 The sender's own beat task sends it. Once it is mined, the stake indexer (providers.stake_chain)
 mirrors its Slashed event at finality: that event alone lowers the counted stake; `slashes_run` then
 links it (matched by the transaction's hash), takes the amount slashed from it and marks the slash
-applied. A transaction that reverted (or whose nonce went elsewhere) makes the slash failed with
+applied. (Should the address have been unlinked meanwhile, the indexer ignores its events: once it
+has read past the transaction's block, the slash is marked applied with that note and no amount.)
+A transaction that reverted (or whose nonce went elsewhere) makes the slash failed with
 the sender's reason; the stake is untouched.
 
 `reference` is the caller's idempotency key ("lease-failure:<lease id>", "admin:<uuid4>"): a retry
@@ -58,6 +60,7 @@ from providers.models import (
     ProviderProfile,
     Slash,
     SlashStatus,
+    StakeCursor,
     StakeEvent,
     StakeEventKind,
     StakeSource,
@@ -267,6 +270,8 @@ def slashes_reconcile(result: SlashRunResult | None = None) -> SlashRunResult:
     for slash in sending:
         tx = slash.chain_tx
         if tx.status == TxStatus.MINED:
+            # The cursor before the event: the indexer commits a block's events before moving past it.
+            read_past = _read_past(tx.chain.chain_id, tx.receipt_block)
             event = (
                 StakeEvent.objects.filter(
                     source=StakeSource.CHAIN,
@@ -278,6 +283,18 @@ def slashes_reconcile(result: SlashRunResult | None = None) -> SlashRunResult:
                 .first()
             )
             if event is None:
+                if read_past:
+                    # The indexer read the block and kept no event: the address is no longer linked
+                    # (its events are ignored). Taken on chain, not counted here: say so.
+                    result.applied += Slash.objects.filter(id=slash.id, status=SlashStatus.SENDING).update(
+                        status=SlashStatus.APPLIED,
+                        failure_reason=(
+                            f"Mined, but its Slashed event was not mirrored: {slash.address} is no longer the "
+                            "provider's linked stake address, so the stake counted here did not change."
+                        ),
+                        applied_at=clock.now(),
+                        updated_at=clock.now(),
+                    )
                 continue
             result.applied += Slash.objects.filter(id=slash.id, status=SlashStatus.SENDING).update(
                 status=SlashStatus.APPLIED,
@@ -294,6 +311,12 @@ def slashes_reconcile(result: SlashRunResult | None = None) -> SlashRunResult:
                 status=SlashStatus.FAILED, failure_reason=why[:500], updated_at=clock.now()
             )
     return result
+
+
+def _read_past(chain_id: int, block: int | None) -> bool:
+    """Whether the stake indexer has read the staking contract's logs up to `block` on the chain."""
+    cursor = StakeCursor.objects.filter(chain_id=chain_id).values_list("last_block", flat=True).first()
+    return block is not None and cursor is not None and cursor >= block
 
 
 def slashes_run() -> SlashRunResult:

@@ -241,6 +241,20 @@ def test_a_crash_between_recording_and_sending_sends_the_slash_once(home, staked
     assert int(provider.staked_spon) == 250 * SPON and _active(node) == 250 * SPON
 
 
+def test_a_slash_of_an_address_unlinked_meanwhile_is_applied_with_a_note_and_counted_nowhere(home, staked):
+    node, _chain = home
+    provider, _machine = staked
+    slash = _decide(provider)
+    WalletLink.objects.filter(address=STAKER.address).update(revoked_at=timezone.now())  # the provider re-links
+    _settle(node)
+    slash.refresh_from_db()
+    assert slash.status == SlashStatus.APPLIED and slash.amount_slashed is None and slash.stake_event is None
+    assert slash.failure_reason.startswith(f"Mined, but its Slashed event was not mirrored: {STAKER.address}")
+    assert _active(node) == 250 * SPON
+    provider.refresh_from_db()
+    assert int(provider.staked_spon) == 400 * SPON  # the indexer ignores an unlinked address's events
+
+
 def test_the_stake_page_shows_the_slash_with_its_reason_and_transaction(home, staked, client):
     node, _chain = home
     provider, _machine = staked
