@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 PURPOSE = "commitments"
 BATCH_LIMIT = 200
+# Batches one beat pass records at most: a backlog (more than BATCH_LIMIT leases matched since the
+# last pass) drains in one pass instead of one batch per interval; the sender sends them in order.
+MAX_BATCHES_PER_RUN = 10
 # A batch that ends in one of these never recorded its leases: each is looked up on chain.
 DONE_WITHOUT_RECORD = (TxStatus.FAILED, TxStatus.REPLACED)
 
@@ -192,11 +195,19 @@ def _held_on_chain(tx: ChainTransaction, lease_ids: list[int]) -> dict[int, str 
     }
 
 
-def commitments_run(*, limit: int = BATCH_LIMIT) -> dict[str, Any]:
-    """The beat task's pass: settle what the sender settled, then record the next batch."""
+def commitments_run(*, limit: int = BATCH_LIMIT, max_batches: int = MAX_BATCHES_PER_RUN) -> dict[str, Any]:
+    """The beat task's pass: settle what the sender settled, then record the next batches (full
+    ones while the backlog lasts, up to `max_batches`)."""
     reconciled = commitments_reconcile()
-    published = commitments_publish(limit=limit)
-    return {"reconciled": reconciled, "published": published}
+    batches = [commitments_publish(limit=limit)]
+    while batches[-1].leases == limit and len(batches) < max_batches:
+        batches.append(commitments_publish(limit=limit))
+    published = PublishResult(
+        tx_id=batches[-1].tx_id or batches[0].tx_id,
+        leases=sum(batch.leases for batch in batches),
+        skipped=batches[0].skipped,
+    )
+    return {"reconciled": reconciled, "published": published, "batches": sum(1 for b in batches if b.leases)}
 
 
 def lease_commitment_chain(lease: Lease | None) -> dict[str, Any] | None:

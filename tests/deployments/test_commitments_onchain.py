@@ -200,3 +200,24 @@ def test_without_the_recorder_key_the_publisher_waits_and_says_why(base, owner, 
     result = commitments_publish()
     assert result.leases == 0 and KEY_ENV in result.skipped
     assert not ChainTransaction.objects.exists() and Lease.objects.filter(commitment_tx__isnull=True).count() == 1
+
+
+def test_a_backlog_drains_in_one_pass_in_full_batches_in_order(base, owner):  # noqa: F811
+    """More leases than one batch holds: one beat pass records batches until one is short or the
+    cap is reached, oldest leases first, each lease in exactly one batch; the sender then sends
+    them in nonce order. (Batches of one here: the test market has room for three leases.)"""
+    node, _chain = base
+    leases = [create_and_match(owner)[1] for _ in range(3)]
+    result = commitments.commitments_run(limit=1, max_batches=2)  # the cap stops after two batches
+    assert result["batches"] == 2 and result["published"].leases == 2
+    result = commitments.commitments_run(limit=1)
+    assert result["batches"] == 1 and result["published"].leases == 1  # then an empty batch ends the pass
+    batches = list(ChainTransaction.objects.filter(purpose="commitments").order_by("id"))
+    assert [tx.reference for tx in batches] == [f"commitments:{lease.id}-{lease.id}" for lease in leases]
+    _settle(node)
+    nonces = [tx.nonce for tx in ChainTransaction.objects.filter(purpose="commitments").order_by("id")]
+    assert nonces == list(range(nonces[0], nonces[0] + 3))  # the batches' order, no gap
+    for lease in leases:
+        lease.refresh_from_db()
+        assert lease.committed_at and _on_chain(node, lease.id) == "0x" + lease.order.match.commitment
+    assert commitments.commitments_run(limit=1)["batches"] == 0
