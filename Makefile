@@ -51,8 +51,9 @@ demo: migrate
 	DEBUG=1 $(BIN)/python manage.py seed_demo --nodes $(DEMO_NODES) --seed $(DEMO_SEED)
 
 # The devnets' recorder of match commitments, slasher and payout hot wallet: anvil's public test
-# account #0 (it deploys the contracts, holds RECORDER_ROLE and SLASHER_ROLE, and the $SPON
-# supply). A public key, refused by the app whenever DEBUG is off.
+# account #0 (it deploys the contracts and holds RECORDER_ROLE and SLASHER_ROLE; the devnet sends it
+# $SPON for payouts from the treasury, account #1). A public key, refused by the app whenever DEBUG
+# is off.
 DEVNET_RECORDER_KEY := 0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80
 
 ## run: web on http://127.0.0.1:8000 + Celery worker + beat, in the foreground (Ctrl-C stops all three)

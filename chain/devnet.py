@@ -55,6 +55,9 @@ EVM_BLOCK_TIME_SECONDS = 1.0
 STATE_INTERVAL_SECONDS = 5  # anvil writes its state file this often, so a kill loses seconds at most
 DEMO_USDC = 100_000 * 10**artifacts.USDC_DECIMALS  # minted to the demo payer once per chain
 DEMO_SPON = 1_000_000 * 10**artifacts.SPON_DECIMALS  # sent from the treasury to the demo payer once
+# To the deployer (anvil account #0), which `make run` also uses as the payout hot wallet
+# (CHAIN_PAYOUT_KEY): $SPON payouts need a balance. Sent from the treasury, once.
+PAYOUT_WALLET_SPON = 10_000_000 * 10**artifacts.SPON_DECIMALS
 SOLANA_TREASURY_LAMPORTS = 2 * 10**9  # 2 SOL: well above the rent-exempt minimum of an account
 SOLANA_DEMO_PAYER_LAMPORTS = 1_000 * 10**9
 READY_LINE = "Chain devnets ready."
@@ -185,8 +188,8 @@ def _evm_chain_up(default: ChainDefault, *, binary: str, state_dir: Path, block_
 
 
 def _fund_demo_payer(w3: Web3, contracts: dict[str, str], *, spon: bool) -> None:
-    """Test USDC (and $SPON on the chain that has it) for the demo payer, once: a restarted node
-    that kept its state has them already. Native coins: anvil's genesis gives 10,000 to each."""
+    """Test USDC (and $SPON on the chain that has it) for the demo payer, and $SPON for the payout
+    hot wallet (the deployer), once: a restarted node that kept its state has them already. Native coins: anvil's genesis gives 10,000 to each."""
     pending = []
     usdc = artifacts.contract(w3, "TestUSDC", contracts["TestUSDC"])
     if usdc.functions.balanceOf(DEMO_PAYER.address).call() == 0:
@@ -194,6 +197,8 @@ def _fund_demo_payer(w3: Web3, contracts: dict[str, str], *, spon: bool) -> None
     token = artifacts.contract(w3, "SponToken", contracts["SponToken"])
     if spon and token.functions.balanceOf(DEMO_PAYER.address).call() == 0:
         pending.append((TREASURY, token.functions.transfer(DEMO_PAYER.address, DEMO_SPON)))
+    if spon and token.functions.balanceOf(DEPLOYER.address).call() == 0:
+        pending.append((TREASURY, token.functions.transfer(DEPLOYER.address, PAYOUT_WALLET_SPON)))
     hashes = []
     for account, call in pending:
         transaction = call.build_transaction(

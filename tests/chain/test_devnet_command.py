@@ -113,6 +113,9 @@ def test_rows_point_at_nodes_with_real_chain_ids_and_deployed_contracts(devnet_u
     base = Chain.objects.get(key="base")
     assert base.spon_token_address == predicted["SponToken"]
     assert ChainToken.objects.filter(chain=base, symbol="SPON", address=predicted["SponToken"]).exists()
+    spon = artifacts.contract(Web3(Web3.HTTPProvider(base.rpc_url)), "SponToken", predicted["SponToken"])
+    # The payout hot wallet of `make run` (the deployer's key) can pay $SPON payouts.
+    assert spon.functions.balanceOf(chain_devnet.DEPLOYER.address).call() == chain_devnet.PAYOUT_WALLET_SPON
 
     solana = Chain.objects.get(key="solana")
     assert solana.enabled
