@@ -189,7 +189,8 @@ def _evm_chain_up(default: ChainDefault, *, binary: str, state_dir: Path, block_
 
 def _fund_demo_payer(w3: Web3, contracts: dict[str, str], *, spon: bool) -> None:
     """Test USDC (and $SPON on the chain that has it) for the demo payer, and $SPON for the payout
-    hot wallet (the deployer), once: a restarted node that kept its state has them already. Native coins: anvil's genesis gives 10,000 to each."""
+    hot wallet (the deployer), once: a restarted node that kept its state has them already. Native
+    coins: anvil's genesis gives 10,000 to each."""
     pending = []
     usdc = artifacts.contract(w3, "TestUSDC", contracts["TestUSDC"])
     if usdc.functions.balanceOf(DEMO_PAYER.address).call() == 0:
