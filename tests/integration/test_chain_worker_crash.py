@@ -1,5 +1,7 @@
 """A Celery worker killed (SIGKILL) in the middle of sending a platform transaction: the next
-worker sends it once, never twice.
+worker sends it once, never twice. First the sender alone, then the two callers whose every retry
+must not move money twice: a slash (providers.slashing) and a payout (billing.payouts), each
+decided in this process and carried out by the workers' beat tasks.
 
 The pieces are real: PostgreSQL (the worker and this test share the test database), Redis as the
 broker, `celery worker` processes, anvil with the contracts. Between the worker and anvil sits a
@@ -26,21 +28,35 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
+from accounts.models import WalletLink
+from billing.models import AccountKind, LedgerAccount, LedgerTransaction, PayoutRequest, TransactionKind
+from billing.payouts import payout_request_create
 from chain.evm.anvil import DEV_ACCOUNTS
 from chain.models import Chain, ChainTransaction, TxStatus
 from chain.registry import ChainAddresses, registry_sync
 from chain.sender import transaction_record
+from providers.models import Slash, SlashStatus
+from providers.slashing import slash_decide
+from providers.stake_chain import stake_chain_index
+from tests.billing.test_payouts_onchain import PAYEE, link_payout_wallet, settle
 from tests.chain_fixtures import TREASURY
+from tests.contracts.helpers import call
+from tests.factories import make_node, make_provider, make_user
 from tests.integration.conftest import unavailable
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "pytest-chain-crash"
 KEY_ENV = "CHAIN_CRASH_TEST_KEY"
 SENDER = DEV_ACCOUNTS[4]  # an account nothing else in the test uses: its nonce counts our sends
 RECIPIENT = DEV_ACCOUNTS[5].address
+SLASHER = DEV_ACCOUNTS[0]  # the deployer: it holds SponStaking's SLASHER_ROLE
+STAKER = DEV_ACCOUNTS[6]
+SPON = 10**18
+USD = 1_000_000
 
 
 class RpcProxy:
@@ -118,7 +134,10 @@ def home_chain(requirements, anvil, settings, monkeypatch):
     node = anvil(chain_id=8453, deploy=True)
     proxy = RpcProxy(node.url)
     settings.DEBUG = True
+    settings.SITE_URL = "https://spheron.example"
     settings.CHAIN_DEVNET_FINALITY = 3
+    settings.STAKING_CHAIN_KEY = "base"
+    settings.STAKING_CONTRACT_ADDRESS = node.contracts["SponStaking"]
     settings.CHAIN_RPC_URLS = {**settings.CHAIN_RPC_URLS, "base": proxy.url}
     monkeypatch.setenv(KEY_ENV, SENDER.private_key)
     registry_sync(
@@ -150,6 +169,9 @@ def workers(tmp_path, home_chain) -> Iterator[Callable[..., subprocess.Popen]]:
         "CHAIN_DEVNET": "1",
         "CHAIN_BASE_RPC_URL": proxy.url,
         "CHAIN_DEVNET_FINALITY": "3",
+        "STAKING_CHAIN_KEY": "base",
+        "STAKING_CONTRACT_ADDRESS": _node.contracts["SponStaking"],
+        "SITE_URL": "https://spheron.example",
         "SPHERON_VAR_DIR": str(tmp_path / "var"),
     }
 
@@ -250,3 +272,93 @@ def test_a_worker_killed_in_the_broadcast_leaves_one_transaction(home_chain, wor
     assert node.w3.eth.get_transaction_count(SENDER.address) == 1  # one transaction from the sender, ever
     assert node.w3.eth.get_balance(RECIPIENT) - balance_before == 10**15
     assert [entry["hash"] for entry in tx.history] == [tx.tx_hash]  # the same signed bytes, never re-signed
+
+
+def _mine(node, blocks: int = 1) -> None:
+    node.rpc("anvil_mine", [hex(blocks)])
+
+
+def test_a_slash_whose_worker_was_killed_in_the_broadcast_slashes_once(home_chain, workers):
+    """The slash is decided here; a worker records and sends it and dies inside the broadcast; the
+    next one sends the same bytes, the indexer mirrors the one Slashed event, the slash is applied."""
+    node, proxy, _chain = home_chain
+    provider = make_provider()
+    make_node(provider=provider, gpu_count=1, is_simulated=False, stake_covered=False)
+    WalletLink.objects.create(
+        user=provider.user, address=STAKER.address, purpose="stake", chain_id=8453, message="signed",
+        signature="0x" + "00" * 65, linked_at=timezone.now(),
+    )  # fmt: skip
+    spon, staking = node.contract("SponToken"), node.contract("SponStaking")
+    call(node.w3, TREASURY, spon.functions.transfer(STAKER.address, 400 * SPON))
+    call(node.w3, STAKER, spon.functions.approve(node.contracts["SponStaking"], 400 * SPON))
+    call(node.w3, STAKER, staking.functions.stake(400 * SPON))
+    _mine(node, 3)
+    stake_chain_index()
+    provider.refresh_from_db()
+    assert int(provider.staked_spon) == 400 * SPON
+    slasher_nonce = node.w3.eth.get_transaction_count(SLASHER.address)
+
+    slash = slash_decide(provider=provider, amount_spon="150", reason="Lease 7 ended by its node", reference="t:1")
+    assert slash.status == SlashStatus.DECIDED
+    proxy.mode = "before"
+    first = workers(CHAIN_SLASHER_KEY=SLASHER.private_key)
+    kill_inside_the_broadcast(proxy, first, "providers.tasks.run_slashes", "chain.tasks.send_transactions")
+    slash.refresh_from_db()
+    assert slash.status == SlashStatus.SENDING and slash.chain_tx.tx_hash  # recorded, signed, not sent
+    assert staking.functions.activeStake(STAKER.address).call() == 400 * SPON
+
+    second = workers(CHAIN_SLASHER_KEY=SLASHER.private_key)
+
+    def applied() -> bool:
+        _mine(node)  # blocks for finality (anvil mines only on transactions)
+        return Slash.objects.get(pk=slash.pk).status == SlashStatus.APPLIED
+
+    run_until(
+        applied,
+        second,
+        "chain.tasks.send_transactions",
+        "providers.tasks.index_stake_chain",
+        "providers.tasks.run_slashes",
+    )
+    slash.refresh_from_db()
+    provider.refresh_from_db()
+    events = staking.events.Slashed().get_logs(from_block=0)
+    assert len(events) == 1 and events[0]["args"]["amount"] == 150 * SPON
+    assert node.w3.eth.get_transaction_count(SLASHER.address) == slasher_nonce + 1
+    assert staking.functions.activeStake(STAKER.address).call() == 250 * SPON
+    assert int(provider.staked_spon) == 250 * SPON and int(slash.amount_slashed) == 150 * SPON
+    assert provider.stake_events.filter(kind="slash").count() == 1
+
+
+def test_a_payout_whose_worker_was_killed_in_the_broadcast_pays_once(home_chain, workers):
+    """The payout is requested here; a worker records the transfer, sends it and dies after the node
+    accepted it; the next one finds it by its hash, and the ledger is posted once."""
+    node, proxy, _chain = home_chain
+    provider = make_user(email="host@example.test", is_provider=True, is_developer=False)
+    settle(provider, 100 * USD)
+    link_payout_wallet(provider)
+    payee_before = node.w3.eth.get_balance(PAYEE.address)
+    payout = payout_request_create(user=provider, amount=10 * USD, chain="base", token="native")
+    assert payout.status == PayoutRequest.Status.APPROVED
+
+    proxy.mode = "after"
+    first = workers(CHAIN_PAYOUT_KEY=SENDER.private_key)
+    kill_inside_the_broadcast(proxy, first, "billing.tasks.run_payouts", "chain.tasks.send_transactions")
+    payout.refresh_from_db()
+    assert payout.status == PayoutRequest.Status.SENDING and proxy.broadcasts == 1
+
+    second = workers(CHAIN_PAYOUT_KEY=SENDER.private_key)
+    run_until(
+        lambda: PayoutRequest.objects.get(pk=payout.pk).status == PayoutRequest.Status.PAID,
+        second,
+        "chain.tasks.send_transactions",
+        "billing.tasks.run_payouts",
+    )
+    payout.refresh_from_db()
+    expected = 10 * USD * 10**18 // (3000 * USD)  # $10 at the devnet's $3,000 per ETH, rounded down
+    assert int(payout.token_amount) == expected
+    assert node.w3.eth.get_balance(PAYEE.address) - payee_before == expected
+    assert node.w3.eth.get_transaction_count(SENDER.address) == 1
+    assert LedgerTransaction.objects.filter(kind=TransactionKind.PAYOUT).count() == 1
+    settled = LedgerAccount.objects.get(kind=AccountKind.PROVIDER_SETTLED, user=provider).balance
+    assert settled == 90 * USD
