@@ -33,7 +33,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
-from billing.services import adjustment_post
+from billing.models import AccountKind, TransactionKind
+from billing.services import account_get, adjustment_post, transaction_post
 from marketplace.models import DemoMarket, Lease
 from providers.models import (
     SPON_DECIMALS,
@@ -64,6 +65,7 @@ GENERATOR_VERSION = 2  # 2: every demo provider has a recorded stake that covers
 
 DEVELOPER_EMAIL = "developer@spheron.test"
 DEVELOPER_CREDIT_MICROS = 100_000_000  # $100 of demo credits, so a deployment can be tried at once
+PROVIDER_EARNINGS_MICROS = 250_000_000  # $250 of settled demo earnings, so a payout can be tried at once
 PROVIDER_EMAIL = "provider@spheron.test"
 DEMO_PROVIDER_STAKE_SPON = "10000"  # the demo provider's $SPON stake, recorded as its first stake event
 # The market's other providers stake this many times the minimum their GPUs need (datacenters more),
@@ -685,6 +687,25 @@ def _developer_credit() -> None:
     )
 
 
+def _provider_earnings() -> None:
+    """$250 of settled earnings for the demo provider, granted by the demo admin as an adjustment
+    (memo says so), once: real earnings settle only 72 hours after rental income, so without them
+    a new user could not try a payout (on the devnet it is paid within seconds)."""
+    provider = User.objects.get(email=PROVIDER_EMAIL)
+    transaction_post(
+        kind=TransactionKind.ADJUSTMENT,
+        reference_type="user",
+        reference_id=str(provider.id),
+        lines=[
+            (account_get(kind=AccountKind.PROVIDER_SETTLED, user=provider), PROVIDER_EARNINGS_MICROS),
+            (account_get(kind=AccountKind.CLEARING_ADJUSTMENTS), -PROVIDER_EARNINGS_MICROS),
+        ],
+        idempotency_key=f"demo-earnings:{provider.id}",
+        memo="Demo settled earnings (seed_demo), so a payout can be tried",
+        created_by=User.objects.get(email=ADMIN_EMAIL),
+    )
+
+
 def _provider_prices(profile: ProviderProfile, owner: _Owner) -> None:
     """The demo provider's price list (the prices page): its CPU, memory and storage list prices,
     which its provider-mode demo machines are priced within a few percent of, and the GPU price of
@@ -720,6 +741,7 @@ def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSe
         kept_because = "" if seeded else _why_keep_the_market()
         if seeded or kept_because:
             _developer_credit()  # a database seeded before the demo credits existed gets them too
+            _provider_earnings()
             _provider_stake(ProviderProfile.objects.get(user__email=PROVIDER_EMAIL))  # and the stake's history
             demo_profiles = ProviderProfile.objects.filter(_demo_users_q("user__"))
             kept = DemoMarket.objects.order_by("-created_at").first() if kept_because else None
@@ -738,6 +760,7 @@ def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSe
             say(f"Removed the previous demo market: {removed} nodes ({time.perf_counter() - started:.1f} s).")
         demo_profile = _ensure_logins()
         _developer_credit()
+        _provider_earnings()
         _provider_stake(demo_profile)
 
         rng = random.Random(seed)

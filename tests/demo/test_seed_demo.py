@@ -239,6 +239,21 @@ def test_the_demo_developer_gets_demo_credits_once():
     assert ledger_total() == 0
 
 
+def test_the_demo_provider_gets_settled_earnings_once_so_a_payout_can_be_tried():
+    from billing.payouts import provider_earnings
+
+    demo_seed(nodes=20, seed=1)
+    provider = User.objects.get(email="provider@spheron.test")
+    assert provider_earnings(user=provider).payable == 250_000_000
+    grant = LedgerTransaction.objects.get(kind=TransactionKind.ADJUSTMENT, reference_id=str(provider.id))
+    assert grant.created_by.email == "admin@spheron.test" and "payout" in grant.memo
+
+    demo_seed(nodes=20, seed=1)
+    demo_seed(nodes=30, seed=2)
+    assert provider_earnings(user=provider).settled == 250_000_000
+    assert ledger_total() == 0
+
+
 def test_a_database_seeded_before_the_demo_credits_gets_them_on_the_next_run(monkeypatch):
     with monkeypatch.context() as before_the_credits:
         before_the_credits.setattr("demo.services._developer_credit", lambda: None)
