@@ -569,6 +569,33 @@ class StakeCursor(models.Model):
         return f"Stake cursor {self.chain_id}: block {self.last_block}"
 
 
+class StakeBackfill(models.Model):
+    """How far providers.stake_chain has back-filled one stake link: the staking contract's earlier
+    logs of the link's address (STAKING_START_BLOCK up to the cursor), read once per link so that a
+    stake made before linking, or while the address was unlinked, counts. Until `done_at` the forward
+    scan leaves the address's events to the back-fill, which keeps them in chain order."""
+
+    link = models.ForeignKey("accounts.WalletLink", on_delete=models.CASCADE, related_name="+")
+    chain_id = models.BigIntegerField()
+    contract_address = models.CharField(max_length=42)
+    address = models.CharField(max_length=42, help_text="The link's address (EIP-55)")
+    last_block = models.BigIntegerField(help_text="Read up to and including this block")
+    done_at = models.DateTimeField(
+        null=True, blank=True, help_text="Caught up with the cursor: the forward scan goes on"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["link", "chain_id", "contract_address"], name="stake_backfill_once_per_link"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Stake back-fill of {self.address} on {self.chain_id}: block {self.last_block}"
+
+
 class SlashStatus(models.TextChoices):
     DECIDED = "decided", "Decided (waits for the slasher key)"
     SENDING = "sending", "Sending on chain"

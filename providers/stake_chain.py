@@ -12,6 +12,28 @@ longer counts), a withdrawal changes nothing, a slash subtracts the part it took
 Admin-recorded stake (off-chain agreements, `stake_record`) stays and adds to it. Coverage and
 matchability follow through `stake_coverage_refresh`, as for a recorded change.
 
+Back-fill (`StakeBackfill`, one per current stake link): the forward scan only sees an address's
+events while it is linked, so a provider who staked first and linked afterwards, or who re-links an
+address after unlinking it, would lose the earlier events. Each run therefore first back-fills every
+current stake link not back-filled yet: it reads the contract's logs of that address alone (the
+indexed `provider` topic) from STAKING_START_BLOCK up to the cursor, in bounded ranges with the same
+block-hash check, and applies them through `stake_logs_apply`, which records each log once per
+(chain id, tx hash, log index): events already mirrored (for this or an earlier link) are skipped.
+Its progress (`last_block`) moves after each range, so an error resumes where it stopped. Until the
+back-fill has caught up with the cursor (`done_at`), the forward scan leaves that address's events to
+it, so an address's events are always applied in chain order (the unstake and slash replay,
+`_chain_active` and `stake_pending`, read the rows of one address and depend on that order; other
+addresses' rows do not matter to them). The back-fill is marked done, and the forward scan applies a
+range and moves the cursor, each under the cursor's row lock: a range is either applied by a forward
+run that sees the back-fill done, or read by the back-fill before it is done, never neither.
+
+Unlinking (kept as before): the address's events mirrored while it was linked stay in the provider's
+history and counted stake; its later events are ignored while it is not linked. Should it be linked
+again (by anyone), the new link's back-fill mirrors the events that were ignored, for the user who
+linked it; an address that moves to another provider brings only the events not mirrored yet. A
+back-filled row's `balance_after` is the provider's balance when it was applied; its `created_at` is
+its block's time, so the history stays in chain order.
+
 The page's part (`stake_wallet`) gives the linked address, the pending unstakes (replayed from the
 chain rows) and the wallet's calldata, computed here as billing.deposit_pages does for top-ups.
 On a devnet, `stake_faucet` sends test $SPON from the devnet treasury to the linked address.
@@ -41,12 +63,21 @@ from chain.evm.client import ChainUnavailable, rpc_url_for, web3_for
 from chain.models import Chain
 from core import clock
 from core.errors import ApplicationError
-from providers.models import SPON_DECIMALS, ProviderProfile, StakeCursor, StakeEvent, StakeEventKind, StakeSource
+from providers.models import (
+    SPON_DECIMALS,
+    ProviderProfile,
+    StakeBackfill,
+    StakeCursor,
+    StakeEvent,
+    StakeEventKind,
+    StakeSource,
+)
 from providers.services import spon_to_base_units, stake_coverage_refresh
 
 logger = logging.getLogger(__name__)
 
 MAX_ROUNDS = 5  # ranges read per run; an indexer far behind catches up over several runs
+MAX_BACKFILL_ROUNDS = 20  # back-fill ranges per run, all links together; the rest waits for the next run
 
 EVENT_SIGNATURES = {
     "Staked(address,uint256,uint256)": StakeEventKind.STAKE,
@@ -77,8 +108,10 @@ class StakeIndexResult:
     final_block: int = 0
     from_block: int | None = None
     to_block: int | None = None
-    recorded: int = 0
+    recorded: int = 0  # forward scan and back-fill together
     ignored: int = 0
+    backfilled: int = 0  # of `recorded`, by the back-fill
+    backfill_pending: int = 0  # stake links whose back-fill has not caught up yet
     skipped: str = ""  # why nothing was read (no chain row, no contract address)
 
 
@@ -158,10 +191,14 @@ class _Rpc:
     def head(self) -> int:
         return int(self.call("eth_blockNumber", []), 16)
 
-    def logs(self, address: str, from_block: int, to_block: int) -> list[StakeLog]:
+    def logs(self, address: str, from_block: int, to_block: int, *, provider: str = "") -> list[StakeLog]:
+        """The staking contract's logs in the range; of one provider address only if given."""
+        topics: list[Any] = [list(TOPICS)]
+        if provider:  # the indexed `provider` argument: topic 1 of every stake event
+            topics.append("0x" + "00" * 12 + provider.lower().removeprefix("0x"))
         found = self.call(
             "eth_getLogs",
-            [{"address": address, "fromBlock": hex(from_block), "toBlock": hex(to_block), "topics": [list(TOPICS)]}],
+            [{"address": address, "fromBlock": hex(from_block), "toBlock": hex(to_block), "topics": topics}],
         )
         if not isinstance(found, list):
             raise ChainUnavailable("eth_getLogs gave no list")
@@ -173,6 +210,15 @@ class _Rpc:
         if not block:
             raise ChainUnavailable(f"no block {number}")
         return str(block["hash"]).lower(), datetime.fromtimestamp(int(block["timestamp"], 16), tz=UTC)
+
+    def checked_block_times(self, logs: Sequence[StakeLog]) -> dict[int, datetime]:
+        """The time of each log's block, after checking the log's block hash against the canonical one."""
+        blocks = {number: self.block(number) for number in sorted({log.block_number for log in logs})}
+        for log in logs:
+            block_hash, _at = blocks[log.block_number]
+            if block_hash != log.block_hash:  # the node answered from a fork: read the range again later
+                raise ChainUnavailable(f"block {log.block_number} changed under log {log.tx_hash}#{log.log_index}")
+        return {number: at for number, (_hash, at) in blocks.items()}
 
 
 def _cursor(chain_id: int, address: str) -> StakeCursor:
@@ -209,30 +255,91 @@ def stake_chain_index(*, rounds: int = MAX_ROUNDS) -> StakeIndexResult:
         # A devnet that lost its state starts again at block 0: the old cursor would skip it all.
         StakeCursor.objects.filter(id=cursor.id).update(last_block=settings.STAKING_START_BLOCK - 1)
         cursor.last_block = settings.STAKING_START_BLOCK - 1
+    _backfill(rpc, chain_id=chain.chain_id, contract=address, result=result)
     start = cursor.last_block + 1
     for _ in range(rounds):
         if start > result.final_block:
             break
         end = min(result.final_block, start + settings.CHAIN_SCAN_MAX_BLOCKS - 1)
         logs = rpc.logs(address, start, end)
-        blocks = {number: rpc.block(number) for number in sorted({log.block_number for log in logs})}
-        for log in logs:
-            block_hash, _at = blocks[log.block_number]
-            if block_hash != log.block_hash:  # the node answered from a fork: read the range again later
-                raise ChainUnavailable(f"block {log.block_number} changed under log {log.tx_hash}#{log.log_index}")
-        recorded, ignored = stake_logs_apply(
-            chain_id=chain.chain_id, logs=logs, block_times={n: at for n, (_h, at) in blocks.items()}
-        )
+        block_times = rpc.checked_block_times(logs)
+        with transaction.atomic():
+            # Under the cursor's lock: a back-fill is marked done under it too (`_backfill_finish`).
+            StakeCursor.objects.select_for_update().filter(chain_id=chain.chain_id).first()
+            recorded, ignored = stake_logs_apply(
+                chain_id=chain.chain_id, logs=logs, block_times=block_times, contract_address=address
+            )
+            # Only forward: a slower run that read an older range never moves the cursor back.
+            StakeCursor.objects.filter(chain_id=chain.chain_id, last_block__lt=end).update(
+                last_block=end, updated_at=clock.now()
+            )
         result.recorded += recorded
         result.ignored += ignored
-        # Only forward: a slower run that read an older range never moves the cursor back.
-        StakeCursor.objects.filter(chain_id=chain.chain_id, last_block__lt=end).update(
-            last_block=end, updated_at=clock.now()
-        )
         result.from_block = start if result.from_block is None else result.from_block
         result.to_block = end
         start = end + 1
     return result
+
+
+# --- Back-filling a newly linked address ---------------------------------------------------------
+
+
+def _backfill(rpc: _Rpc, *, chain_id: int, contract: str, result: StakeIndexResult) -> None:
+    """Back-fill the current stake links not back-filled yet, up to the cursor (already final blocks),
+    at most MAX_BACKFILL_ROUNDS ranges in all; the rest resumes at the next run."""
+    done = StakeBackfill.objects.filter(chain_id=chain_id, contract_address=contract, done_at__isnull=False)
+    links = (
+        WalletLink.objects.filter(purpose=WalletPurpose.STAKE, revoked_at__isnull=True)
+        .exclude(id__in=done.values("link_id"))
+        .order_by("id")
+    )
+    budget = MAX_BACKFILL_ROUNDS
+    for link in links:
+        row, _ = StakeBackfill.objects.get_or_create(
+            link=link,
+            chain_id=chain_id,
+            contract_address=contract,
+            defaults={"address": link.address, "last_block": settings.STAKING_START_BLOCK - 1},
+        )
+        while True:
+            target = StakeCursor.objects.filter(chain_id=chain_id).values_list("last_block", flat=True).get()
+            last, done_at = StakeBackfill.objects.filter(id=row.id).values_list("last_block", "done_at").get()
+            if done_at is not None:
+                break
+            if last >= target:
+                if _backfill_finish(backfill_id=row.id, chain_id=chain_id):
+                    break
+                continue  # the cursor moved meanwhile: read on
+            if budget <= 0:
+                result.backfill_pending += 1
+                break
+            budget -= 1
+            end = min(target, last + settings.CHAIN_SCAN_MAX_BLOCKS)
+            logs = rpc.logs(contract, last + 1, end, provider=link.address)
+            block_times = rpc.checked_block_times(logs)
+            with transaction.atomic():
+                # One back-fill of a link at a time: a second run waits here, then skips what was read.
+                locked = StakeBackfill.objects.select_for_update().get(id=row.id)
+                recorded = 0
+                if locked.last_block < end and locked.done_at is None:
+                    recorded, _ignored = stake_logs_apply(
+                        chain_id=chain_id, logs=logs, block_times=block_times, contract_address=contract, backfill=link
+                    )
+                    locked.last_block = end
+                    locked.save(update_fields=["last_block", "updated_at"])
+            result.recorded += recorded
+            result.backfilled += recorded
+
+
+def _backfill_finish(*, backfill_id: int, chain_id: int) -> bool:
+    """Mark the back-fill done if it has read up to the cursor, under the cursor's row lock (a forward
+    run applies a range and moves the cursor under it). False: the cursor has moved on."""
+    with transaction.atomic():
+        cursor = StakeCursor.objects.select_for_update().get(chain_id=chain_id)
+        StakeBackfill.objects.filter(id=backfill_id, done_at__isnull=True, last_block__gte=cursor.last_block).update(
+            done_at=clock.now(), updated_at=clock.now()
+        )
+        return StakeBackfill.objects.filter(id=backfill_id, done_at__isnull=False).exists()
 
 
 # --- Applying them -------------------------------------------------------------------------------
@@ -253,19 +360,39 @@ def _chain_active(provider: ProviderProfile, address: str) -> int:
     return max(0, active)
 
 
-def stake_logs_apply(*, chain_id: int, logs: Sequence[StakeLog], block_times: dict[int, datetime]) -> tuple[int, int]:
-    """Record each log of a linked stake address once. Returns (recorded, ignored)."""
+def stake_logs_apply(
+    *,
+    chain_id: int,
+    logs: Sequence[StakeLog],
+    block_times: dict[int, datetime],
+    contract_address: str,
+    backfill: WalletLink | None = None,
+) -> tuple[int, int]:
+    """Record each log of a linked stake address once. Returns (recorded, ignored).
+
+    The forward scan (no `backfill`) records the logs of addresses whose current link is back-filled;
+    a back-fill records the logs of its link's address, while that link is current."""
     addresses = {log.address for log in logs}
-    users = dict(
-        WalletLink.objects.filter(
-            purpose=WalletPurpose.STAKE, revoked_at__isnull=True, address__in=addresses
-        ).values_list("address", "user_id")
-    )
+    links = WalletLink.objects.filter(purpose=WalletPurpose.STAKE, revoked_at__isnull=True, address__in=addresses)
+    if backfill is not None:
+        links = links.filter(id=backfill.id)
+    else:
+        links = links.filter(
+            id__in=StakeBackfill.objects.filter(
+                chain_id=chain_id, contract_address=contract_address, done_at__isnull=False
+            ).values("link_id")
+        )
+    users = dict(links.values_list("address", "user_id"))
     recorded = ignored = 0
     for log in logs:
         user_id = users.get(log.address)
         if user_id is None:
-            logger.info("stake log %s#%s of unlinked address %s ignored", log.tx_hash, log.log_index, log.address)
+            logger.info(
+                "stake log %s#%s of %s ignored: not linked, or its back-fill reads it",
+                log.tx_hash,
+                log.log_index,
+                log.address,
+            )
             ignored += 1
             continue
         try:
