@@ -4,7 +4,12 @@ in chain order, once, in bounded ranges that resume after an RPC error."""
 
 from __future__ import annotations
 
+import os
+import threading
+import traceback
+
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from accounts.models import WalletLink
@@ -18,6 +23,7 @@ from tests.factories import make_node, make_provider
 from tests.providers.test_stake_chain import FINALITY, SPON, STAKER, _finalize, _link, _stake
 
 COOLDOWN = 300  # the devnet deployment's cool-down (seconds)
+THREADS = 4
 
 
 @pytest.fixture
@@ -231,3 +237,68 @@ def test_relinking_an_address_backfills_the_events_made_while_it_was_unlinked(ho
     assert _counted(profile) == 200 * SPON
     assert [p.amount for p in stake_pending(provider=profile, address=STAKER.address)] == [100 * SPON]
     assert StakeEvent.objects.count() == 2
+
+
+# --- Indexers in threads (PostgreSQL row locks) --------------------------------------------------
+
+NOT_POSTGRESQL = "the threaded indexer test needs PostgreSQL row locks: set DATABASE_URL=postgres://..."
+ON_CI = os.environ.get("CI") == "true"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _reference_data_back_after_the_last_test(django_db_setup, django_db_blocker):
+    """As in tests/billing/test_concurrency.py: a transactional test empties every table; put the
+    reference data (GPU models, regions) back for a reused test database."""
+    yield
+    contents = getattr(connection, "_test_serialized_contents", None)
+    if contents and connection.vendor == "postgresql":
+        with django_db_blocker.unblock():
+            connection.creation.deserialize_db_from_string(contents)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.skipif(connection.vendor != "postgresql" and not ON_CI, reason=NOT_POSTGRESQL)
+def test_indexers_running_at_once_count_each_event_once_in_chain_order(home, provider):
+    if connection.vendor != "postgresql":
+        pytest.fail(f"{NOT_POSTGRESQL} (CI=true: it must run)")
+    node, _chain = home
+    profile, machine = provider
+    _stake(node, STAKER, 300 * SPON)
+    _finalize(node)
+    stake_chain_index()  # passed over: not linked yet
+    _link(profile.user, STAKER.address)
+    _unstake(node, 100 * SPON)  # after linking: the forward scan's or the back-fill's, never both
+    _stake(node, STAKER, 50 * SPON)
+    _finalize(node)
+
+    barrier = threading.Barrier(THREADS)
+    errors: list[str] = []
+
+    def run() -> None:
+        try:
+            barrier.wait(timeout=30)
+            stake_chain_index()
+        except Exception:  # noqa: BLE001 - every failure is reported by the test
+            errors.append(traceback.format_exc())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "an indexer hung (lock wait?)"
+    assert errors == []
+    stake_chain_index()
+
+    rows = StakeEvent.objects.order_by("id").values_list("kind", "amount")
+    assert [(kind, int(amount)) for kind, amount in rows] == [
+        ("stake", 300 * SPON),
+        ("unstake", 100 * SPON),
+        ("stake", 50 * SPON),
+    ]
+    assert _counted(profile) == 250 * SPON
+    assert [p.amount for p in stake_pending(provider=profile, address=STAKER.address)] == [100 * SPON]
+    machine.refresh_from_db()
+    assert machine.stake_covered
