@@ -331,6 +331,19 @@ def _backfill(rpc: _Rpc, *, chain_id: int, contract: str, result: StakeIndexResu
             result.backfilled += recorded
 
 
+def stake_backfill_pending(*, chain_id: int, address: str) -> bool:
+    """Whether a current stake link of `address` still waits for its back-fill on the chain: until it
+    is done the forward scan leaves the address's events to it, so a cursor past a block does not yet
+    mean that the address's events of that block were read (providers.slashing asks before it calls
+    a mined slash unmirrored)."""
+    done = StakeBackfill.objects.filter(chain_id=chain_id, contract_address=staking_address(), done_at__isnull=False)
+    return (
+        WalletLink.objects.filter(purpose=WalletPurpose.STAKE, revoked_at__isnull=True, address=address)
+        .exclude(id__in=done.values("link_id"))
+        .exists()
+    )
+
+
 def _backfill_finish(*, backfill_id: int, chain_id: int) -> bool:
     """Mark the back-fill done if it has read up to the cursor, under the cursor's row lock (a forward
     run applies a range and moves the cursor under it). False: the cursor has moved on."""

@@ -17,7 +17,7 @@ from chain.evm.client import ChainUnavailable
 from chain.models import Chain, ChainKind
 from providers import stake_chain
 from providers.models import StakeBackfill, StakeCursor, StakeEvent
-from providers.stake_chain import stake_chain_index, stake_pending
+from providers.stake_chain import stake_backfill_pending, stake_chain_index, stake_pending
 from tests.contracts.helpers import call
 from tests.factories import make_node, make_provider
 from tests.providers.test_stake_chain import FINALITY, SPON, STAKER, _finalize, _link, _stake
@@ -78,8 +78,10 @@ def test_a_stake_made_before_linking_counts_once_after_linking(home, provider):
     assert _counted(profile) == 0
 
     _link(profile.user, STAKER.address)
+    assert stake_backfill_pending(chain_id=8453, address=STAKER.address)
     result = stake_chain_index()
     assert (result.recorded, result.backfilled) == (1, 1)
+    assert not stake_backfill_pending(chain_id=8453, address=STAKER.address)
     assert _counted(profile) == 300 * SPON
     machine.refresh_from_db()
     assert machine.stake_covered
