@@ -66,7 +66,7 @@ from providers.models import (
     StakeSource,
 )
 from providers.services import spon_to_base_units, stake_record
-from providers.stake_chain import staking_address, staking_chain
+from providers.stake_chain import stake_backfill_pending, staking_address, staking_chain
 
 logger = logging.getLogger(__name__)
 
@@ -271,7 +271,9 @@ def slashes_reconcile(result: SlashRunResult | None = None) -> SlashRunResult:
         tx = slash.chain_tx
         if tx.status == TxStatus.MINED:
             # The cursor before the event: the indexer commits a block's events before moving past it.
-            read_past = _read_past(tx.chain.chain_id, tx.receipt_block)
+            read_past = _read_past(tx.chain.chain_id, tx.receipt_block) and not stake_backfill_pending(
+                chain_id=tx.chain.chain_id, address=slash.address
+            )
             event = (
                 StakeEvent.objects.filter(
                     source=StakeSource.CHAIN,
