@@ -55,6 +55,9 @@ demo: migrate
 # $SPON for payouts from the treasury, account #1). A public key, refused by the app whenever DEBUG
 # is off.
 DEVNET_RECORDER_KEY := 0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80
+# The devnets' treasury (anvil's public account #1): it receives slashed $SPON and returns it when an
+# appeal is upheld.
+DEVNET_TREASURY_KEY := 0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d
 
 ## run: web on http://127.0.0.1:8000 + Celery worker + beat, in the foreground (Ctrl-C stops all three)
 run: demo
@@ -66,6 +69,7 @@ run: demo
 	DEBUG=1 CHAIN_RECORDER_KEY="$${CHAIN_RECORDER_KEY:-$(DEVNET_RECORDER_KEY)}" \
 		CHAIN_SLASHER_KEY="$${CHAIN_SLASHER_KEY:-$(DEVNET_RECORDER_KEY)}" \
 		CHAIN_PAYOUT_KEY="$${CHAIN_PAYOUT_KEY:-$(DEVNET_RECORDER_KEY)}" \
+		CHAIN_TREASURY_KEY="$${CHAIN_TREASURY_KEY:-$(DEVNET_TREASURY_KEY)}" \
 		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 
 ## test: installs test dependencies and runs pytest (SQLite, or DATABASE_URL/REDIS_URL when set)

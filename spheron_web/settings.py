@@ -394,6 +394,16 @@ STAKE_FAUCET_SPON = env_int("STAKE_FAUCET_SPON", 10_000, min_value=1, max_value=
 # whole $SPON (0: no slash).
 SLASHER_KEY_ENV = env_str("SLASHER_KEY_ENV", "CHAIN_SLASHER_KEY")
 SLASH_LEASE_FAILURE_SPON = env_int("SLASH_LEASE_FAILURE_SPON", 10, min_value=0, max_value=10**7)
+# The slashing policy (issue 22, providers.slashing / marketplace.deployments.penalties): downtime
+# during an active lease slashes the value of that downtime (the lease's price for the seconds
+# lost, in $SPON at its rate) when SLASH_LEASE_DOWNTIME is on; SLASH_LIVENESS_REPEATS failed liveness
+# challenges of one node within an era slash SLASH_LIVENESS_SPON whole $SPON (each era at most
+# once). An upheld appeal returns the slashed $SPON from the treasury, whose key is in the
+# environment variable SLASH_REFUND_KEY_ENV names (`make run`: anvil's account #1, the treasury).
+SLASH_LEASE_DOWNTIME = env_bool("SLASH_LEASE_DOWNTIME", True)
+SLASH_LIVENESS_REPEATS = env_int("SLASH_LIVENESS_REPEATS", 3, min_value=1, max_value=1000)
+SLASH_LIVENESS_SPON = env_int("SLASH_LIVENESS_SPON", 50, min_value=0, max_value=10**7)
+SLASH_REFUND_KEY_ENV = env_str("SLASH_REFUND_KEY_ENV", "CHAIN_TREASURY_KEY")
 
 # Node liveness (providers.liveness). The agent heartbeats every interval; a node silent for
 # longer than NODE_OFFLINE_AFTER_SECONDS goes offline at its last heartbeat.
