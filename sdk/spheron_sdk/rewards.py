@@ -47,7 +47,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from decimal import ROUND_DOWN, Context, Decimal, DecimalException, Inexact, InvalidOperation, localcontext
+from decimal import ROUND_DOWN, Context, Decimal, DecimalException, Inexact, InvalidOperation
+from functools import lru_cache, reduce
 from typing import Any
 
 VERSION = 1
@@ -81,21 +82,31 @@ class ReceiptError(ValueError):
 # --- Parsing -----------------------------------------------------------------------------------
 
 
-def _dec(value: Any, where: str, *, low: Decimal | None = _ZERO, high: Decimal | None = None) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise ReceiptError(f"{where}: expected a decimal string, got {value!r}")
-    if isinstance(value, str) and len(value) > _MAX_DECIMAL_CHARS:
-        raise ReceiptError(f"{where}: longer than {_MAX_DECIMAL_CHARS} characters")
+@lru_cache(maxsize=4096)  # receipts repeat the same few decimals (weights, k, multipliers, shortfalls)
+def _parse_decimal(text: str) -> Decimal | None:
     try:
-        number = Decimal(value)
+        number = Decimal(text)
     except (InvalidOperation, ValueError):
-        raise ReceiptError(f"{where}: {value!r} is not a decimal number") from None
-    if not number.is_finite():
-        raise ReceiptError(f"{where}: {value!r} is not a finite number")
+        return None
+    return number if number.is_finite() else None
+
+
+def _dec(value: Any, where: str, *more: str, low: Decimal | None = _ZERO, high: Decimal | None = None) -> Decimal:
+    """A decimal input; `where` (and `more`, joined with dots) names it in an error."""
+    if type(value) is str and len(value) <= _MAX_DECIMAL_CHARS:
+        number = _parse_decimal(value)
+    elif isinstance(value, Decimal):
+        number = value if value.is_finite() else None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = Decimal(value)
+    else:
+        number = None
+    if number is None:
+        raise ReceiptError(f"{'.'.join((where, *more))}: {value!r} is not a finite decimal (a string of ≤ 40 chars)")
     if low is not None and number < low:
-        raise ReceiptError(f"{where}: {value} is below {low}")
+        raise ReceiptError(f"{'.'.join((where, *more))}: {value} is below {low}")
     if high is not None and number > high:
-        raise ReceiptError(f"{where}: {value} is above {high}")
+        raise ReceiptError(f"{'.'.join((where, *more))}: {value} is above {high}")
     return number
 
 
@@ -152,7 +163,9 @@ def _section(receipt: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 
 def iso(moment: datetime) -> str:
     """A time as receipts write it: ISO 8601 in UTC with a Z."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def seconds(micros: int) -> Decimal:
@@ -236,11 +249,10 @@ def _base_terms(receipt: Mapping[str, Any], terms: dict[str, Any]) -> tuple[Deci
             raise ReceiptError(f"{where}.kind: expected one of {', '.join(UNIT_KINDS)}")
         has_gpu = has_gpu or line["kind"] == "gpu"
         count = _int(line.get("count"), f"{where}.count")
-        multiplier = _dec(line.get("multiplier"), f"{where}.multiplier")
-        k = _dec(line.get("k"), f"{where}.k")
-        with localcontext(_EXACT):
-            points = count * multiplier * k
-            base += points
+        multiplier = _dec(line.get("multiplier"), where, "multiplier")
+        k = _dec(line.get("k"), where, "k")
+        points = _EXACT.multiply(_EXACT.multiply(Decimal(count), multiplier), k)
+        base = _EXACT.add(base, points)
         terms[f"{where}.points"] = points
     terms["base.points"] = base
     return base, has_gpu
@@ -273,9 +285,10 @@ def _liveness_terms(receipt: Mapping[str, Any], terms: dict[str, Any], has_gpu: 
     raw_weights = section.get("weights")
     if not isinstance(raw_weights, Mapping) or set(raw_weights) - set(RESOURCES):
         raise ReceiptError(f"liveness.weights: expected weights of {', '.join(RESOURCES)}")
-    weights = {name: _dec(raw_weights.get(name, "0"), f"liveness.weights.{name}", high=_ONE) for name in RESOURCES}
-    if sum(weights.values()) != _ONE:
-        raise ReceiptError(f"liveness.weights: they sum to {sum(weights.values())}, not 1")
+    weights = {name: _dec(raw_weights.get(name, "0"), "liveness.weights", name, high=_ONE) for name in RESOURCES}
+    weight_sum = reduce(_EXACT.add, weights.values())
+    if weight_sum != _ONE:
+        raise ReceiptError(f"liveness.weights: they sum to {weight_sum}, not 1")
     if not has_gpu and weights["gpu"] != _ZERO:
         raise ReceiptError("liveness.weights.gpu: a node without a GPU has no GPU weight")
     challenges = section.get("challenges", [])
@@ -289,10 +302,10 @@ def _liveness_terms(receipt: Mapping[str, Any], terms: dict[str, Any], has_gpu: 
         if not isinstance(shortfall, Mapping) or set(shortfall) - set(RESOURCES):
             raise ReceiptError(f"{where}.shortfall: expected shortfalls of {', '.join(RESOURCES)}")
         weighted = _ZERO
-        with localcontext(_EXACT):
-            for name in RESOURCES:
-                weighted += _dec(shortfall.get(name, "0"), f"{where}.shortfall.{name}", high=_ONE) * weights[name]
-            total += weighted
+        for name in RESOURCES:
+            value = _dec(shortfall.get(name, "0"), where, "shortfall", name, high=_ONE)
+            weighted = _EXACT.add(weighted, _EXACT.multiply(value, weights[name]))
+        total = _EXACT.add(total, weighted)
         terms[f"{where}.weighted"] = weighted
     count = passed + len(challenges)
     weighted_shortfall = _ZERO
@@ -323,8 +336,7 @@ def _utilization_terms(receipt: Mapping[str, Any], terms: dict[str, Any], online
     terms["utilization.leased_unit_seconds"] = seconds(leased)
     terms["utilization.online_unit_seconds"] = seconds(online_unit)
     terms["utilization.utilization"] = utilization
-    with localcontext(_EXACT):
-        terms["utilization.factor"] = _ONE + bonus * utilization
+    terms["utilization.factor"] = _EXACT.add(_ONE, _EXACT.multiply(bonus, utilization))
 
 
 def _spon_terms(receipt: Mapping[str, Any], terms: dict[str, Any], points: Decimal) -> None:
@@ -375,15 +387,17 @@ def reward_recompute(receipt: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(forfeit.get("forfeited"), bool):
         raise ReceiptError("forfeit.forfeited: expected true or false")
     terms["forfeit.factor"] = _ZERO if forfeit["forfeited"] else _ONE
-    with localcontext(_EXACT):
-        product = (
-            base
-            * terms["uptime.factor"]
-            * terms["liveness.factor"]
-            * multiplier
-            * terms["utilization.factor"]
-            * terms["forfeit.factor"]
-        )
+    product = reduce(
+        _EXACT.multiply,
+        (
+            terms["uptime.factor"],
+            terms["liveness.factor"],
+            multiplier,
+            terms["utilization.factor"],
+            terms["forfeit.factor"],
+        ),
+        base,
+    )
     points = _truncate(product)
     terms["points"] = points
     if receipt.get("era", {}).get("emission") is not None:
@@ -399,12 +413,17 @@ def reward_points(receipt: Mapping[str, Any]) -> Decimal:
 # --- Writing and checking receipts -------------------------------------------------------------
 
 
+@lru_cache(maxsize=1024)
+def _path_parts(path: str) -> tuple[str | int, ...]:
+    """ "liveness.challenges.0.weighted" → ("liveness", "challenges", 0, "weighted")."""
+    return tuple(int(part) if part.isdigit() else part for part in path.split("."))
+
+
 def _walk(document: Any, path: str) -> tuple[Any, str | int]:
-    parts = path.split(".")
-    for part in parts[:-1]:
-        document = document[int(part)] if isinstance(document, list) else document[part]
-    last = parts[-1]
-    return document, int(last) if isinstance(document, list) else last
+    *parts, last = _path_parts(path)
+    for part in parts:
+        document = document[part]
+    return document, last
 
 
 def _lookup(document: Any, path: str) -> Any:
@@ -477,10 +496,12 @@ def spon_split(points_by_node: Mapping[Any, Any], emission: int) -> dict[str, An
     left-over units one each by largest remainder, ties to the lower node id (node ids must be
     mutually comparable). Σ amounts == emission when the total points are positive, else 0."""
     emission = _int(emission, "emission")
-    micro = {
-        node: _micro_points(_dec(points, f"points of {node}"), f"points of {node}")
-        for node, points in points_by_node.items()
-    }
+    micro = {}
+    for node, points in points_by_node.items():
+        try:
+            micro[node] = _micro_points(_dec(points, "points"), "points")
+        except ReceiptError as error:
+            raise ReceiptError(f"node {node}: {error}") from None
     total = sum(micro.values())
     floors: dict[Any, int] = {}
     remainders: dict[Any, int] = {}
