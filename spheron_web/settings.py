@@ -376,6 +376,33 @@ EARNINGS_HOLD_HOURS = env_int("EARNINGS_HOLD_HOURS", 72, min_value=0, max_value=
 PAYOUT_KEY_ENV = env_str("PAYOUT_KEY_ENV", "CHAIN_PAYOUT_KEY")
 PAYOUT_APPROVAL_THRESHOLD_USD = env_decimal("PAYOUT_APPROVAL_THRESHOLD_USD", Decimal("500"), min_value=Decimal(0))
 PAYOUT_MIN_USD = env_decimal("PAYOUT_MIN_USD", Decimal("1"), min_value=Decimal(0))
+# Era rewards (providers.rewards.params_from_settings; the formula is spheron_sdk.rewards, the
+# figures protocol-facts.md's "Fizz node"; "ours" where marked). RewardParams checks them when
+# built: weights summing to 1, a trust multiplier for each tier 1-7, at most 6 decimals for the
+# threshold, at most 18 for the emission.
+REWARD_K_PER_GPU = env_decimal("REWARD_K_PER_GPU", Decimal("500"), min_value=Decimal(0))
+REWARD_K_PER_CPU_CORE = env_decimal("REWARD_K_PER_CPU_CORE", Decimal("25"), min_value=Decimal(0))
+REWARD_UPTIME_THRESHOLD = env_decimal(
+    "REWARD_UPTIME_THRESHOLD", Decimal("0.5"), min_value=Decimal(0), max_value=Decimal(1)
+)
+REWARD_WEIGHTS_GPU = {
+    name: env_decimal(f"REWARD_WEIGHT_GPU_{name.upper()}", Decimal(default), min_value=Decimal(0), max_value=Decimal(1))
+    for name, default in (("cpu", "0.2"), ("ram", "0.1"), ("storage", "0.1"), ("gpu", "0.6"))
+}
+REWARD_WEIGHTS_CPU = {
+    name: env_decimal(f"REWARD_WEIGHT_CPU_{name.upper()}", Decimal(default), min_value=Decimal(0), max_value=Decimal(1))
+    for name, default in (("cpu", "0.5"), ("ram", "0.25"), ("storage", "0.25"))
+}
+REWARD_TRUST_MULTIPLIERS = {
+    tier: env_decimal(f"REWARD_TRUST_MULTIPLIER_{tier}", Decimal(default), min_value=Decimal(0), max_value=Decimal(100))
+    for tier, default in zip(range(1, 8), ("2.0", "1.7", "1.5", "1.2", "1.1", "1.0", "0"), strict=True)
+}
+REWARD_UTILIZATION_BONUS = env_decimal(  # ours: a node leased all its online time earns 1.5x
+    "REWARD_UTILIZATION_BONUS", Decimal("0.5"), min_value=Decimal(0), max_value=Decimal(10)
+)
+REWARD_ERA_EMISSION_SPON = env_decimal(  # ours: whole $SPON issued per era, shared pro rata by points
+    "REWARD_ERA_EMISSION_SPON", Decimal("100000"), min_value=Decimal(0)
+)
 # Providers
 MIN_STAKE_PER_GPU_SPON = env_decimal("MIN_STAKE_PER_GPU_SPON", Decimal("200"), min_value=Decimal(0))
 # Stake from the chain (providers.stake_chain): the SponStaking contract on the home chain. The
