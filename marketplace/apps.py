@@ -6,9 +6,9 @@ class MarketplaceConfig(AppConfig):
     verbose_name = "Marketplace"
 
     def ready(self) -> None:
-        from marketplace.deployments.penalties import lease_failure_slash
+        from marketplace.deployments.penalties import lease_downtime_slash
         from marketplace.deployments.services import register_hooks, register_lease_failure_penalty
 
         register_hooks()
-        # The interim slash for a lease its node's failure ended (the rewards issue replaces it).
-        register_lease_failure_penalty(lease_failure_slash)
+        # The slashing policy: downtime during a lease its node's failure ended slashes its value.
+        register_lease_failure_penalty(lease_downtime_slash)

@@ -636,6 +636,14 @@ class Slash(models.Model):
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    node = models.ForeignKey(
+        Node,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="slashes",
+        help_text="The node whose failure the slash is for (the evidence page links it)",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -647,3 +655,61 @@ class Slash(models.Model):
 
     def __str__(self) -> str:
         return f"Slash {self.reference}: {self.amount / 10**SPON_DECIMALS:,} $SPON ({self.status})"
+
+
+class AppealStatus(models.TextChoices):
+    OPEN = "open", "Open (an admin decides)"
+    UPHELD = "upheld", "Upheld"
+    DISMISSED = "dismissed", "Dismissed"
+
+
+class RefundStatus(models.TextChoices):
+    NONE = "", "—"
+    WAITING = "waiting", "Waits for the treasury key"
+    SENDING = "sending", "Sending on chain"
+    RETURNED = "returned", "Returned to the stake address"
+    FAILED = "failed", "Failed"
+    RESTORED = "restored", "Restored to the admin-recorded stake"
+    NOTHING = "nothing", "Nothing to return"
+
+
+class SlashAppeal(models.Model):
+    """A provider's appeal of one of their slashes (one per slash), decided by an admin
+    (providers.slashing: `appeal_create`, `appeal_decide`). An upheld appeal returns what was slashed:
+    on chain a $SPON transfer from the treasury to the stake address slashed (`refund_tx`, reconciled
+    by `slashes_run`), off chain a stake event on the admin-recorded stake (`refund_stake_event`)."""
+
+    slash = models.OneToOneField(Slash, on_delete=models.PROTECT, related_name="appeal")
+    text = models.TextField(max_length=2000)
+    status = models.CharField(max_length=10, choices=AppealStatus.choices, default=AppealStatus.OPEN)
+    created_at = models.DateTimeField()
+    answer = models.TextField(max_length=2000, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    refund_status = models.CharField(max_length=10, choices=RefundStatus.choices, blank=True, default="")
+    refund_amount = BaseUnitsField(null=True, blank=True, help_text="$SPON base units returned")
+    refund_tx = models.ForeignKey(
+        "chain.ChainTransaction", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    refund_stake_event = models.OneToOneField(
+        StakeEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="appeal_refund"
+    )
+    refund_note = models.CharField(max_length=500, blank=True)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status"], condition=Q(status="open"), name="appeal_open"),
+            models.Index(
+                fields=["refund_status"],
+                condition=Q(refund_status__in=("waiting", "sending")),
+                name="appeal_refund_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Appeal of slash {self.slash_id} ({self.status})"

@@ -39,17 +39,21 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
-from eth_utils import keccak
+from django.db.models import Q, QuerySet
+from django.http import Http404
+from eth_utils import keccak, to_checksum_address
 
 from accounts.models import User, WalletPurpose
 from accounts.wallets import wallet_current
 from billing.deposit_pages import encode_call
+from billing.models import UsageMeter
 from chain.keys import key_from_env
 from chain.models import TxStatus
 from chain.sender import transaction_record
@@ -57,8 +61,16 @@ from core import clock
 from core.errors import ApplicationError
 from providers.models import (
     SPON_DECIMALS,
+    AppealStatus,
+    ChallengeStatus,
+    Node,
+    NodeChallenge,
+    NodeEvent,
+    NodeEventKind,
     ProviderProfile,
+    RefundStatus,
     Slash,
+    SlashAppeal,
     SlashStatus,
     StakeCursor,
     StakeEvent,
@@ -67,6 +79,7 @@ from providers.models import (
 )
 from providers.services import spon_to_base_units, stake_record
 from providers.stake_chain import stake_backfill_pending, staking_address, staking_chain
+from providers.uptime import ERA, last_era_end
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +138,7 @@ def slash_decide(
     evidence_type: str = "",
     evidence_id: str = "",
     decided_by: User | None = None,
+    node: Node | None = None,
 ) -> Slash:
     """Decide a slash of the provider: on chain (recorded, sent by `slashes_run`) or applied at once
     to admin-recorded stake (see the module's rule). The same `reference` again returns the slash
@@ -160,6 +174,7 @@ def slash_decide(
                 address=address,
                 created_at=clock.now(),
                 decided_by=decided_by,
+                node=node,
             )
             if not address:
                 _apply_off_chain(slash, locked)
@@ -207,6 +222,10 @@ class SlashRunResult:
     failed: int = 0
     waiting: str = ""  # why decided slashes were not recorded for sending
     errors: list[str] = field(default_factory=list)
+    refunds_recorded: int = 0
+    refunds_returned: int = 0
+    refunds_failed: int = 0
+    refunds_waiting: str = ""  # why upheld appeals' refunds were not recorded for sending
 
 
 _told: set[str] = set()  # the reasons for waiting already logged by this process
@@ -323,9 +342,11 @@ def _read_past(chain_id: int, block: int | None) -> bool:
 
 def slashes_run() -> SlashRunResult:
     """The beat task's pass: settle what the sender and the stake indexer settled, then record the
-    transactions of newly decided slashes."""
+    transactions of newly decided slashes; the same for the refunds of upheld appeals."""
     result = slashes_reconcile()
-    return slashes_record(result)
+    result = slashes_record(result)
+    refunds_reconcile(result)
+    return refunds_record(result)
 
 
 # --- Reads ---------------------------------------------------------------------------------------
@@ -333,4 +354,328 @@ def slashes_run() -> SlashRunResult:
 
 def slash_list(*, provider: ProviderProfile, limit: int = 50) -> QuerySet[Slash]:
     """The provider's slashes, newest first, with their transactions."""
-    return Slash.objects.filter(provider=provider).select_related("chain_tx__chain", "stake_event")[:limit]
+    return Slash.objects.filter(provider=provider).select_related(
+        "chain_tx__chain", "stake_event", "appeal__refund_tx__chain"
+    )[:limit]
+
+
+# --- The policy: failed liveness (issue 22, part 4) ----------------------------------------------
+#
+# A failed liveness challenge is one the agent answered and the answer failed: the resources were
+# not there, the nonce was wrong, or it came after the deadline (status failed, or missed with an
+# answer). Those are the ones providers.liveness reports through `hooks.challenge_failed`. A
+# challenge nobody answered (the node went silent, or ignored it) is counted as downtime by
+# liveness (NODE_CHALLENGE_PENALTY_SECONDS each), not here. A challenge belongs to the era (UTC day,
+# providers.uptime) it was issued in.
+
+LIVENESS_PREFIX = "liveness"
+
+
+def _failed_liveness() -> Q:
+    return Q(status=ChallengeStatus.FAILED) | Q(status=ChallengeStatus.MISSED, answered_at__isnull=False)
+
+
+def era_bounds(at: datetime) -> tuple[datetime, datetime]:
+    """The era (providers.uptime: 24 h from 00:00 UTC) that `at` falls in."""
+    start = last_era_end(at)
+    return start, start + ERA
+
+
+def _era_token(era_start: datetime) -> str:
+    return era_start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def liveness_reference(*, node_id: int, era_start: datetime) -> str:
+    return f"{LIVENESS_PREFIX}:{node_id}:{_era_token(era_start)}"
+
+
+def era_failed_challenges(*, node: Node | int, era_start: datetime, era_end: datetime) -> QuerySet[NodeChallenge]:
+    node_id = node if isinstance(node, int) else node.id
+    return (
+        NodeChallenge.objects.filter(node_id=node_id, issued_at__gte=era_start, issued_at__lt=era_end)
+        .filter(_failed_liveness())
+        .order_by("issued_at", "id")
+    )
+
+
+def liveness_failure_slash(node_id: int, challenge_id: str, reason: str) -> Slash | None:
+    """providers.hooks' challenge-failure handler (after the answer's commit): the node's
+    SLASH_LIVENESS_REPEATS-th failed challenge of an era decides one slash of SLASH_LIVENESS_SPON whole
+    $SPON; more failures in the same era find the same reference and decide nothing more."""
+    whole_spon = settings.SLASH_LIVENESS_SPON
+    if whole_spon <= 0:
+        return None
+    node = Node.objects.select_related("provider").filter(id=node_id).first()
+    challenge = NodeChallenge.objects.filter(node_id=node_id, public_id=challenge_id).first()
+    if node is None or challenge is None or node.is_simulated:
+        return None
+    era_start, era_end = era_bounds(challenge.issued_at)
+    failed = list(
+        era_failed_challenges(node=node, era_start=era_start, era_end=era_end).values_list("public_id", flat=True)
+    )
+    repeats = settings.SLASH_LIVENESS_REPEATS
+    if len(failed) < repeats:
+        return None
+    first_words = " ".join((reason or "").split())[:60]
+    text = (
+        f"Node {node.id} failed {len(failed)} liveness challenges in the era of {era_start:%Y-%m-%d} UTC "
+        f"({repeats} slash {whole_spon} $SPON); last: {first_words}"
+    )
+    try:
+        return slash_decide(
+            provider=node.provider,
+            amount_base_units=whole_spon * 10**SPON_DECIMALS,
+            reason=text[:MAX_REASON],
+            reference=liveness_reference(node_id=node.id, era_start=era_start),
+            evidence_type="challenge",
+            evidence_id=challenge.public_id,
+            node=node,
+        )
+    except ApplicationError as exc:  # never fail the heartbeat that carried the answer
+        logger.error("node %s: the liveness slash was not decided: %s", node.id, exc.message)
+        return None
+
+
+def era_forfeit_reason(node: Node | int, era_start: datetime, era_end: datetime) -> str:
+    """Why the node's rewards for the era [era_start, era_end) are forfeited, or "" when they are
+    not: resources that differ from the node's registration (a liveness answer flagged it for review:
+    spoofed resources), or any failed liveness challenge of the era (as defined above)."""
+    node_id = node if isinstance(node, int) else node.id
+    parts = []
+    flagged = (
+        NodeEvent.objects.filter(node_id=node_id, kind=NodeEventKind.FLAGGED, at__gte=era_start, at__lt=era_end)
+        .exclude(message__startswith="review cleared")
+        .order_by("at", "id")
+        .values_list("at", "message")
+        .first()
+    )
+    if flagged is not None:
+        parts.append(f"spoofed resources: {flagged[1]} (at {flagged[0]:%H:%M:%S} UTC)")
+    failed = era_failed_challenges(node=node_id, era_start=era_start, era_end=era_end)
+    count = failed.count()
+    if count:
+        first = failed.values_list("public_id", "issued_at", "failure_reason").first()
+        noun = "challenge" if count == 1 else "challenges"
+        why = " ".join((first[2] or "").split())[:120]
+        parts.append(f"{count} failed liveness {noun} (first {first[0]} at {first[1]:%H:%M:%S} UTC: {why})")
+    return "; ".join(parts)
+
+
+# --- Appeals -------------------------------------------------------------------------------------
+#
+# The provider appeals an applied slash once (status open); an admin upholds or dismisses it with an
+# answer. Upholding returns what was slashed, in the same database transaction as the decision:
+#
+# - on chain: a SponToken `transfer(stake address, amount slashed)` from the treasury key
+#   (SLASH_REFUND_KEY_ENV) recorded through chain.sender (purpose "slash-refund", reference
+#   "slash-refund:<slash id>"): the tokens go back to the wallet, not into SponStaking (it has no
+#   stake-for), so the provider stakes them again. Without the key the refund waits (refund status
+#   "waiting", with why) and `slashes_run` records it once the key is there; `slashes_run` then
+#   marks it returned once mined, or failed with the sender's reason.
+# - off chain: a stake event of the amount on the admin-recorded stake ("appeal upheld (slash #id)").
+#
+# A decided appeal is never decided again, and the transaction's key is the slash's id, so a retry
+# never refunds twice.
+
+REFUND_PURPOSE = "slash-refund"
+MAX_APPEAL = 2000
+APPEALABLE = (SlashStatus.APPLIED, SlashStatus.OFF_CHAIN)
+
+
+def _clean_long_text(text: str, *, field_name: str, label: str, required_message: str) -> str:
+    text = (text or "").replace("\r\n", "\n").strip()
+    if not text:
+        raise ApplicationError(required_message, {"field": field_name})
+    if len(text) > MAX_APPEAL:
+        raise ApplicationError(f"{label} has at most {MAX_APPEAL:,} characters.", {"field": field_name})
+    if any((ord(ch) < 32 and ch not in "\n\t") or ord(ch) == 127 for ch in text):
+        raise ApplicationError(f"{label} cannot contain control characters.", {"field": field_name})
+    return text
+
+
+def get_slash_for_provider(*, provider: ProviderProfile, slash_id: int) -> Slash:
+    slash = Slash.objects.filter(provider=provider, id=slash_id).select_related("node").first()
+    if slash is None:
+        raise Http404("No such slash.")
+    return slash
+
+
+def appeal_create(*, provider: ProviderProfile, slash_id: int, text: str) -> SlashAppeal:
+    """The provider's appeal of their own applied slash (another's: 404); one per slash."""
+    slash = get_slash_for_provider(provider=provider, slash_id=slash_id)
+    if slash.status not in APPEALABLE:
+        raise ApplicationError("Only a slash that was applied can be appealed.", {"field": "slash"}, status=409)
+    text = _clean_long_text(text, field_name="text", label="The appeal", required_message="Write your appeal.")
+    already = ApplicationError("You have already appealed this slash.", {"field": "slash"}, status=409)
+    if SlashAppeal.objects.filter(slash=slash).exists():
+        raise already
+    try:
+        with transaction.atomic():
+            return SlashAppeal.objects.create(slash=slash, text=text, created_at=clock.now())
+    except IntegrityError:
+        raise already from None
+
+
+def appeal_decide(*, appeal_id: int, uphold: bool, answer: str, by: User | None) -> SlashAppeal:
+    """Uphold (return what was slashed: see above) or dismiss an open appeal, with the admin's
+    answer. One database transaction; no network. An appeal already decided is refused."""
+    answer = _clean_long_text(
+        answer, field_name="answer", label="The answer", required_message="Write the answer the provider will read."
+    )
+    with transaction.atomic():
+        appeal = SlashAppeal.objects.select_for_update().select_related("slash__chain_tx__chain").get(id=appeal_id)
+        if appeal.status != AppealStatus.OPEN:
+            raise ApplicationError(f"Appeal {appeal.id} was already {appeal.status}.", status=409)
+        appeal.status = AppealStatus.UPHELD if uphold else AppealStatus.DISMISSED
+        appeal.answer, appeal.decided_by, appeal.decided_at = answer, by, clock.now()
+        if uphold:
+            _refund_start(appeal, by=by)
+        appeal.save()
+    return appeal
+
+
+def _refund_start(appeal: SlashAppeal, *, by: User | None) -> None:
+    slash = appeal.slash
+    amount = int(slash.amount_slashed or 0)
+    if amount <= 0:
+        appeal.refund_status = RefundStatus.NOTHING
+        appeal.refund_note = "Nothing was counted as slashed here, so nothing is returned."
+        return
+    appeal.refund_amount = amount
+    if slash.status == SlashStatus.OFF_CHAIN:
+        provider = ProviderProfile.objects.get(id=slash.provider_id)
+        event = stake_record(
+            provider=provider,
+            kind=StakeEventKind.STAKE,
+            amount=format(Decimal(amount).scaleb(-SPON_DECIMALS), "f"),
+            reason=f"appeal upheld (slash #{slash.id})",
+            by=by,
+        )
+        appeal.refund_status, appeal.refund_stake_event, appeal.refunded_at = RefundStatus.RESTORED, event, clock.now()
+        return
+    appeal.refund_status = RefundStatus.WAITING
+    _refund_record(appeal)
+
+
+def _refund_record(appeal: SlashAppeal) -> str:
+    """Records the refund transfer of an upheld on-chain appeal (inside the caller's transaction):
+    status sending, or waiting with why. Returns why it waits ("" when recorded)."""
+    slash = appeal.slash
+    key_env = settings.SLASH_REFUND_KEY_ENV
+    try:
+        key = key_from_env(key_env)
+    except ImproperlyConfigured as exc:
+        key, why = "", str(exc)
+    else:
+        why = "" if key else f"{key_env} is not set"
+    chain = slash.chain_tx.chain if slash.chain_tx_id else staking_chain()
+    if not why and (chain is None or chain.chain_id is None or not chain.spon_token_address):
+        why = "no $SPON token is configured on the staking chain"
+    if why:
+        appeal.refund_status = RefundStatus.WAITING
+        appeal.refund_note = f"The refund waits: {why}."[:500]
+        return why
+    tx = transaction_record(
+        chain=chain,
+        purpose=REFUND_PURPOSE,
+        reference=f"{REFUND_PURPOSE}:{slash.id}",
+        to=chain.spon_token_address,
+        data=encode_call("SponToken", "transfer", [to_checksum_address(slash.address), int(appeal.refund_amount)]),
+        sender_key_env=key_env,
+    )
+    appeal.refund_tx, appeal.refund_status, appeal.refund_note = tx, RefundStatus.SENDING, ""
+    return ""
+
+
+def refunds_record(result: SlashRunResult | None = None) -> SlashRunResult:
+    """Records the refund transfers that wait (upheld while the treasury key was missing)."""
+    result = result or SlashRunResult()
+    for appeal_id in list(
+        SlashAppeal.objects.filter(refund_status=RefundStatus.WAITING).order_by("id").values_list("id", flat=True)
+    ):
+        with transaction.atomic():
+            appeal = (
+                SlashAppeal.objects.select_for_update(skip_locked=True)
+                .select_related("slash__chain_tx__chain")
+                .filter(id=appeal_id, refund_status=RefundStatus.WAITING, refund_tx__isnull=True)
+                .first()
+            )
+            if appeal is None:
+                continue
+            why = _refund_record(appeal)
+            appeal.save(update_fields=["refund_tx", "refund_status", "refund_note", "updated_at"])
+        if why:
+            result.refunds_waiting = why
+            if why not in _told:
+                _told.add(why)
+                logger.warning("slashes: upheld appeals' refunds wait: %s", why)
+            break  # the same reason for every one: try again on the next pass
+        result.refunds_recorded += 1
+    return result
+
+
+def refunds_reconcile(result: SlashRunResult | None = None) -> SlashRunResult:
+    """Refunds whose transfer the sender settled: mined → returned; failed or replaced → failed."""
+    result = result or SlashRunResult()
+    sending = SlashAppeal.objects.filter(refund_status=RefundStatus.SENDING, refund_tx__isnull=False).select_related(
+        "refund_tx"
+    )
+    for appeal in sending:
+        tx = appeal.refund_tx
+        if tx.status == TxStatus.MINED:
+            result.refunds_returned += SlashAppeal.objects.filter(
+                id=appeal.id, refund_status=RefundStatus.SENDING
+            ).update(refund_status=RefundStatus.RETURNED, refunded_at=clock.now(), updated_at=clock.now())
+        elif tx.status in (TxStatus.FAILED, TxStatus.REPLACED):
+            why = tx.revert_reason or tx.error or f"the transaction was {tx.get_status_display().lower()}"
+            result.refunds_failed += SlashAppeal.objects.filter(
+                id=appeal.id, refund_status=RefundStatus.SENDING
+            ).update(
+                refund_status=RefundStatus.FAILED,
+                refund_note=f"The refund transfer failed: {why}. An operator must return it by hand."[:500],
+                updated_at=clock.now(),
+            )
+    return result
+
+
+# --- Evidence (the provider's view of a slash) ---------------------------------------------------
+
+
+def slash_evidence(slash: Slash) -> dict[str, Any]:
+    """What the provider can check a slash against: for a lease, its meter (price, start, charged
+    until the last heartbeat) and the node's events over the downtime; for a challenge, the node's
+    failed challenges of that era."""
+    provider = slash.provider
+    evidence: dict[str, Any] = {"kind": slash.evidence_type, "node": slash.node}
+    if slash.evidence_type == "lease":
+        meter = UsageMeter.objects.filter(
+            reference_type="lease", reference_id=slash.evidence_id, payee_id=provider.user_id
+        ).first()
+        evidence["meter"] = meter
+        if slash.node is not None and meter is not None and meter.closed_at is not None:
+            evidence["events"] = list(
+                NodeEvent.objects.filter(
+                    node=slash.node,
+                    at__gte=meter.closed_at - timedelta(minutes=1),
+                    at__lte=slash.created_at + timedelta(minutes=1),
+                ).order_by("at", "id")[:50]
+            )
+    elif slash.evidence_type == "challenge":
+        challenge = (
+            NodeChallenge.objects.filter(public_id=slash.evidence_id, node__provider=provider)
+            .select_related("node")
+            .first()
+        )
+        if challenge is not None:
+            era_start, era_end = era_bounds(challenge.issued_at)
+            evidence.update(
+                {
+                    "node": slash.node or challenge.node,
+                    "era_start": era_start,
+                    "era_end": era_end,
+                    "challenges": list(
+                        era_failed_challenges(node=challenge.node_id, era_start=era_start, era_end=era_end)[:100]
+                    ),
+                }
+            )
+    return evidence

@@ -1,13 +1,16 @@
-"""Who decides slashes today: the lease-failure penalty (marketplace.deployments.penalties, one slash
-per lease its node's failure ended) and an admin (the Slash admin's form, reached from the provider)."""
+"""Who decides slashes: the downtime policy (marketplace.deployments.penalties, one slash per lease its
+node's failure ended, worth the downtime; more in test_slashing_policy.py) and an admin (the Slash
+admin's form, reached from the provider)."""
 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
-from chain.models import ChainTransaction
+from chain.models import ChainTransaction, Rate
 from core import clock
 from marketplace.deployments import services as deployments
 from marketplace.models import CloseReason, LeaseStatus
@@ -20,7 +23,7 @@ from tests.factories import make_provider, make_user
 SPON = 10**18
 
 
-# --- The lease-failure penalty -------------------------------------------------------------------
+# --- The downtime penalty -------------------------------------------------------------------
 
 
 def _fail_lease(renter, settings, django_capture_on_commit_callbacks):  # noqa: F811
@@ -40,43 +43,44 @@ def _fail_lease(renter, settings, django_capture_on_commit_callbacks):  # noqa: 
     return lease, last_good
 
 
-def test_a_lease_ended_by_its_node_failure_slashes_the_provider_once(
+def test_a_lease_ended_by_its_node_failure_slashes_the_value_of_its_downtime_once(
     renter,  # noqa: F811
     market,  # noqa: F811
     settings,
     django_capture_on_commit_callbacks,
 ):
-    settings.SLASH_LEASE_FAILURE_SPON = 10
+    Rate.objects.create(symbol="SPON", usd_per_unit=Decimal("0.05"), at=timezone.now(), source="test")
     provider = market["cheap"].provider
     stake_record(provider=provider, kind="stake", amount="1000", reason="agreement")  # no stake address: off chain
     lease, last_good = _fail_lease(renter, settings, django_capture_on_commit_callbacks)
 
     slash = Slash.objects.get()
-    assert slash.provider_id == lease.node.provider_id == provider.id
+    assert slash.provider_id == lease.node.provider_id == provider.id and slash.node_id == lease.node_id
     assert (slash.reference, slash.evidence_type, slash.evidence_id) == (
-        f"lease-failure:{lease.id}",
+        f"lease-downtime:{lease.id}",
         "lease",
         str(lease.id),
     )
-    assert slash.reason == (
-        f"Lease {lease.id} on node {lease.node_id} ended by the node's failure: no heartbeat for 61 s "
-        f"(last at {last_good:%Y-%m-%d %H:%M:%S} UTC)."
-    )
-    assert (slash.status, int(slash.amount), int(slash.amount_slashed)) == (SlashStatus.OFF_CHAIN, 10 * SPON, 10 * SPON)
+    usd = lease.price_per_hour_micros * 61 // 3600
+    amount = usd * 10**18 // 50_000  # $0.05 a $SPON = 50,000 micro-USD
+    down = f"Lease {lease.id} on node {lease.node_id}: down 61 s ({last_good:%Y-%m-%d %H:%M:%S}"
+    assert slash.reason.startswith(down)
+    assert (slash.status, int(slash.amount), int(slash.amount_slashed)) == (SlashStatus.OFF_CHAIN, amount, amount)
     provider.refresh_from_db()
-    assert (int(provider.staked_spon), provider.slash_count) == (990 * SPON, 1)
+    assert (int(provider.staked_spon), provider.slash_count) == (1000 * SPON - amount, 1)
 
     # The check scheduled for the node runs again (or the fold's sweep does): no second slash.
     assert deployments.node_leases_fail(node_id=lease.node_id, last_good=last_good) == 0
-    from marketplace.deployments.penalties import lease_failure_slash
+    from marketplace.deployments.penalties import lease_downtime_slash
 
-    assert lease_failure_slash(lease, last_good).pk == slash.pk
+    assert lease_downtime_slash(lease, last_good).pk == slash.pk
     assert Slash.objects.count() == 1 and StakeEvent.objects.filter(kind="slash").count() == 1
     assert not ChainTransaction.objects.exists()
 
 
-def test_no_slash_when_the_interim_policy_is_zero(renter, market, settings, django_capture_on_commit_callbacks):  # noqa: F811
-    settings.SLASH_LEASE_FAILURE_SPON = 0
+def test_no_slash_when_the_downtime_policy_is_off(renter, market, settings, django_capture_on_commit_callbacks):  # noqa: F811
+    Rate.objects.create(symbol="SPON", usd_per_unit=Decimal("0.05"), at=timezone.now(), source="test")
+    settings.SLASH_LEASE_DOWNTIME = False
     _fail_lease(renter, settings, django_capture_on_commit_callbacks)
     assert not Slash.objects.exists()
 
@@ -87,7 +91,7 @@ def test_a_provider_with_nothing_staked_gets_a_failed_slash_and_the_failover_goe
     settings,
     django_capture_on_commit_callbacks,
 ):
-    settings.SLASH_LEASE_FAILURE_SPON = 10
+    Rate.objects.create(symbol="SPON", usd_per_unit=Decimal("0.05"), at=timezone.now(), source="test")
     lease, _last_good = _fail_lease(renter, settings, django_capture_on_commit_callbacks)
     slash = Slash.objects.get()
     assert (slash.status, slash.failure_reason) == (SlashStatus.FAILED, "The provider has no stake to slash.")
