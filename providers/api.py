@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
-from ninja import Router, Status
+from ninja import Query, Router, Status
 from pydantic import (
     BaseModel,
     Field,
@@ -26,6 +26,7 @@ from core.throttle import auth_failure
 from providers import liveness, selectors, services
 from providers.auth import MAX_NODE_PAYLOAD_BYTES as MAX_NODE_PAYLOAD_BYTES  # heartbeat_wsgi reads it here
 from providers.auth import NodeHeartbeatAuth, NodeTokenAuth
+from providers.calculator import estimate_for_query, estimate_json
 from providers.registration import node_register
 
 node_router = Router(tags=["nodes"])
@@ -336,3 +337,62 @@ def node_maintenance(request: HttpRequest, node_id: int, payload: MaintenanceIn)
         **{key: row[key] for key in NodeOut.model_fields if key in row},
         "last_seen_at": row["last_seen_at"].isoformat() if row["last_seen_at"] else None,
     }
+
+
+# --- The earnings calculator (public) ------------------------------------------------------------
+
+QueryText = Annotated[str, StringConstraints(max_length=64)]
+
+
+class EarningsEstimateQuery(BaseModel):
+    """The calculator's inputs as a query string; providers.calculator.CalculatorForm checks them
+    (the same form as the page), so a bad value is a 400 naming the field."""
+
+    gpu: QueryText = Field(description="A model of the catalog (GET /api/v1/gpu-models): rtx4090, apple-m2, cpu-hpc")
+    count: QueryText | None = Field(None, description="GPUs, 1–64 (default 1; a Fizz node has one)")
+    cores: QueryText | None = Field(None, description="CPU cores, 1–4096: required for a CPU-only or Apple machine")
+    mode: QueryText | None = Field(None, description="fizz (default) or provider")
+    price: QueryText | None = Field(
+        None, description="Provider mode: USD per GPU-hour, e.g. 0.30 (default: the catalog's median for the model)"
+    )
+    tier: QueryText = Field(description="Trust tier 1–7 (new nodes start in 7, which earns no $SPON; Fizz: 4–7)")
+    uptime: QueryText = Field(description="Uptime percent, 0–100")
+    utilization: QueryText = Field(description="Leased share of online time, percent, 0–100")
+
+
+class EarningsEstimateOut(BaseModel):
+    inputs: dict[str, Any]
+    points_per_era: str
+    eras_per_month: str
+    spon_per_point: str = Field(description="$SPON one point earns: the stated assumption")
+    spon_per_point_source: Literal["last_era", "assumed"]
+    spon_per_point_assumption: str
+    spon_per_month: str = Field(description="Whole $SPON a month")
+    spon_usd_rate: str | None = Field(description="USD per $SPON now; null without a current rate")
+    spon_usd_per_month: str | None
+    no_rate_reason: str
+    rental_price_per_hour: str = Field(description="USD per machine-hour the estimate rents at")
+    rental_price_source: Literal["fizz", "yours", "market_median", "fizz_fallback"]
+    leased_hours: str
+    rental_gross: str
+    platform_fee_rate: str
+    platform_fee: str
+    rental_net: str
+    total_usd: str = Field(description="Net rental income plus the $SPON's USD value (rental only without a rate)")
+    formulas: dict[str, str] = Field(description="Each figure's formula in one line")
+    notes: list[str]
+    receipt: dict[str, Any] = Field(description="The one-era receipt the points come from (spheron_sdk.rewards)")
+
+
+@node_router.get(
+    "/providers/earnings-estimate",
+    auth=None,
+    tags=["provider"],
+    response={200: EarningsEstimateOut, **ERRORS},
+    operation_id="provider_earnings_estimate",
+    summary="What a machine would earn a month: $SPON rewards by the era formula plus rental income",
+)
+def provider_earnings_estimate(request: HttpRequest, query: Query[EarningsEstimateQuery]):
+    """The earnings calculator of /provider/calculator/, as JSON; every decimal a string (USD with
+    6 decimals). Public: no login. Bad input: 400 with `extra.errors` listing each field."""
+    return estimate_json(estimate_for_query(query.model_dump(exclude_none=True)))

@@ -21,6 +21,7 @@ urlpatterns = [
     path("gpus/", include("marketplace.catalog.urls")),
     path("billing/", include("billing.urls")),
     path("billing/", include("billing.page_urls")),
+    path("provider/calculator/", include("providers.calculator_urls")),
     path("provider/", include("providers.urls")),
     path("fizz/", include("providers.install_urls")),
     path("deployments/", include("marketplace.deployments.urls")),
