@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import transaction
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -25,6 +26,7 @@ from providers.models import (
     ProviderProfile,
     Region,
     Slash,
+    SlashAppeal,
     SlashStatus,
     StakeEvent,
     StakeEventKind,
@@ -37,7 +39,7 @@ from providers.services import (
     node_token_revoke,
     stake_record,
 )
-from providers.slashing import slash_decide
+from providers.slashing import appeal_decide, slash_decide
 
 
 @admin.register(Region)
@@ -487,10 +489,11 @@ class SlashAdmin(admin.ModelAdmin):
         "reason",
         "evidence",
         "tx_link",
+        "appeal_link",
     )
     list_filter = ("status", "evidence_type")
     search_fields = ("=reference", "provider__display_name", "provider__user__email", "reason", "chain_tx__tx_hash")
-    list_select_related = ("provider", "chain_tx__chain")
+    list_select_related = ("provider", "chain_tx__chain", "appeal")
     raw_id_fields = ("provider",)
     date_hierarchy = "created_at"
     form = SlashDecideForm
@@ -513,6 +516,7 @@ class SlashAdmin(admin.ModelAdmin):
         "created_at",
         "applied_at",
         "decided_by",
+        "appeal_link",
     )
 
     def get_fields(self, request: HttpRequest, obj=None):
@@ -540,6 +544,14 @@ class SlashAdmin(admin.ModelAdmin):
     @admin.display(description="Evidence")
     def evidence(self, obj: Slash) -> str:
         return f"{obj.evidence_type} {obj.evidence_id}".strip() or "—"
+
+    @admin.display(description="Appeal")
+    def appeal_link(self, obj: Slash) -> str:
+        appeal = getattr(obj, "appeal", None)
+        if appeal is None:
+            return "—"
+        url = reverse("admin:providers_slashappeal_change", args=[appeal.id])
+        return format_html('<a href="{}">{}</a>', url, appeal.get_status_display())
 
     @admin.display(description="Transaction")
     def tx_link(self, obj: Slash) -> str:
@@ -578,3 +590,144 @@ class SlashAdmin(admin.ModelAdmin):
             )
         elif slash.status == SlashStatus.OFF_CHAIN:
             self.message_user(request, "Slash applied to the admin-recorded stake.", messages.SUCCESS)
+
+
+class AppealAnswerForm(forms.Form):
+    answer = forms.CharField(
+        label="Answer to the provider",
+        widget=forms.Textarea(attrs={"rows": 5, "cols": 80}),
+        max_length=2000,
+        help_text="Required: the provider reads it on the stake page.",
+    )
+
+
+@admin.register(SlashAppeal)
+class SlashAppealAdmin(admin.ModelAdmin):
+    """Providers' appeals of their slashes. Select open ones and "Uphold" (return what was slashed:
+    a $SPON transfer from the treasury on chain, a stake event off chain) or "Dismiss"; both ask for
+    the answer the provider reads."""
+
+    list_display = (
+        "created_at",
+        "slash_link",
+        "provider",
+        "slashed_display",
+        "status",
+        "text_short",
+        "evidence",
+        "refund_display",
+    )
+    list_filter = ("status", "refund_status", "slash__evidence_type")
+    search_fields = ("=slash__reference", "slash__provider__display_name", "slash__provider__user__email", "text")
+    list_select_related = ("slash__provider", "refund_tx__chain")
+    actions = ("uphold", "dismiss")
+    show_full_result_count = False
+    fields = (
+        "slash_link",
+        "provider",
+        "slashed_display",
+        "slash_reason",
+        "evidence",
+        "text",
+        "status",
+        "answer",
+        "decided_by",
+        "decided_at",
+        "refund_display",
+        "refund_note",
+        "created_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # providers write appeals, from the stake page
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Slash")
+    def slash_link(self, obj: SlashAppeal) -> str:
+        url = reverse("admin:providers_slash_change", args=[obj.slash_id])
+        return format_html('<a href="{}">#{} {}</a>', url, obj.slash_id, obj.slash.reference)
+
+    @admin.display(description="Provider")
+    def provider(self, obj: SlashAppeal) -> str:
+        return str(obj.slash.provider)
+
+    @admin.display(description="Slashed ($SPON)")
+    def slashed_display(self, obj: SlashAppeal) -> str:
+        slash = obj.slash
+        return "—" if slash.amount_slashed is None else f"{slash.amount_slashed / 10**SPON_DECIMALS:,f}"
+
+    @admin.display(description="Reason of the slash")
+    def slash_reason(self, obj: SlashAppeal) -> str:
+        return obj.slash.reason
+
+    @admin.display(description="Evidence")
+    def evidence(self, obj: SlashAppeal) -> str:
+        slash = obj.slash
+        text = f"{slash.evidence_type} {slash.evidence_id}".strip() or "—"
+        if slash.evidence_type == "challenge":
+            url = reverse("admin:providers_nodechallenge_changelist") + f"?q={slash.evidence_id}"
+            return format_html('<a href="{}">{}</a>', url, text)
+        if slash.node_id:
+            url = reverse("admin:providers_node_change", args=[slash.node_id])
+            return format_html('{} (<a href="{}">node {}</a>)', text, url, slash.node_id)
+        return text
+
+    @admin.display(description="Appeal")
+    def text_short(self, obj: SlashAppeal) -> str:
+        return obj.text if len(obj.text) <= 120 else obj.text[:119] + "…"
+
+    @admin.display(description="Refund")
+    def refund_display(self, obj: SlashAppeal) -> str:
+        if not obj.refund_status:
+            return "—"
+        label = obj.get_refund_status_display()
+        tx = obj.refund_tx
+        if tx is not None and tx.tx_hash:
+            url = tx.chain.explorer_url(tx.tx_hash)
+            if url:
+                return format_html('{}: <a href="{}" rel="noopener">{}</a>', label, url, tx.tx_hash)
+            return format_html("{}: <code>{}</code>", label, tx.tx_hash)
+        return f"{label}. {obj.refund_note}".strip()
+
+    def _decide(self, request: HttpRequest, queryset, *, uphold: bool, verb: str):
+        form = AppealAnswerForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            done, refused = 0, []
+            for appeal_id in queryset.order_by("id").values_list("id", flat=True):
+                try:
+                    appeal_decide(
+                        appeal_id=appeal_id,
+                        uphold=uphold,
+                        answer=form.cleaned_data["answer"],
+                        by=request.user,  # type: ignore[arg-type]
+                    )
+                    done += 1
+                except ApplicationError as exc:
+                    refused.append(exc.message)
+            if done:
+                self.message_user(request, f"{verb} {done} appeal{'' if done == 1 else 's'}.", messages.SUCCESS)
+            for message in refused:
+                self.message_user(request, message, messages.ERROR)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{verb[:-2] if verb.endswith('ed') else verb} appeals",
+            "verb": "Uphold" if uphold else "Dismiss",
+            "action": "uphold" if uphold else "dismiss",
+            "appeals": list(queryset.select_related("slash__provider")),
+            "form": form,
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/providers/slashappeal/decide.html", context)
+
+    @admin.action(description="Uphold the selected appeals (return what was slashed)…")
+    def uphold(self, request: HttpRequest, queryset):
+        return self._decide(request, queryset, uphold=True, verb="Upheld")
+
+    @admin.action(description="Dismiss the selected appeals…")
+    def dismiss(self, request: HttpRequest, queryset):
+        return self._decide(request, queryset, uphold=False, verb="Dismissed")

@@ -17,4 +17,6 @@ urlpatterns = [
     path("prices/", views.prices, name="prices"),
     path("stake/", views.stake, name="stake"),
     path("stake/faucet/", views.stake_faucet, name="stake_faucet"),
+    path("stake/slashes/<int:slash_id>/", views.slash_detail, name="slash"),
+    path("stake/slashes/<int:slash_id>/appeal/", views.slash_appeal, name="slash_appeal"),
 ]

@@ -18,6 +18,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from billing.payouts import provider_earnings
@@ -55,7 +56,14 @@ from providers.services import (
     provider_onboard,
     provider_prices_update,
 )
-from providers.slashing import slash_list
+from providers.slashing import (
+    APPEALABLE,
+    MAX_APPEAL,
+    appeal_create,
+    get_slash_for_provider,
+    slash_evidence,
+    slash_list,
+)
 from providers.stake_chain import StakeWallet, faucet_enabled, stake_wallet
 from providers.uptime import heartbeat_strip, node_uptime, uptime_daily
 
@@ -546,8 +554,7 @@ def _wallet_display(wallet: StakeWallet) -> dict[str, Any]:
     }
 
 
-@provider_required
-def stake(request: HttpRequest, provider: ProviderProfile) -> HttpResponse:
+def _stake_context(request: HttpRequest, provider: ProviderProfile) -> dict[str, Any]:
     summary = _stake_display(stake_summary(provider=provider))
     shortfall = int(summary["shortfall"] * 10**SPON_DECIMALS)
     wallet = stake_wallet(
@@ -561,34 +568,89 @@ def stake(request: HttpRequest, provider: ProviderProfile) -> HttpResponse:
         {"name": name, "units": units, "needs_display": spon(summary["min_per_gpu"] * units), "covered": covered}
         for name, units, covered in stake_nodes(provider=provider).values_list("name", "gpu_count", "stake_covered")
     ]
-    context = {
+    return {
         "provider": provider,
         "stake": summary,
         "node_needs": node_needs,
         "slash_rows": _slash_rows(provider),
+        "max_appeal": MAX_APPEAL,
         **_wallet_display(wallet),
     }
-    return render(request, "providers/stake.html", context)
+
+
+@provider_required
+def stake(request: HttpRequest, provider: ProviderProfile) -> HttpResponse:
+    return render(request, "providers/stake.html", _stake_context(request, provider))
+
+
+def _tx_display(tx: Any) -> dict[str, str]:
+    tx_hash = tx.tx_hash if tx is not None else ""
+    return {
+        "hash": tx_hash,
+        "url": tx.chain.explorer_url(tx_hash) if tx_hash else "",
+        "status": tx.get_status_display() if tx is not None else "",
+    }
 
 
 def _slash_rows(provider: ProviderProfile) -> list[dict[str, Any]]:
     unit = Decimal(10) ** SPON_DECIMALS
     rows = []
     for slash in slash_list(provider=provider):
-        tx = slash.chain_tx
-        tx_hash = tx.tx_hash if tx is not None else ""
+        tx = _tx_display(slash.chain_tx)
+        appeal = getattr(slash, "appeal", None)
         rows.append(
             {
                 "slash": slash,
                 "amount_display": spon(slash.amount / unit),
                 "slashed_display": spon(slash.amount_slashed / unit) if slash.amount_slashed is not None else "",
                 "evidence": f"{slash.evidence_type} {slash.evidence_id}".strip(),
-                "tx_hash": tx_hash,
-                "tx_url": tx.chain.explorer_url(tx_hash) if tx_hash else "",
-                "tx_status": tx.get_status_display() if tx is not None else "",
+                "evidence_url": reverse("providers:slash", args=[slash.id]) if slash.evidence_type else "",
+                "tx_hash": tx["hash"],
+                "tx_url": tx["url"],
+                "tx_status": tx["status"],
+                "appeal": appeal,
+                "can_appeal": appeal is None and slash.status in APPEALABLE,
+                "refund_display": spon(appeal.refund_amount / unit) if appeal and appeal.refund_amount else "",
+                "refund_tx": _tx_display(appeal.refund_tx) if appeal and appeal.refund_tx_id else None,
             }
         )
     return rows
+
+
+@provider_required
+def slash_detail(request: HttpRequest, provider: ProviderProfile, slash_id: int) -> HttpResponse:
+    """One slash of the provider with its evidence (the lease's meter and the node's events, or the
+    era's failed challenges); another provider's slash is a 404."""
+    slash = get_slash_for_provider(provider=provider, slash_id=slash_id)
+    unit = Decimal(10) ** SPON_DECIMALS
+    context = {
+        "provider": provider,
+        "slash": slash,
+        "amount_display": spon(slash.amount / unit),
+        "slashed_display": spon(slash.amount_slashed / unit) if slash.amount_slashed is not None else "",
+        "evidence": slash_evidence(slash),
+    }
+    return render(request, "providers/slash_detail.html", context)
+
+
+@require_POST
+@provider_required
+def slash_appeal(request: HttpRequest, provider: ProviderProfile, slash_id: int) -> HttpResponse:
+    text = request.POST.get("text", "")
+    try:
+        appeal_create(provider=provider, slash_id=slash_id, text=text)
+    except ApplicationError as exc:
+        context = _stake_context(request, provider)
+        in_row = any(row["can_appeal"] and row["slash"].id == slash_id for row in context["slash_rows"])
+        context["appeal_error"] = {
+            "slash_id": slash_id,
+            "message": exc.message,
+            "text": text[: MAX_APPEAL * 2],
+            "shown_in_row": in_row,
+        }
+        return render(request, "providers/stake.html", context, status=exc.status)
+    messages.success(request, f"Your appeal of slash #{slash_id} was sent: an admin will answer it here.")
+    return redirect(reverse("providers:stake") + "#slashes")
 
 
 @require_POST
