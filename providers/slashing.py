@@ -523,7 +523,11 @@ def appeal_decide(*, appeal_id: int, uphold: bool, answer: str, by: User | None)
         answer, field_name="answer", label="The answer", required_message="Write the answer the provider will read."
     )
     with transaction.atomic():
-        appeal = SlashAppeal.objects.select_for_update().select_related("slash__chain_tx__chain").get(id=appeal_id)
+        appeal = (
+            SlashAppeal.objects.select_for_update(of=("self",))
+            .select_related("slash__chain_tx__chain")
+            .get(id=appeal_id)
+        )
         if appeal.status != AppealStatus.OPEN:
             raise ApplicationError(f"Appeal {appeal.id} was already {appeal.status}.", status=409)
         appeal.status = AppealStatus.UPHELD if uphold else AppealStatus.DISMISSED
@@ -595,7 +599,7 @@ def refunds_record(result: SlashRunResult | None = None) -> SlashRunResult:
     ):
         with transaction.atomic():
             appeal = (
-                SlashAppeal.objects.select_for_update(skip_locked=True)
+                SlashAppeal.objects.select_for_update(skip_locked=True, of=("self",))
                 .select_related("slash__chain_tx__chain")
                 .filter(id=appeal_id, refund_status=RefundStatus.WAITING, refund_tx__isnull=True)
                 .first()
