@@ -335,6 +335,8 @@ def estimate_compute(data: dict[str, Any]) -> Estimate:
         receipt=receipt,
     )
     _explain(estimate, params, units=units, gpu=gpu)
+    if mode == NodeMode.FIZZ and data.get("price") is not None:
+        estimate.notes.append("Fizz nodes rent at the fixed Fizz price: a typed price counts in provider mode only.")
     return estimate
 
 
@@ -473,10 +475,12 @@ def calculator_context(query: Any, *, defaults: dict[str, str] | None = None) ->
 
 
 def calculator(request: HttpRequest) -> HttpResponse:
-    """GET: the calculator page, or its result fragment (htmx, `#calculator-result`). Public."""
+    """GET: the calculator page (400 with the errors on bad input), or its result fragment (htmx,
+    `#calculator-result`). Public: a prospective provider uses it before signing up."""
     context = calculator_context(request.GET)
-    status = 400 if context["estimate"] is None else 200
-    template = "providers/calculator.html"
     if fragment_requested(request, FRAGMENT_ID):
-        template = "providers/_calculator_result.html"
-    return vary_on_htmx(render(request, template, context, status=status))
+        # 200 even with errors: the fragment is the error message, swapped in as the form is typed
+        # into (a 4xx would also log a failed request in the browser's console on every keystroke).
+        return vary_on_htmx(render(request, "providers/_calculator_result.html", context))
+    status = 400 if context["estimate"] is None else 200
+    return vary_on_htmx(render(request, "providers/calculator.html", context, status=status))

@@ -162,6 +162,12 @@ def test_provider_mode_at_a_typed_price_with_several_gpus(client, spon_rate):
     assert body["rental_gross"] == usd6(gross) and body["platform_fee"] == usd6(gross * Decimal("0.05"))
 
 
+def test_fizz_mode_ignores_a_typed_price_and_says_so(client):
+    body = client.get(API, EXAMPLE | {"price": "0.99"}).json()
+    assert body["rental_price_per_hour"] == "0.175000" and body["rental_price_source"] == "fizz"
+    assert any("a typed price counts in provider mode only" in note for note in body["notes"])
+
+
 def test_provider_mode_defaults_to_the_markets_median_price(client, spon_rate):
     nodes = [make_node(gpu_price_per_hour_micros=price) for price in (200_000, 300_000, 900_000)]
     make_node(gpu_price_per_hour_micros=10_000, status=NodeStatus.OFFLINE)  # not listed: not in the median
@@ -231,7 +237,9 @@ def test_bad_input_shows_the_error_in_the_page_and_the_fragment(client):
     assert 'data-testid="calc-error-uptime"' in text and "A percentage from 0 to 100." in text
     assert 'data-testid="calc-error-tier"' in text and 'data-testid="calculator-errors"' in text
     fragment = client.get(PAGE, EXAMPLE | {"gpu": "nope\x00" * 100}, **HTMX)
-    assert fragment.status_code == 400 and "<html" not in fragment.content.decode()
+    # The fragment is the error message itself: swapped in (200), as the form is typed into.
+    assert fragment.status_code == 200 and "<html" not in fragment.content.decode()
+    assert 'data-testid="calculator-errors"' in fragment.content.decode()
     assert "Machine: Not a machine of the catalog" in fragment.content.decode()
 
 
