@@ -69,7 +69,7 @@ def register_back_online_handler(func: BackOnlineHandler) -> BackOnlineHandler:
     return _add(_back_online_handlers, func)
 
 
-# Nobody registers one yet: the rewards issue (22, failed liveness forfeits rewards and slashes stake) does.
+# providers.slashing.liveness_failure_slash registers here (ProvidersConfig.ready): repeated failures slash.
 def register_challenge_failure_handler(func: ChallengeFailureHandler) -> ChallengeFailureHandler:
     return _add(_challenge_failure_handlers, func)
 

@@ -25,9 +25,15 @@ has read past the transaction's block, the slash is marked applied with that not
 A transaction that reverted (or whose nonce went elsewhere) makes the slash failed with
 the sender's reason; the stake is untouched.
 
-`reference` is the caller's idempotency key ("lease-failure:<lease id>", "admin:<uuid4>"): a retry
-returns the slash already decided, and the transaction's own key is the slash's id, so a retry
-never slashes twice.
+`reference` is the caller's idempotency key ("lease-downtime:<lease id>", "liveness:<node id>:<era
+start>", "admin:<uuid4>"): a retry returns the slash already decided, and the transaction's own key
+is the slash's id, so a retry never slashes twice.
+
+The policy (issue 22): downtime during a lease slashes its value (marketplace.deployments.penalties);
+SLASH_LIVENESS_REPEATS failed liveness challenges in an era slash SLASH_LIVENESS_SPON once per node and
+era (`liveness_failure_slash`, a providers.hooks challenge-failure handler); `era_forfeit_reason`
+says why an era's rewards are forfeited. A provider appeals an applied slash once; an upheld appeal
+returns what was slashed (see "Appeals" below).
 
 The reason hash (bytes32 sent to the contract, emitted in Slashed) is keccak256 of the UTF-8 bytes of
 `{"reason":"…","reference":"…"}`: compact JSON, keys sorted, non-ASCII as is (`reason_hash_of`).
