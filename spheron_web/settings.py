@@ -402,9 +402,11 @@ REWARD_UTILIZATION_BONUS = env_decimal(  # ours: a node leased all its online ti
 )
 REWARD_ERA_EMISSION_SPON = env_decimal(  # ours: whole $SPON issued per era, shared pro rata by points
     "REWARD_ERA_EMISSION_SPON", Decimal("100000"), min_value=Decimal(0)
+)
 # ours: the calculator's assumed network points per era (emission / points = $SPON per point) until
 # an era has closed with rewards.
-REWARD_CALCULATOR_NETWORK_POINTS = env_decimal("REWARD_CALCULATOR_NETWORK_POINTS", Decimal("1000000"), min_value=Decimal(1))
+REWARD_CALCULATOR_NETWORK_POINTS = env_decimal(
+    "REWARD_CALCULATOR_NETWORK_POINTS", Decimal("1000000"), min_value=Decimal(1)
 )
 # Providers
 MIN_STAKE_PER_GPU_SPON = env_decimal("MIN_STAKE_PER_GPU_SPON", Decimal("200"), min_value=Decimal(0))
