@@ -116,6 +116,11 @@ def test_upholding_an_off_chain_slash_restores_the_stake_once(off_chain, client,
 
     listing = admin_client.get("/admin/providers/slashappeal/").content.decode()
     assert "The node was up: see my logs." in listing and f"#{slash.id} test:off" in listing
+    detail = admin_client.get(f"/admin/providers/slashappeal/{appeal.id}/change/")
+    assert detail.status_code == 200 and "The node was up: see my logs." in detail.content.decode()
+    assert "Fake GPUs" in detail.content.decode()  # the slash's reason beside it
+    slashes = admin_client.get("/admin/providers/slash/").content.decode()
+    assert f'href="/admin/providers/slashappeal/{appeal.id}/change/">Open (an admin decides)</a>' in slashes
     # The action asks for the answer first.
     ask = admin_client.post("/admin/providers/slashappeal/", {"action": "uphold", "_selected_action": [appeal.id]})
     assert ask.status_code == 200 and 'name="answer"' in ask.content.decode()
