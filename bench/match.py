@@ -232,9 +232,10 @@ def seed_template(args: argparse.Namespace) -> None:
         for modulus in (25, 75):
             cursor.execute(
                 """
-                INSERT INTO providers_stakeevent (provider_id, kind, amount, balance_after, reason, created_at)
+                INSERT INTO providers_stakeevent (provider_id, kind, amount, balance_after, reason, created_at,
+                                                  source, tx_hash, address, from_pending)
                 SELECT id, 'slash', 10::numeric ^ 20, staked_spon, 'bench: failed a challenge',
-                       now() - (id %% 30) * interval '1 day'
+                       now() - (id %% 30) * interval '1 day', 'admin', '', '', 0
                 FROM providers_providerprofile WHERE id %% %s = 0
                 """,
                 [modulus],

@@ -471,6 +471,34 @@ def _meter_top_up_or_warn(*, meter_id: int, now: datetime) -> tuple[str, int, Le
     return "closed", 0, None
 
 
+def _give_back_after(meter: UsageMeter, *, at: datetime) -> LedgerTransaction | None:
+    """A settlement that ran after the node's last heartbeat but before the node was marked silent
+    charged time the meter, now paused or closed at `at`, no longer counts: give the difference
+    back to the renter's credits, taken from the provider's pending earnings and the platform's fee
+    (the fee on the rental as a whole stays rounded once). Once per meter and amount."""
+    meter.refresh_from_db()
+    accrued = meter_accrued(meter, now=at)
+    over = meter.charged - accrued
+    if over <= 0:
+        return None
+    fee_back = fee_for(meter.charged, meter.fee_rate) - fee_for(accrued, meter.fee_rate)
+    available, _reserved, pending, fees = _lock_meter_accounts(meter)
+    lines = [(available, over), (pending, -(over - fee_back))]
+    if fee_back:
+        lines.append((fees, -fee_back))
+    txn = transaction_post(
+        kind=TransactionKind.REFUND,
+        reference_type=meter.reference_type,
+        reference_id=meter.reference_id,
+        lines=lines,
+        idempotency_key=f"meter:{meter.id}:given-back-to:{accrued}",
+        memo=f"Usage after {at:%Y-%m-%d %H:%M:%S} UTC (the node's last heartbeat) given back",
+    )
+    UsageMeter.objects.filter(id=meter.id).update(charged=accrued)
+    meter.charged = accrued
+    return txn
+
+
 @transaction.atomic
 def meter_close(*, meter: UsageMeter, now: datetime | None = None, reason: str = "closed") -> UsageMeter:
     """Stop metering: settle up to `now`, then release what is left of the hold (idempotent).
@@ -495,6 +523,8 @@ def meter_close(*, meter: UsageMeter, now: datetime | None = None, reason: str =
                 memo=f"Usage until close: {reason}",
             )
             UsageMeter.objects.filter(id=meter.id).update(charged=meter.charged + due, settled_at=now)
+        elif due < 0:
+            _give_back_after(meter, at=now)
         hold_release(hold=hold)
         meter.refresh_from_db()
     return meter
@@ -503,7 +533,8 @@ def meter_close(*, meter: UsageMeter, now: datetime | None = None, reason: str =
 @transaction.atomic
 def meter_pause(*, meter_id: int, at: datetime) -> UsageMeter:
     """Stop accruing from `at` (the last heartbeat of the rental's node, which went silent) until
-    `meter_resume`: a settlement meanwhile charges nothing after `at`, and neither does a close.
+    `meter_resume`: a settlement meanwhile charges nothing after `at`, and neither does a close;
+    what a settlement charged after `at` before the pause was known is given back.
 
     Idempotent: a meter already paused keeps its pause (the silence began then), and a closed
     meter is left as it is. A pause before the start counts from the start."""
@@ -511,6 +542,8 @@ def meter_pause(*, meter_id: int, at: datetime) -> UsageMeter:
     if meter.paused_at is None and meter.closed_at is None:
         meter.paused_at = max(at, meter.started_at)
         meter.save(update_fields=["paused_at"])
+        if meter.charged:
+            _give_back_after(meter, at=meter.paused_at)
     return meter
 
 

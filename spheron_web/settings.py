@@ -421,17 +421,16 @@ STAKING_START_BLOCK = env_int("STAKING_START_BLOCK", 0, min_value=0, max_value=1
 # The devnet's "Get test $SPON" button (DEBUG and CHAIN_DEVNET only): whole $SPON per press.
 STAKE_FAUCET_SPON = env_int("STAKE_FAUCET_SPON", 10_000, min_value=1, max_value=10**7)
 # Slashing on chain (providers.slashing): the name of the environment variable holding the key
-# with SponStaking's SLASHER_ROLE (without it decided slashes wait, recorded). The interim policy
-# until the rewards issue: a lease ended by its node's failure slashes SLASH_LEASE_FAILURE_SPON
-# whole $SPON (0: no slash).
+# with SponStaking's SLASHER_ROLE (without it decided slashes wait, recorded).
 SLASHER_KEY_ENV = env_str("SLASHER_KEY_ENV", "CHAIN_SLASHER_KEY")
-SLASH_LEASE_FAILURE_SPON = env_int("SLASH_LEASE_FAILURE_SPON", 10, min_value=0, max_value=10**7)
 # The slashing policy (issue 22, providers.slashing / marketplace.deployments.penalties): downtime
 # during an active lease slashes the value of that downtime (the lease's price for the seconds
 # lost, in $SPON at its rate) when SLASH_LEASE_DOWNTIME is on; SLASH_LIVENESS_REPEATS failed liveness
 # challenges of one node within an era slash SLASH_LIVENESS_SPON whole $SPON (each era at most
 # once). An upheld appeal returns the slashed $SPON from the treasury, whose key is in the
 # environment variable SLASH_REFUND_KEY_ENV names (`make run`: anvil's account #1, the treasury).
+# Without a fresh SPON rate (CHAIN_RATE_MAX_AGE_SECONDS) no downtime slash is decided; the error log
+# gives the lease, interval and USD value for an admin to decide by hand.
 SLASH_LEASE_DOWNTIME = env_bool("SLASH_LEASE_DOWNTIME", True)
 SLASH_LIVENESS_REPEATS = env_int("SLASH_LIVENESS_REPEATS", 3, min_value=1, max_value=1000)
 SLASH_LIVENESS_SPON = env_int("SLASH_LIVENESS_SPON", 50, min_value=0, max_value=10**7)

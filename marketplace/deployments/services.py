@@ -896,7 +896,7 @@ def node_failover_at(node: Node) -> datetime | None:
 _penalty_handlers: list = []
 
 
-# The interim lease-failure slash (marketplace.deployments.penalties) registers here; issue 22 replaces it.
+# The downtime slash (marketplace.deployments.penalties) registers here.
 def register_lease_failure_penalty(handler) -> None:
     """`handler(lease, last_good_heartbeat)`: the rewards/slashing work fills this in."""
     if handler not in _penalty_handlers:

@@ -179,3 +179,35 @@ def test_settling_paused_meters_makes_no_query_per_meter(renter, provider):
     charged = sorted({m.charged for m in UsageMeter.objects.filter(id__in=[m.id for m in meters])})
     assert charged == [1 * USD // 4, 1 * USD // 3]  # paused at 15 min, running to 20 min
     assert_ledger_consistent()
+
+
+def test_a_settlement_that_ran_after_the_last_heartbeat_is_given_back_at_the_pause(renter, provider):
+    """The node's last heartbeat was at 1 h; a settlement at 1 h 50 s charged up to then before the
+    node was known to be silent; the pause at the last heartbeat gives those 50 s back, once."""
+    fund(renter, 5 * USD)
+    meter = open_meter(renter, provider, price=180_000, hold=1 * USD)  # $0.18/h: 50 s = $0.0025
+    usage_settle_all(now=T0 + HOUR + 50 * timedelta(seconds=1))
+    meter.refresh_from_db()
+    assert meter.charged == 182_500
+    before = user_balances(user=renter).available
+
+    meter_pause(meter_id=meter.id, at=T0 + HOUR)
+    meter_pause(meter_id=meter.id, at=T0 + HOUR)  # again: nothing more
+    meter.refresh_from_db()
+    assert meter.charged == 180_000  # exactly one hour
+    assert user_balances(user=renter).available == before + 2_500
+    meter_close(meter=meter, now=T0 + 2 * HOUR)  # the failover closes it later: charged to the pause
+    meter.refresh_from_db()
+    assert meter.charged == 180_000
+    assert_ledger_consistent()
+
+
+def test_a_close_earlier_than_what_was_charged_gives_the_difference_back(renter, provider):
+    fund(renter, 5 * USD)
+    meter = open_meter(renter, provider, price=1 * USD, hold=2 * USD)
+    usage_settle_all(now=T0 + HOUR)
+    meter_close(meter=meter, now=T0 + 30 * MINUTE)  # closed at the node's last heartbeat
+    meter.refresh_from_db()
+    assert meter.charged == 500_000
+    assert user_balances(user=renter).available == 5 * USD - 500_000
+    assert_ledger_consistent()
