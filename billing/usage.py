@@ -473,7 +473,7 @@ def _meter_top_up_or_warn(*, meter_id: int, now: datetime) -> tuple[str, int, Le
 
 def _give_back_after(meter: UsageMeter, *, at: datetime) -> LedgerTransaction | None:
     """A settlement that ran after the node's last heartbeat but before the node was marked silent
-    charged time the meter, now paused or closed at `at`, no longer counts: give the difference
+    charged time the meter, now paused at `at`, no longer counts: give the difference
     back to the renter's credits, taken from the provider's pending earnings and the platform's fee
     (the fee on the rental as a whole stays rounded once). Once per meter and amount."""
     meter.refresh_from_db()
@@ -523,8 +523,6 @@ def meter_close(*, meter: UsageMeter, now: datetime | None = None, reason: str =
                 memo=f"Usage until close: {reason}",
             )
             UsageMeter.objects.filter(id=meter.id).update(charged=meter.charged + due, settled_at=now)
-        elif due < 0:
-            _give_back_after(meter, at=now)
         hold_release(hold=hold)
         meter.refresh_from_db()
     return meter

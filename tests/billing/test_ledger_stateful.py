@@ -119,7 +119,6 @@ class LedgerMachine(RuleBasedStateMachine):
         self.users = {user.id: UserModel() for user in self.renters}
         self.pending = {payee.id: 0 for payee in self.payees}
         self.fees = 0
-        self.given_back = 0  # captured usage given back at a close (billing.usage._give_back_after)
         self.topups: list[TopupModel] = []
         self.holds: list[HoldModel] = []  # holds placed directly (not a meter's)
         self.meters: list[MeterModel] = []
@@ -434,16 +433,6 @@ class LedgerMachine(RuleBasedStateMachine):
     def close_in_model(self, meter: MeterModel, now: datetime) -> None:
         meter.closed_at = now
         self.charge_meter_in_model(meter, now)
-        over = meter.charged - meter.accrued(now)
-        if over > 0:  # charged beyond what accrued (downtime recorded after a settlement): given back
-            fee_back = fee_for(meter.charged, meter.fee_rate) - fee_for(meter.charged - over, meter.fee_rate)
-            user = self.users[meter.hold.user]
-            user.available += over
-            user.captured -= over
-            self.pending[meter.payee] -= over - fee_back
-            self.fees -= fee_back
-            meter.charged -= over
-            self.given_back += over
         if meter.hold.active:
             self.release_in_model(meter.hold)
 
@@ -522,7 +511,7 @@ class LedgerMachine(RuleBasedStateMachine):
         taken_from_holds = LedgerEntry.objects.filter(
             transaction__kind=TransactionKind.HOLD_CAPTURE, account__kind=AccountKind.USER_RESERVED
         ).aggregate(total=Sum("amount"))["total"]
-        assert -(taken_from_holds or 0) - self.given_back == captured
+        assert -(taken_from_holds or 0) == captured
 
     @invariant()
     def holds_and_meters_match_the_model(self) -> None:

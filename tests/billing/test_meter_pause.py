@@ -200,14 +200,3 @@ def test_a_settlement_that_ran_after_the_last_heartbeat_is_given_back_at_the_pau
     meter.refresh_from_db()
     assert meter.charged == 180_000
     assert_ledger_consistent()
-
-
-def test_a_close_earlier_than_what_was_charged_gives_the_difference_back(renter, provider):
-    fund(renter, 5 * USD)
-    meter = open_meter(renter, provider, price=1 * USD, hold=2 * USD)
-    usage_settle_all(now=T0 + HOUR)
-    meter_close(meter=meter, now=T0 + 30 * MINUTE)  # closed at the node's last heartbeat
-    meter.refresh_from_db()
-    assert meter.charged == 500_000
-    assert user_balances(user=renter).available == 5 * USD - 500_000
-    assert_ledger_consistent()
