@@ -8,11 +8,11 @@ A node's window starts no earlier than its registration, so a new node is judged
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q
+from spheron_sdk.rewards import intervals_merge, intervals_subtract
 
 from core import clock
 from providers.models import (
@@ -39,33 +39,9 @@ DEMOTE_AFTER = {1: 32, 2: 25, 3: 20, 4: 14, 5: 7, 6: 5}
 BEST_TIER = {NodeMode.FIZZ: 4, NodeMode.PROVIDER: 1}
 
 
-def merge(intervals: Iterable[Interval]) -> list[Interval]:
-    result: list[Interval] = []
-    for start, end in sorted(intervals):
-        if end <= start:
-            continue
-        if result and start <= result[-1][1]:
-            if end > result[-1][1]:
-                result[-1] = (result[-1][0], end)
-        else:
-            result.append((start, end))
-    return result
-
-
-def subtract(intervals: list[Interval], holes: list[Interval]) -> list[Interval]:
-    """Merged `intervals` minus merged `holes`."""
-    result: list[Interval] = []
-    for start, end in intervals:
-        cursor = start
-        for hole_start, hole_end in holes:
-            if hole_end <= cursor or hole_start >= end:
-                continue
-            if hole_start > cursor:
-                result.append((cursor, hole_start))
-            cursor = max(cursor, hole_end)
-        if cursor < end:
-            result.append((cursor, end))
-    return result
+# One implementation of the interval arithmetic: the SDK's, which the era receipts recompute with.
+merge = intervals_merge
+subtract = intervals_subtract
 
 
 def seconds_within(intervals: list[Interval], start: datetime, end: datetime) -> float:

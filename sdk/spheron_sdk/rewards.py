@@ -49,7 +49,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Context, Decimal, DecimalException, Inexact, InvalidOperation
 from functools import lru_cache, reduce
-from typing import Any
+from typing import Any, TypeVar
 
 VERSION = 1
 RESOURCES = ("cpu", "ram", "storage", "gpu")
@@ -73,6 +73,7 @@ _WIDE = Context(prec=120, traps=[InvalidOperation])  # for the truncations, whic
 _MAX_DECIMAL_CHARS = 40
 
 Interval = tuple[int, int]  # microseconds since the epoch, [start, end)
+T = TypeVar("T")  # any ordered value: the interval helpers serve providers.uptime's datetimes too
 
 
 class ReceiptError(ValueError):
@@ -176,8 +177,10 @@ def seconds(micros: int) -> Decimal:
 # --- Intervals (microseconds) ------------------------------------------------------------------
 
 
-def _merge(intervals: Iterable[Interval]) -> list[Interval]:
-    result: list[Interval] = []
+def intervals_merge(intervals: Iterable[tuple[T, T]]) -> list[tuple[T, T]]:
+    """Sorted, overlapping or touching intervals joined, empty ones dropped (any ordered values:
+    microseconds here, datetimes in providers.uptime, which uses these)."""
+    result: list[tuple[T, T]] = []
     for start, end in sorted(intervals):
         if end <= start:
             continue
@@ -193,9 +196,9 @@ def _clip(intervals: list[Interval], low: int, high: int) -> list[Interval]:
     return [(max(s, low), min(e, high)) for s, e in intervals if min(e, high) > max(s, low)]
 
 
-def _subtract(intervals: list[Interval], holes: list[Interval]) -> list[Interval]:
+def intervals_subtract(intervals: list[tuple[T, T]], holes: list[tuple[T, T]]) -> list[tuple[T, T]]:
     """Merged `intervals` minus merged `holes`."""
-    result: list[Interval] = []
+    result: list[tuple[T, T]] = []
     for start, end in intervals:
         cursor = start
         for hole_start, hole_end in holes:
@@ -263,13 +266,13 @@ def _uptime_terms(receipt: Mapping[str, Any], terms: dict[str, Any]) -> list[Int
     section = _section(receipt, "uptime")
     window = _span(section.get("window"), "uptime.window")
     low, high = window
-    outages = _clip(_merge(_spans(section.get("outages", []), "uptime.outages")), low, high)
-    excused = _clip(_merge(_spans(section.get("excused", []), "uptime.excused")), low, high)
+    outages = _clip(intervals_merge(_spans(section.get("outages", []), "uptime.outages")), low, high)
+    excused = _clip(intervals_merge(_spans(section.get("excused", []), "uptime.excused")), low, high)
     threshold = _dec(section.get("threshold"), "uptime.threshold", high=_ONE)
     if threshold != _truncate(threshold):
         raise ReceiptError(f"uptime.threshold: {threshold} has more than {PLACES} decimals")
     counted = (high - low) - _length(excused)
-    down = _length(_subtract(outages, excused))
+    down = _length(intervals_subtract(outages, excused))
     online = counted - down
     uptime = _ratio_down(online, counted) if counted > 0 else _ZERO
     terms["uptime.counted_seconds"] = seconds(counted)
@@ -277,7 +280,7 @@ def _uptime_terms(receipt: Mapping[str, Any], terms: dict[str, Any]) -> list[Int
     terms["uptime.online_seconds"] = seconds(online)
     terms["uptime.uptime"] = uptime
     terms["uptime.factor"] = _ONE if counted > 0 and uptime >= threshold else _ZERO
-    return _subtract([(low, high)] if high > low else [], _merge(outages + excused))
+    return intervals_subtract([(low, high)] if high > low else [], intervals_merge(outages + excused))
 
 
 def _liveness_terms(receipt: Mapping[str, Any], terms: dict[str, Any], has_gpu: bool) -> None:
