@@ -28,6 +28,9 @@ class AccountKind(models.TextChoices):
     CLEARING_CHAIN = "clearing_chain", "Clearing: chain deposits"
     CLEARING_PAYOUTS = "clearing_payouts", "Clearing: payouts"
     CLEARING_ADJUSTMENTS = "clearing_adjustments", "Clearing: manual adjustments"
+    # The guaranteed minimum income's subsidy pool: floor top-ups are paid from it (its balance is
+    # what the platform spent on them, negative), per era up to REWARD_FLOOR_POOL_USD.
+    PLATFORM_SUBSIDY = "platform_subsidy", "Platform: floor subsidy"
 
 
 USER_KINDS = {
@@ -80,6 +83,7 @@ class TransactionKind(models.TextChoices):
     ADJUSTMENT = "adjustment", "Manual adjustment"
     REVERSAL = "reversal", "Reversal"
     PAYOUT = "payout", "Payout"
+    FLOOR_TOPUP = "floor_topup", "Floor top-up"
 
 
 class LedgerTransaction(models.Model):

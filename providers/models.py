@@ -713,3 +713,115 @@ class SlashAppeal(models.Model):
 
     def __str__(self) -> str:
         return f"Appeal of slash {self.slash_id} ({self.status})"
+
+
+# --- Era rewards (providers.era_rewards) -----------------------------------------------------------
+
+
+class RewardEra(models.Model):
+    """One 24-hour era's rewards across the network, written by providers.era_rewards after the era
+    close: the emission shared, the parameters used, the floor's pool and what it paid. Re-running an
+    era (the admin) recomputes every NodeReward from the same stored inputs; `runs` counts the runs
+    and `changed` how many receipts the last run changed (0 when nothing did)."""
+
+    started_at = models.DateTimeField(unique=True)
+    ended_at = models.DateTimeField()
+    params = models.JSONField(default=dict, help_text="The reward parameters used (providers.rewards)")
+    emission = BaseUnitsField(default=0, help_text="$SPON base units the era shares")
+    spon_usd_rate = models.DecimalField(
+        max_digits=30, decimal_places=12, null=True, blank=True, help_text="USD per $SPON used to value rewards"
+    )
+    nodes = models.PositiveIntegerField(default=0)
+    points = models.DecimalField(max_digits=32, decimal_places=6, default=0)
+    spon = BaseUnitsField(default=0, help_text="$SPON base units issued (the emission when any node has points)")
+    floor_budget_micros = models.BigIntegerField(default=0, help_text="The subsidy pool's era budget, micro-USD")
+    floor_wanted_micros = models.BigIntegerField(default=0, help_text="Top-ups the eligible nodes needed")
+    floor_paid_micros = models.BigIntegerField(default=0, help_text="Top-ups paid (cut pro rata to the budget)")
+    floor_ratio = models.DecimalField(
+        max_digits=8, decimal_places=6, default=1, help_text="Share of each top-up paid: 1 unless the pool ran short"
+    )
+    runs = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0, help_text="Receipts the last run changed")
+    computed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"Era {self.started_at:%Y-%m-%d}"
+
+    @property
+    def floor_pool_left_micros(self) -> int:
+        return self.floor_budget_micros - self.floor_paid_micros
+
+
+class NodeReward(models.Model):
+    """One node's reward for one era: the receipt (every term and its inputs, recomputable with
+    spheron_sdk.rewards.reward_recompute), its points and $SPON, its rental income and the floor.
+
+    `address` is the provider's stake address the $SPON went to, set once when the rewards tree first
+    includes this row (providers.reward_claims) and never changed, so an address's cumulative amount
+    only grows."""
+
+    era = models.ForeignKey(RewardEra, on_delete=models.CASCADE, related_name="node_rewards")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="rewards")
+    provider = models.ForeignKey(ProviderProfile, on_delete=models.PROTECT, related_name="rewards")
+    receipt = models.JSONField()
+    points = models.DecimalField(max_digits=32, decimal_places=6, default=0)
+    spon = BaseUnitsField(default=0, help_text="$SPON base units")
+    spon_usd_micros = models.BigIntegerField(default=0, help_text="The $SPON valued at the era's rate")
+    online_seconds = models.PositiveIntegerField(default=0)
+    rental_micros = models.BigIntegerField(default=0, help_text="Rental earnings in the era, net of the fee")
+    floor_eligible = models.BooleanField(default=False)
+    floor_reason = models.CharField(max_length=200, blank=True, help_text="Why the node has no floor, if not")
+    floor_micros = models.BigIntegerField(default=0, help_text="The floor: per online hour × online hours")
+    floor_wanted_micros = models.BigIntegerField(default=0, help_text="Floor − income, before any cut")
+    floor_topup_micros = models.BigIntegerField(default=0, help_text="Top-up paid to the provider's earnings")
+    address = models.CharField(max_length=42, blank=True)
+
+    class Meta:
+        ordering = ["-era__started_at", "node_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["era", "node"], name="node_reward_unique_per_era"),
+            models.CheckConstraint(condition=Q(floor_topup_micros__gte=0), name="node_reward_topup_not_negative"),
+        ]
+        indexes = [
+            models.Index(fields=["provider", "era"], name="node_reward_provider_era"),
+            models.Index(fields=["node", "era"], name="node_reward_node_era"),
+            models.Index(fields=["address"], name="node_reward_address"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Node {self.node_id} in {self.era}: {self.points} points"
+
+
+class RewardTreeStatus(models.TextChoices):
+    BUILT = "built", "Built (waits for the root-setter key)"
+    SENDING = "sending", "Sending setRoot"
+    PUBLISHED = "published", "Root set on chain"
+    FAILED = "failed", "Failed"
+
+
+class RewardTree(models.Model):
+    """The cumulative rewards tree after an era (OpenZeppelin StandardMerkleTree of (address,
+    uint256 cumulative $SPON), spheron_sdk.rewards_tree): published as JSON by the app and its root
+    set on RewardDistributor by the root-setter key through chain.sender. A later tree replaces it."""
+
+    era = models.ForeignKey(RewardEra, on_delete=models.PROTECT, related_name="trees")
+    root = models.CharField(max_length=66)
+    dump = models.JSONField(help_text="The tree as StandardMerkleTree.dump() (standard-v1)")
+    total = BaseUnitsField(default=0, help_text="Σ cumulative $SPON base units in the tree")
+    status = models.CharField(max_length=10, choices=RewardTreeStatus.choices, default=RewardTreeStatus.BUILT)
+    chain_tx = models.ForeignKey(
+        "chain.ChainTransaction", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    failure_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField()
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["era", "root"], name="reward_tree_unique_root_per_era")]
+
+    def __str__(self) -> str:
+        return f"Rewards tree {self.root[:10]}… after {self.era}"
