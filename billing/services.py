@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from accounts.models import User
@@ -32,6 +32,18 @@ def account_get(*, kind: str, user: User | None = None, key: str = "") -> Ledger
     except IntegrityError:  # created concurrently by another transaction
         account = LedgerAccount.objects.get(kind=kind, user=user, key=key)
     return account
+
+
+def accounts_get_many(*, kind: str, user_ids: Sequence[int | None], key: str = "") -> dict[int | None, LedgerAccount]:
+    """`account_get` of many owners (user ids; None: the platform's) in three queries: {user id: account}."""
+    wanted = set(user_ids)
+    LedgerAccount.objects.bulk_create(
+        [LedgerAccount(kind=kind, user_id=user_id, key=key) for user_id in wanted], ignore_conflicts=True
+    )
+    owners = Q(user_id__in=[u for u in wanted if u is not None])
+    if None in wanted:
+        owners |= Q(user__isnull=True)
+    return {account.user_id: account for account in LedgerAccount.objects.filter(owners, kind=kind, key=key)}
 
 
 def fee_for(amount: int, rate: Decimal) -> int:

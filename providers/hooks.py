@@ -85,7 +85,7 @@ def register_fold_handler(func: FoldHandler) -> FoldHandler:
 def unregister(func: Callable) -> None:
     registries = (
         _assignment_sources, _offline_handlers, _challenge_failure_handlers, _disabled_handlers,
-        _fold_handlers, _back_online_handlers,
+        _fold_handlers, _back_online_handlers, _era_lease_sources,
     )  # fmt: skip
     for registry in registries:
         if func in registry:
@@ -142,4 +142,23 @@ def lease_summaries(node_ids: list[int]) -> dict[int, str]:
     result: dict[int, str] = {}
     for func in _lease_summaries:
         result.update(func(node_ids))
+    return result
+
+
+EraLeaseSource = Callable[[list[int], datetime, datetime], list[dict[str, Any]]]
+_era_lease_sources: list[EraLeaseSource] = []
+
+
+def register_era_leases(func: EraLeaseSource) -> EraLeaseSource:
+    """`func(node_ids, start, end) -> [{"node_id", "id", "start", "end", "gpus", "cpu_cores",
+    "price_per_hour_micros", "fee_rate"}]`: the leases that ran on those nodes within [start, end)
+    (each clipped to it), for the era rewards' utilization and rental income (marketplace)."""
+    return _add(_era_lease_sources, func)
+
+
+def era_leases(node_ids: list[int], start: datetime, end: datetime) -> dict[int, list[dict[str, Any]]]:
+    result: dict[int, list[dict[str, Any]]] = {}
+    for func in _era_lease_sources:
+        for lease in func(node_ids, start, end):
+            result.setdefault(lease["node_id"], []).append(lease)
     return result

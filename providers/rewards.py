@@ -449,3 +449,35 @@ def earnings_estimate(
 
 def _round_micros(micros: Decimal) -> int:
     return int(Decimal(micros).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def params_to_json(params: RewardParams) -> dict[str, Any]:
+    """The parameters as stored with an era (RewardEra.params): decimals as strings."""
+    return {
+        "k_per_gpu": sdk.plain(params.k_per_gpu),
+        "k_per_cpu_core": sdk.plain(params.k_per_cpu_core),
+        "uptime_threshold": sdk.plain(params.uptime_threshold),
+        "weights_gpu": {name: sdk.plain(w) for name, w in params.weights_gpu.items()},
+        "weights_cpu": {name: sdk.plain(w) for name, w in params.weights_cpu.items()},
+        "trust_multipliers": {str(tier): sdk.plain(m) for tier, m in params.trust_multipliers.items()},
+        "utilization_bonus": sdk.plain(params.utilization_bonus),
+        "era_emission_spon": sdk.plain(params.era_emission_spon),
+        "tier_multipliers": {tier: sdk.plain(m) for tier, m in params.tier_multipliers.items()},
+        "platform_fee_fizz": sdk.plain(Decimal(str(params.platform_fee_fizz))),
+    }
+
+
+def params_from_json(data: Mapping[str, Any]) -> RewardParams:
+    """`params_to_json`'s inverse: an era re-run uses the parameters it first ran with."""
+    return RewardParams(
+        k_per_gpu=Decimal(data["k_per_gpu"]),
+        k_per_cpu_core=Decimal(data["k_per_cpu_core"]),
+        uptime_threshold=Decimal(data["uptime_threshold"]),
+        weights_gpu=_decimals(data["weights_gpu"]),
+        weights_cpu=_decimals(data["weights_cpu"]),
+        trust_multipliers={int(tier): Decimal(m) for tier, m in data["trust_multipliers"].items()},
+        utilization_bonus=Decimal(data["utilization_bonus"]),
+        era_emission_spon=Decimal(data["era_emission_spon"]),
+        tier_multipliers=_decimals(data["tier_multipliers"]),
+        platform_fee_fizz=Decimal(data["platform_fee_fizz"]),
+    )

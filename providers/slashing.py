@@ -447,24 +447,43 @@ def era_forfeit_reason(node: Node | int, era_start: datetime, era_end: datetime)
     not: resources that differ from the node's registration (a liveness answer flagged it for review:
     spoofed resources), or any failed liveness challenge of the era (as defined above)."""
     node_id = node if isinstance(node, int) else node.id
-    parts = []
-    flagged = (
-        NodeEvent.objects.filter(node_id=node_id, kind=NodeEventKind.FLAGGED, at__gte=era_start, at__lt=era_end)
+    return era_forfeit_reasons([node_id], era_start, era_end).get(node_id, "")
+
+
+def era_forfeit_reasons(node_ids: list[int], era_start: datetime, era_end: datetime) -> dict[int, str]:
+    """`era_forfeit_reason` of many nodes in two queries: {node id: reason} of the forfeited ones."""
+    flagged: dict[int, tuple[datetime, str]] = {}
+    rows = (
+        NodeEvent.objects.filter(node_id__in=node_ids, kind=NodeEventKind.FLAGGED, at__gte=era_start, at__lt=era_end)
         .exclude(message__startswith="review cleared")
-        .order_by("at", "id")
-        .values_list("at", "message")
-        .first()
+        .order_by("node_id", "at", "id")
+        .values_list("node_id", "at", "message")
     )
-    if flagged is not None:
-        parts.append(f"spoofed resources: {flagged[1]} (at {flagged[0]:%H:%M:%S} UTC)")
-    failed = era_failed_challenges(node=node_id, era_start=era_start, era_end=era_end)
-    count = failed.count()
-    if count:
-        first = failed.values_list("public_id", "issued_at", "failure_reason").first()
-        noun = "challenge" if count == 1 else "challenges"
-        why = " ".join((first[2] or "").split())[:120]
-        parts.append(f"{count} failed liveness {noun} (first {first[0]} at {first[1]:%H:%M:%S} UTC: {why})")
-    return "; ".join(parts)
+    for node_id, at, message in rows:
+        flagged.setdefault(node_id, (at, message))
+    failed: dict[int, list[tuple[str, datetime, str]]] = {}
+    rows = (
+        NodeChallenge.objects.filter(node_id__in=node_ids, issued_at__gte=era_start, issued_at__lt=era_end)
+        .filter(_failed_liveness())
+        .order_by("node_id", "issued_at", "id")
+        .values_list("node_id", "public_id", "issued_at", "failure_reason")
+    )
+    for node_id, public_id, issued_at, why in rows:
+        failed.setdefault(node_id, []).append((public_id, issued_at, why))
+    reasons: dict[int, str] = {}
+    for node_id in set(flagged) | set(failed):
+        parts = []
+        if node_id in flagged:
+            at, message = flagged[node_id]
+            parts.append(f"spoofed resources: {message} (at {at:%H:%M:%S} UTC)")
+        if node_id in failed:
+            count = len(failed[node_id])
+            public_id, issued_at, why = failed[node_id][0]
+            noun = "challenge" if count == 1 else "challenges"
+            why = " ".join((why or "").split())[:120]
+            parts.append(f"{count} failed liveness {noun} (first {public_id} at {issued_at:%H:%M:%S} UTC: {why})")
+        reasons[node_id] = "; ".join(parts)
+    return reasons
 
 
 # --- Appeals -------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from spheron_sdk.rewards import intervals_merge, intervals_subtract
 
 from core import clock
@@ -181,70 +181,109 @@ def last_era_end(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def close_eras(*, now: datetime | None = None, max_eras: int = 30) -> int:
-    """Close every finished era (ending at 00:00 UTC) not yet closed, for each agent-run node."""
+def close_eras(*, now: datetime | None = None, max_eras: int = 30, batch: int = 2000) -> int:
+    """Close every finished era (ending at 00:00 UTC) not yet closed, for each agent-run node:
+    `batch` nodes a transaction, a handful of queries each (their rows locked, then their last eras,
+    their outages; the eras, events and nodes written in bulk)."""
     now = now or clock.now()
     latest_end = last_era_end(now)
     closed = 0
     node_ids = list(
         Node.objects.filter(is_simulated=False, registered_at__lt=latest_end)
         .exclude(status=NodeStatus.DISABLED)
+        .order_by("id")
         .values_list("id", flat=True)
     )
-    for node_id in node_ids:
-        closed += _close_node_eras(node_id=node_id, latest_end=latest_end, now=now, max_eras=max_eras)
+    for offset in range(0, len(node_ids), batch):
+        ids = node_ids[offset : offset + batch]
+        closed += _close_eras_batch(ids, latest_end=latest_end, now=now, max_eras=max_eras)
     return closed
 
 
-def _close_node_eras(*, node_id: int, latest_end: datetime, now: datetime, max_eras: int) -> int:
+_ERA_FIELDS = ("id", "mode", "registered_at", "trust_tier", "era_good_streak", "era_bad_streak")
+
+
+def _close_eras_batch(node_ids: list[int], *, latest_end: datetime, now: datetime, max_eras: int) -> int:
     with transaction.atomic():
-        node = Node.objects.select_for_update().get(id=node_id)
-        last = NodeEra.objects.filter(node=node).order_by("-started_at").values_list("ended_at", flat=True).first()
-        first_start = last_era_end(node.registered_at)
-        start = max(last or first_start, latest_end - ERA * max_eras)
-        outages = _outages_by_node([node.id], start).get(node.id, [])
-        eras = []
-        while start + ERA <= latest_end:
-            end = start + ERA
-            uptime, excused = uptime_between(outages, max(start, node.registered_at), end, now)
-            tier_before = node.trust_tier
-            if excused > 0.5:
-                outcome = EraOutcome.MAINTENANCE
+        nodes = list(Node.objects.select_for_update().filter(id__in=node_ids).order_by("id").only(*_ERA_FIELDS))
+        lasts = dict(
+            NodeEra.objects.filter(node_id__in=node_ids)
+            .values("node_id")
+            .annotate(last=Max("ended_at"))
+            .values_list("node_id", "last")
+        )
+        starts = {
+            node.id: max(lasts.get(node.id) or last_era_end(node.registered_at), latest_end - ERA * max_eras)
+            for node in nodes
+        }
+        pending = [node for node in nodes if starts[node.id] + ERA <= latest_end]
+        if not pending:
+            return 0
+        outages = _outages_by_node([node.id for node in pending], min(starts[node.id] for node in pending))
+        eras, events, changed = [], [], []
+        for node in pending:
+            count = len(eras)
+            _node_eras(node, starts[node.id], latest_end, outages.get(node.id, []), now, eras, events)
+            if len(eras) > count:
+                node.updated_at = clock.now()
+                changed.append(node)
+        NodeEra.objects.bulk_create(eras, batch_size=2000)
+        NodeEvent.objects.bulk_create(events, batch_size=2000)
+        Node.objects.bulk_update(
+            changed, ["trust_tier", "era_good_streak", "era_bad_streak", "updated_at"], batch_size=2000
+        )
+        return len(eras)
+
+
+def _node_eras(
+    node: Node,
+    start: datetime,
+    latest_end: datetime,
+    outages: list,
+    now: datetime,
+    eras: list[NodeEra],
+    events: list[NodeEvent],
+) -> None:
+    """One node's eras from `start` to `latest_end`: its tier moves in memory, the rows appended."""
+    while start + ERA <= latest_end:
+        end = start + ERA
+        uptime, excused = uptime_between(outages, max(start, node.registered_at), end, now)
+        tier_before = node.trust_tier
+        if excused > 0.5:
+            outcome = EraOutcome.MAINTENANCE
+        else:
+            outcome = era_outcome(tier_before, uptime)
+            if outcome == EraOutcome.GOOD:
+                node.era_good_streak, node.era_bad_streak = node.era_good_streak + 1, 0
+            elif outcome == EraOutcome.BAD:
+                node.era_good_streak, node.era_bad_streak = 0, node.era_bad_streak + 1
             else:
-                outcome = era_outcome(tier_before, uptime)
-                if outcome == EraOutcome.GOOD:
-                    node.era_good_streak, node.era_bad_streak = node.era_good_streak + 1, 0
-                elif outcome == EraOutcome.BAD:
-                    node.era_good_streak, node.era_bad_streak = 0, node.era_bad_streak + 1
-                else:
-                    node.era_good_streak = node.era_bad_streak = 0
-                node.trust_tier = next_tier(
-                    tier=tier_before, mode=node.mode, good_streak=node.era_good_streak, bad_streak=node.era_bad_streak
-                )
-                if node.trust_tier != tier_before:
-                    node.era_good_streak = node.era_bad_streak = 0
-                    verb = "promoted" if node.trust_tier < tier_before else "demoted"
-                    NodeEvent.objects.create(
+                node.era_good_streak = node.era_bad_streak = 0
+            node.trust_tier = next_tier(
+                tier=tier_before, mode=node.mode, good_streak=node.era_good_streak, bad_streak=node.era_bad_streak
+            )
+            if node.trust_tier != tier_before:
+                node.era_good_streak = node.era_bad_streak = 0
+                verb = "promoted" if node.trust_tier < tier_before else "demoted"
+                events.append(
+                    NodeEvent(
                         node=node,
                         kind=NodeEventKind.TIER,
                         at=end,
                         message=f"{verb} from tier {tier_before} to tier {node.trust_tier} (era uptime {uptime:.2%})",
                     )
-            eras.append(
-                NodeEra(
-                    node=node,
-                    started_at=start,
-                    ended_at=end,
-                    uptime=round(uptime, 6),
-                    outcome=outcome,
-                    tier_before=tier_before,
-                    tier_after=node.trust_tier,
-                    good_streak=node.era_good_streak,
-                    bad_streak=node.era_bad_streak,
                 )
+        eras.append(
+            NodeEra(
+                node=node,
+                started_at=start,
+                ended_at=end,
+                uptime=round(uptime, 6),
+                outcome=outcome,
+                tier_before=tier_before,
+                tier_after=node.trust_tier,
+                good_streak=node.era_good_streak,
+                bad_streak=node.era_bad_streak,
             )
-            start = end
-        if eras:
-            NodeEra.objects.bulk_create(eras)
-            node.save(update_fields=["trust_tier", "era_good_streak", "era_bad_streak", "updated_at"])
-        return len(eras)
+        )
+        start = end

@@ -212,6 +212,11 @@ CELERY_BEAT_SCHEDULE = {
     # each pass records the next transactions for the sender and settles what the sender settled.
     "run-slashes": {"task": "providers.tasks.run_slashes", "schedule": CHAIN_SENDER_SECONDS},
     "run-payouts": {"task": "billing.tasks.run_payouts", "schedule": CHAIN_SENDER_SECONDS},
+    # The newest rewards tree's root to RewardDistributor (providers.reward_claims).
+    "run-reward-trees": {
+        "task": "providers.tasks.run_reward_trees",
+        "schedule": env_int("REWARD_TREES_SECONDS", 5 if CHAIN_DEVNET else 60, min_value=1, max_value=3600),
+    },
 }
 
 # --- Accounts ------------------------------------------------------------------------------
@@ -407,6 +412,27 @@ REWARD_ERA_EMISSION_SPON = env_decimal(  # ours: whole $SPON issued per era, sha
 # an era has closed with rewards.
 REWARD_CALCULATOR_NETWORK_POINTS = env_decimal(
     "REWARD_CALCULATOR_NETWORK_POINTS", Decimal("1000000"), min_value=Decimal(1)
+)
+# Guaranteed minimum income (ours; providers.era_rewards): a node in good standing for the era (era
+# uptime >= REWARD_FLOOR_MIN_UPTIME, out of its reconnect cool-down all era, no failed or missed
+# liveness challenge, no forfeit, not slashed) whose era income (rental earnings + rewards at the
+# era's $SPON rate) is below its floor (USD per online hour per unit of its tier: per GPU, or per
+# CPU core for CPU tiers) is topped up from the subsidy pool, at most REWARD_FLOOR_POOL_USD an era
+# (cut pro rata when short).
+REWARD_FLOOR_USD_PER_UNIT_HOUR = {
+    tier: env_decimal(
+        f"REWARD_FLOOR_{tier.upper().replace('-', '_')}", Decimal(default), min_value=Decimal(0), max_value=Decimal(100)
+    )
+    for tier, default in (
+        ("entry-1", "0.005"), ("entry-2", "0.01"), ("low-1", "0.015"), ("low-2", "0.02"),
+        ("medium-1", "0.03"), ("medium-2", "0.045"), ("high-1", "0.06"), ("high-2", "0.09"),
+        ("ultra-high-1", "0.18"), ("ultra-high-2", "0.36"), ("ultra-high-3", "0.45"),
+        ("cpu-basic", "0.0002"), ("cpu-general", "0.0005"), ("cpu-hpc", "0.001"),
+    )
+}  # fmt: skip
+REWARD_FLOOR_POOL_USD = env_decimal("REWARD_FLOOR_POOL_USD", Decimal("1000"), min_value=Decimal(0))
+REWARD_FLOOR_MIN_UPTIME = env_decimal(
+    "REWARD_FLOOR_MIN_UPTIME", Decimal("0.95"), min_value=Decimal(0), max_value=Decimal(1)
 )
 # Providers
 MIN_STAKE_PER_GPU_SPON = env_decimal("MIN_STAKE_PER_GPU_SPON", Decimal("200"), min_value=Decimal(0))

@@ -3,8 +3,11 @@ of many deployments, what deployments cost so far, why this node (the last match
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
+from django.db.models import F, Q
 from spheron_sdk.onchain import lease_key
 
 from billing.usage import meter_accrued
@@ -94,3 +97,28 @@ def deployment_match_summary(deployment: Deployment) -> dict[str, Any] | None:
         "weights": record.weights,
         "chain": chain,
     }
+
+
+def era_lease_spans(node_ids: list[int], start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """providers.hooks' era leases: the leases that ran on these nodes within [start, end), each
+    clipped to it (a running lease ends at `end`), with the price and fee its meter locked."""
+    rows = (
+        Lease.objects.filter(node_id__in=node_ids, started_at__lt=end)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=start))
+        .order_by("node_id", "started_at", "id")
+        .values_list("node_id", "id", "started_at", "ended_at", "gpus", "cpu_cores", "price_per_hour_micros")
+        .annotate(fee_rate=F("meter__fee_rate"))
+    )
+    return [
+        {
+            "node_id": node_id,
+            "id": lease_id,
+            "start": max(started_at, start),
+            "end": min(ended_at or end, end),
+            "gpus": gpus,
+            "cpu_cores": cpu_cores,
+            "price_per_hour_micros": price,
+            "fee_rate": fee_rate if fee_rate is not None else Decimal(0),
+        }
+        for node_id, lease_id, started_at, ended_at, gpus, cpu_cores, price, fee_rate in rows
+    ]
