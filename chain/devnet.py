@@ -58,6 +58,9 @@ DEMO_SPON = 1_000_000 * 10**artifacts.SPON_DECIMALS  # sent from the treasury to
 # To the deployer (anvil account #0), which `make run` also uses as the payout hot wallet
 # (CHAIN_PAYOUT_KEY): $SPON payouts need a balance. Sent from the treasury, once.
 PAYOUT_WALLET_SPON = 10_000_000 * 10**artifacts.SPON_DECIMALS
+# RewardDistributor pays the providers' claims from what it holds: the treasury funds it once, enough
+# for a hundred eras at the default emission (REWARD_ERA_EMISSION_SPON, 100,000 a day).
+REWARD_DISTRIBUTOR_SPON = 10_000_000 * 10**artifacts.SPON_DECIMALS
 SOLANA_TREASURY_LAMPORTS = 2 * 10**9  # 2 SOL: well above the rent-exempt minimum of an account
 SOLANA_DEMO_PAYER_LAMPORTS = 1_000 * 10**9
 READY_LINE = "Chain devnets ready."
@@ -189,7 +192,8 @@ def _evm_chain_up(default: ChainDefault, *, binary: str, state_dir: Path, block_
 
 def _fund_demo_payer(w3: Web3, contracts: dict[str, str], *, spon: bool) -> None:
     """Test USDC (and $SPON on the chain that has it) for the demo payer, and $SPON for the payout
-    hot wallet (the deployer), once: a restarted node that kept its state has them already. Native
+    hot wallet (the deployer) and for RewardDistributor's claims, once: a restarted node that kept
+    its state has them already (a distributor that paid claims since keeps what is left). Native
     coins: anvil's genesis gives 10,000 to each."""
     pending = []
     usdc = artifacts.contract(w3, "TestUSDC", contracts["TestUSDC"])
@@ -200,6 +204,9 @@ def _fund_demo_payer(w3: Web3, contracts: dict[str, str], *, spon: bool) -> None
         pending.append((TREASURY, token.functions.transfer(DEMO_PAYER.address, DEMO_SPON)))
     if spon and token.functions.balanceOf(DEPLOYER.address).call() == 0:
         pending.append((TREASURY, token.functions.transfer(DEPLOYER.address, PAYOUT_WALLET_SPON)))
+    distributor = contracts.get("RewardDistributor")
+    if spon and distributor and token.functions.balanceOf(distributor).call() == 0:
+        pending.append((TREASURY, token.functions.transfer(distributor, REWARD_DISTRIBUTOR_SPON)))
     hashes = []
     for account, call in pending:
         transaction = call.build_transaction(

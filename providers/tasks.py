@@ -40,3 +40,11 @@ def run_slashes() -> dict[str, object]:
     from providers.slashing import slashes_run
 
     return asdict(slashes_run())
+
+
+@shared_task(acks_late=True)
+def run_reward_trees() -> dict[str, object]:
+    """The newest rewards tree's root to RewardDistributor, and sent ones settled (providers.reward_claims)."""
+    from providers.reward_claims import rewards_trees_run
+
+    return rewards_trees_run()

@@ -101,6 +101,7 @@ def _mount_routers() -> None:
     api.add_router("/", "providers.api.node_router")
     api.add_router("/", "marketplace.deployments.agent_api.router")  # a node's lease events
     api.add_router("/provider", "providers.api.provider_router")
+    api.add_router("/provider", "providers.rewards_api.router")  # GET /provider/rewards
     api.add_router("/deployments", "marketplace.deployments.api.router")
     api.add_router("/wallets", "accounts.wallets_api.router")
 

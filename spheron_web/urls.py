@@ -22,6 +22,7 @@ urlpatterns = [
     path("billing/", include("billing.urls")),
     path("billing/", include("billing.page_urls")),
     path("provider/calculator/", include("providers.calculator_urls")),
+    path("", include("providers.rewards_urls")),  # /provider/rewards/, /rewards/tree.json
     path("provider/", include("providers.urls")),
     path("fizz/", include("providers.install_urls")),
     path("deployments/", include("marketplace.deployments.urls")),
