@@ -3,10 +3,12 @@ key). A node's lease events are marketplace.deployments' route (deployments/agen
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
+from django.urls import reverse
 from ninja import Query, Router, Status
 from pydantic import (
     BaseModel,
@@ -17,13 +19,15 @@ from pydantic import (
     StringConstraints,
     field_validator,
 )
+from spheron_sdk import rewards as sdk_rewards
 
 from accounts.auth import api_auth
+from core.cursors import cursor_fields, encode_cursor
 from core.errors import ApplicationError
 from core.money import exact_usd, parse_plain_decimal
 from core.schemas import ERRORS, AgentIn
 from core.throttle import auth_failure
-from providers import liveness, selectors, services
+from providers import earnings, liveness, selectors, services
 from providers.auth import MAX_NODE_PAYLOAD_BYTES as MAX_NODE_PAYLOAD_BYTES  # heartbeat_wsgi reads it here
 from providers.auth import NodeHeartbeatAuth, NodeTokenAuth
 from providers.calculator import estimate_for_query, estimate_json
@@ -396,3 +400,108 @@ def provider_earnings_estimate(request: HttpRequest, query: Query[EarningsEstima
     """The earnings calculator of /provider/calculator/, as JSON; every decimal a string (USD with
     6 decimals). Public: no login. Bad input: 400 with `extra.errors` listing each field."""
     return estimate_json(estimate_for_query(query.model_dump(exclude_none=True)))
+
+
+# --- A node's era rewards ------------------------------------------------------------------------
+
+
+class RecomputedOut(BaseModel):
+    points: str | None = Field(description="Points spheron_sdk.rewards.reward_recompute gives from the receipt")
+    spon: str | None = Field(description="$SPON base units it gives")
+    matches: bool = Field(description="Both equal what the node was given, and every stated term checks")
+
+
+class NodeRewardOut(BaseModel):
+    era_id: int
+    era_start: datetime
+    era_end: datetime
+    points: str
+    spon: str = Field(description="$SPON base units (18 decimals)")
+    spon_tokens: str = Field(description="Whole $SPON, exact")
+    spon_usd_rate: str | None = Field(description="USD per $SPON the era valued rewards at; null without a rate")
+    spon_usd: str
+    online_seconds: int
+    rental: str = Field(description="Rental earnings in the era, net of the fee, USD")
+    floor_eligible: bool
+    floor_reason: str
+    floor: str = Field(description="The node's floor for the era, USD")
+    floor_wanted: str
+    floor_topup: str = Field(description="Top-up paid into pending earnings, USD")
+    recomputed: RecomputedOut
+    receipt_url: str = Field(description="The receipt as JSON (session login)")
+    receipt: dict[str, Any] = Field(description="Every term and its inputs (spheron_sdk.rewards receipt v1)")
+
+
+class NodeRewardPageOut(BaseModel):
+    items: list[NodeRewardOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+def _reward_cursor(cursor: str) -> datetime:
+    data = cursor_fields(cursor, {"era"})
+    try:
+        started = datetime.fromisoformat(data["era"]) if data and isinstance(data["era"], str) else None
+    except ValueError:
+        started = None
+    if started is None or started.tzinfo is None:
+        raise ApplicationError(
+            "Invalid input. cursor: not a cursor this API returned; start again without it.",
+            {"field": "cursor", "errors": [{"field": "cursor", "message": "not a cursor this API returned"}]},
+            status=422,
+        )
+    return started
+
+
+def _reward_item(request: HttpRequest, reward) -> dict[str, Any]:
+    explained = earnings.receipt_explained(reward)
+    rate = reward.era.spon_usd_rate
+    return {
+        "era_id": reward.era_id,
+        "era_start": reward.era.started_at,
+        "era_end": reward.era.ended_at,
+        "points": sdk_rewards.plain(Decimal(reward.points)),
+        "spon": str(int(reward.spon)),
+        "spon_tokens": earnings.spon_tokens(reward.spon),
+        "spon_usd_rate": sdk_rewards.plain(Decimal(rate)) if rate is not None else None,
+        "spon_usd": exact_usd(reward.spon_usd_micros),
+        "online_seconds": reward.online_seconds,
+        "rental": exact_usd(reward.rental_micros),
+        "floor_eligible": reward.floor_eligible,
+        "floor_reason": reward.floor_reason,
+        "floor": exact_usd(reward.floor_micros),
+        "floor_wanted": exact_usd(reward.floor_wanted_micros),
+        "floor_topup": exact_usd(reward.floor_topup_micros),
+        "recomputed": {
+            "points": explained["points"]["recomputed"] or None,
+            "spon": str(explained["spon"]["recomputed"]) if explained["spon"]["recomputed"] != "" else None,
+            "matches": explained["matches"],
+        },
+        "receipt_url": request.build_absolute_uri(
+            reverse("providers:node_reward_receipt", args=[reward.node_id, reward.era_id])
+        ),
+        "receipt": reward.receipt,
+    }
+
+
+@provider_router.get(
+    "/nodes/{node_id}/rewards",
+    response={200: NodeRewardPageOut, **ERRORS},
+    operation_id="provider_node_rewards",
+    summary="A node's era rewards with their receipts, newest era first",
+)
+def node_rewards(
+    request: HttpRequest,
+    node_id: int,
+    limit: int = Query(20, ge=1, le=100, description="Items per page, at most 100"),
+    cursor: str | None = Query(None, max_length=200, description="next_cursor from the previous page"),
+):
+    """Your node's rewards per era: points, $SPON, USD, rental and the floor, each with its receipt
+    (recompute it with spheron_sdk.rewards.reward_recompute). Another provider's node is a 404."""
+    node = services.get_node_for_provider(provider=_profile(request), node_id=node_id)
+    rewards = earnings.node_rewards(node=node)
+    if cursor:
+        rewards = rewards.filter(era__started_at__lt=_reward_cursor(cursor))
+    rows = list(rewards[: limit + 1])
+    page = rows[:limit]
+    next_cursor = encode_cursor({"era": page[-1].era.started_at.isoformat()}) if len(rows) > limit else None
+    return {"items": [_reward_item(request, reward) for reward in page], "next_cursor": next_cursor}

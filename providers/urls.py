@@ -12,6 +12,13 @@ urlpatterns = [
     path("onboarding/", views.onboarding, name="onboarding"),
     path("nodes/<int:node_id>/", views.node_detail, name="node"),
     path("nodes/<int:node_id>/maintenance/", views.node_maintenance, name="node_maintenance"),
+    path("nodes/<int:node_id>/earnings/", views.earnings, name="node_earnings"),
+    path(
+        "nodes/<int:node_id>/rewards/<int:era_id>/receipt.json",
+        views.node_reward_receipt,
+        name="node_reward_receipt",
+    ),
+    path("earnings/", views.earnings, name="earnings"),
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:token_id>/revoke/", views.token_revoke, name="token_revoke"),
     path("prices/", views.prices, name="prices"),

@@ -15,7 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -26,9 +27,11 @@ from core import clock
 from core.errors import ApplicationError
 from core.htmx import fragment_requested, vary_on_htmx
 from core.money import HOURS_PER_MONTH
+from core.query import query_page
+from providers import earnings as earnings_reads
 from providers import stake_chain
 from providers.forms import MODE_HELP, NodeTokenForm, ProviderPricesForm, ProviderProfileForm, attach_error
-from providers.models import GpuModel, GpuTier, NodeStatus, ProviderProfile
+from providers.models import GpuModel, GpuTier, Node, NodeStatus, ProviderProfile
 from providers.pricing import (
     FIZZ_CPU_PER_CORE_MONTH,
     FIZZ_MEMORY_PER_GB_MONTH,
@@ -344,11 +347,106 @@ def node_detail(request: HttpRequest, provider: ProviderProfile, node_id: int) -
             "events": node_events(node=node),
             "challenges": node_challenges(node=node),
             "eras": node_eras(node=node),
+            **_node_rewards_context(request, node),
         }
     )
     response = render(request, "providers/node_detail.html", context)
     vary_on_htmx(response)
     return response
+
+
+REWARDS_PER_PAGE = 10
+
+
+def _node_rewards_context(request: HttpRequest, node: Node) -> dict[str, Any]:
+    """The node page's Rewards section: its eras newest first, ten a page (?rewards_page=), each
+    with its receipt explained term by term and recomputed."""
+    paginator = Paginator(earnings_reads.node_rewards(node=node), REWARDS_PER_PAGE)
+    page = query_page(paginator, request.GET.get("rewards_page"))
+    rows = [
+        {
+            **earnings_reads.reward_summary(reward),
+            "explained": earnings_reads.receipt_explained(reward),
+            "receipt_url": reverse("providers:node_reward_receipt", args=[node.id, reward.era_id]),
+        }
+        for reward in page.object_list
+    ]
+    return {"rewards_page": page, "reward_rows": rows}
+
+
+@provider_required
+def node_reward_receipt(request: HttpRequest, provider: ProviderProfile, node_id: int, era_id: int) -> HttpResponse:
+    """One era's receipt as stored, as JSON: what spheron_sdk.rewards.reward_recompute reads."""
+    node = get_node_for_provider(provider=provider, node_id=node_id)
+    reward = earnings_reads.node_reward_for_era(node=node, era_id=era_id)
+    if reward is None:
+        raise Http404("No reward of this node in that era.")
+    response = JsonResponse(reward.receipt, json_dumps_params={"indent": 2, "ensure_ascii": False})
+    filename = f"receipt-node-{node.id}-{reward.era.started_at:%Y-%m-%d}.json"
+    response["Content-Disposition"] = f'inline; filename="{filename}"'
+    return response
+
+
+# --- Earnings ------------------------------------------------------------------------------------
+
+
+def _days_param(raw: str | None) -> tuple[int, str]:
+    """?days=: 7, 30 or 90; anything else is explained and the default shown."""
+    if raw is None or raw == "":
+        return earnings_reads.DEFAULT_DAYS, ""
+    if len(raw) <= 3 and raw.isascii() and raw.isdigit() and int(raw) in earnings_reads.DAYS_CHOICES:
+        return int(raw), ""
+    choices = ", ".join(str(d) for d in earnings_reads.DAYS_CHOICES)
+    return earnings_reads.DEFAULT_DAYS, (
+        f"days: {raw[:20]!r} is not one of {choices}; showing the last {earnings_reads.DEFAULT_DAYS} days."
+    )
+
+
+@provider_required
+def earnings(request: HttpRequest, provider: ProviderProfile, node_id: int | None = None) -> HttpResponse:
+    """Per UTC day: rental income, $SPON rewards, floor top-ups and slashes, all nodes or one
+    (?node=<id> or /provider/nodes/<id>/earnings/). A bad ?days= or ?node= is a 400 that says why
+    (the page still shows the default); another provider's node is a 404."""
+    days, error = _days_param(request.GET.get("days"))
+    errors = [error] if error else []
+    node = None
+    raw_node = request.GET.get("node", "") if node_id is None else str(node_id)
+    if raw_node:
+        if len(raw_node) <= 18 and raw_node.isascii() and raw_node.isdigit():
+            node = get_node_for_provider(provider=provider, node_id=int(raw_node))
+        else:
+            errors.append(f"node: {raw_node[:20]!r} is not a node id; showing all your nodes.")
+    today = clock.now().astimezone(UTC).date()
+    report = earnings_reads.earnings_days(provider=provider, days=days, today=today, node=node)
+    context = {
+        "provider": provider,
+        "report": report,
+        "chart": earnings_reads.earnings_chart(report),
+        "rows": [_earnings_row(day) for day in reversed(report.days)],
+        "totals": _earnings_row(report.totals),
+        "days": days,
+        "day_choices": earnings_reads.DAYS_CHOICES,
+        "node": node,
+        "nodes": list(Node.objects.filter(provider=provider).order_by("name", "id").values("id", "name")),
+        "errors": errors,
+        "series": earnings_reads.SERIES,
+    }
+    return render(request, "providers/earnings.html", context, status=400 if errors else 200)
+
+
+def _earnings_row(day: earnings_reads.EarningsDay) -> dict[str, Any]:
+    text = earnings_reads.usd_text
+    return {
+        "day": day.day,
+        "item": day,
+        "rental": text(day.rental_micros),
+        "spon": earnings_reads.spon_text(day.spon),
+        "spon_usd": text(day.spon_usd_micros),
+        "floor": text(day.floor_micros),
+        "slash_spon": earnings_reads.spon_text(day.slash_spon),
+        "slash_usd": text(-day.slash_usd_micros) if day.slash_usd_micros is not None else "",
+        "total": text(day.total_micros),
+    }
 
 
 @require_POST
