@@ -119,6 +119,10 @@ class Earnings:
                 totals.slash_usd_micros = None
         self.totals = totals
 
+    @property
+    def slash_rate_text(self) -> str:
+        return sdk.plain(Decimal(self.slash_rate)) if self.slash_rate is not None else ""
+
 
 def _sum_base_units_by_day(queryset: QuerySet, day_field: str, amount: Any) -> dict[date, int]:
     """{day: Σ base units}: in SQL on PostgreSQL; on SQLite over the rows (exact integers)."""
