@@ -1,19 +1,25 @@
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import transaction
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template import engines
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from core.admin_tools import ReadOnlyAdmin
 from core.errors import ApplicationError
+from core.money import format_usd
+from providers.earnings import spon_text
 from providers.models import (
     GpuModel,
     Node,
@@ -21,10 +27,12 @@ from providers.models import (
     NodeEra,
     NodeEvent,
     NodeOutage,
+    NodeReward,
     NodeToken,
     ProviderGpuPrice,
     ProviderProfile,
     Region,
+    RewardEra,
     Slash,
     SlashAppeal,
     SlashStatus,
@@ -731,3 +739,220 @@ class SlashAppealAdmin(admin.ModelAdmin):
     @admin.action(description="Dismiss the selected appeals…")
     def dismiss(self, request: HttpRequest, queryset):
         return self._decide(request, queryset, uphold=False, verb="Dismissed")
+
+
+# --- Era rewards ---------------------------------------------------------------------------------
+
+_RERUN_TEMPLATE = """{% extends "admin/base_site.html" %}
+{% block breadcrumbs %}<div class="breadcrumbs">
+<a href="{% url 'admin:index' %}">Home</a> &rsaquo;
+<a href="{% url 'admin:providers_rewardera_changelist' %}">Reward eras</a> &rsaquo;
+<a href="{% url 'admin:providers_rewardera_change' era.id %}">{{ era }}</a> &rsaquo; Re-run
+</div>{% endblock %}
+{% block content %}
+<p>Re-run {{ era }} ({{ era.started_at|date:"Y-m-d H:i" }} – {{ era.ended_at|date:"Y-m-d H:i" }} UTC): every
+node's receipt is recomputed from the era's stored inputs. Idempotent: when nothing changed, nothing is
+written but the run count; a changed floor top-up posts only the difference to the ledger.</p>
+<form method="post">{% csrf_token %}
+<div class="submit-row"><input type="submit" class="default" value="Re-run the era" data-testid="rerun-submit"></div>
+</form>
+{% endblock %}
+"""
+
+
+def _era_rerun(era: RewardEra) -> str:
+    """Re-run one era (providers.era_rewards) and say what changed, for the admin's message."""
+    from providers.era_rewards import era_rewards_run
+
+    after = era_rewards_run(era_start=era.started_at)
+    changed = after.changed
+    what = "no change" if not changed else f"{changed} receipt{'' if changed == 1 else 's'} changed"
+    return f"{after}: {what} (run {after.runs}; {after.nodes} nodes, {spon_text(after.spon)} $SPON)."
+
+
+@admin.register(RewardEra)
+class RewardEraAdmin(ReadOnlyAdmin):
+    """Each era's rewards across the network, read-only. "Re-run" (staff who may change eras)
+    recomputes an era from its stored inputs: idempotent, it reports "no change" or how many
+    receipts changed."""
+
+    list_display = (
+        "started_at",
+        "nodes",
+        "points",
+        "spon_display",
+        "floor_budget_display",
+        "floor_wanted_display",
+        "floor_paid_display",
+        "pool_left_display",
+        "floor_ratio",
+        "runs",
+        "changed",
+        "computed_at",
+        "rewards_link",
+    )
+    date_hierarchy = "started_at"
+    actions = ("rerun",)
+    fields = (
+        "started_at",
+        "ended_at",
+        "nodes",
+        "points",
+        "emission_display",
+        "spon_display",
+        "spon_usd_rate",
+        "floor_budget_display",
+        "floor_wanted_display",
+        "floor_paid_display",
+        "pool_left_display",
+        "floor_ratio",
+        "runs",
+        "changed",
+        "computed_at",
+        "params_pretty",
+        "rewards_link",
+        "rerun_link",
+    )
+    readonly_fields = fields
+
+    def has_rerun_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("providers.change_rewardera")
+
+    @admin.display(description="$SPON issued")
+    def spon_display(self, obj: RewardEra) -> str:
+        return spon_text(obj.spon)
+
+    @admin.display(description="Emission ($SPON)")
+    def emission_display(self, obj: RewardEra) -> str:
+        return spon_text(obj.emission)
+
+    @admin.display(description="Floor budget")
+    def floor_budget_display(self, obj: RewardEra) -> str:
+        return format_usd(obj.floor_budget_micros, 6)
+
+    @admin.display(description="Floor wanted")
+    def floor_wanted_display(self, obj: RewardEra) -> str:
+        return format_usd(obj.floor_wanted_micros, 6)
+
+    @admin.display(description="Floor paid")
+    def floor_paid_display(self, obj: RewardEra) -> str:
+        return format_usd(obj.floor_paid_micros, 6)
+
+    @admin.display(description="Pool left")
+    def pool_left_display(self, obj: RewardEra) -> str:
+        return format_usd(obj.floor_pool_left_micros, 6)
+
+    @admin.display(description="Parameters")
+    def params_pretty(self, obj: RewardEra) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.params, indent=2, sort_keys=True, default=str))
+
+    @admin.display(description="Receipts")
+    def rewards_link(self, obj: RewardEra) -> str:
+        url = reverse("admin:providers_nodereward_changelist") + f"?era__id__exact={obj.id}"
+        return format_html('<a href="{}">{} node rewards</a>', url, obj.nodes)
+
+    @admin.display(description="Re-run")
+    def rerun_link(self, obj: RewardEra) -> str:
+        url = reverse("admin:providers_rewardera_rerun", args=[obj.id])
+        return format_html('<a class="button" href="{}" data-testid="rerun-link">Re-run this era…</a>', url)
+
+    @admin.action(description="Re-run the selected eras (recompute every receipt; idempotent)", permissions=["rerun"])
+    def rerun(self, request: HttpRequest, queryset) -> None:
+        for era in queryset.order_by("started_at"):
+            self._run(request, era)
+
+    def _run(self, request: HttpRequest, era: RewardEra) -> None:
+        try:
+            self.message_user(request, _era_rerun(era), messages.SUCCESS)
+        except ApplicationError as exc:
+            self.message_user(request, f"{era}: {exc.message}", messages.ERROR)
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:era_id>/rerun/",
+                self.admin_site.admin_view(self.rerun_view),
+                name="providers_rewardera_rerun",
+            ),
+            *super().get_urls(),
+        ]
+
+    def rerun_view(self, request: HttpRequest, era_id: int) -> HttpResponse:
+        """GET: what a re-run does, and the button; POST: re-run, then back to the era."""
+        if not self.has_rerun_permission(request):
+            raise PermissionDenied
+        era = get_object_or_404(RewardEra, id=era_id)
+        if request.method == "POST":
+            self._run(request, era)
+            return redirect("admin:providers_rewardera_change", era.id)
+        context = {**self.admin_site.each_context(request), "era": era, "title": f"Re-run {era}"}
+        return TemplateResponse(request, engines["django"].from_string(_RERUN_TEMPLATE), context)
+
+
+@admin.register(NodeReward)
+class NodeRewardAdmin(ReadOnlyAdmin):
+    """One node's reward in one era, read-only, with its receipt; search by node id or name, or
+    the provider's name or e-mail."""
+
+    list_display = (
+        "era",
+        "node",
+        "provider",
+        "points",
+        "spon_display",
+        "usd_display",
+        "rental_display",
+        "floor_eligible",
+        "topup_display",
+    )
+    list_filter = ("floor_eligible",)
+    search_fields = ("=node__id", "node__name", "provider__display_name", "provider__user__email")
+    list_select_related = ("era", "node", "provider")
+    date_hierarchy = "era__started_at"
+    fields = (
+        "era",
+        "node",
+        "provider",
+        "points",
+        "spon_display",
+        "usd_display",
+        "online_seconds",
+        "rental_display",
+        "floor_eligible",
+        "floor_reason",
+        "floor_display",
+        "wanted_display",
+        "topup_display",
+        "address",
+        "receipt_pretty",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="$SPON")
+    def spon_display(self, obj: NodeReward) -> str:
+        return spon_text(obj.spon)
+
+    @admin.display(description="USD at the era's rate")
+    def usd_display(self, obj: NodeReward) -> str:
+        return format_usd(obj.spon_usd_micros, 6)
+
+    @admin.display(description="Rental")
+    def rental_display(self, obj: NodeReward) -> str:
+        return format_usd(obj.rental_micros, 6)
+
+    @admin.display(description="Floor")
+    def floor_display(self, obj: NodeReward) -> str:
+        return format_usd(obj.floor_micros, 6)
+
+    @admin.display(description="Floor wanted")
+    def wanted_display(self, obj: NodeReward) -> str:
+        return format_usd(obj.floor_wanted_micros, 6)
+
+    @admin.display(description="Floor top-up")
+    def topup_display(self, obj: NodeReward) -> str:
+        return format_usd(obj.floor_topup_micros, 6)
+
+    @admin.display(description="Receipt")
+    def receipt_pretty(self, obj: NodeReward) -> str:
+        text = json.dumps(obj.receipt, indent=2, ensure_ascii=False)
+        return format_html('<pre data-testid="receipt-json">{}</pre>', text)
