@@ -47,6 +47,7 @@ from billing.services import accounts_get_many, transaction_post
 from chain.models import Rate
 from chain.rates import usd_micros_for
 from core import clock
+from core.db import insert_rows
 from core.errors import ApplicationError
 from providers import hooks
 from providers.models import (
@@ -426,7 +427,7 @@ def _era_write(era: RewardEra, rows: list[NodeReward], floor: FloorParams, *, no
         paid_before[old.provider_id] += old.floor_topup_micros
     if gone:
         NodeReward.objects.filter(id__in=[old.id for old in gone]).delete()
-    NodeReward.objects.bulk_create(creates, batch_size=2000)
+    insert_rows(NodeReward, creates)
     if updates:
         NodeReward.objects.bulk_update(updates, [f.removesuffix("_id") for f in _COMPARED], batch_size=2000)
 

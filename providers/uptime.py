@@ -15,6 +15,7 @@ from django.db.models import Max, Q
 from spheron_sdk.rewards import intervals_merge, intervals_subtract
 
 from core import clock
+from core.db import insert_rows, update_columns_by_id
 from providers.models import (
     EraOutcome,
     Node,
@@ -225,12 +226,13 @@ def _close_eras_batch(node_ids: list[int], *, latest_end: datetime, now: datetim
             count = len(eras)
             _node_eras(node, starts[node.id], latest_end, outages.get(node.id, []), now, eras, events)
             if len(eras) > count:
-                node.updated_at = clock.now()
                 changed.append(node)
-        NodeEra.objects.bulk_create(eras, batch_size=2000)
+        insert_rows(NodeEra, eras)
         NodeEvent.objects.bulk_create(events, batch_size=2000)
-        Node.objects.bulk_update(
-            changed, ["trust_tier", "era_good_streak", "era_bad_streak", "updated_at"], batch_size=2000
+        columns = ("trust_tier", "era_good_streak", "era_bad_streak", "updated_at")
+        written = clock.now()
+        update_columns_by_id(
+            Node, columns, {n.id: (n.trust_tier, n.era_good_streak, n.era_bad_streak, written) for n in changed}
         )
         return len(eras)
 
