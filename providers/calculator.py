@@ -28,8 +28,8 @@ from chain import rates
 from core.errors import ApplicationError
 from core.htmx import fragment_requested, vary_on_htmx
 from core.money import HOURS_PER_MONTH, exact_usd, format_usd, parse_plain_decimal, usd_to_micros
-from providers.models import LISTED, SPON_DECIMALS, GpuModel, GpuTier, Node, NodeMode
-from providers.rewards import RewardParams, earnings_estimate, params_from_settings
+from providers.models import LISTED, SPON_DECIMALS, GpuModel, GpuTier, Node, NodeMode, RewardEra
+from providers.rewards import RewardParams, earnings_estimate, params_from_settings, spon_per_point
 from providers.uptime import BEST_TIER, PROMOTE_AFTER, TIER_UPTIME
 
 FRAGMENT_ID = "calculator-result"
@@ -188,9 +188,22 @@ class SponBasis:
 
 
 def spon_per_point_basis(params: RewardParams) -> SponBasis:
-    """$SPON per point: the last closed era's (emission ÷ its total points) once the era close
-    stores its totals; until then no era has closed with rewards, so an explicit assumption: the
-    era's emission shared by REWARD_CALCULATOR_NETWORK_POINTS points (default 1,000,000)."""
+    """$SPON per point: the last era with rewards (its $SPON issued ÷ its total points); before any,
+    an explicit assumption: the era's emission shared by REWARD_CALCULATOR_NETWORK_POINTS points
+    (default 1,000,000)."""
+    era = RewardEra.objects.filter(runs__gt=0, points__gt=0).order_by("-started_at").first()
+    if era is not None:
+        value = spon_per_point(emission_base_units=int(era.spon), total_points=Decimal(era.points))
+        issued = _num(Decimal(int(era.spon)).scaleb(-SPON_DECIMALS))
+        return SponBasis(
+            spon_per_point=value,
+            source="last_era",
+            text=(
+                f"The last closed era ({era.started_at:%Y-%m-%d}) shared {issued}"
+                f" $SPON over {_num(era.points)} points: {_num(value)} $SPON per point. The real share depends on "
+                "every node's points in each era."
+            ),
+        )
     network = Decimal(str(getattr(settings, "REWARD_CALCULATOR_NETWORK_POINTS", DEFAULT_NETWORK_POINTS)))
     value = params.era_emission_spon / network if network > 0 else Decimal(0)
     rtx4090s = f" (about {_num(network // params.k_per_gpu)} RTX 4090s in tier 6)" if params.k_per_gpu else ""

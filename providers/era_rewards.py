@@ -480,3 +480,18 @@ def era_rewards_due(*, now: datetime | None = None, max_eras: int = 30) -> int:
         era_rewards_run(era_start=era_start, now=now)
         count += 1
     return count
+
+
+def eras_close(*, now: datetime | None = None) -> dict[str, Any]:
+    """The beat's era close: trust tiers (providers.uptime.close_eras), then the rewards of every
+    era that has none yet, then the cumulative rewards tree after the latest (providers.reward_claims;
+    its root is sent by the run_reward_trees task)."""
+    from providers.reward_claims import rewards_tree_build
+    from providers.uptime import close_eras
+
+    now = now or clock.now()
+    closed = close_eras(now=now)
+    rewarded = era_rewards_due(now=now)
+    latest = RewardEra.objects.filter(runs__gt=0).order_by("-started_at").first()
+    tree = rewards_tree_build(era=latest, now=now) if latest is not None else None
+    return {"eras_closed": closed, "eras_rewarded": rewarded, "tree": tree.root if tree is not None else ""}

@@ -18,8 +18,11 @@ def refresh_uptime() -> int:
 
 
 @shared_task(acks_late=True)
-def close_eras() -> int:
-    return uptime.close_eras()
+def close_eras() -> dict[str, object]:
+    """Trust tiers, then era rewards and the rewards tree (providers.era_rewards.eras_close)."""
+    from providers.era_rewards import eras_close
+
+    return eras_close()
 
 
 @shared_task(acks_late=True)

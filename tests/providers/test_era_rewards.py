@@ -246,3 +246,21 @@ def test_trust_tier_of_the_receipt_is_the_one_held_during_the_era():
     receipts = NodeReward.objects.filter(node=node).order_by("era__started_at")
     assert [r.receipt["trust"]["tier"] for r in receipts] == [7, 7, 7]
     assert all(r.points == 0 for r in receipts)  # tier 7's multiplier is 0
+
+
+@pytest.mark.django_db
+def test_the_beat_closes_rewards_and_the_calculator_reads_the_last_era(tiny_pool):
+    from providers.calculator import spon_per_point_basis
+    from providers.era_rewards import eras_close
+    from providers.rewards import params_from_settings
+
+    _rate()
+    _agent_node(trust_tier=4, registered_at=ERA_START)  # one era: 600 points, all 3,100 $SPON
+    assert spon_per_point_basis(params_from_settings()).source == "assumed"
+    result = eras_close(now=NOW)
+    assert (result["eras_closed"], result["eras_rewarded"]) == (1, 1)
+    assert result["tree"] == ""  # no provider has linked a stake address yet: no tree
+    basis = spon_per_point_basis(params_from_settings())
+    assert basis.source == "last_era"
+    assert basis.spon_per_point == Decimal(3100) / Decimal(600)
+    assert eras_close(now=NOW) == {"eras_closed": 0, "eras_rewarded": 0, "tree": ""}
