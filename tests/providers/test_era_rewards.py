@@ -10,7 +10,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from spheron_sdk import rewards as sdk
 
 from billing.models import AccountKind, LedgerAccount, LedgerTransaction, TransactionKind, UsageMeter
@@ -264,3 +268,56 @@ def test_the_beat_closes_rewards_and_the_calculator_reads_the_last_era(tiny_pool
     assert basis.source == "last_era"
     assert basis.spon_per_point == Decimal(3100) / Decimal(600)
     assert eras_close(now=NOW) == {"eras_closed": 0, "eras_rewarded": 0, "tree": ""}
+
+
+# --- Property: random eras through the database ------------------------------------------------------
+
+
+_NODE = st.fixed_dictionaries(
+    {
+        "model": st.sampled_from(["rtx4090", "a6000", "h100", "rtx3060"]),
+        "gpus": st.integers(1, 4),
+        "tier": st.integers(4, 7),
+        "outages": st.lists(st.tuples(st.floats(0, 23), st.floats(0.01, 14)), max_size=3),
+        "failed": st.booleans(),
+    }
+)
+
+
+@pytest.mark.django_db
+@hsettings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(
+    nodes=st.lists(_NODE, min_size=1, max_size=6),
+    emission=st.sampled_from(["0", "1", "3100", "100000.5"]),
+    pool=st.sampled_from(["0", "0.5", "3", "1000"]),
+)
+def test_random_eras_issue_the_emission_and_stay_within_the_pool(settings, nodes, emission, pool):
+    settings.REWARD_ERA_EMISSION_SPON = Decimal(emission)
+    settings.REWARD_FLOOR_POOL_USD = Decimal(pool)
+    with transaction.atomic():
+        _rate("0.001")
+        for spec in nodes:
+            node = _agent_node(gpu_model=spec["model"], gpu_count=spec["gpus"], trust_tier=spec["tier"])
+            for start, length in spec["outages"]:
+                NodeOutage.objects.create(
+                    node=node, kind=OutageKind.OFFLINE, started_at=h(start), ended_at=h(start + length)
+                )
+            if spec["failed"]:
+                NodeChallenge.objects.create(
+                    public_id=f"f-{node.id}", node=node, nonce="n", issued_at=h(12), expires_at=h(12.1),
+                    status=ChallengeStatus.MISSED, answered_at=None,
+                )  # fmt: skip
+        _close()
+        era = era_rewards_run(era_start=ERA_START, now=NOW)
+        rows = list(NodeReward.objects.filter(era=era))
+        emitted = int(Decimal(emission).scaleb(18))
+        assert int(era.spon) == (emitted if era.points > 0 else 0) == sum(int(r.spon) for r in rows)
+        assert all(int(r.spon) >= 0 and r.floor_topup_micros >= 0 for r in rows)
+        assert era.floor_paid_micros == sum(r.floor_topup_micros for r in rows) <= era.floor_budget_micros
+        for row in rows:
+            assert sdk.receipt_check(row.receipt) == []
+            assert Decimal(sdk.reward_recompute(row.receipt)["points"]) == row.points
+        subsidy = LedgerAccount.objects.filter(kind=AccountKind.PLATFORM_SUBSIDY, user=None).first()
+        assert (subsidy.balance if subsidy else 0) == -era.floor_paid_micros
+        assert era_rewards_run(era_start=ERA_START, now=NOW).changed == 0
+        transaction.set_rollback(True)
