@@ -9,7 +9,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from core.money import format_usd
 from providers.models import SPON_DECIMALS, ProviderProfile
@@ -95,7 +95,7 @@ def _tree_response(tree) -> JsonResponse:
     return response
 
 
-@require_GET
+@require_safe
 def tree_latest(request: HttpRequest) -> JsonResponse:
     """The latest published rewards tree: the one whose root RewardDistributor holds."""
     tree = latest_published_tree()
@@ -104,7 +104,7 @@ def tree_latest(request: HttpRequest) -> JsonResponse:
     return _tree_response(tree)
 
 
-@require_GET
+@require_safe
 def tree_by_root(request: HttpRequest, root: str) -> JsonResponse:
     """A published rewards tree by its root (0x and 64 hex digits)."""
     tree = published_tree_by_root(root)

@@ -176,3 +176,22 @@ def test_a_set_root_that_reverts_fails_the_tree_with_the_reason(home, monkeypatc
     role = Web3.keccak(text="ROOT_SETTER_ROLE").hex()
     assert role.removeprefix("0x") in tree.failure_reason
     assert Chain.objects.get(key="base").enabled
+
+
+def test_the_devnet_funds_the_distributor_from_the_treasury_once(anvil):
+    from chain import devnet
+
+    node = anvil(chain_id=8453, deploy=True)
+    token = node.contract("SponToken")
+    distributor = node.contracts["RewardDistributor"]
+    treasury_before = token.functions.balanceOf(TREASURY.address).call()
+
+    devnet._fund_demo_payer(node.w3, node.contracts, spon=True)
+
+    assert token.functions.balanceOf(distributor).call() == devnet.REWARD_DISTRIBUTOR_SPON
+    spent = treasury_before - token.functions.balanceOf(TREASURY.address).call()
+    assert spent == devnet.REWARD_DISTRIBUTOR_SPON + devnet.DEMO_SPON + devnet.PAYOUT_WALLET_SPON
+    # A restart that kept its state: nothing is sent again.
+    devnet._fund_demo_payer(node.w3, node.contracts, spon=True)
+    assert token.functions.balanceOf(distributor).call() == devnet.REWARD_DISTRIBUTOR_SPON
+    assert treasury_before - token.functions.balanceOf(TREASURY.address).call() == spent
