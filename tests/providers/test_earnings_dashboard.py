@@ -276,3 +276,6 @@ def test_the_dashboard_and_the_tabs_link_the_page(owner_client, market):
     assert 'data-testid="earnings-per-day-link"' in html and 'href="/provider/earnings/"' in html
     page = owner_client.get(f"/provider/nodes/{market['a'].id}/").content.decode()
     assert f'href="/provider/nodes/{market["a"].id}/earnings/"' in page
+    earnings = owner_client.get("/provider/earnings/").content.decode()
+    assert '<a href="/provider/earnings/" aria-current="page" data-testid="subnav-earnings">' in earnings
+    assert 'href="/provider/rewards/"' in earnings  # the claims page, beside it
