@@ -29,9 +29,11 @@ Cost: O(nodes) with batched reads (BATCH nodes a query); bench/era.py measures i
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
@@ -150,23 +152,26 @@ def _unit_kind(gpu_tier: str) -> str:
 def _gather(
     node_ids: list[int], tiers: dict[int, int], era: tuple[datetime, datetime], cooldown: timedelta, tolerance: Decimal
 ) -> tuple[list[NodeEraInputs], dict[int, _NodeFacts]]:
-    """One batch of nodes' inputs: a handful of queries whatever the batch's size."""
+    """One batch of nodes' inputs: a handful of queries whatever the batch's size. A batch is a
+    slice of the era's sorted node ids, so each query reads the batch's id range (no list of
+    thousands of ids to send) and what it returns of other nodes is never looked up."""
     start, end = era
+    lo, hi = node_ids[0], node_ids[-1]
     nodes = (
-        Node.objects.filter(id__in=node_ids)
+        Node.objects.filter(id__gte=lo, id__lte=hi)
         .order_by("id")
         .values_list("id", "provider_id", "gpu_tier", "gpu_count", "cpu_cores", "registered_at", "created_at")
     )
     outages: dict[int, list[tuple[str, datetime, datetime | None]]] = defaultdict(list)
     for node_id, kind, started_at, ended_at in (
-        NodeOutage.objects.filter(node_id__in=node_ids, started_at__lt=end)
+        NodeOutage.objects.filter(node_id__gte=lo, node_id__lte=hi, started_at__lt=end)
         .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=start - cooldown))
         .order_by("node_id", "started_at", "id")
         .values_list("node_id", "kind", "started_at", "ended_at")
     ):
         outages[node_id].append((kind, started_at, ended_at))
     challenges: dict[int, list[ChallengeInput]] = defaultdict(list)
-    in_era = NodeChallenge.objects.filter(node_id__in=node_ids, issued_at__gte=start, issued_at__lt=end)
+    in_era = NodeChallenge.objects.filter(node_id__gte=lo, node_id__lte=hi, issued_at__gte=start, issued_at__lt=end)
     for node_id, public_id, issued_at, status, expected, measured in (
         in_era.exclude(status__in=(ChallengeStatus.PASSED, ChallengeStatus.PENDING))
         .order_by("node_id", "issued_at", "id")
@@ -181,7 +186,7 @@ def _gather(
     forfeits = era_forfeit_reasons(node_ids, start, end)
     leases = hooks.era_leases(node_ids, start, end)
     slashed = set(
-        Slash.objects.filter(node_id__in=node_ids, created_at__gte=start, created_at__lt=end)
+        Slash.objects.filter(node_id__gte=lo, node_id__lte=hi, created_at__gte=start, created_at__lt=end)
         .exclude(status=SlashStatus.FAILED)
         .exclude(appeal__status=AppealStatus.UPHELD)
         .values_list("node_id", flat=True)
@@ -189,6 +194,8 @@ def _gather(
 
     inputs, facts = [], {}
     for node_id, provider_id, gpu_tier, gpu_count, cpu_cores, registered_at, created_at in nodes:
+        if node_id not in tiers:  # in the id range, without an era
+            continue
         born = registered_at or created_at
         window = (max(start, born), end)
         kind = _unit_kind(gpu_tier)
@@ -346,9 +353,24 @@ def era_rewards_run(*, era_start: datetime, now: datetime | None = None) -> Rewa
             era.params = {"reward": params_to_json(params), "floor": floor.to_json()}
             era.spon_usd_rate = rate
             era.emission = params.era_emission_base_units
-        rows = _era_compute(era, params, floor, rate)
-        _era_write(era, rows, floor, now=now)
+        with _gc_paused():
+            rows = _era_compute(era, params, floor, rate)
+            _era_write(era, rows, floor, now=now)
     return era
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while an era's objects are built (hundreds of thousands of
+    dicts that live until the era is written): each full collection would walk all of them again,
+    which made the run grow faster than the nodes (bench/era.py). Reference counting still frees."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _era_compute(era: RewardEra, params: RewardParams, floor: FloorParams, rate: Decimal | None) -> list[NodeReward]:

@@ -30,6 +30,7 @@ from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from types import MappingProxyType
 from typing import Any
 
+import orjson
 from django.conf import settings
 from spheron_sdk import rewards as sdk
 
@@ -275,8 +276,31 @@ def era_receipts(
     """The era's receipts, one per node: terms, points and $SPON (the era's emission shared pro
     rata; Σ amounts == the emission whenever any node has points). O(n), plus one sort of the
     nodes that share the left-over base units."""
-    receipts = [node_receipt(node, params, era=era) for node in inputs]
+    receipts = []
+    built: dict[tuple, dict[str, Any]] = {}
+    for node in inputs:
+        key = _same_receipt_key(node)
+        first = built.get(key) if key is not None else None
+        if first is None:
+            receipt = node_receipt(node, params, era=era)
+            if key is not None:
+                built[key] = receipt
+        else:  # the same inputs as an earlier node's: its receipt, with this node's id
+            receipt = orjson.loads(orjson.dumps(first))
+            receipt["node_id"] = node.node_id
+        receipts.append(receipt)
     return sdk.receipts_allocate(receipts, params.era_emission_base_units)
+
+
+def _same_receipt_key(node: NodeEraInputs) -> tuple | None:
+    """What a receipt's terms depend on besides the node's id, for nodes whose receipt names no
+    lease and no challenge (most healthy nodes: their terms repeat); None for the others."""
+    if node.leases or any(any(Decimal(v) for v in c.shortfall.values()) for c in node.challenges):
+        return None
+    return (
+        node.window, node.unit_kind, node.unit_count, node.tier, node.trust_tier, tuple(node.outages),
+        tuple(node.excused), node.challenges_passed + len(node.challenges), node.forfeited, node.forfeit_reason,
+    )  # fmt: skip
 
 
 # --- Shortfall of one challenge ----------------------------------------------------------------

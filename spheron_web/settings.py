@@ -444,6 +444,13 @@ MIN_STAKE_PER_GPU_SPON = env_decimal("MIN_STAKE_PER_GPU_SPON", Decimal("200"), m
 STAKING_CHAIN_KEY = env_str("STAKING_CHAIN_KEY", "base")
 STAKING_CONTRACT_ADDRESS = env_str("STAKING_CONTRACT_ADDRESS", "") or ""
 STAKING_START_BLOCK = env_int("STAKING_START_BLOCK", 0, min_value=0, max_value=10**12)
+# Reward claims (providers.reward_claims): RewardDistributor on the home chain (REWARD_CHAIN_KEY,
+# empty: STAKING_CHAIN_KEY). Its address from the environment; empty on a devnet: its CREATE2 address
+# for the devnet deployer. The root setter's key (ROOT_SETTER_ROLE) is in the environment variable
+# REWARD_ROOT_KEY_ENV names; without it built trees wait.
+REWARD_CHAIN_KEY = env_str("REWARD_CHAIN_KEY", "") or ""
+REWARD_DISTRIBUTOR_ADDRESS = env_str("REWARD_DISTRIBUTOR_ADDRESS", "") or ""
+REWARD_ROOT_KEY_ENV = env_str("REWARD_ROOT_KEY_ENV", "CHAIN_RECORDER_KEY")
 # The devnet's "Get test $SPON" button (DEBUG and CHAIN_DEVNET only): whole $SPON per press.
 STAKE_FAUCET_SPON = env_int("STAKE_FAUCET_SPON", 10_000, min_value=1, max_value=10**7)
 # Slashing on chain (providers.slashing): the name of the environment variable holding the key

@@ -101,9 +101,13 @@ def deployment_match_summary(deployment: Deployment) -> dict[str, Any] | None:
 
 def era_lease_spans(node_ids: list[int], start: datetime, end: datetime) -> list[dict[str, Any]]:
     """providers.hooks' era leases: the leases that ran on these nodes within [start, end), each
-    clipped to it (a running lease ends at `end`), with the price and fee its meter locked."""
+    clipped to it (a running lease ends at `end`), with the price and fee its meter locked. Reads
+    the ids' range (no list of thousands of ids to send), the leases of other nodes skipped."""
+    wanted = set(node_ids)
+    if not wanted:
+        return []
     rows = (
-        Lease.objects.filter(node_id__in=node_ids, started_at__lt=end)
+        Lease.objects.filter(node_id__gte=min(wanted), node_id__lte=max(wanted), started_at__lt=end)
         .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=start))
         .order_by("node_id", "started_at", "id")
         .values_list("node_id", "id", "started_at", "ended_at", "gpus", "cpu_cores", "price_per_hour_micros")
@@ -121,4 +125,5 @@ def era_lease_spans(node_ids: list[int], start: datetime, end: datetime) -> list
             "fee_rate": fee_rate if fee_rate is not None else Decimal(0),
         }
         for node_id, lease_id, started_at, ended_at, gpus, cpu_cores, price, fee_rate in rows
+        if node_id in wanted
     ]
