@@ -225,8 +225,6 @@ class Node(models.Model):
     rewards_eligible_from = models.DateTimeField(null=True, blank=True, help_text="End of the reconnect cool-down")
     needs_review = models.BooleanField(default=False)
     review_reason = models.TextField(blank=True)
-    era_good_streak = models.PositiveSmallIntegerField(default=0)
-    era_bad_streak = models.PositiveSmallIntegerField(default=0)
 
     available_gpus = models.PositiveSmallIntegerField(help_text="GPUs not leased")
     available_cpu_cores = models.PositiveIntegerField()

@@ -201,10 +201,13 @@ def close_eras(*, now: datetime | None = None, max_eras: int = 30, batch: int = 
     return closed
 
 
-_ERA_FIELDS = ("id", "mode", "registered_at", "trust_tier", "era_good_streak", "era_bad_streak")
+_ERA_FIELDS = ("id", "mode", "registered_at", "trust_tier")
 
 
 def _close_eras_batch(node_ids: list[int], *, latest_end: datetime, now: datetime, max_eras: int) -> int:
+    """The eras of a batch of nodes. A node's streaks are its last era's (NodeEra.good_streak and
+    bad_streak), so the node's row is written only when its tier moves: an era close that wrote
+    every node's row each day (19 indexes to maintain a row) took half the era's time at 100k nodes."""
     with transaction.atomic():
         nodes = list(Node.objects.select_for_update().filter(id__in=node_ids).order_by("id").only(*_ERA_FIELDS))
         lasts = dict(
@@ -213,6 +216,13 @@ def _close_eras_batch(node_ids: list[int], *, latest_end: datetime, now: datetim
             .annotate(last=Max("ended_at"))
             .values_list("node_id", "last")
         )
+        streaks = {
+            node_id: (good, bad)
+            for node_id, ended_at, good, bad in NodeEra.objects.filter(
+                node_id__in=node_ids, ended_at__in=set(lasts.values())
+            ).values_list("node_id", "ended_at", "good_streak", "bad_streak")
+            if lasts[node_id] == ended_at
+        }
         starts = {
             node.id: max(lasts.get(node.id) or last_era_end(node.registered_at), latest_end - ERA * max_eras)
             for node in nodes
@@ -221,24 +231,26 @@ def _close_eras_batch(node_ids: list[int], *, latest_end: datetime, now: datetim
         if not pending:
             return 0
         outages = _outages_by_node([node.id for node in pending], min(starts[node.id] for node in pending))
-        eras, events, changed = [], [], []
+        eras: list[NodeEra] = []
+        events: list[NodeEvent] = []
+        moved = {}
         for node in pending:
-            count = len(eras)
-            _node_eras(node, starts[node.id], latest_end, outages.get(node.id, []), now, eras, events)
-            if len(eras) > count:
-                changed.append(node)
+            tier = node.trust_tier
+            _node_eras(
+                node, streaks.get(node.id, (0, 0)), starts[node.id], latest_end, outages.get(node.id, []), now,
+                eras, events,
+            )  # fmt: skip
+            if node.trust_tier != tier:
+                moved[node.id] = (node.trust_tier, clock.now())
         insert_rows(NodeEra, eras)
         NodeEvent.objects.bulk_create(events, batch_size=2000)
-        columns = ("trust_tier", "era_good_streak", "era_bad_streak", "updated_at")
-        written = clock.now()
-        update_columns_by_id(
-            Node, columns, {n.id: (n.trust_tier, n.era_good_streak, n.era_bad_streak, written) for n in changed}
-        )
+        update_columns_by_id(Node, ("trust_tier", "updated_at"), moved)
         return len(eras)
 
 
 def _node_eras(
     node: Node,
+    streaks: tuple[int, int],
     start: datetime,
     latest_end: datetime,
     outages: list,
@@ -246,7 +258,9 @@ def _node_eras(
     eras: list[NodeEra],
     events: list[NodeEvent],
 ) -> None:
-    """One node's eras from `start` to `latest_end`: its tier moves in memory, the rows appended."""
+    """One node's eras from `start` to `latest_end`, from its last era's (good, bad) streaks: its
+    tier moves in memory, the rows appended."""
+    good, bad = streaks
     while start + ERA <= latest_end:
         end = start + ERA
         uptime, excused = uptime_between(outages, max(start, node.registered_at), end, now)
@@ -256,16 +270,14 @@ def _node_eras(
         else:
             outcome = era_outcome(tier_before, uptime)
             if outcome == EraOutcome.GOOD:
-                node.era_good_streak, node.era_bad_streak = node.era_good_streak + 1, 0
+                good, bad = good + 1, 0
             elif outcome == EraOutcome.BAD:
-                node.era_good_streak, node.era_bad_streak = 0, node.era_bad_streak + 1
+                good, bad = 0, bad + 1
             else:
-                node.era_good_streak = node.era_bad_streak = 0
-            node.trust_tier = next_tier(
-                tier=tier_before, mode=node.mode, good_streak=node.era_good_streak, bad_streak=node.era_bad_streak
-            )
+                good = bad = 0
+            node.trust_tier = next_tier(tier=tier_before, mode=node.mode, good_streak=good, bad_streak=bad)
             if node.trust_tier != tier_before:
-                node.era_good_streak = node.era_bad_streak = 0
+                good = bad = 0
                 verb = "promoted" if node.trust_tier < tier_before else "demoted"
                 events.append(
                     NodeEvent(
@@ -284,8 +296,8 @@ def _node_eras(
                 outcome=outcome,
                 tier_before=tier_before,
                 tier_after=node.trust_tier,
-                good_streak=node.era_good_streak,
-                bad_streak=node.era_bad_streak,
+                good_streak=good,
+                bad_streak=bad,
             )
         )
         start = end

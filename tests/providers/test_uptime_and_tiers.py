@@ -101,7 +101,7 @@ def test_close_eras_promotes_a_new_node_after_three_good_days_and_is_idempotent(
     now = T0 + timedelta(days=3, hours=1)
     assert uptime.close_eras(now=now) == 3
     node.refresh_from_db()
-    assert node.trust_tier == 6 and node.era_good_streak == 0
+    assert node.trust_tier == 6 and NodeEra.objects.filter(node=node).first().good_streak == 0
     eras = list(NodeEra.objects.filter(node=node).order_by("started_at"))
     assert [e.outcome for e in eras] == [EraOutcome.GOOD] * 3
     assert eras[1].uptime == pytest.approx(22 / 24, abs=1e-6)
@@ -117,12 +117,12 @@ def test_bad_eras_demote_and_maintenance_eras_do_not_count():
         NodeOutage.objects.create(node=node, kind=OutageKind.OFFLINE, started_at=h(24 * day), ended_at=h(24 * day + 12))
     uptime.close_eras(now=T0 + timedelta(days=4, hours=1))
     node.refresh_from_db()
-    assert (node.trust_tier, node.era_bad_streak) == (6, 4)
+    assert (node.trust_tier, NodeEra.objects.filter(node=node).first().bad_streak) == (6, 4)
     # Day 5 is down but in maintenance: excused, the streak stands still.
     NodeOutage.objects.create(node=node, kind=OutageKind.MAINTENANCE, started_at=h(96), ended_at=h(120))
     uptime.close_eras(now=T0 + timedelta(days=5, hours=1))
     node.refresh_from_db()
-    assert (node.trust_tier, node.era_bad_streak) == (6, 4)
+    assert (node.trust_tier, NodeEra.objects.filter(node=node).first().bad_streak) == (6, 4)
     assert NodeEra.objects.get(node=node, started_at=h(96)).outcome == EraOutcome.MAINTENANCE
     NodeOutage.objects.create(node=node, kind=OutageKind.OFFLINE, started_at=h(120), ended_at=h(132))
     uptime.close_eras(now=T0 + timedelta(days=6, hours=1))
