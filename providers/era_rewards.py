@@ -20,6 +20,11 @@ REWARD_FLOOR_POOL_USD an era: when the wanted top-ups exceed it, each is cut by 
 Top-ups are one ledger transaction per run: the subsidy account pays each provider's pending
 earnings. Without a $SPON rate (none recorded) rewards cannot be valued and no floor is paid.
 
+A re-run whose inputs did change (an outage or a slash recorded late, an appeal upheld) changes the
+era's receipts; the next rewards tree then carries the new sums. An address whose cumulative went
+down is paid nothing more until its cumulative passes what it already claimed (RewardDistributor
+pays cumulative − claimed): nothing is paid twice, and the difference is made good from later eras.
+
 Rental earnings of a lease in the era: its meter's hourly price × the lease's online seconds in
 the era (the node's online time, as the receipt counts it) / 3600, rounded down, less the fee
 (rounded half up) — what the meter charges for that time.
