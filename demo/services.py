@@ -9,7 +9,8 @@ same market. Demo data is recognised in the database, never in a cache:
 - a `DemoMarket` row records what was seeded (seed, nodes, generator version), so a repeated
   run with the same arguments is a cheap no-op.
 
-Re-seeding with other arguments deletes exactly that data and nothing else.
+Re-seeding with other arguments deletes exactly that data and nothing else (the eras the Demo
+Provider's nodes were rewarded in are run again without them, as for any deleted node).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import bisect
 import itertools
 import math
 import random
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,13 +37,26 @@ from django.utils import timezone
 from accounts.models import User
 from billing.models import AccountKind, TransactionKind
 from billing.services import account_get, adjustment_post, transaction_post
+from chain.models import Rate
+from core import clock
 from marketplace.models import DemoMarket, Lease
+from providers.era_rewards import SPON_SYMBOL, era_rewards_run
+from providers.liveness import challenge_evaluate
 from providers.models import (
     SPON_DECIMALS,
+    ChallengeStatus,
+    EraOutcome,
     GpuModel,
     Node,
+    NodeChallenge,
+    NodeEra,
+    NodeEvent,
+    NodeEventKind,
     NodeMode,
+    NodeOutage,
+    NodeReward,
     NodeStatus,
+    OutageKind,
     ProviderProfile,
     Region,
     StakeEvent,
@@ -54,6 +69,7 @@ from providers.pricing import (
     node_price_per_hour_micros,
 )
 from providers.services import provider_prices_update, stake_record
+from providers.uptime import ERA, era_outcome, last_era_end, uptime_between
 
 DEMO_DOMAIN = "demo.spheron.test"
 DEMO_PASSWORD = "spheron-demo"
@@ -206,6 +222,23 @@ DEMO_PROVIDER_NODES: tuple[tuple[str, str, str, int, str], ...] = (
     ("demo-rtx3090-us-east", "rtx3090", NodeMode.FIZZ, 1, "us-east"),
 )
 DEMO_PROVIDER_NODE_NAMES = tuple(spec[0] for spec in DEMO_PROVIDER_NODES)
+
+# The Demo Provider's rewards (issue 22): the last DEMO_REWARD_ERAS closed eras of its own nodes, each
+# rewarded by providers.era_rewards as the beat's era close would. What happened to the nodes, by
+# (node name, eras ago; 1 = the last closed era): offline as (UTC hour, minutes); a maintenance window
+# as (UTC hour, minutes); one failed liveness challenge (its hour), which forfeits that era.
+DEMO_REWARD_ERAS = 7
+DEMO_SPON_USD = Decimal("0.05")  # the SPON rate recorded (source "demo") when there is none
+DEMO_RATE_SOURCE = "demo"
+DEMO_NODE_BORN_DAYS = 30  # the nodes are dated back this far before the last era's end (30-day uptime)
+DEMO_OFFLINE: dict[tuple[str, int], tuple[float, int]] = {
+    ("demo-h100x8-us-east", 5): (13.25, 80),
+    ("demo-rtx3090-us-east", 6): (19.5, 115),
+    ("demo-l40sx2-ap-southeast", 2): (3.0, 45),
+}
+DEMO_MAINTENANCE: dict[tuple[str, int], tuple[float, int]] = {("demo-a100-80gx4-eu-central", 4): (1.0, 240)}
+DEMO_FAILED_CHALLENGE: dict[tuple[str, int], int] = {("demo-rtx4090-eu-west", 3): 9}
+DEMO_CHALLENGE_HOURS = (3, 9, 15, 21)  # a liveness challenge about every six hours, passed unless failed above
 
 # Trust tiers: 30-day uptime floor (protocol-facts.md) and the ceiling we draw up to.
 TIER_UPTIME_FLOOR = {1: 0.99, 2: 0.98, 3: 0.97, 4: 0.95, 5: 0.90, 6: 0.85, 7: 0.75}
@@ -561,10 +594,11 @@ def _demo_users_q(prefix: str = "") -> Q:
     return Q(**{f"{prefix}email__endswith": f"@{DEMO_DOMAIN}"})
 
 
-def demo_nodes_q() -> Q:
-    """Nodes this module created: owned by a demo-domain user, or the Demo Provider's fixed set."""
-    return _demo_users_q("provider__user__") | Q(
-        provider__user__email=PROVIDER_EMAIL, name__in=DEMO_PROVIDER_NODE_NAMES
+def demo_nodes_q(prefix: str = "") -> Q:
+    """Nodes this module created: owned by a demo-domain user, or the Demo Provider's fixed set
+    (`prefix` reaches them from another model: "node__")."""
+    return _demo_users_q(f"{prefix}provider__user__") | Q(
+        **{f"{prefix}provider__user__email": PROVIDER_EMAIL, f"{prefix}name__in": DEMO_PROVIDER_NODE_NAMES}
     )
 
 
@@ -602,7 +636,15 @@ def _why_keep_the_market() -> str:
 def _delete_demo_market() -> int:
     """Deletes demo nodes, then their profiles and users (PROTECT foreign keys); returns the nodes deleted."""
     DemoMarket.objects.all().delete()
-    deleted, _ = Node.objects.filter(demo_nodes_q()).delete()
+    # A reward protects its node (rewards are history): the demo nodes' eras go first, then each era
+    # they were rewarded in runs again without them, which deletes their rewards and takes back any
+    # floor top-up in the ledger (providers.era_rewards), as for any deleted node.
+    rewarded = sorted(set(NodeReward.objects.filter(demo_nodes_q("node__")).values_list("era__started_at", flat=True)))
+    NodeEra.objects.filter(demo_nodes_q("node__")).delete()
+    for era_start in rewarded:
+        era_rewards_run(era_start=era_start)
+    _total, deleted_by_model = Node.objects.filter(demo_nodes_q()).delete()  # the total counts their outages too
+    deleted = deleted_by_model.get(Node._meta.label, 0)
     StakeEvent.objects.filter(_demo_users_q("provider__user__")).delete()
     ProviderProfile.objects.filter(_demo_users_q("user__")).delete()
     User.objects.filter(_demo_users_q()).delete()
@@ -723,6 +765,191 @@ def _provider_prices(profile: ProviderProfile, owner: _Owner) -> None:
     )
 
 
+# --- The Demo Provider's era rewards -----------------------------------------------------------
+def _challenge_expected(node: Node) -> dict:
+    """What a liveness challenge to the node asks for (providers.liveness.challenge_issue's terms)."""
+    has_gpu = node.gpu_model.kind == GpuModel.Kind.GPU
+    return {
+        "agent_version": settings.NODE_MIN_AGENT_VERSION,
+        "cpu_cores": node.cpu_cores,
+        "memory_gb": node.memory_gb,
+        "memory_free_gb": node.available_memory_gb,
+        "storage_free_gb": node.available_storage_gb,
+        "gpu_kind": node.gpu_model.kind,
+        "gpu_model": node.gpu_model_id,
+        "gpu_count": node.gpu_count if has_gpu else 0,
+        "gpus_free": node.available_gpus if has_gpu else 0,
+        "vram_gb": node.vram_gb,
+    }
+
+
+def _challenge_measured(node: Node, *, memory_free_gb: int) -> dict:
+    """An agent's answer: the node's hardware as registered, with `memory_free_gb` of memory free."""
+    gpus = []
+    if node.gpu_model.kind == GpuModel.Kind.GPU:
+        vram_mib = node.vram_gb * 1024
+        gpus = [
+            {"name": f"{node.gpu_model.vendor} {node.gpu_model.name}", "memory_total_mib": vram_mib,
+             "memory_free_mib": vram_mib - 512}
+            for _ in range(node.gpu_count)
+        ]  # fmt: skip
+    return {
+        "agent_version": settings.NODE_MIN_AGENT_VERSION,
+        "cpu_cores": node.cpu_cores,
+        "memory_gb": node.memory_gb,
+        "memory_available_gb": memory_free_gb,
+        "storage_free_gb": node.available_storage_gb,
+        "gpus": gpus,
+    }
+
+
+def _era_history(node: Node, start: datetime, eras_ago: int, outages: list, challenges: list, events: list) -> None:
+    """One era of one demo node as the agent and liveness would have left it: its scripted outages,
+    its liveness challenges (a failed one with its penalty outage and event, as
+    providers.liveness.challenge_answer records them)."""
+    key = (node.name, eras_ago)
+    if key in DEMO_OFFLINE:
+        hour, minutes = DEMO_OFFLINE[key]
+        began = start + timedelta(hours=hour)
+        outages.append(NodeOutage(node=node, kind=OutageKind.OFFLINE, started_at=began,
+                                  ended_at=began + timedelta(minutes=minutes), reason="no heartbeat"))  # fmt: skip
+        events.append(NodeEvent(node=node, kind=NodeEventKind.OFFLINE, at=began, message="no heartbeat"))
+        events.append(
+            NodeEvent(node=node, kind=NodeEventKind.ONLINE, at=began + timedelta(minutes=minutes),
+                      message="heartbeats resumed; rewards after the 3-hour cool-down")
+        )  # fmt: skip
+    if key in DEMO_MAINTENANCE:
+        hour, minutes = DEMO_MAINTENANCE[key]
+        began = start + timedelta(hours=hour)
+        outages.append(NodeOutage(node=node, kind=OutageKind.MAINTENANCE, started_at=began,
+                                  ended_at=began + timedelta(minutes=minutes), reason="maintenance"))  # fmt: skip
+        events.append(NodeEvent(node=node, kind=NodeEventKind.MAINTENANCE_ON, at=began))
+        events.append(NodeEvent(node=node, kind=NodeEventKind.MAINTENANCE_OFF, at=began + timedelta(minutes=minutes)))
+    expected = _challenge_expected(node)
+    for hour in DEMO_CHALLENGE_HOURS:
+        issued = start + timedelta(hours=hour, minutes=7 * (node.id % 8))
+        if any(s <= issued < e for s, e in _outage_spans(outages, node)):
+            continue  # no challenge while the node is away
+        failing = DEMO_FAILED_CHALLENGE.get(key) == hour
+        measured = _challenge_measured(
+            node, memory_free_gb=max(1, expected["memory_free_gb"] * 3 // 10) if failing else expected["memory_free_gb"]
+        )
+        failures, _review = challenge_evaluate(expected, measured)
+        answered = issued + timedelta(seconds=3)
+        challenges.append(
+            NodeChallenge(
+                public_id=secrets.token_hex(16), node=node, nonce=secrets.token_urlsafe(24), issued_at=issued,
+                expires_at=issued + timedelta(seconds=settings.NODE_CHALLENGE_TTL_SECONDS),
+                status=ChallengeStatus.FAILED if failures else ChallengeStatus.PASSED, answered_at=answered,
+                expected=expected, measured=measured, failure_reason="; ".join(failures)[:2000],
+            )
+        )  # fmt: skip
+        if failures:
+            reason = f"challenge {ChallengeStatus.FAILED}: {failures[0]}"
+            penalty = timedelta(seconds=settings.NODE_CHALLENGE_PENALTY_SECONDS)
+            if penalty:
+                outages.append(NodeOutage(node=node, kind=OutageKind.CHALLENGE, started_at=answered - penalty,
+                                          ended_at=answered, reason=reason[:200]))  # fmt: skip
+            events.append(NodeEvent(node=node, kind=NodeEventKind.CHALLENGE, at=answered, message=reason[:300]))
+
+
+def _outage_spans(outages: list[NodeOutage], node: Node) -> list[tuple[datetime, datetime]]:
+    return [(o.started_at, o.ended_at) for o in outages if o.node is node]
+
+
+def _provider_rewards() -> None:
+    """The Demo Provider's own nodes get the last DEMO_REWARD_ERAS closed eras (24 h from 00:00 UTC),
+    with the outages and liveness challenges behind them (DEMO_OFFLINE, DEMO_MAINTENANCE,
+    DEMO_FAILED_CHALLENGE), and each era's rewards computed by providers.era_rewards, oldest first, so
+    its node pages, earnings and rewards are not empty. Only what is missing is added: an era one of
+    its nodes has no NodeEra for, an era one of its nodes has no reward in; a second run does nothing.
+
+    An era in which other nodes were rewarded already is left alone: running it again would share its
+    emission anew and change their rewards. The market's other demo nodes get no eras (their uptime
+    is drawn, not measured), so in a demo database these nodes share each era's emission."""
+    now = clock.now()
+    nodes = list(
+        Node.objects.filter(provider__user__email=PROVIDER_EMAIL, name__in=DEMO_PROVIDER_NODE_NAMES)
+        .select_related("gpu_model")
+        .order_by("id")
+    )
+    if not nodes:
+        return
+    node_ids = [node.id for node in nodes]
+    latest_end = last_era_end(now)
+    starts = [latest_end - ERA * eras_ago for eras_ago in range(DEMO_REWARD_ERAS, 0, -1)]  # oldest first
+    taken = set(
+        NodeReward.objects.filter(era__started_at__in=starts)
+        .exclude(node_id__in=node_ids)
+        .values_list("era__started_at", flat=True)
+    )
+    starts = [start for start in starts if start not in taken]
+    have_era = set(
+        NodeEra.objects.filter(node_id__in=node_ids, started_at__in=starts).values_list("node_id", "started_at")
+    )
+    have_reward = set(
+        NodeReward.objects.filter(node_id__in=node_ids, era__started_at__in=starts).values_list(
+            "node_id", "era__started_at"
+        )
+    )
+    missing = [(node, start) for node in nodes for start in starts if (node.id, start) not in have_era]
+    if missing:
+        _provider_eras(nodes, missing, latest_end=latest_end, now=now)
+    due = sorted({start for node in nodes for start in starts if (node.id, start) not in have_reward})
+    if not due:
+        return
+    if not Rate.objects.filter(symbol=SPON_SYMBOL).exists():
+        # Without a $SPON rate the rewards have no USD value and no floor is paid (providers.era_rewards).
+        Rate.objects.create(symbol=SPON_SYMBOL, usd_per_unit=DEMO_SPON_USD, at=now, source=DEMO_RATE_SOURCE)
+    for start in due:
+        era_rewards_run(era_start=start, now=now)
+
+
+def _provider_eras(
+    nodes: list[Node], missing: list[tuple[Node, datetime]], *, latest_end: datetime, now: datetime
+) -> None:
+    """The NodeEra rows of `missing` (node, era start), with their outages and challenges."""
+    # A node's eras count from its birth (registered_at, else created_at): the demo machines have run
+    # for a month, as their 30-day uptime says.
+    born = latest_end - timedelta(days=DEMO_NODE_BORN_DAYS)
+    Node.objects.filter(id__in=[node.id for node in nodes], created_at__gt=born).update(created_at=born)
+    outages: list[NodeOutage] = []
+    challenges: list[NodeChallenge] = []
+    events: list[NodeEvent] = []
+    for node, start in missing:
+        _era_history(node, start, (latest_end - start) // ERA, outages, challenges, events)
+    NodeOutage.objects.bulk_create(outages)
+    NodeChallenge.objects.bulk_create(challenges)
+    NodeEvent.objects.bulk_create(events)
+
+    first = min(start for _node, start in missing)
+    by_node: dict[int, list] = {}
+    for node_id, kind, started_at, ended_at in (
+        NodeOutage.objects.filter(node_id__in=[node.id for node in nodes], started_at__lt=latest_end)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=first))
+        .values_list("node_id", "kind", "started_at", "ended_at")
+    ):
+        by_node.setdefault(node_id, []).append((kind, started_at, ended_at))
+    eras = []
+    streaks: dict[int, tuple[int, int]] = {}
+    for node, start in sorted(missing, key=lambda pair: (pair[0].id, pair[1])):
+        uptime, excused = uptime_between(by_node.get(node.id, []), max(start, born), start + ERA, now)
+        good, bad = streaks.get(node.id, (0, 0))
+        if excused > 0.5:
+            outcome = EraOutcome.MAINTENANCE
+        else:
+            outcome = era_outcome(node.trust_tier, uptime)
+            good, bad = (
+                (good + 1, 0) if outcome == EraOutcome.GOOD else (0, bad + 1) if outcome == EraOutcome.BAD else (0, 0)
+            )
+        streaks[node.id] = (good, bad)
+        eras.append(
+            NodeEra(node=node, started_at=start, ended_at=start + ERA, uptime=round(uptime, 6), outcome=outcome,
+                    tier_before=node.trust_tier, tier_after=node.trust_tier, good_streak=good, bad_streak=bad)
+        )  # fmt: skip
+    NodeEra.objects.bulk_create(eras)
+
+
 # --- The service -----------------------------------------------------------------------------
 def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSeedResult:
     """Fill the database with a demo market of `nodes` nodes drawn from `seed` (idempotent)."""
@@ -743,6 +970,7 @@ def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSe
             _developer_credit()  # a database seeded before the demo credits existed gets them too
             _provider_earnings()
             _provider_stake(ProviderProfile.objects.get(user__email=PROVIDER_EMAIL))  # and the stake's history
+            _provider_rewards()  # and its nodes' era rewards
             demo_profiles = ProviderProfile.objects.filter(_demo_users_q("user__"))
             kept = DemoMarket.objects.order_by("-created_at").first() if kept_because else None
             return DemoSeedResult(
@@ -821,6 +1049,7 @@ def demo_seed(*, nodes: int, seed: int, stdout: _Writer | None = None) -> DemoSe
             batch_size=BATCH_SIZE,
         )
         _provider_prices(demo_profile, demo_provider)
+        _provider_rewards()
         # Fresh planner statistics: after a bulk load SQLite has none (and never gathers them by
         # itself), and without them it sorts every listed node instead of using the catalog indexes.
         with connection.cursor() as cursor:
