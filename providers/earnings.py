@@ -158,6 +158,35 @@ def _reward_days(provider: ProviderProfile, node: Node | None, start: datetime, 
     return result
 
 
+def floor_cuts(*, provider: ProviderProfile, days: int, today: date, node: Node | None = None) -> list[dict[str, Any]]:
+    """Eras of the window whose subsidy pool could not pay every floor top-up in full, with what
+    this provider (or node) wanted and was paid: the dashboard says by how much each was cut."""
+    start, end = day_start(today - timedelta(days=days - 1)), day_start(today + timedelta(days=1))
+    rewards = NodeReward.objects.filter(
+        provider=provider, era__ended_at__gte=start, era__ended_at__lt=end, era__floor_ratio__lt=1,
+        floor_wanted_micros__gt=0,
+    )  # fmt: skip
+    if node is not None:
+        rewards = rewards.filter(node=node)
+    rows = (
+        rewards.values("era__started_at", "era__floor_ratio", "era__floor_budget_micros", "era__floor_wanted_micros")
+        .annotate(wanted=Sum("floor_wanted_micros"), paid=Sum("floor_topup_micros"))
+        .order_by("-era__started_at")
+    )
+    return [
+        {
+            "era": row["era__started_at"].date(),
+            "ratio": row["era__floor_ratio"],
+            "cut_percent": (1 - row["era__floor_ratio"]) * 100,
+            "wanted": usd_text(row["wanted"]),
+            "paid": usd_text(row["paid"]),
+            "pool": usd_text(row["era__floor_budget_micros"]),
+            "pool_wanted": usd_text(row["era__floor_wanted_micros"]),
+        }
+        for row in rows
+    ]
+
+
 def counted_slashes(provider: ProviderProfile) -> QuerySet[Slash]:
     """The provider's slashes that took (or will take) stake: not failed, no upheld appeal."""
     return (

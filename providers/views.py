@@ -430,6 +430,7 @@ def earnings(request: HttpRequest, provider: ProviderProfile, node_id: int | Non
         "nodes": list(Node.objects.filter(provider=provider).order_by("name", "id").values("id", "name")),
         "errors": errors,
         "series": earnings_reads.SERIES,
+        "floor_cuts": earnings_reads.floor_cuts(provider=provider, days=days, today=today, node=node),
     }
     return render(request, "providers/earnings.html", context, status=400 if errors else 200)
 

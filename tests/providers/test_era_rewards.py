@@ -218,6 +218,28 @@ def test_an_insufficient_pool_cuts_every_top_up_pro_rata(settings):
 
 
 @pytest.mark.django_db
+def test_the_dashboard_says_by_how_much_the_floor_was_cut(settings, client):
+    settings.REWARD_ERA_EMISSION_SPON = Decimal("0")
+    settings.REWARD_FLOOR_POOL_USD = Decimal("1.00")
+    _rate()
+    provider = make_provider()
+    for _ in range(3):
+        _agent_node(provider=provider, trust_tier=6, gpu_model="h100")
+    _close()
+    era_rewards_run(era_start=ERA_START, now=NOW)
+    client.force_login(provider.user)
+    page = client.get("/provider/earnings/?days=7").content.decode()
+    assert 'data-testid="floor-cuts"' in page
+    section = page[page.index('data-testid="floor-cuts"') :]
+    assert "wanted $25.92 and got $0.999993, cut by 96.14%" in " ".join(section.split()), section[:900]
+    # A pool that covers everyone: no such section.
+    settings.REWARD_FLOOR_POOL_USD = Decimal("1000")
+    RewardEra.objects.all().delete()
+    era_rewards_run(era_start=ERA_START, now=NOW)
+    assert 'data-testid="floor-cuts"' not in client.get("/provider/earnings/?days=7").content.decode()
+
+
+@pytest.mark.django_db
 def test_no_rate_no_floor(settings):
     settings.REWARD_FLOOR_POOL_USD = Decimal("100")
     node = _agent_node(trust_tier=6)
