@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from core.errors import ApplicationError
-from providers.admin import StakeEventForm
+from providers.admin.stake import StakeEventForm
 from providers.models import StakeEventKind
 from providers.services import stake_record
 from tests.factories import make_provider
