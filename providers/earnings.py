@@ -518,3 +518,26 @@ def spon_tokens(base_units: int | Decimal) -> str:
     """Exact whole $SPON as a plain decimal string (the API's)."""
     value = Decimal(base_units).scaleb(-SPON_DECIMALS)
     return sdk.plain(value.quantize(Decimal(1).scaleb(-SPON_DECIMALS), rounding=ROUND_DOWN))
+
+
+def rewards_card(*, provider: ProviderProfile) -> dict[str, Any] | None:
+    """The dashboard's $SPON rewards card: all eras' $SPON and the last era's (with its USD at the
+    era's rate), or None before the provider's first rewarded era. Two small queries."""
+    last = (
+        NodeReward.objects.filter(provider=provider)
+        .values("era_id", "era__started_at")
+        .order_by("-era__started_at")
+        .first()
+    )
+    if last is None:
+        return None
+    totals = _sum_base_units_by_day(NodeReward.objects.filter(provider=provider), "era__ended_at", "spon")
+    last_rows = NodeReward.objects.filter(provider=provider, era_id=last["era_id"])
+    last_spon = sum(_sum_base_units_by_day(last_rows, "era__ended_at", "spon").values())
+    last_usd = last_rows.aggregate(total=Coalesce(Sum("spon_usd_micros"), 0))["total"]
+    return {
+        "total": spon_text(sum(totals.values())),
+        "last_era": last["era__started_at"].date(),
+        "last_spon": spon_text(last_spon),
+        "last_usd": usd_text(last_usd),
+    }

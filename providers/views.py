@@ -317,6 +317,7 @@ def dashboard(request: HttpRequest, provider: ProviderProfile) -> HttpResponse:
         context |= {
             "earnings": provider_earnings(user=provider.user),
             "hold_hours": settings.EARNINGS_HOLD_HOURS,
+            "rewards": earnings_reads.rewards_card(provider=provider),
         }
         response = render(request, "providers/dashboard.html", context)
     vary_on_htmx(response)

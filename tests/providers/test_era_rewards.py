@@ -343,3 +343,19 @@ def test_random_eras_issue_the_emission_and_stay_within_the_pool(settings, nodes
         assert (subsidy.balance if subsidy else 0) == -era.floor_paid_micros
         assert era_rewards_run(era_start=ERA_START, now=NOW).changed == 0
         transaction.set_rollback(True)
+
+
+@pytest.mark.django_db
+def test_the_dashboard_card_shows_the_rewards_and_links_to_the_claim(tiny_pool, client):
+    _rate()
+    provider = make_provider()
+    client.force_login(provider.user)
+    page = client.get("/provider/").content.decode()
+    assert 'data-testid="rewards-card"' in page and "$SPON yet" in page
+    _agent_node(provider=provider, trust_tier=4, registered_at=ERA_START)
+    _close()
+    era_rewards_run(era_start=ERA_START, now=NOW)
+    page = " ".join(client.get("/provider/").content.decode().split())
+    assert '<p class="price" data-testid="rewards-total">3,100 <small>$SPON over all eras</small></p>' in page
+    assert f"the era of {ERA_START.day} {ERA_START:%b}: 3,100 $SPON ($310.00 at its rate)" in page
+    assert 'href="/provider/rewards/" data-testid="rewards-claim-link"' in page
