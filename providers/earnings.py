@@ -55,9 +55,13 @@ SPON_UNIT = Decimal(10) ** SPON_DECIMALS
 # --- Display helpers --------------------------------------------------------------------------
 
 
-def spon_text(base_units: int | Decimal) -> str:
-    """Base units as whole $SPON for people: 1234500000000000000000 -> '1,234.5'."""
-    value = (Decimal(base_units) / SPON_UNIT).normalize()
+def spon_text(base_units: int | Decimal, *, places: int | None = None) -> str:
+    """Base units as whole $SPON for people: 1234500000000000000000 -> '1,234.5'; exact, or
+    truncated to `places` decimals (never more than there is) where a table has no room for 18."""
+    value = Decimal(base_units) / SPON_UNIT
+    if places is not None:
+        value = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)
+    value = value.normalize()
     text = f"{value:,f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 
@@ -506,7 +510,7 @@ def reward_summary(reward: NodeReward) -> dict[str, Any]:
     return {
         "reward": reward,
         "era": reward.era,
-        "spon_text": spon_text(reward.spon),
+        "spon_text": spon_text(reward.spon, places=6),
         "usd_text": usd_text(reward.spon_usd_micros, places=2),
         "rate": reward.era.spon_usd_rate,
         "rate_text": sdk.plain(Decimal(reward.era.spon_usd_rate)) if reward.era.spon_usd_rate is not None else "",
@@ -536,8 +540,8 @@ def rewards_card(*, provider: ProviderProfile) -> dict[str, Any] | None:
     last_spon = sum(_sum_base_units_by_day(last_rows, "era__ended_at", "spon").values())
     last_usd = last_rows.aggregate(total=Coalesce(Sum("spon_usd_micros"), 0))["total"]
     return {
-        "total": spon_text(sum(totals.values())),
+        "total": spon_text(sum(totals.values()), places=6),
         "last_era": last["era__started_at"].date(),
-        "last_spon": spon_text(last_spon),
+        "last_spon": spon_text(last_spon, places=6),
         "last_usd": usd_text(last_usd),
     }

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -28,7 +28,11 @@ ERAS_PER_PAGE = 10
 
 
 def _spon(base_units: int | None) -> str:
-    return "" if base_units is None else spon(Decimal(int(base_units)).scaleb(-SPON_DECIMALS))
+    """Whole $SPON for people, at most 6 decimals (truncated: never more than there is); the
+    exact figures are in the API and the published tree."""
+    if base_units is None:
+        return ""
+    return spon(Decimal(int(base_units)).scaleb(-SPON_DECIMALS).quantize(Decimal("0.000001"), rounding=ROUND_DOWN))
 
 
 def _offset(request: HttpRequest) -> int:

@@ -442,7 +442,7 @@ def _earnings_row(day: earnings_reads.EarningsDay) -> dict[str, Any]:
         "day": day.day,
         "item": day,
         "rental": text(day.rental_micros),
-        "spon": earnings_reads.spon_text(day.spon),
+        "spon": earnings_reads.spon_text(day.spon, places=6),
         "spon_usd": text(day.spon_usd_micros),
         "floor": text(day.floor_micros),
         "slash_spon": earnings_reads.spon_text(day.slash_spon),
