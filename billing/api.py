@@ -15,6 +15,7 @@ from billing import stripe_service
 from billing.forms import parse_usd_amount
 from billing.models import TransactionKind
 from billing.references import describe_transactions
+from billing.runway import user_runway
 from billing.selectors import user_balances
 from billing.statements import TransactionFilter, transaction_page
 from core.errors import ApplicationError
@@ -38,12 +39,28 @@ class BalanceOut(BaseModel):
     reserved_micros: int
     debt: str = Field(description="USD owed after a reversed payment; blocks new deployments until repaid")
     debt_micros: int
+    spend_per_hour: str = Field(
+        description="USD per hour of your running hourly rentals (monthly reservations, paid up front, and "
+        "rentals paused while their node is silent count as 0)"
+    )
+    spend_per_hour_micros: int
+    runway_funds_micros: int = Field(
+        description="Available credits plus what is left on the running rentals' holds, less unsettled usage"
+    )
+    runway_seconds: int | None = Field(description="How long runway_funds last at spend_per_hour; null when 0")
+    runway_text: str = Field(description='In words: "about 3 days 4 hours at $1.20/h"')
 
 
 @router.get("/balance", response={200: BalanceOut, **ERRORS}, operation_id="billing_balance", summary="Your balance")
 def balance(request: HttpRequest):
     balances = user_balances(user=_user(request))
+    runway = user_runway(user=_user(request))
     return {
+        "spend_per_hour": exact_usd(runway.spend_per_hour),
+        "spend_per_hour_micros": runway.spend_per_hour,
+        "runway_funds_micros": runway.funds,
+        "runway_seconds": runway.seconds,
+        "runway_text": runway.text,
         "available": exact_usd(balances.available),
         "available_micros": balances.available,
         "reserved": exact_usd(balances.reserved),

@@ -331,3 +331,131 @@ class PayoutRequest(models.Model):
     @property
     def waits_for_approval(self) -> bool:
         return self.status == self.Status.REQUESTED and self.needs_approval
+
+
+class BalanceAlert(models.Model):
+    """A user's low-balance alerts (billing.alerts): thresholds of available credits, and where to
+    tell them. `fired` lists the thresholds the balance is below and has been told about: a
+    threshold fires once when the balance crosses it downward and is re-armed when the balance is
+    back at or above it."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="balance_alert")
+    thresholds = models.JSONField(default=list, help_text="micro-USD, descending")
+    email_enabled = models.BooleanField(default=True)
+    webhook_url = models.CharField(max_length=500, blank=True)
+    # Signs the webhook (HMAC-SHA256); generated here, shown to the user once.
+    webhook_secret = models.CharField(max_length=100, blank=True)
+    fired = models.JSONField(default=list, help_text="micro-USD thresholds below which the balance was already told")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Balance alerts of {self.user}"
+
+
+class BalanceAlertEvent(models.Model):
+    """One crossing of a threshold downward: what the user is told (once, by each channel)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="balance_alert_events")
+    threshold = models.BigIntegerField(help_text="micro-USD")
+    available = models.BigIntegerField(help_text="micro-USD available when the crossing was seen")
+    spend_per_hour = models.BigIntegerField(help_text="micro-USD per hour at the time")
+    runway_seconds = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-created_at"], name="balancealert_event_user")]
+
+    def __str__(self) -> str:
+        return f"Low balance #{self.pk}: {format_usd(self.available)} < {format_usd(self.threshold)}"
+
+
+class BalanceAlertDelivery(models.Model):
+    """Telling one crossing by one channel, with its retries (webhooks back off)."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        WEBHOOK = "webhook", "Webhook"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to be sent"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Delivered"
+        FAILED = "failed", "Failed (gave up)"
+
+    event = models.ForeignKey(BalanceAlertEvent, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    target = models.CharField(max_length=500, help_text="The e-mail address or webhook URL at the time")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    response_status = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["event", "channel"], name="balancealert_delivery_once")]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="balancealert_delivery_due")]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} of alert #{self.event_id} ({self.status})"
+
+
+class AutoReload(models.Model):
+    """A user's card auto-reload (billing.autoreload): when available credits fall below
+    `threshold`, or would not cover the next hour of the running rentals, `amount` is charged
+    off-session to the saved card."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="auto_reload")
+    enabled = models.BooleanField(default=False)
+    threshold = models.BigIntegerField(default=10_000_000, help_text="micro-USD")
+    amount = models.BigIntegerField(default=20_000_000, help_text="micro-USD, at least AUTORELOAD_MIN_USD")
+    stripe_customer_id = models.CharField(max_length=100, blank=True)
+    stripe_payment_method_id = models.CharField(max_length=100, blank=True)
+    card_label = models.CharField(max_length=60, blank=True, help_text='e.g. "visa ending 4242"')
+    setup_intent_id = models.CharField(max_length=100, blank=True, help_text="The card being saved")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0, threshold__gte=0), name="autoreload_amounts_positive")
+        ]
+
+    def __str__(self) -> str:
+        return f"Auto-reload of {self.user} ({'on' if self.enabled else 'off'})"
+
+
+class AutoReloadAttempt(models.Model):
+    """One off-session charge of the saved card. Its id is in the Stripe idempotency key, so a
+    retry after a lost answer cannot charge twice; at most one attempt per user is in flight."""
+
+    class Status(models.TextChoices):
+        PROCESSING = "processing", "Charging the card"
+        SUCCEEDED = "succeeded", "Credited"
+        FAILED = "failed", "Failed"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="auto_reloads")
+    amount = models.BigIntegerField(help_text="micro-USD")
+    reason = models.CharField(max_length=200, help_text="Why it was started")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PROCESSING)
+    topup = models.OneToOneField(TopUp, on_delete=models.PROTECT, related_name="auto_reload")
+    stripe_payment_intent_id = models.CharField(max_length=100, blank=True)
+    failure_message = models.CharField(max_length=300, blank=True)
+    tries = models.PositiveIntegerField(default=0, help_text="Calls to Stripe under the attempt's one key")
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="autoreload_attempt_amount_positive"),
+            models.UniqueConstraint(
+                fields=["user"], condition=Q(status="processing"), name="autoreload_one_in_flight"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Auto-reload #{self.pk}: {format_usd(self.amount)} ({self.status})"
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"autoreload:{self.user_id}:{self.id}"

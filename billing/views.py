@@ -36,6 +36,7 @@ from billing.payouts import (
     provider_earnings,
 )
 from billing.references import describe_transactions, describe_transactions_iter, with_references
+from billing.runway import user_runway
 from billing.selectors import user_balances
 from billing.statements import (
     KIND_LABELS,
@@ -81,6 +82,7 @@ def _overview(request: HttpRequest, *, topup_form: TopUpForm | None = None) -> H
     spend = spend_per_day(user=user)  # type: ignore[arg-type]
     context = {
         "balances": balances,
+        "runway": user_runway(user=user),  # type: ignore[arg-type]
         "card_payments": card_payments_configured(),
         "topup_form": topup_form or TopUpForm(),
         "chart": spend_chart(spend),

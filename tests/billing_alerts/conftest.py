@@ -1,0 +1,75 @@
+"""Personas and money for the runway, low-balance alert and auto-reload tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from itertools import count
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from accounts.models import User
+from billing.models import LedgerTransaction, UsageMeter
+from billing.services import topup_credit
+from billing.usage import meter_open, reservation_open
+from tests.factories import make_user
+
+USD = 1_000_000
+# Noon two days before today (tests never depend on the date).
+T0 = datetime.combine(timezone.now().astimezone(UTC).date() - timedelta(days=2), time(12), tzinfo=UTC)
+_keys = count(1)
+
+
+@pytest.fixture
+def renter(transactional_db) -> User:
+    return make_user(email="renter@example.test")
+
+
+@pytest.fixture
+def provider(transactional_db) -> User:
+    return make_user(email="provider@example.test", is_provider=True)
+
+
+@pytest.fixture
+def outsider(transactional_db) -> User:
+    return make_user(email="outsider@example.test")
+
+
+@pytest.fixture
+def renter_client(renter) -> Client:
+    client = Client()
+    client.force_login(renter)
+    return client
+
+
+def fund(user: User, amount: int) -> LedgerTransaction:
+    key = f"test-topup:{next(_keys)}"
+    return topup_credit(user=user, amount=amount, reference_type="stripe_event", reference_id=key, idempotency_key=key)
+
+
+def rent(renter: User, provider: User, *, price: int, hold: int, started_at: datetime = T0) -> UsageMeter:
+    """An hourly rental at `price` micro-USD/h with `hold` held for it."""
+    return meter_open(
+        renter=renter,
+        payee=provider,
+        price_per_hour=price,
+        fee_rate=Decimal("0.05"),
+        hold_amount=hold,
+        reference_type="lease",
+        reference_id=str(next(_keys)),
+        started_at=started_at,
+    )
+
+
+def reserve(renter: User, provider: User, *, price: int, started_at: datetime = T0) -> UsageMeter:
+    return reservation_open(
+        renter=renter,
+        payee=provider,
+        price_per_hour=price,
+        fee_rate=Decimal("0.05"),
+        reference_type="lease",
+        reference_id=str(next(_keys)),
+        started_at=started_at,
+    )
