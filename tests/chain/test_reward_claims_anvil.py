@@ -9,17 +9,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 from web3 import Web3
 
-from accounts.models import WalletLink
 from chain.evm.anvil import DEV_ACCOUNTS
 from chain.models import Chain, ChainTransaction, TxStatus
-from chain.registry import ChainAddresses, registry_sync
 from chain.sender import transactions_run
 from providers.models import NodeReward, RewardEra, RewardTree, RewardTreeStatus
 from providers.reward_claims import claim_calldata, provider_rewards, rewards_tree_build, rewards_trees_run
-from tests.chain_fixtures import DEPLOYER, TREASURY
+from tests.chain_fixtures import REWARD_POOL, ROOT_SETTER_KEY_ENV, TREASURY, stake_link
 from tests.contracts.helpers import assert_reverts, call, error_data, send
 from tests.factories import make_node, make_provider
 
@@ -27,44 +24,19 @@ pytestmark = pytest.mark.django_db
 
 SPON = 10**18
 ALICE, BOB = DEV_ACCOUNTS[3], DEV_ACCOUNTS[4]  # the providers' stake wallets (unlocked on anvil)
-POOL = 1_000 * SPON
-KEY_ENV = "CHAIN_TEST_ROOT_SETTER_KEY"
 DAY0 = datetime(2025, 3, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def home(anvil, settings, monkeypatch):
-    """Base on anvil with the contracts, its row, the distributor funded by the treasury and the
+def home(home_chain):
+    """Base on anvil with the contracts and its row, RewardDistributor funded by the treasury and the
     root setter's key (the deployer holds ROOT_SETTER_ROLE) in the environment."""
-    node = anvil(chain_id=8453, deploy=True)
-    settings.DEBUG = True  # anvil's public keys are refused otherwise
-    settings.CHAIN_RPC_URLS = {**settings.CHAIN_RPC_URLS, "base": node.url}
-    settings.STAKING_CHAIN_KEY = "base"
-    settings.REWARD_DISTRIBUTOR_ADDRESS = node.contracts["RewardDistributor"]
-    settings.REWARD_ROOT_KEY_ENV = KEY_ENV
-    monkeypatch.setenv(KEY_ENV, DEPLOYER.private_key)
-    registry_sync(
-        devnet=True,
-        keys=("base",),
-        addresses={
-            "base": ChainAddresses(
-                receiver=node.contracts["PaymentReceiver"],
-                treasury=TREASURY.address,
-                spon_token=node.contracts["SponToken"],
-                test_usdc=node.contracts["TestUSDC"],
-            )
-        },
-    )
-    call(node.w3, TREASURY, node.contract("SponToken").functions.transfer(node.contracts["RewardDistributor"], POOL))
-    return node
+    return home_chain(rewards=True)
 
 
 def _provider(account):
     provider = make_provider()
-    WalletLink.objects.create(
-        user=provider.user, address=account.address, purpose="stake", chain_id=8453, message="signed",
-        signature="0x" + "00" * 65, linked_at=timezone.now(),
-    )  # fmt: skip
+    stake_link(provider.user, account.address)
     return provider, make_node(provider=provider)
 
 
@@ -153,13 +125,13 @@ def test_two_eras_claimed_with_the_proof_then_a_later_era_pays_only_the_differen
     assert bob["claimable"] == 4 * SPON
     call(node.w3, ALICE, distributor.functions.claim(BOB.address, bob["cumulative"], bob["proof"]))
     assert distributor.functions.claimed(BOB.address).call() == 4 * SPON
-    assert node.contract("SponToken").functions.balanceOf(distributor.address).call() == POOL - 14 * SPON
+    assert node.contract("SponToken").functions.balanceOf(distributor.address).call() == REWARD_POOL - 14 * SPON
 
 
 def test_a_set_root_that_reverts_fails_the_tree_with_the_reason(home, monkeypatch):
     """A key without ROOT_SETTER_ROLE: the estimate reverts, the sender fails the transaction and the
     next pass fails the tree with the contract's reason."""
-    monkeypatch.setenv(KEY_ENV, DEV_ACCOUNTS[6].private_key)
+    monkeypatch.setenv(ROOT_SETTER_KEY_ENV, DEV_ACCOUNTS[6].private_key)
     _alice, alice_node = _provider(ALICE)
     first = _era(0)
     _reward(first, alice_node, 5 * SPON)

@@ -11,45 +11,24 @@ import pytest
 from django.test import Client
 from spheron_sdk.matching import verify_match
 
-from chain.evm.anvil import DEV_ACCOUNTS
 from chain.models import Chain, ChainTransaction, TxStatus
-from chain.registry import ChainAddresses, registry_sync
 from chain.sender import transaction_record, transactions_run
 from marketplace.deployments import commitments
 from marketplace.deployments.commitments import commitments_publish, commitments_reconcile, record_many_calldata
 from marketplace.models import Lease
 from marketplace.tasks import publish_commitments
-from tests.chain_fixtures import TREASURY
+from tests.chain_fixtures import DEPLOYER, RECORDER_KEY_ENV
 from tests.deployment_pages.conftest import bearer, create_and_match, owner  # noqa: F401 - fixture
 from tests.deployments.conftest import market  # noqa: F401 - fixture
 
-KEY_ENV = "CHAIN_TEST_RECORDER_KEY"
-RECORDER = DEV_ACCOUNTS[0]  # the deployer holds RECORDER_ROLE
+RECORDER = DEPLOYER  # holds RECORDER_ROLE
 
 
 @pytest.fixture
-def base(anvil, settings, monkeypatch, market):  # noqa: F811
+def base(home_chain, settings, market):  # noqa: F811
     """Base on anvil with the contracts, its registry row, the recorder's key in the environment."""
-    node = anvil(chain_id=8453, deploy=True)
-    settings.DEBUG = True  # anvil's keys are refused otherwise
-    monkeypatch.setenv(KEY_ENV, RECORDER.private_key)
-    settings.COMMITMENTS_RECORDER_KEY_ENV = KEY_ENV
-    settings.COMMITMENTS_CHAIN_KEY = "base"
-    settings.LEASE_REGISTRY_ADDRESS = node.contracts["LeaseRegistry"]
-    settings.CHAIN_RPC_URLS = {**settings.CHAIN_RPC_URLS, "base": node.url}
+    node = home_chain(commitments=True)
     settings.CHAIN_SENDER_RECEIPT_TIMEOUT_SECONDS = 120
-    registry_sync(
-        devnet=True,
-        keys=("base",),
-        addresses={
-            "base": ChainAddresses(
-                receiver=node.contracts["PaymentReceiver"],
-                treasury=TREASURY.address,
-                spon_token=node.contracts["SponToken"],
-                test_usdc=node.contracts["TestUSDC"],
-            )
-        },
-    )
     return node, Chain.objects.get(key="base")
 
 
@@ -162,7 +141,7 @@ def test_a_failed_range_that_comes_back_gets_a_new_reference(base, owner):  # no
     _deployment, lease = create_and_match(owner)
     reference = f"commitments:{lease.id}-{lease.id}"
     ChainTransaction.objects.create(
-        chain=chain, purpose="commitments", reference=reference, key_env=KEY_ENV, sender=RECORDER.address,
+        chain=chain, purpose="commitments", reference=reference, key_env=RECORDER_KEY_ENV, sender=RECORDER.address,
         to=node.contracts["LeaseRegistry"], status=TxStatus.FAILED, revert_reason="out of gas",
     )  # fmt: skip
     commitments_publish()
@@ -181,7 +160,7 @@ def test_a_batch_of_200_commitments_fits_one_transaction(base):
         reference="commitments:bench",
         to=commitments.registry_address(),
         data=record_many_calldata(pairs),
-        sender_key_env=KEY_ENV,
+        sender_key_env=RECORDER_KEY_ENV,
     )
     transactions_run()
     tx.refresh_from_db()
@@ -196,9 +175,9 @@ def test_a_batch_of_200_commitments_fits_one_transaction(base):
 
 def test_without_the_recorder_key_the_publisher_waits_and_says_why(base, owner, monkeypatch):  # noqa: F811
     create_and_match(owner)
-    monkeypatch.delenv(KEY_ENV)
+    monkeypatch.delenv(RECORDER_KEY_ENV)
     result = commitments_publish()
-    assert result.leases == 0 and KEY_ENV in result.skipped
+    assert result.leases == 0 and RECORDER_KEY_ENV in result.skipped
     assert not ChainTransaction.objects.exists() and Lease.objects.filter(commitment_tx__isnull=True).count() == 1
 
 

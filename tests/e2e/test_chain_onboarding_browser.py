@@ -19,7 +19,6 @@ tasks would call them, after blocks are mined to finality with evm_mine).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -33,16 +32,17 @@ from playwright.sync_api import Page, expect
 from spheron_sdk.matching import verify_match
 
 from chain.evm.anvil import DEV_ACCOUNTS
-from chain.models import Chain, ChainKind, ChainTransaction, TxStatus
+from chain.models import ChainTransaction, TxStatus
 from chain.sender import transactions_run
 from marketplace.deployments.commitments import commitments_run
 from marketplace.models import Lease
 from providers.models import Node, NodeStatus, StakeEvent
 from providers.stake_chain import stake_chain_index
-from tests.chain_fixtures import DEPLOYER
 from tests.deployments.conftest import fund
 from tests.e2e.test_deployment_browser import Sweeper, _table_locked, kill_with_workloads
+from tests.e2e.wallet import install_wallet, sent_transactions, wallet_calls
 from tests.factories import make_user
+from tests.integration.conftest import unavailable
 from tests.integration.test_fizz_agent import FIZZ, Agent, wait_for
 from tests.live_sqlite import sqlite_reads_do_not_wait
 from tests.sdk.conftest import FIXTURES
@@ -56,36 +56,9 @@ PASSWORD = "correct-horse-battery-staple"
 PROVIDER_EMAIL = "grace@example.test"
 PAYOUT = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 STAKER = DEV_ACCOUNTS[3]  # the provider's wallet (unlocked on anvil)
-RECORDER_KEY_ENV = "CHAIN_E2E_RECORDER_KEY"
 FINALITY = 3  # the devnet's (CHAIN_DEVNET_FINALITY)
 SLOW_MS = 30_000  # registration and a first heartbeat; matching; the agent starting the workload
 TICKER = "import time; [print('tick', i, flush=True) or time.sleep(0.5) for i in range(600)]"
-
-WALLET = """
-(() => {
-  const rpc = %(rpc)s, account = %(account)s;
-  window.__walletCalls = [];
-  window.ethereum = {
-    async request({ method, params }) {
-      window.__walletCalls.push({ method, params: params || [] });
-      if (method === "eth_requestAccounts" || method === "eth_accounts") return [account];
-      if (method === "wallet_switchEthereumChain") return null;  // already on it: the node is the chain
-      const response = await fetch(rpc, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params: params || [] }),
-      });
-      const answer = await response.json();
-      if (answer.error) {
-        const error = new Error(answer.error.message);
-        error.code = answer.error.code;
-        throw error;
-      }
-      return answer.result;
-    },
-  };
-})();
-"""
 
 
 def spec(price: str) -> str:
@@ -116,38 +89,19 @@ def _sqlite_reads_do_not_wait(transactional_db, page):
 @pytest.fixture
 def fizz_binary():
     if not FIZZ.exists():
-        reason = "the fizz agent is not installed: pip install -e sdk"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason + " (CI=true: the browser tests must run)", pytrace=False)
-        pytest.skip(reason)
+        unavailable("the fizz agent is not installed: pip install -e sdk")
     return FIZZ
 
 
 @pytest.fixture
-def home(anvil, settings, monkeypatch, live_server):
+def home(home_chain, settings, live_server):
     """The home chain "base" as the devnet has it: anvil with Base's chain id, the contracts, the
-    chain row, the recorder's key in the environment (anvil's public key #0, as `make run` gives
-    it), the faucet on (DEBUG and CHAIN_DEVNET), agents heartbeating every second."""
-    node = anvil(chain_id=8453, deploy=True)
-    Chain.objects.update_or_create(
-        key="base",
-        defaults={
-            "chain_id": 8453, "name": "Base", "kind": ChainKind.EVM, "native_symbol": "ETH", "native_decimals": 18,
-            "finality": FINALITY, "block_time_ms": 1000, "enabled": True, "rpc_url": node.url,
-            "spon_token_address": node.contracts["SponToken"],
-        },
-    )  # fmt: skip
-    settings.DEBUG = True  # the faucet and anvil's keys are refused otherwise
+    chain row, staking, the recorder's key in the environment (anvil's public key #0, as `make run`
+    gives it), the faucet on (DEBUG and CHAIN_DEVNET), agents heartbeating every second."""
+    node = home_chain(staking=True, commitments=True, finality=FINALITY, block_time_ms=1000)
+    settings.DEBUG = True  # the faucet is refused otherwise
     settings.CHAIN_DEVNET = True
     settings.SITE_URL = live_server.url  # the domain the signed message names
-    settings.CHAIN_RPC_URLS = {**settings.CHAIN_RPC_URLS, "base": node.url}
-    settings.STAKING_CHAIN_KEY = "base"
-    settings.STAKING_CONTRACT_ADDRESS = node.contracts["SponStaking"]
-    settings.MIN_STAKE_PER_GPU_SPON = 200
-    settings.COMMITMENTS_CHAIN_KEY = "base"
-    settings.LEASE_REGISTRY_ADDRESS = node.contracts["LeaseRegistry"]
-    settings.COMMITMENTS_RECORDER_KEY_ENV = RECORDER_KEY_ENV
-    monkeypatch.setenv(RECORDER_KEY_ENV, DEPLOYER.private_key)  # holds RECORDER_ROLE
     settings.NODE_HEARTBEAT_INTERVAL_SECONDS = 1
     settings.NODE_CHALLENGES_PER_HOUR = 0  # nothing random in a browser test
     return node
@@ -247,7 +201,7 @@ def test_a_new_provider_stakes_from_the_browser_and_a_renters_lease_is_committed
     page: Page, live_server, home, renter, gpu_agent
 ):
     node = home
-    page.add_init_script(WALLET % {"rpc": json.dumps(node.url), "account": json.dumps(STAKER.address)})
+    install_wallet(page, STAKER.address, rpc=node.url)
 
     # 1. Sign up, confirm the e-mail address, become a provider.
     _sign_up_as_provider(page)
@@ -290,8 +244,7 @@ def test_a_new_provider_stakes_from_the_browser_and_a_renters_lease_is_committed
     page.wait_for_url("**/account/wallets/")
     page.get_by_test_id("wallet-stake-button").click()
     expect(page.get_by_test_id("wallet-stake-message")).to_have_text(f"Linked {STAKER.address} as your stake address.")
-    calls = [call["method"] for call in page.evaluate("window.__walletCalls")]
-    assert calls == ["eth_requestAccounts", "eth_chainId", "personal_sign"]
+    assert [call["method"] for call in wallet_calls(page)] == ["eth_requestAccounts", "eth_chainId", "personal_sign"]
 
     # 5. Test $SPON from the devnet faucet (the treasury pays; STAKER starts with none).
     spon = node.contract("SponToken")
@@ -313,8 +266,7 @@ def test_a_new_provider_stakes_from_the_browser_and_a_renters_lease_is_committed
     staking = node.contract("SponStaking")
     receipt = node.w3.eth.get_transaction_receipt(stake_hash)
     assert receipt.status == 1 and receipt["to"] == node.contracts["SponStaking"]
-    sent = [c for c in page.evaluate("window.__walletCalls") if c["method"] == "eth_sendTransaction"]
-    assert [c["params"][0]["from"] for c in sent] == [STAKER.address, STAKER.address]
+    assert [sent["from"] for sent in sent_transactions(page)] == [STAKER.address, STAKER.address]
 
     # Not final yet: the indexer reads nothing, and the page still says not matchable.
     assert _retry_locked(stake_chain_index, what="stake index").recorded == 0

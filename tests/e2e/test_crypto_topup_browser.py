@@ -11,7 +11,6 @@ the server.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import traceback
@@ -24,10 +23,10 @@ from playwright.sync_api import Page, expect
 from billing.deposits import deposits_credit_final
 from billing.selectors import user_balances
 from chain.evm.anvil import DEV_ACCOUNTS
-from chain.models import Chain, Deposit, DepositStatus
-from chain.registry import ChainAddresses, registry_sync
+from chain.models import Deposit, DepositStatus
 from chain.services import chain_watch
-from tests.chain_fixtures import TREASURY
+from tests.chain_fixtures import chain_register
+from tests.e2e.wallet import install_wallet, sent_transactions, wallet_calls
 from tests.factories import make_user
 from tests.live_sqlite import sqlite_reads_do_not_wait
 
@@ -40,34 +39,6 @@ PAYER = DEV_ACCOUNTS[2]
 FINALITY = 4
 TX_HASH = re.compile(r"0x[0-9a-f]{64}")
 CONFIRMING = re.compile(rf"confirming [1-{FINALITY - 1}]/{FINALITY}")
-
-# The injected wallet: EIP-1193 `request`, forwarded to the anvil node; every call is recorded.
-WALLET = """
-(() => {
-  const rpc = %(rpc)s, account = %(account)s;
-  window.__walletCalls = [];
-  window.ethereum = {
-    isMetaMask: false,
-    async request({ method, params }) {
-      window.__walletCalls.push({ method, params: params || [] });
-      if (method === "eth_requestAccounts" || method === "eth_accounts") return [account];
-      if (method === "wallet_switchEthereumChain") return null;
-      const response = await fetch(rpc, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params: params || [] }),
-      });
-      const answer = await response.json();
-      if (answer.error) {
-        const error = new Error(answer.error.message);
-        error.code = answer.error.code;
-        throw error;
-      }
-      return answer.result;
-    },
-  };
-})();
-"""
 
 
 def _table_locked(exc: BaseException) -> bool:
@@ -116,21 +87,7 @@ def arbitrum(anvil, settings):
     """Arbitrum One on anvil (chain id 42161, 1 s blocks), the contracts deployed, the registry row
     pointing at it."""
     node = anvil(chain_id=42161, block_time=1, deploy=True)
-    settings.CHAIN_RPC_URLS = {**settings.CHAIN_RPC_URLS, "arbitrum": node.url}
-    registry_sync(
-        devnet=True,
-        keys=("arbitrum",),
-        addresses={
-            "arbitrum": ChainAddresses(
-                receiver=node.contracts["PaymentReceiver"],
-                treasury=TREASURY.address,
-                test_usdc=node.contracts["TestUSDC"],
-            )
-        },
-    )
-    Chain.objects.filter(key="arbitrum").update(
-        rpc_url=node.url, receiver_address=node.contracts["PaymentReceiver"], finality=FINALITY, enabled=True
-    )
+    chain_register(settings, node, key="arbitrum", spon=False, finality=FINALITY)
     return node
 
 
@@ -142,7 +99,7 @@ def developer():
 
 
 def test_developer_pays_with_wallet_and_watches_the_deposit_get_credited(page: Page, live_server, arbitrum, developer):
-    page.add_init_script(WALLET % {"rpc": json.dumps(arbitrum.url), "account": json.dumps(PAYER.address)})
+    install_wallet(page, PAYER.address, rpc=arbitrum.url)
     page.goto("/billing/topup/")
     page.fill("input[name=login]", developer.email)
     page.fill("input[name=password]", PASSWORD)
@@ -178,9 +135,8 @@ def test_developer_pays_with_wallet_and_watches_the_deposit_get_credited(page: P
     assert arbitrum.w3.eth.get_transaction(deposit.tx_hash)["value"] == 6_802_721_100_000_000
     assert user_balances(user=developer).available == 20_000_000
     assert page.get_by_test_id("crypto-deposits").get_attribute("data-pending") is None  # polling stopped
-    calls = page.evaluate("window.__walletCalls")
-    assert {"method": "wallet_switchEthereumChain", "params": [{"chainId": "0xa4b1"}]} in calls
-    [sent] = [call["params"][0] for call in calls if call["method"] == "eth_sendTransaction"]
+    assert {"method": "wallet_switchEthereumChain", "params": [{"chainId": "0xa4b1"}]} in wallet_calls(page)
+    [sent] = sent_transactions(page)
     assert sent["to"].lower() == arbitrum.contracts["PaymentReceiver"].lower()
     assert int(sent["value"], 16) == 6_802_721_100_000_000
     assert option.get_by_test_id("wallet-tx").text_content() == deposit.tx_hash
@@ -203,37 +159,19 @@ def test_without_a_wallet_the_button_says_what_to_do(page: Page, live_server, ar
     assert not Deposit.objects.exists()
 
 
-# A wallet that answers the way a user or a wallet can refuse: EIP-1193 error 4001 (rejected), or
-# a switch that leaves the wallet on Ethereum mainnet.
-REFUSING_WALLET = """
-window.ethereum = {
-  async request({ method }) {
-    if (method === "eth_requestAccounts") return [%(account)s];
-    if (method === "wallet_switchEthereumChain") return null;  // says yes either way
-    if (method === "eth_chainId") return %(stay_on_mainnet)s ? "0x1" : "0xa4b1";
-    if (method === "eth_sendTransaction") {
-      const error = new Error("User rejected the request.");
-      error.code = 4001;
-      throw error;
-    }
-    throw new Error("unexpected " + method);
-  },
-};
-"""
-
-
 @pytest.mark.parametrize(
-    ("stay_on_mainnet", "message"),
+    ("wallet_chain_id", "message"),
     [
-        ("false", "You rejected the request in your wallet: nothing was sent."),
-        ("true", "Your wallet is on chain id 1, not Arbitrum One (42161)"),
+        ("0xa4b1", "You rejected the request in your wallet: nothing was sent."),
+        ("0x1", "Your wallet is on chain id 1, not Arbitrum One (42161)"),  # the switch left it on mainnet
     ],
 )
 def test_a_refused_payment_or_the_wrong_chain_is_said_plainly(
-    page: Page, live_server, arbitrum, developer, stay_on_mainnet, message
+    page: Page, live_server, arbitrum, developer, wallet_chain_id, message
 ):
-    wallet = REFUSING_WALLET % {"account": json.dumps(PAYER.address), "stay_on_mainnet": stay_on_mainnet}
-    page.add_init_script(wallet)
+    """The user refuses the payment in the wallet (EIP-1193 error 4001), or the wallet says yes to the
+    switch but stays on Ethereum mainnet."""
+    install_wallet(page, PAYER.address, answers={"eth_chainId": wallet_chain_id}, reject=("eth_sendTransaction",))
     _log_in(page, developer)
     option = page.locator("[data-chain=arbitrum] [data-token=ETH]")
     option.get_by_test_id("usd-input").fill("20")

@@ -8,22 +8,18 @@ is signed there) and beat (the tree's pass and the sender are called here)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from allauth.account.models import EmailAddress
-from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from accounts.models import WalletLink
 from chain.evm.anvil import DEV_ACCOUNTS
-from chain.registry import ChainAddresses, registry_sync
 from chain.sender import transactions_run
 from providers.models import NodeReward, RewardEra, RewardTreeStatus
 from providers.reward_claims import rewards_tree_build, rewards_trees_run
-from tests.chain_fixtures import DEPLOYER, TREASURY
-from tests.contracts.helpers import call
+from tests.chain_fixtures import stake_link
+from tests.e2e.wallet import install_wallet, sent_transactions, wallet_calls
 from tests.factories import make_node, make_provider, make_user
 from tests.live_sqlite import sqlite_reads_do_not_wait
 
@@ -32,33 +28,6 @@ PASSWORD = "correct-horse-battery-staple"
 SPON = 10**18
 STAKER = DEV_ACCOUNTS[3]  # the provider's stake wallet (unlocked on anvil)
 OTHER = DEV_ACCOUNTS[5]  # an account of the wallet that is not the stake address
-KEY_ENV = "CHAIN_E2E_ROOT_SETTER_KEY"
-
-WALLET = """
-(() => {
-  const rpc = %(rpc)s, account = %(account)s;
-  window.__walletCalls = [];
-  window.ethereum = {
-    async request({ method, params }) {
-      window.__walletCalls.push({ method, params: params || [] });
-      if (method === "eth_requestAccounts" || method === "eth_accounts") return [account];
-      if (method === "wallet_switchEthereumChain") return null;  // already on it: the node is the chain
-      const response = await fetch(rpc, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params: params || [] }),
-      });
-      const answer = await response.json();
-      if (answer.error) {
-        const error = new Error(answer.error.message);
-        error.code = answer.error.code;
-        throw error;
-      }
-      return answer.result;
-    },
-  };
-})();
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -68,29 +37,9 @@ def _sqlite_reads_do_not_wait(transactional_db, page):
 
 
 @pytest.fixture
-def home(anvil, settings, monkeypatch):
-    node = anvil(chain_id=8453, deploy=True)
-    settings.DEBUG = True  # anvil's public keys are refused otherwise
-    settings.CHAIN_RPC_URLS = {**settings.CHAIN_RPC_URLS, "base": node.url}
-    settings.STAKING_CHAIN_KEY = "base"
-    settings.REWARD_DISTRIBUTOR_ADDRESS = node.contracts["RewardDistributor"]
-    settings.REWARD_ROOT_KEY_ENV = KEY_ENV
-    monkeypatch.setenv(KEY_ENV, DEPLOYER.private_key)  # holds ROOT_SETTER_ROLE
-    registry_sync(
-        devnet=True,
-        keys=("base",),
-        addresses={
-            "base": ChainAddresses(
-                receiver=node.contracts["PaymentReceiver"],
-                treasury=TREASURY.address,
-                spon_token=node.contracts["SponToken"],
-                test_usdc=node.contracts["TestUSDC"],
-            )
-        },
-    )
-    token = node.contract("SponToken")
-    call(node.w3, TREASURY, token.functions.transfer(node.contracts["RewardDistributor"], 1_000 * SPON))
-    return node
+def home(home_chain):
+    """Base on anvil: RewardDistributor funded, the root setter's key (the deployer's) in the environment."""
+    return home_chain(rewards=True)
 
 
 @pytest.fixture
@@ -100,10 +49,7 @@ def provider(home):
     user = make_user(email="grace@example.test", password=PASSWORD, name="Grace", is_provider=True)
     EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
     profile = make_provider(user=user)
-    WalletLink.objects.create(
-        user=user, address=STAKER.address, purpose="stake", chain_id=8453, message="signed",
-        signature="0x" + "00" * 65, linked_at=timezone.now(),
-    )  # fmt: skip
+    stake_link(user, STAKER.address)
     node = make_node(provider=profile)
     start = datetime(2025, 3, 1, tzinfo=UTC)
     for day, spon in ((0, 5), (1, 7)):
@@ -113,10 +59,7 @@ def provider(home):
         NodeReward.objects.create(era=era, node=node, provider=profile, receipt={}, points=1, spon=spon * SPON)
     # Another provider in the tree, so the proof is not empty.
     other = make_provider()
-    WalletLink.objects.create(
-        user=other.user, address=DEV_ACCOUNTS[4].address, purpose="stake", chain_id=8453, message="signed",
-        signature="0x" + "00" * 65, linked_at=timezone.now(),
-    )  # fmt: skip
+    stake_link(other.user, DEV_ACCOUNTS[4].address)
     NodeReward.objects.create(era=era, node=make_node(provider=other), provider=other, receipt={}, points=1, spon=SPON)
     tree = rewards_tree_build(era=era)
     rewards_trees_run()
@@ -139,7 +82,7 @@ def _log_in(page: Page, user) -> None:
 def test_the_claim_button_claims_the_cumulative_rewards_from_the_stake_wallet(page: Page, home, provider):
     distributor, token = home.contract("RewardDistributor"), home.contract("SponToken")
     before = token.functions.balanceOf(STAKER.address).call()
-    page.add_init_script(WALLET % {"rpc": json.dumps(home.url), "account": json.dumps(STAKER.address)})
+    install_wallet(page, STAKER.address, rpc=home.url)
     _log_in(page, provider)
     page.goto("/provider/rewards/")
     expect(page.get_by_test_id("rewards-claimable")).to_contain_text("12")
@@ -151,10 +94,9 @@ def test_the_claim_button_claims_the_cumulative_rewards_from_the_stake_wallet(pa
     expect(page.get_by_test_id("rewards-message")).to_contain_text("Claimed (0x", timeout=30_000)
     assert token.functions.balanceOf(STAKER.address).call() - before == 12 * SPON
     assert distributor.functions.claimed(STAKER.address).call() == 12 * SPON
-    sent = [c for c in page.evaluate("window.__walletCalls") if c["method"] == "eth_sendTransaction"]
-    assert len(sent) == 1
-    assert sent[0]["params"][0]["from"] == STAKER.address
-    assert sent[0]["params"][0]["to"] == distributor.address
+    [sent] = sent_transactions(page)
+    assert sent["from"] == STAKER.address
+    assert sent["to"] == distributor.address
 
     page.reload()  # claimed: nothing left, and no button
     expect(page.get_by_test_id("rewards-nothing")).to_contain_text("Nothing to claim")
@@ -163,7 +105,7 @@ def test_the_claim_button_claims_the_cumulative_rewards_from_the_stake_wallet(pa
 
 
 def test_a_wallet_on_another_account_is_told_to_switch_and_nothing_is_sent(page: Page, home, provider):
-    page.add_init_script(WALLET % {"rpc": json.dumps(home.url), "account": json.dumps(OTHER.address)})
+    install_wallet(page, OTHER.address, rpc=home.url)
     _log_in(page, provider)
     page.goto("/provider/rewards/")
 
@@ -173,6 +115,5 @@ def test_a_wallet_on_another_account_is_told_to_switch_and_nothing_is_sent(page:
         f"Your wallet's account is not your stake address {STAKER.address}: "
         "switch to that account in your wallet and try again."
     )
-    calls = [c["method"] for c in page.evaluate("window.__walletCalls")]
-    assert calls == ["eth_requestAccounts"]
+    assert [call["method"] for call in wallet_calls(page)] == ["eth_requestAccounts"]
     assert home.contract("RewardDistributor").functions.claimed(STAKER.address).call() == 0

@@ -8,56 +8,19 @@ is signed there, as a wallet would sign it. No transaction is sent: linking cost
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from allauth.account.models import EmailAddress
 from playwright.sync_api import Page, expect
 
 from accounts.models import WalletLink
 from chain.evm.anvil import DEV_ACCOUNTS
+from tests.e2e.wallet import REJECT_THE_REST, install_wallet, wallet_calls
 from tests.factories import make_user
 from tests.live_sqlite import sqlite_reads_do_not_wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 PASSWORD = "correct-horse-battery-staple"
 SIGNER = DEV_ACCOUNTS[3]
-
-WALLET = """
-(() => {
-  const rpc = %(rpc)s, account = %(account)s;
-  window.__walletCalls = [];
-  window.ethereum = {
-    async request({ method, params }) {
-      window.__walletCalls.push({ method, params: params || [] });
-      if (method === "eth_requestAccounts" || method === "eth_accounts") return [account];
-      const response = await fetch(rpc, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params: params || [] }),
-      });
-      const answer = await response.json();
-      if (answer.error) {
-        const error = new Error(answer.error.message);
-        error.code = answer.error.code;
-        throw error;
-      }
-      return answer.result;
-    },
-  };
-})();
-"""
-REJECTING_WALLET = """
-window.ethereum = {
-  async request({ method }) {
-    if (method === "eth_requestAccounts") return [%(account)s];
-    if (method === "eth_chainId") return "0x2105";
-    const error = new Error("User rejected the request.");
-    error.code = 4001;
-    throw error;
-  },
-};
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -84,7 +47,7 @@ def _log_in(page: Page, user) -> None:
 
 def test_provider_links_a_stake_wallet_by_signing_in_the_browser(page: Page, anvil, provider):
     node = anvil(chain_id=8453)
-    page.add_init_script(WALLET % {"rpc": json.dumps(node.url), "account": json.dumps(SIGNER.address)})
+    install_wallet(page, SIGNER.address, rpc=node.url)
     _log_in(page, provider)
     page.get_by_test_id("account-wallets-link").click()
     page.wait_for_url("**/account/wallets/")
@@ -96,7 +59,7 @@ def test_provider_links_a_stake_wallet_by_signing_in_the_browser(page: Page, anv
     expect(page.get_by_test_id("wallet-stake-address")).to_have_text(SIGNER.address)
     link = WalletLink.objects.get(user=provider, revoked_at__isnull=True)
     assert (link.address, link.purpose, link.chain_id) == (SIGNER.address, "stake", 8453)
-    calls = [call["method"] for call in page.evaluate("window.__walletCalls")]
+    calls = [call["method"] for call in wallet_calls(page)]
     assert calls == ["eth_requestAccounts", "eth_chainId", "personal_sign"]  # no transaction, no gas
 
     page.reload()  # the page itself lists it, with its history
@@ -105,7 +68,7 @@ def test_provider_links_a_stake_wallet_by_signing_in_the_browser(page: Page, anv
 
 
 def test_a_rejected_signature_links_nothing_and_says_so(page: Page, provider):
-    page.add_init_script(REJECTING_WALLET % {"account": json.dumps(SIGNER.address)})
+    install_wallet(page, SIGNER.address, answers={"eth_chainId": "0x2105"}, reject=REJECT_THE_REST)
     _log_in(page, provider)
     page.goto("/account/wallets/")
     page.get_by_test_id("wallet-payout-button").click()

@@ -28,20 +28,17 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import connection
-from django.utils import timezone
 
-from accounts.models import WalletLink
 from billing.models import AccountKind, LedgerAccount, LedgerTransaction, PayoutRequest, TransactionKind
 from billing.payouts import payout_request_create
 from chain.evm.anvil import DEV_ACCOUNTS
-from chain.models import Chain, ChainTransaction, TxStatus
-from chain.registry import ChainAddresses, registry_sync
+from chain.models import ChainTransaction, TxStatus
 from chain.sender import transaction_record
 from providers.models import Slash, SlashStatus
 from providers.slashing import slash_decide
 from providers.stake_chain import stake_chain_index
 from tests.billing.test_payouts_onchain import PAYEE, link_payout_wallet, settle
-from tests.chain_fixtures import TREASURY
+from tests.chain_fixtures import TREASURY, chain_register, stake_link
 from tests.contracts.helpers import call
 from tests.factories import make_node, make_provider, make_user
 from tests.integration.conftest import unavailable
@@ -128,7 +125,7 @@ def requirements() -> None:
 
 
 @pytest.fixture
-def home_chain(requirements, anvil, settings, monkeypatch):
+def proxied_chain(requirements, anvil, settings, monkeypatch):
     """Base on anvil with the contracts, the registry row pointing at a proxy in front of it, and
     the sender's key in the environment (DEBUG: anvil's keys are refused otherwise)."""
     node = anvil(chain_id=8453, deploy=True)
@@ -138,29 +135,16 @@ def home_chain(requirements, anvil, settings, monkeypatch):
     settings.CHAIN_DEVNET_FINALITY = 3
     settings.STAKING_CHAIN_KEY = "base"
     settings.STAKING_CONTRACT_ADDRESS = node.contracts["SponStaking"]
-    settings.CHAIN_RPC_URLS = {**settings.CHAIN_RPC_URLS, "base": proxy.url}
     monkeypatch.setenv(KEY_ENV, SENDER.private_key)
-    registry_sync(
-        devnet=True,
-        keys=("base",),
-        addresses={
-            "base": ChainAddresses(
-                receiver=node.contracts["PaymentReceiver"],
-                treasury=TREASURY.address,
-                spon_token=node.contracts["SponToken"],
-                test_usdc=node.contracts["TestUSDC"],
-            )
-        },
-    )
-    yield node, proxy, Chain.objects.get(key="base")
+    yield node, proxy, chain_register(settings, node, rpc_url=proxy.url)
     proxy.close()
 
 
 @pytest.fixture
-def workers(tmp_path, home_chain) -> Iterator[Callable[..., subprocess.Popen]]:
+def workers(tmp_path, proxied_chain) -> Iterator[Callable[..., subprocess.Popen]]:
     """Starts `celery worker` processes on a queue of this test's, on the test database, with the
     chain's RPC URL pointing at the proxy; stops whatever is left at the end."""
-    _node, proxy, _chain = home_chain
+    _node, proxy, _chain = proxied_chain
     started: list[subprocess.Popen] = []
     env = {
         **os.environ,
@@ -248,8 +232,8 @@ def run_until(done: Callable[[], bool], worker: subprocess.Popen, *tasks: str, t
 
 
 @pytest.mark.parametrize("crash", ["before", "after"])
-def test_a_worker_killed_in_the_broadcast_leaves_one_transaction(home_chain, workers, crash):
-    node, proxy, chain = home_chain
+def test_a_worker_killed_in_the_broadcast_leaves_one_transaction(proxied_chain, workers, crash):
+    node, proxy, chain = proxied_chain
     tx = transaction_record(
         chain=chain, purpose="payout", reference=f"crash-{crash}", to=RECIPIENT, value=10**15, sender_key_env=KEY_ENV
     )
@@ -278,16 +262,13 @@ def _mine(node, blocks: int = 1) -> None:
     node.rpc("anvil_mine", [hex(blocks)])
 
 
-def test_a_slash_whose_worker_was_killed_in_the_broadcast_slashes_once(home_chain, workers):
+def test_a_slash_whose_worker_was_killed_in_the_broadcast_slashes_once(proxied_chain, workers):
     """The slash is decided here; a worker records and sends it and dies inside the broadcast; the
     next one sends the same bytes, the indexer mirrors the one Slashed event, the slash is applied."""
-    node, proxy, _chain = home_chain
+    node, proxy, _chain = proxied_chain
     provider = make_provider()
     make_node(provider=provider, gpu_count=1, is_simulated=False, stake_covered=False)
-    WalletLink.objects.create(
-        user=provider.user, address=STAKER.address, purpose="stake", chain_id=8453, message="signed",
-        signature="0x" + "00" * 65, linked_at=timezone.now(),
-    )  # fmt: skip
+    stake_link(provider.user, STAKER.address)
     spon, staking = node.contract("SponToken"), node.contract("SponStaking")
     call(node.w3, TREASURY, spon.functions.transfer(STAKER.address, 400 * SPON))
     call(node.w3, STAKER, spon.functions.approve(node.contracts["SponStaking"], 400 * SPON))
@@ -330,10 +311,10 @@ def test_a_slash_whose_worker_was_killed_in_the_broadcast_slashes_once(home_chai
     assert provider.stake_events.filter(kind="slash").count() == 1
 
 
-def test_a_payout_whose_worker_was_killed_in_the_broadcast_pays_once(home_chain, workers):
+def test_a_payout_whose_worker_was_killed_in_the_broadcast_pays_once(proxied_chain, workers):
     """The payout is requested here; a worker records the transfer, sends it and dies after the node
     accepted it; the next one finds it by its hash, and the ledger is posted once."""
-    node, proxy, _chain = home_chain
+    node, proxy, _chain = proxied_chain
     provider = make_user(email="host@example.test", is_provider=True, is_developer=False)
     settle(provider, 100 * USD)
     link_payout_wallet(provider)

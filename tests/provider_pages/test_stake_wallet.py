@@ -6,16 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from django.utils import timezone
 from eth_abi import decode
 from web3 import Web3
 
-from accounts.models import WalletLink
 from chain.evm.anvil import DEV_ACCOUNTS
-from chain.models import Chain, ChainKind
 from core import clock
 from providers.models import Node
 from providers.stake_chain import stake_chain_index
+from tests.chain_fixtures import stake_link
 from tests.contracts.helpers import call
 from tests.factories import make_node, make_provider
 
@@ -25,20 +23,8 @@ FINALITY = 3
 
 
 @pytest.fixture
-def home(anvil, db, settings):
-    node = anvil(chain_id=8453, deploy=True)
-    Chain.objects.update_or_create(
-        key="base",
-        defaults={
-            "chain_id": 8453, "name": "Base", "kind": ChainKind.EVM, "native_symbol": "ETH", "native_decimals": 18,
-            "finality": FINALITY, "block_time_ms": 2000, "enabled": True,
-            "spon_token_address": node.contracts["SponToken"],
-        },
-    )  # fmt: skip
-    settings.CHAIN_RPC_URLS = {**settings.CHAIN_RPC_URLS, "base": node.url}
-    settings.STAKING_CONTRACT_ADDRESS = node.contracts["SponStaking"]
-    settings.MIN_STAKE_PER_GPU_SPON = 200
-    return node
+def home(home_chain, db):
+    return home_chain(staking=True, finality=FINALITY)
 
 
 @pytest.fixture
@@ -46,13 +32,6 @@ def provider(db):
     provider = make_provider(display_name="New Rigs")
     make_node(provider=provider, name="rig-1", gpu_count=1, is_simulated=False, stake_covered=False)
     return provider
-
-
-def _link(provider, address=STAKER.address):
-    WalletLink.objects.create(
-        user=provider.user, address=address, purpose="stake", chain_id=8453, message="signed",
-        signature="0x" + "00" * 65, linked_at=timezone.now(),
-    )  # fmt: skip
 
 
 def _attr(html: str, testid: str, name: str) -> str:
@@ -88,7 +67,7 @@ def test_without_a_stake_address_the_page_links_to_the_wallets_page(client, home
 
 
 def test_the_buttons_carry_the_servers_calldata(client, home, provider):
-    _link(provider)
+    stake_link(provider.user, STAKER.address)
     client.force_login(provider.user)
     html = client.get("/provider/stake/").content.decode()
     assert STAKER.address in html.split('data-testid="stake-address"')[1][:80]
@@ -113,7 +92,7 @@ def test_the_buttons_carry_the_servers_calldata(client, home, provider):
 
 def test_faucet_then_page_buttons_make_the_node_rentable_and_unstake_shows_its_unlock(client, home, provider, settings):
     settings.DEBUG, settings.CHAIN_DEVNET = True, True
-    _link(provider)
+    stake_link(provider.user, STAKER.address)
     client.force_login(provider.user)
     spon = home.contract("SponToken")
     before = spon.functions.balanceOf(STAKER.address).call()
@@ -145,14 +124,14 @@ def test_faucet_then_page_buttons_make_the_node_rentable_and_unstake_shows_its_u
 
 def test_the_faucet_is_404_outside_a_devnet(client, home, provider, settings):
     settings.DEBUG, settings.CHAIN_DEVNET = False, False
-    _link(provider)
+    stake_link(provider.user, STAKER.address)
     client.force_login(provider.user)
     assert client.post("/provider/stake/faucet/").status_code == 404
     assert 'data-testid="stake-faucet"' not in client.get("/provider/stake/").content.decode()
 
 
 def test_an_unlocked_unstake_offers_withdraw_with_the_servers_calldata(client, home, provider):
-    _link(provider)
+    stake_link(provider.user, STAKER.address)
     client.force_login(provider.user)
     spon, staking = home.contract("SponToken"), home.contract("SponStaking")
     call(home.w3, TREASURY, spon.functions.transfer(STAKER.address, 300 * SPON))

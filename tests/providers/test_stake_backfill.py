@@ -14,35 +14,24 @@ from django.utils import timezone
 
 from accounts.models import WalletLink
 from chain.evm.client import ChainUnavailable
-from chain.models import Chain, ChainKind
+from chain.models import Chain
 from providers import stake_chain
 from providers.models import StakeBackfill, StakeCursor, StakeEvent
 from providers.stake_chain import stake_backfill_pending, stake_chain_index, stake_pending
+from tests.chain_fixtures import stake_link
 from tests.contracts.helpers import call
 from tests.factories import make_node, make_provider
-from tests.providers.test_stake_chain import FINALITY, SPON, STAKER, _finalize, _link, _stake
+from tests.providers.test_stake_chain import FINALITY, SPON, STAKER, _finalize, _stake
 
 COOLDOWN = 300  # the devnet deployment's cool-down (seconds)
 THREADS = 4
 
 
 @pytest.fixture
-def home(anvil, db, settings):
+def home(home_chain, db):
     """An anvil node with the contracts deployed, as the home chain (as in test_stake_chain)."""
-    node = anvil(chain_id=8453, deploy=True)
-    chain, _ = Chain.objects.update_or_create(
-        key="base",
-        defaults={
-            "chain_id": 8453, "name": "Base", "kind": ChainKind.EVM, "native_symbol": "ETH", "native_decimals": 18,
-            "finality": FINALITY, "block_time_ms": 2000, "enabled": True,
-            "spon_token_address": node.contracts["SponToken"],
-        },
-    )  # fmt: skip
-    settings.CHAIN_RPC_URLS = {**settings.CHAIN_RPC_URLS, "base": node.url}
-    settings.STAKING_CHAIN_KEY = "base"
-    settings.STAKING_CONTRACT_ADDRESS = node.contracts["SponStaking"]
-    settings.MIN_STAKE_PER_GPU_SPON = 200
-    return node, chain
+    node = home_chain(staking=True, finality=FINALITY)
+    return node, Chain.objects.get(key="base")
 
 
 @pytest.fixture
@@ -77,7 +66,7 @@ def test_a_stake_made_before_linking_counts_once_after_linking(home, provider):
     assert (result.recorded, result.ignored) == (0, 1)  # not linked yet: passed over
     assert _counted(profile) == 0
 
-    _link(profile.user, STAKER.address)
+    stake_link(profile.user, STAKER.address)
     assert stake_backfill_pending(chain_id=8453, address=STAKER.address)
     result = stake_chain_index()
     assert (result.recorded, result.backfilled) == (1, 1)
@@ -107,7 +96,7 @@ def test_an_unstake_requested_before_linking_is_pending_and_not_counted(home, pr
     _finalize(node)
     assert stake_chain_index().ignored == 2
 
-    _link(profile.user, STAKER.address)
+    stake_link(profile.user, STAKER.address)
     assert stake_chain_index().backfilled == 2
     assert _counted(profile) == 200 * SPON  # pending stake does not count
     unlock = node.w3.eth.get_block(receipt["blockNumber"])["timestamp"] + COOLDOWN
@@ -131,7 +120,7 @@ def test_the_backfill_reads_bounded_ranges_and_resumes_after_an_rpc_error(home, 
     cursor = StakeCursor.objects.get().last_block
     assert not StakeEvent.objects.exists()
 
-    _link(profile.user, STAKER.address)
+    stake_link(profile.user, STAKER.address)
     ranges: list[tuple[int, int]] = []
     failed: list[int] = []
     real_logs = stake_chain._Rpc.logs
@@ -173,7 +162,7 @@ def test_a_second_indexer_during_the_backfill_does_not_count_twice(home, provide
     _stake(node, STAKER, 300 * SPON)
     _finalize(node)
     stake_chain_index()
-    _link(profile.user, STAKER.address)
+    stake_link(profile.user, STAKER.address)
     real_logs = stake_chain._Rpc.logs
     inner: list[object] = []
 
@@ -205,7 +194,7 @@ def test_a_link_made_while_the_forward_scan_reads_leaves_the_address_to_its_back
     def logs(self, address, from_block, to_block, *, provider=""):
         found = real_logs(self, address, from_block, to_block, provider=provider)
         if not provider and not WalletLink.objects.exists():
-            _link(profile.user, STAKER.address)  # the provider links between the read and the apply
+            stake_link(profile.user, STAKER.address)  # the provider links between the read and the apply
         return found
 
     monkeypatch.setattr(stake_chain._Rpc, "logs", logs)
@@ -221,7 +210,7 @@ def test_a_link_made_while_the_forward_scan_reads_leaves_the_address_to_its_back
 def test_relinking_an_address_backfills_the_events_made_while_it_was_unlinked(home, provider):
     node, _chain = home
     profile, _machine = provider
-    _link(profile.user, STAKER.address)
+    stake_link(profile.user, STAKER.address)
     _stake(node, STAKER, 300 * SPON)
     _finalize(node)
     stake_chain_index()
@@ -233,7 +222,7 @@ def test_relinking_an_address_backfills_the_events_made_while_it_was_unlinked(ho
     assert stake_chain_index().ignored == 1
     assert _counted(profile) == 300 * SPON  # unlinked: what was mirrored stays, later events are ignored
 
-    _link(profile.user, STAKER.address)
+    stake_link(profile.user, STAKER.address)
     result = stake_chain_index()
     assert (result.recorded, result.backfilled) == (1, 1)  # only the unstake: the stake was mirrored already
     assert _counted(profile) == 200 * SPON
@@ -268,7 +257,7 @@ def test_indexers_running_at_once_count_each_event_once_in_chain_order(home, pro
     _stake(node, STAKER, 300 * SPON)
     _finalize(node)
     stake_chain_index()  # passed over: not linked yet
-    _link(profile.user, STAKER.address)
+    stake_link(profile.user, STAKER.address)
     _unstake(node, 100 * SPON)  # after linking: the forward scan's or the back-fill's, never both
     _stake(node, STAKER, 50 * SPON)
     _finalize(node)

@@ -4,15 +4,14 @@ address become StakeEvents once, at finality, and the counted stake and node cov
 from __future__ import annotations
 
 import pytest
-from django.utils import timezone
 from web3 import Web3
 
-from accounts.models import WalletLink
 from chain.evm.anvil import DEV_ACCOUNTS
-from chain.models import Chain, ChainKind
+from chain.models import Chain
 from providers.models import Node, StakeEvent, StakeSource
 from providers.services import stake_coverage_refresh, stake_record
 from providers.stake_chain import stake_chain_index, stake_pending
+from tests.chain_fixtures import stake_link
 from tests.contracts.helpers import call
 from tests.factories import make_node, make_provider
 
@@ -23,21 +22,9 @@ REASON = Web3.keccak(text="challenge failed: node 42")
 
 
 @pytest.fixture
-def home(anvil, db, settings):
-    node = anvil(chain_id=8453, deploy=True)
-    chain, _ = Chain.objects.update_or_create(
-        key="base",
-        defaults={
-            "chain_id": 8453, "name": "Base", "kind": ChainKind.EVM, "native_symbol": "ETH", "native_decimals": 18,
-            "finality": FINALITY, "block_time_ms": 2000, "enabled": True,
-            "spon_token_address": node.contracts["SponToken"],
-        },
-    )  # fmt: skip
-    settings.CHAIN_RPC_URLS = {**settings.CHAIN_RPC_URLS, "base": node.url}
-    settings.STAKING_CHAIN_KEY = "base"
-    settings.STAKING_CONTRACT_ADDRESS = node.contracts["SponStaking"]
-    settings.MIN_STAKE_PER_GPU_SPON = 200
-    return node, chain
+def home(home_chain, db):
+    node = home_chain(staking=True, finality=FINALITY)
+    return node, Chain.objects.get(key="base")
 
 
 @pytest.fixture
@@ -45,15 +32,8 @@ def linked(db):
     """A provider with one 2-GPU agent node and STAKER linked as its stake address."""
     provider = make_provider()
     node = make_node(provider=provider, gpu_count=2, is_simulated=False, stake_covered=False)
-    _link(provider.user, STAKER.address)
+    stake_link(provider.user, STAKER.address)
     return provider, node
-
-
-def _link(user, address):
-    return WalletLink.objects.create(
-        user=user, address=address, purpose="stake", chain_id=8453, message="signed", signature="0x" + "00" * 65,
-        linked_at=timezone.now(),
-    )  # fmt: skip
 
 
 def _stake(node, account, amount):
