@@ -13,10 +13,6 @@
     W.say(box, "[data-wallet-message]", text, isError);
   }
 
-  function walletError(error, box) {
-    return W.walletError(error, box);
-  }
-
   function checkTransaction(box, hash) {
     var form = document.getElementById("crypto-check-form");
     if (!form) {
@@ -29,10 +25,10 @@
 
   async function pay(button) {
     var box = button.closest("[data-wallet]");
-    var provider = window.ethereum;
-    if (!provider || typeof provider.request !== "function") {
-      say(box, "No browser wallet found. Install a wallet extension (MetaMask, Rabby, Coinbase Wallet…) " +
-        "and reload, or scan the QR code, or send the amount shown to the receiver with your reference.", true);
+    var provider = W.injected(function (text, isError) {
+      say(box, text, isError);
+    }, "scan the QR code, or send the amount shown to the receiver with your reference");
+    if (!provider) {
       return;
     }
     var data = box.dataset;
@@ -84,17 +80,11 @@
         : "Not mined yet. It is checked now and again by the watcher; your deposits below show it once it is.");
       checkTransaction(box, hash);
     } catch (error) {
-      say(box, walletError(error, box), true);
+      say(box, W.walletError(error, box), true);
     } finally {
       button.disabled = false;
     }
   }
 
-  document.addEventListener("click", function (event) {
-    var button = event.target.closest && event.target.closest("[data-wallet-pay]");
-    if (button) {
-      event.preventDefault();
-      pay(button);
-    }
-  });
+  W.onClick("[data-wallet-pay]", pay);
 })();
