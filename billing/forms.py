@@ -76,3 +76,40 @@ class PayoutForm(forms.Form):
         if with_spon:
             token_choices.append(("SPON", f"$SPON (on {', '.join(with_spon)})"))
         self.fields["token"].choices = token_choices
+
+
+class BalanceAlertForm(forms.Form):
+    """Low-balance alerts: thresholds in dollars ("25, 10"), e-mail on/off, a webhook URL."""
+
+    thresholds = forms.CharField(
+        label="Alert when available credits fall below (USD)",
+        max_length=100,
+        required=False,
+        help_text="Up to 5 amounts, separated by commas, e.g. 25, 10. Empty: no alerts.",
+    )
+    email_enabled = forms.BooleanField(label="E-mail me", required=False)
+    webhook_url = forms.CharField(
+        label="Webhook URL",
+        max_length=500,
+        required=False,
+        help_text="We POST a signed JSON event to it (https).",
+    )
+    new_secret = forms.BooleanField(label="Generate a new signing secret", required=False)
+
+    def clean_thresholds(self) -> list[int]:
+        text = self.cleaned_data.get("thresholds") or ""
+        values = []
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            try:
+                values.append(parse_usd_amount(part.lstrip("$"), field="thresholds"))
+            except ApplicationError as exc:
+                raise forms.ValidationError(f"{part!r}: {exc.message}") from exc
+        return values
+
+
+class AutoReloadForm(forms.Form):
+    enabled = forms.BooleanField(label="Reload automatically", required=False)
+    threshold = UsdAmountField(label="When available credits fall below (USD)")
+    amount = UsdAmountField(label="Add (USD)", help_text="At least $20; charged to your saved card.")

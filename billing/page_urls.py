@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path, register_converter
 
-from billing import views
+from billing import balance_views, views
 
 
 class YearMonthConverter:
@@ -38,4 +38,9 @@ urlpatterns = [
     path("statements/", views.statements, name="billing_statements"),
     path("statements/<yearmonth:period>/", views.statement_detail, name="billing_statement"),
     path("earnings/", views.earnings, name="billing_earnings"),
+    path("alerts/", balance_views.alerts, name="billing_alerts"),
+    path("auto-reload/", balance_views.autoreload_settings, name="billing_autoreload"),
+    path("auto-reload/card/", balance_views.autoreload_card, name="billing_autoreload_card"),
+    path("auto-reload/card/done/", balance_views.autoreload_card_done, name="billing_autoreload_card_done"),
+    path("auto-reload/card/remove/", balance_views.autoreload_card_delete, name="billing_autoreload_card_remove"),
 ]
