@@ -68,6 +68,21 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.name or self.email.split("@")[0]
 
 
+class ApiKeyScope(models.TextChoices):
+    """What a key may do (the route table is in accounts.auth). `full` is everything the account may."""
+
+    FULL = "full", "full"
+    READ = "read", "read"
+    DEPLOY = "deploy", "deploy"
+    BILLING = "billing", "billing"
+    PROVIDER = "provider", "provider"
+
+
+def full_scopes() -> list[str]:
+    """Keys made before scopes existed acted as their owner: they keep doing so."""
+    return [ApiKeyScope.FULL.value]
+
+
 class ApiKey(models.Model):
     """A bearer token for the API. Only a hash is stored; the key is shown once."""
 
@@ -75,15 +90,47 @@ class ApiKey(models.Model):
     label = models.CharField(max_length=80)
     prefix = models.CharField(max_length=12, unique=True, help_text="First characters, to recognise a key")
     key_hash = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the whole key")
+    scopes = models.JSONField(default=full_scopes, help_text="ApiKeyScope values, sorted")
+    daily_spend_cap = models.BigIntegerField(
+        null=True, blank=True, help_text="micro-USD the key may commit per UTC day (deployment holds); empty: no cap"
+    )
+    allowed_networks = models.JSONField(
+        default=list, blank=True, help_text="Client addresses or CIDR networks the key works from; empty: any"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(daily_spend_cap__isnull=True) | models.Q(daily_spend_cap__gt=0),
+                name="apikey_daily_spend_cap_positive",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.label} ({self.prefix}…)"
+
+
+class ApiKeySpend(models.Model):
+    """What a key committed on one UTC day: the holds of the deployments it started, whole (a hold
+    released later still counted that day). Read and raised under a row lock against the key's cap."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="spends")
+    day = models.DateField()
+    amount = models.BigIntegerField(default=0, help_text="micro-USD")
+
+    class Meta:
+        ordering = ["-day"]
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "day"], name="apikeyspend_one_per_key_day"),
+            models.CheckConstraint(condition=models.Q(amount__gte=0), name="apikeyspend_amount_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.api_key_id} {self.day}: {self.amount}"
 
 
 class WalletPurpose(models.TextChoices):

@@ -1,16 +1,17 @@
 from __future__ import annotations
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.api_keys import LABEL_MAX_LENGTH, api_key_create, api_key_list, api_key_revoke
-from accounts.forms import RolesForm
+from accounts.api_keys import api_key_create, api_key_list, api_key_revoke
+from accounts.auth import rate_limits
+from accounts.forms import ApiKeyCreateForm, RolesForm
 from accounts.services import user_set_roles
 from core.errors import ApplicationError
+from core.money import format_usd
 
 
 @login_required
@@ -36,16 +37,12 @@ def account_settings(request: HttpRequest) -> HttpResponse:
 
 
 # --- API keys ------------------------------------------------------------------------------
-class ApiKeyCreateForm(forms.Form):
-    label = forms.CharField(
-        max_length=LABEL_MAX_LENGTH,
-        help_text="Where the key is used, e.g. “CI deploys” or “laptop”.",
-        widget=forms.TextInput(attrs={"autocomplete": "off", "placeholder": "CI deploys"}),
-    )
-
-
 def _api_keys_page(request: HttpRequest, form: ApiKeyCreateForm, new_key: str | None = None) -> HttpResponse:
-    context = {"form": form, "api_keys": api_key_list(user=request.user), "new_key": new_key}  # type: ignore[arg-type]
+    keys = list(api_key_list(user=request.user))  # type: ignore[arg-type]
+    for key in keys:
+        key.cap_shown = format_usd(key.daily_spend_cap, places=2) if key.daily_spend_cap else None  # type: ignore[attr-defined]
+        key.spent_shown = format_usd(key.spent_today, places=2)  # type: ignore[attr-defined]
+    context = {"form": form, "api_keys": keys, "new_key": new_key, "rates": rate_limits()}
     response = render(request, "accounts/api_keys.html", context)
     if new_key:
         response["Cache-Control"] = "no-store"
@@ -59,9 +56,16 @@ def api_keys(request: HttpRequest) -> HttpResponse:
     form = ApiKeyCreateForm(request.POST)
     if form.is_valid():
         try:
-            api_key, raw_key = api_key_create(user=request.user, label=form.cleaned_data["label"])  # type: ignore[arg-type]
+            api_key, raw_key = api_key_create(
+                user=request.user,  # type: ignore[arg-type]
+                label=form.cleaned_data["label"],
+                scopes=form.cleaned_data["scopes_value"],
+                daily_spend_cap=form.cleaned_data["daily_spend_cap_value"],
+                allowed_networks=form.cleaned_data["allowed_networks_value"],
+            )
         except ApplicationError as exc:
-            form.add_error("label" if exc.extra.get("field") == "label" else None, exc.message)
+            field = exc.extra.get("field")
+            form.add_error(field if field in form.fields else None, exc.message)
         else:
             # Shown in this response only, never stored (so no redirect: the key has nowhere to wait).
             messages.success(request, f"API key “{api_key.label}” created. Copy it now: it will not be shown again.")

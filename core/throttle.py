@@ -52,16 +52,37 @@ def _normalised(address: str) -> str | None:
     return str(ip)
 
 
-def client_address(request: HttpRequest) -> str:
-    """The address failures are counted against (see the module docstring)."""
+def _client_hop(request: HttpRequest) -> str:
+    """The client's address as sent: REMOTE_ADDR, or behind trusted proxies the right-most
+    X-Forwarded-For entry that is not one of them (see the module docstring)."""
     remote = request.META.get("REMOTE_ADDR", "")
     trusted = settings.TRUSTED_PROXIES
     if trusted and remote in trusted:
         hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
         for hop in reversed(hops):
             if hop not in trusted:
-                return _normalised(hop) or "invalid"
-    return _normalised(remote) or remote or "unknown"
+                return hop
+    return remote
+
+
+def client_ip(request: HttpRequest) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The client's exact address (an IPv4-mapped IPv6 address as IPv4), or None when it is not one:
+    what an API key's allowed networks are matched against."""
+    try:
+        ip = ipaddress.ip_address(_client_hop(request).strip().strip("[]"))
+    except ValueError:
+        return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def client_address(request: HttpRequest) -> str:
+    """The address failures are counted against (see the module docstring)."""
+    hop = _client_hop(request)
+    if hop != request.META.get("REMOTE_ADDR", ""):
+        return _normalised(hop) or "invalid"
+    return _normalised(hop) or hop or "unknown"
 
 
 def _window() -> tuple[int, int]:

@@ -1,4 +1,10 @@
-"""The /api/v1 NinjaAPI: mounts each app's router and maps errors to one JSON shape."""
+"""The /api/v1 NinjaAPI: mounts each app's router and maps errors to one JSON shape.
+
+Requests made with an API key (accounts.auth) carry their rate-limit state: every answer to them,
+success or error, gets the RateLimit-* headers (core.ratelimit). Starting a deployment with a key
+that has a daily spend cap counts the deployment's hold against the cap before the operation runs
+(the estimator below); when the operation then fails, the count is given back (`on_exception`).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,12 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.renderers import BaseRenderer
 
+from accounts.api_keys import api_key_spend_release
+from accounts.auth import register_spend_estimator
 from core.errors import ApplicationError
 from core.throttle import RateLimited
+from marketplace.deployments import services as deployments
+from marketplace.deployments.spec import MAX_SPEC_BYTES, SpecError
 
 
 def _json_default(value: Any) -> Any:
@@ -28,7 +38,59 @@ class ORJSONRenderer(BaseRenderer):
         return orjson.dumps(data, default=_json_default)
 
 
-api = NinjaAPI(
+def _with_rate_limit_headers(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    state = getattr(request, "rate_limit", None)
+    if state is not None:
+        for name, value in state.headers().items():
+            response[name] = value
+    return response
+
+
+class SpheronNinjaAPI(NinjaAPI):
+    def create_temporal_response(self, request: HttpRequest) -> HttpResponse:
+        # Successful answers (and streams) are built on this response: its headers are kept.
+        return _with_rate_limit_headers(request, super().create_temporal_response(request))
+
+    def create_response(
+        self,
+        request: HttpRequest,
+        data: Any,
+        *,
+        status: int | None = None,
+        temporal_response: HttpResponse | None = None,
+    ) -> HttpResponse:
+        response = super().create_response(request, data, status=status, temporal_response=temporal_response)
+        return _with_rate_limit_headers(request, response)
+
+    def on_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse:
+        reserved = getattr(request, "api_key_spend", None)
+        if reserved is not None:
+            # The deployment was not created: what its hold counted against the key's cap comes back.
+            request.api_key_spend = None  # type: ignore[attr-defined]
+            api_key_spend_release(spend_id=reserved[0], amount=reserved[1])
+        return super().on_exception(request, exc)
+
+
+def _deployment_hold(request: HttpRequest) -> int | None:
+    """What POST /deployments would hold (micro-USD), read from the body as the operation will;
+    None for a body or spec the operation refuses anyway (422)."""
+    if len(request.body) > 2 * MAX_SPEC_BYTES:
+        return None
+    try:
+        source = orjson.loads(request.body).get("spec")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(source, str | dict):
+        return None
+    try:
+        return deployments.estimate(deployments.spec_from_source(source))["hold_micros"]
+    except SpecError:
+        return None
+
+
+register_spend_estimator(method="POST", path="deployments", estimator=_deployment_hold)
+
+api = SpheronNinjaAPI(
     renderer=ORJSONRenderer(),
     title="Spheron Web API",
     version="1",
