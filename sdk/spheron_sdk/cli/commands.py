@@ -1,0 +1,527 @@
+"""The commands of `sphnctl` (see spheron_sdk.cli for --json and the exit codes)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from spheron_sdk import __version__
+from spheron_sdk.cli import config
+from spheron_sdk.client import Client
+from spheron_sdk.errors import (
+    ApiError,
+    AuthError,
+    InsufficientFunds,
+    NetworkError,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ServerError,
+    ValidationError,
+)
+from spheron_sdk.offer_query import FIELDS, offer_query
+
+EXIT_CODES = {"ok": 0, "error": 1, "usage": 2, "not_found": 3, "auth": 4, "insufficient_funds": 5, "network": 6}
+_state: dict[str, Any] = {"json": False}
+console = Console()
+error_console = Console(stderr=True)
+
+
+def exit_code_for(exc: ApiError) -> int:
+    if isinstance(exc, NotFound):
+        return EXIT_CODES["not_found"]
+    if isinstance(exc, AuthError | PermissionDenied):
+        return EXIT_CODES["auth"]
+    if isinstance(exc, InsufficientFunds):
+        return EXIT_CODES["insufficient_funds"]
+    if isinstance(exc, NetworkError | ServerError | RateLimited):
+        return EXIT_CODES["network"]
+    if isinstance(exc, ValidationError):
+        return EXIT_CODES["usage"]
+    return EXIT_CODES["error"]
+
+
+def print_error(error: dict[str, Any]) -> None:
+    if _state["json"]:
+        click.echo(json.dumps({"error": error}, indent=2, default=str))
+        return
+    error_console.print(f"[bold red]Error:[/] {escape(str(error['message']))}", highlight=False)
+    for field in error.get("fields") or []:
+        line = f" (line {field['line']})" if field.get("line") else ""
+        error_console.print(f"  {field.get('field')}: {field.get('message')}{line}", highlight=False, markup=False)
+    top_up = (error.get("extra") or {}).get("top_up_url")
+    if top_up:
+        error_console.print(f"  Add credits: {top_up}", highlight=False, markup=False)
+
+
+def emit(data: Any, render: Callable[[], None]) -> None:
+    """--json: the data as JSON on stdout; else the readable form."""
+    if _state["json"]:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        render()
+
+
+def table(columns: Iterable[str], rows: Iterable[Iterable[Any]], *, title: str | None = None) -> None:
+    grid = Table(title=title, show_lines=False)
+    for column in columns:
+        grid.add_column(column)
+    for row in rows:
+        grid.add_row(*[Text("" if value is None else str(value)) for value in row])  # values are not markup
+    console.print(grid)
+
+
+def pairs(data: dict[str, Any], keys: Iterable[str]) -> None:
+    grid = Table.grid(padding=(0, 2))
+    for key in keys:
+        value = data.get(key)
+        grid.add_row(Text(key, style="bold"), Text("" if value is None else str(value)))
+    console.print(grid)
+
+
+def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--json after the command too (`sphnctl balance --json`), same as before it."""
+
+    def remember(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        if value:
+            _state["json"] = True
+        return value
+
+    return click.option(
+        "--json", "as_json", is_flag=True, expose_value=False, callback=remember, is_eager=True, help="Print JSON."
+    )(command)
+
+
+def client() -> Client:
+    ctx = click.get_current_context()
+    options = ctx.find_root().params
+    settings = config.resolve(server=options.get("server"), api_key=options.get("api_key"))
+    if settings.api_key is None:
+        raise AuthError("No API key: run `sphnctl login`, set SPHERON_API_KEY or pass --api-key.")
+    made = Client(settings.server, settings.api_key, timeout=options.get("timeout") or 30.0)
+    ctx.call_on_close(made.close)
+    return made
+
+
+def _server_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return config.normalize_server(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--server", callback=_server_option, help="API server URL (default: the logged-in one, SPHERON_SERVER).")
+@click.option("--api-key", help="API key (default: SPHERON_API_KEY, then the one `login` stored).")
+@click.option("--timeout", type=click.FloatRange(1, 600), default=30.0, show_default=True, help="Seconds per request.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (stable; see the README).")
+@click.version_option(__version__, prog_name="sphnctl")
+def cli(server: str | None, api_key: str | None, timeout: float, as_json: bool) -> None:
+    """Spheron Web from a terminal: offers, deployments, logs, balance.
+
+    Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 auth, 5 insufficient funds, 6 network/server."""
+    _state["json"] = as_json
+
+
+# --- account -----------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--key", "key", help="The API key (sph_…); asked for when not given.")
+@json_option
+def login(key: str | None) -> None:
+    """Check an API key and store it (with the server) in the user's config directory, owner-only."""
+    options = click.get_current_context().find_root().params
+    if not key:
+        key = click.prompt("API key", hide_input=True, err=True).strip()
+    settings = config.resolve(server=options.get("server"), api_key=key)
+    with Client(settings.server, settings.api_key, timeout=options.get("timeout") or 30.0) as api:
+        api.billing.balance()  # a wrong key is a 401 here, before anything is stored
+    stored = config.load()
+    path = config.save({**stored, "server": settings.server, "api_key": key})
+    data = {"server": settings.server, "key_prefix": key[:12], "config_path": str(path)}
+    emit(data, lambda: console.print(f"Logged in to {settings.server}; key {key[:12]}… stored in {path}"))
+
+
+@cli.command()
+@json_option
+def logout() -> None:
+    """Forget the stored API key."""
+    stored = config.load()
+    had = stored.pop("api_key", None) is not None
+    path = config.save(stored)
+    emit({"removed": had, "config_path": str(path)}, lambda: console.print("Logged out." if had else "No key stored."))
+
+
+@cli.command()
+@json_option
+def whoami() -> None:
+    """The server, which key is used and where it comes from, and its balance."""
+    options = click.get_current_context().find_root().params
+    settings = config.resolve(server=options.get("server"), api_key=options.get("api_key"))
+    data = {**client().whoami(), "key_source": settings.key_source}
+    emit(
+        data,
+        lambda: pairs(
+            {**data, "available": data["balance"]["available"], "reserved": data["balance"]["reserved"]},
+            ["server", "key_prefix", "key_source", "available", "reserved"],
+        ),
+    )
+
+
+@cli.command()
+@json_option
+def balance() -> None:
+    """Available, reserved (held for deployments) and owed credits, USD."""
+    data = client().billing.balance()
+    emit(data, lambda: pairs(data, ["available", "reserved", "debt"]))
+
+
+# --- offers and the market ---------------------------------------------------------------------------
+
+
+@cli.group()
+def offers() -> None:
+    """Search the listed offers."""
+
+
+FIELD_HELP = "Fields: " + ", ".join(f"{name} ({field.help})" for name, field in FIELDS.items())
+
+
+@offers.command("search", epilog=FIELD_HELP)
+@click.argument("query", nargs=-1)
+@click.option(
+    "-o", "--order", "order", default=None, help="Sort: price, uptime, vram, price_per_vram; add - for descending."
+)
+@click.option("-n", "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="At most this many.")
+@json_option
+def offers_search(query: tuple[str, ...], order: str | None, limit: int) -> None:
+    """Offers matching QUERY, e.g. 'gpu_model=rtx4090 vram>=24 region in [us-east,eu-west] uptime>0.98'.
+
+    Operators: = != < <= > >= in notin (in/notin take [a,b])."""
+    parsed = offer_query(" ".join(query), order)  # QueryError: exit 2, before any request
+    found = list(client().offers.search(parsed, max_results=limit))
+    emit(
+        found,
+        lambda: table(
+            ["node", "gpu", "gpus", "vram", "region", "mode", "tier", "$/h", "$/gpu-h", "uptime 30d", "provider"],
+            [
+                [
+                    o["node_id"], o["gpu_model"], f"{o['available_gpus']}/{o['gpu_count']}", o["vram_gb"], o["region"],
+                    o["mode"], o["trust_tier"], o["price_per_hour"], o["price_per_gpu_hour"],
+                    f"{o['uptime_30d']:.3f}", o["provider"],
+                ]
+                for o in found
+            ],
+            title=f"{len(found)} offers",
+        ),
+    )  # fmt: skip
+
+
+@offers.command("get")
+@click.argument("node_id", type=click.IntRange(1))
+@json_option
+def offers_get(node_id: int) -> None:
+    """One offer by node id."""
+    data = client().offers.get(node_id)
+    emit(data, lambda: pairs(data, list(data)))
+
+
+@cli.command()
+@click.option("--region", default=None)
+@click.option("--mode", type=click.Choice(["fizz", "provider"]), default=None)
+@json_option
+def market(region: str | None, mode: str | None) -> None:
+    """Per GPU model: offers, free GPUs, lowest and median price per GPU-hour."""
+    rows = client().market.board(region=region, mode=mode)
+    emit(
+        rows,
+        lambda: table(
+            ["gpu", "name", "vram", "offers", "free", "lowest $/gpu-h", "median $/gpu-h"],
+            [
+                [r["gpu_model"], r["name"], r["vram_gb"], r["offers"], r["free_gpus"],
+                 r["lowest_price_per_gpu_hour"], r["median_price_per_gpu_hour"]]
+                for r in rows
+            ],
+        ),
+    )  # fmt: skip
+
+
+# --- deployments -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def deployment() -> None:
+    """Create, inspect and close deployments."""
+
+
+def _spec_text(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="SPEC") from None
+
+
+def _show_deployment(data: dict[str, Any]) -> None:
+    lease = data.get("lease") or {}
+    pairs(
+        {
+            **data,
+            "node": f"{lease.get('node_name')} (#{lease.get('node_id')}, {lease.get('region')})" if lease else None,
+            "agent": lease.get("agent_state"),
+        },
+        ["id", "name", "status", "mode", "node", "agent", "max_price_per_hour", "cost_so_far", "created_at",
+         "started_at", "closed_at", "close_reason", "failure_reason", "url"],
+    )  # fmt: skip
+
+
+@deployment.command("create")
+@click.argument("spec")
+@click.option("--dry-run", is_flag=True, help="Validate and estimate only: nothing is held or created.")
+@click.option("--wait", is_flag=True, help="Show progress until it runs, fails or closes.")
+@click.option("--wait-timeout", type=click.FloatRange(1), default=600, show_default=True, help="Seconds for --wait.")
+@json_option
+def deployment_create(spec: str, dry_run: bool, wait: bool, wait_timeout: float) -> None:
+    """Deploy SPEC (a YAML file; - for stdin)."""
+    text = _spec_text(spec)
+    api = client()
+    if dry_run:
+        result = api.deployments.validate(text)
+        if not result["valid"]:
+            raise ValidationError(
+                "The spec is not valid.", status=422, fields=result["errors"], extra={"errors": result["errors"]}
+            )
+        estimate = result["estimate"] or {}
+        emit(
+            result,
+            lambda: pairs(
+                {**estimate, "available": result["available"], "enough_credits": result["enough_credits"]},
+                ["max_price_per_hour", "max_total", "hold", "hold_hours", "available", "enough_credits"],
+            ),
+        )
+        if result["enough_credits"] is False:
+            click.get_current_context().exit(EXIT_CODES["insufficient_funds"])
+        return
+    created = api.deployments.create(text)
+    if not wait:
+        emit(
+            created,
+            lambda: console.print(f"Deployment {created['id']} created ({created['status']}): {created['url']}"),
+        )
+        return
+    final = _wait(api, created["id"], wait_timeout)
+    emit(final, lambda: _show_deployment(final))
+    if final["status"] != "running":
+        click.get_current_context().exit(EXIT_CODES["error"])
+
+
+def _wait(api: Client, deployment_id: int, timeout: float) -> dict[str, Any]:
+    if _state["json"]:
+        return dict(api.deployments.wait(deployment_id, timeout=timeout))
+    with error_console.status(f"Deployment {deployment_id}: pending") as status:
+
+        def changed(current: dict[str, Any]) -> None:
+            status.update(f"Deployment {deployment_id}: {current['status']}")
+            error_console.print(f"  {current['status']}", highlight=False)
+
+        return dict(api.deployments.wait(deployment_id, timeout=timeout, on_change=changed))
+
+
+@deployment.command("list")
+@click.option("--status", type=click.Choice(["pending", "matched", "provisioning", "running", "closed", "failed"]))
+@click.option("-n", "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@json_option
+def deployment_list(status: str | None, limit: int) -> None:
+    """Your deployments, newest first."""
+    rows = []
+    for item in client().deployments.list(status=status):
+        rows.append(item)
+        if len(rows) >= limit:
+            break
+    emit(
+        rows,
+        lambda: table(
+            ["id", "name", "status", "gpu", "node", "$/h", "cost so far", "created"],
+            [[r["id"], r["name"], r["status"], r["gpu_model"], r["node_id"], r["price_per_hour"], r["cost_so_far"],
+              r["created_at"]] for r in rows],
+        ),
+    )  # fmt: skip
+
+
+@deployment.command("get")
+@click.argument("deployment_id", type=click.IntRange(1))
+@json_option
+def deployment_get(deployment_id: int) -> None:
+    """A deployment: status, lease, cost so far."""
+    data = client().deployments.get(deployment_id)
+    emit(data, lambda: _show_deployment(dict(data)))
+
+
+@deployment.command("events")
+@click.argument("deployment_id", type=click.IntRange(1))
+@json_option
+def deployment_events(deployment_id: int) -> None:
+    """The deployment's timeline."""
+    items = client().deployments.events(deployment_id)
+    emit(items, lambda: table(["at", "kind", "message"], [[e["at"], e["kind"], e["message"]] for e in items]))
+
+
+@deployment.command("close")
+@click.argument("deployment_id", type=click.IntRange(1))
+@json_option
+def deployment_close(deployment_id: int) -> None:
+    """Close it: the workload stops, usage is settled, the rest of the hold released."""
+    data = client().deployments.close(deployment_id)
+    emit(data, lambda: console.print(f"Deployment {data['id']}: {data['status']} (cost {data['cost_so_far']} USD)"))
+
+
+@deployment.command("logs")
+@click.argument("deployment_id", type=click.IntRange(1))
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the deployment ends.")
+@click.option("--tail", type=click.IntRange(1, 100_000), default=None, help="Start with the last N lines.")
+@click.option("--poll", type=click.FloatRange(0.2, 60), default=2.0, show_default=True, help="Seconds between polls.")
+@json_option
+def deployment_logs(deployment_id: int, follow: bool, tail: int | None, poll: float) -> None:
+    """The workload's log lines (with --json: one JSON object per line)."""
+    api = client()
+    after = 0
+    if tail is not None:
+        lines = api.deployments.tail(deployment_id, tail)
+        for line in lines:
+            _print_line(line)
+        if not follow:
+            return
+        after = lines[-1]["id"] if lines else _last_line_id(api, deployment_id)
+    for line in api.deployments.iter_logs(deployment_id, after=after, follow=follow, poll_interval=poll):
+        _print_line(line)
+
+
+def _last_line_id(api: Client, deployment_id: int) -> int:
+    last = 0
+    for line in api.deployments.iter_logs(deployment_id):
+        last = line["id"]
+    return last
+
+
+def _print_line(line: dict[str, Any]) -> None:
+    if _state["json"]:
+        click.echo(json.dumps(line, default=str))
+    else:
+        click.echo(line["line"], err=line["stream"] == "stderr")
+
+
+@deployment.command("verify")
+@click.argument("deployment_id", type=click.IntRange(1))
+@click.option("--on-chain", is_flag=True, help="Also read the commitment from the chain's LeaseRegistry.")
+@click.option("--rpc-url", default=None, help="The chain's RPC (default: the one the proof names).")
+@json_option
+def deployment_verify(deployment_id: int, on_chain: bool, rpc_url: str | None) -> None:
+    """Recompute the match from its proof: the winner and the commitment must agree."""
+    result = client().deployments.verify(deployment_id, on_chain=on_chain, rpc_url=rpc_url)
+    data = {key: value for key, value in result.items() if key != "scores"} | {"scores": result.get("scores")}
+    emit(
+        data,
+        lambda: console.print(
+            ("[green]verified[/]" if result["ok"] else "[red]does not verify[/]")
+            + f": winner {result['winner']}, commitment {result['commitment']}"
+        ),
+    )
+    if not result["ok"]:
+        click.get_current_context().exit(EXIT_CODES["error"])
+
+
+# --- money -------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("-n", "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@json_option
+def deposits(limit: int) -> None:
+    """Your crypto deposits and their state."""
+    rows = []
+    for item in client().billing.deposits():
+        rows.append(item)
+        if len(rows) >= limit:
+            break
+    emit(
+        rows,
+        lambda: table(
+            ["id", "chain", "token", "amount", "status", "confirmations", "credit $", "tx"],
+            [[d["id"], d["chain"], d["token"], d["amount"], d["status"], f"{d['confirmations']}/{d['finality']}",
+              d["credit_usd"], d["tx_hash"]] for d in rows],
+        ),
+    )  # fmt: skip
+
+
+@cli.command()
+@json_option
+def chains() -> None:
+    """Chains you can deposit on, with their tokens."""
+    rows = client().chains.list()
+    emit(
+        rows,
+        lambda: table(
+            ["key", "name", "chain id", "finality", "tokens"],
+            [[c["key"], c["name"], c["chain_id"], c["finality"], ", ".join(t["symbol"] for t in c["tokens"])]
+             for c in rows],
+        ),
+    )  # fmt: skip
+
+
+# --- providers ---------------------------------------------------------------------------------------
+
+
+@cli.group()
+def provider() -> None:
+    """Your nodes, node tokens and rewards (provider accounts)."""
+
+
+@provider.command("nodes")
+@json_option
+def provider_nodes() -> None:
+    rows = client().provider.nodes()
+    emit(
+        rows,
+        lambda: table(
+            ["id", "name", "gpu", "gpus", "region", "mode", "status", "tier", "$/h", "last seen"],
+            [[n["id"], n["name"], n["gpu_model"], n["gpu_count"], n["region"], n["mode"], n["status"],
+              n["trust_tier"], n["price_per_hour"], n["last_seen_at"]] for n in rows],
+        ),
+    )  # fmt: skip
+
+
+@provider.command("tokens")
+@json_option
+def provider_tokens() -> None:
+    rows = client().provider.tokens()
+    emit(
+        rows,
+        lambda: table(
+            ["id", "label", "mode", "prefix", "node", "created", "revoked"],
+            [[t["id"], t["label"], t["mode"], t["prefix"], t["node_id"], t["created_at"], t["revoked_at"]]
+             for t in rows],
+        ),
+    )  # fmt: skip
+
+
+@provider.command("rewards")
+@click.option("-n", "--limit", type=click.IntRange(1, 100), default=10, show_default=True, help="Eras.")
+@json_option
+def provider_rewards(limit: int) -> None:
+    """Claimable $SPON and the latest eras."""
+    data = client().provider.rewards(limit=limit)
+    emit(data, lambda: pairs(data, ["address", "cumulative", "claimed", "claimable_spon", "claimable_usd", "earned",
+                                    "era_count", "note"]))  # fmt: skip

@@ -1,0 +1,463 @@
+"""A client for the Spheron Web API (/api/v1), over HTTP only (httpx; no Django).
+
+    from spheron_sdk.client import Client
+
+    with Client("https://spheron.example", api_key="sph_…") as api:
+        for offer in api.offers.search("gpu_model=rtx4090 vram>=24 uptime>0.98", sort="price"):
+            print(offer["node_id"], offer["price_per_hour"])
+        created = api.deployments.create(open("spec.yaml").read())
+        for line in api.deployments.iter_logs(created["id"], follow=True):
+            print(line["line"])
+
+Errors are raised as spheron_sdk.errors exceptions carrying the server's message and fields.
+Retries: a 429 and, for reads, a 5xx or a dropped connection are retried `retries` times with
+exponential backoff (jittered), waiting what `Retry-After` says when the server says it (a wait
+longer than `max_retry_after` is not waited: RateLimited is raised at once). Writes (POST) are
+retried only when the server cannot have acted on them: 429, 503, or a connection never made.
+List routes are cursor-paged; their `iter_*`/`search`/`list` methods are iterators over every page.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import platform
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import httpx
+
+from spheron_sdk import __version__
+from spheron_sdk.api_types import (
+    Balance,
+    Deployment,
+    DeploymentCreated,
+    DeploymentEvent,
+    LogLine,
+    LogPage,
+    Offer,
+    Validation,
+)
+from spheron_sdk.errors import (
+    ApiError,
+    NetworkError,
+    RateLimited,
+    ServerError,
+    error_for,
+)
+from spheron_sdk.matching import verify_match
+from spheron_sdk.offer_query import OfferQuery, offer_query
+
+USER_AGENT = f"spheron-sdk/{__version__} (python {platform.python_version()})"
+TERMINAL_STATUSES = frozenset({"closed", "failed"})
+JSON = dict[str, Any]
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds: a number of seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        seconds = moment.timestamp() - (now if now is not None else datetime.now(UTC).timestamp())
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+class Client:
+    """One API server and one API key. Thread-safe as httpx.Client is; close it (or use `with`)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        max_retry_after: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if retries < 0:
+            raise ValueError("retries must be 0 or more")
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_retry_after = max_retry_after
+        self._sleep = sleep
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._http = httpx.Client(
+            base_url=self.base_url + "/api/v1", timeout=timeout, headers=headers, transport=transport
+        )
+        self.offers = Offers(self)
+        self.market = Market(self)
+        self.deployments = Deployments(self)
+        self.billing = Billing(self)
+        self.chains = Chains(self)
+        self.wallets = Wallets(self)
+        self.provider = Provider(self)
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _delay(self, attempt: int) -> float:
+        ceiling = min(self.max_backoff, self.backoff * (2**attempt))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # jitter: clients that failed together spread out
+
+    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> Any:
+        """One call with the retry policy of the module docstring; the decoded JSON body."""
+        method = method.upper()
+        read = method in ("GET", "HEAD", "OPTIONS")
+        clean = {key: value for key, value in (params or {}).items() if value is not None}
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                response = self._http.request(method, path, params=clean or None, json=json)
+            except httpx.TransportError as exc:
+                never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                if last or not (read or never_sent):
+                    raise NetworkError(f"{method} {path}: {type(exc).__name__}: {exc or 'connection failed'}") from exc
+                self._sleep(self._delay(attempt))
+                continue
+            if response.status_code < 400:
+                if response.status_code == 204 or not response.content:
+                    return None
+                try:
+                    return response.json()
+                except ValueError as exc:
+                    raise ServerError(f"{method} {path}: the answer is not JSON", status=response.status_code) from exc
+            status = response.status_code
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            retryable = status == 429 or status == 503 or (read and status >= 500)
+            if retryable and not last and (retry_after is None or retry_after <= self.max_retry_after):
+                self._sleep(retry_after if retry_after is not None else self._delay(attempt))
+                continue
+            raise error_for(status, _body(response), retry_after=retry_after)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, body: Any = None, **params: Any) -> Any:
+        return self.request("POST", path, params=params, json=body if body is not None else {})
+
+    def pages(self, path: str, params: dict[str, Any], *, items: str = "items") -> Iterator[JSON]:
+        """Every item of a cursor-paged route, page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.get(path, **params, cursor=cursor)
+            yield from page[items]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    def whoami(self) -> JSON:
+        """Checks the key (a 401 raises AuthError) and returns what the API says of its user: the
+        balance (the API has no profile route yet)."""
+        return {"server": self.base_url, "key_prefix": (self.api_key or "")[:12], "balance": self.billing.balance()}
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+class _Group:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+
+# --- catalog ---------------------------------------------------------------------------------------
+
+
+class Offers(_Group):
+    """GET /offers and /offers/{id}."""
+
+    def page(self, *, cursor: str | None = None, limit: int | None = None, **filters: Any) -> JSON:
+        """One page: {"items": [...], "next_cursor"}. Filters: gpu_model, min_vram_gb, min_gpus,
+        region, continent, max_price_per_hour, min_uptime, tier, mode, sort."""
+        return self._client.get("/offers", **filters, cursor=cursor, limit=limit)
+
+    def search(
+        self,
+        query: str | OfferQuery = "",
+        *,
+        sort: str | None = None,
+        page_size: int = 100,
+        max_results: int | None = None,
+        **filters: Any,
+    ) -> Iterator[Offer]:
+        """Every listed offer that matches, across pages. `query` is the grammar of
+        spheron_sdk.offer_query ('gpu_model=rtx4090 vram>=24 region in [us-east,eu-west]') and `sort`
+        its sort (`price-`); raw API filters may be given as keywords too."""
+        parsed = query if isinstance(query, OfferQuery) else offer_query(query, sort)
+        params = {**parsed.params(), **filters, "limit": page_size}
+        found = 0
+        for offer in self._client.pages("/offers", params):
+            if not parsed.matches(offer):
+                continue
+            yield cast(Offer, offer)
+            found += 1
+            if max_results is not None and found >= max_results:
+                return
+
+    def get(self, node_id: int) -> JSON:
+        return self._client.get(f"/offers/{int(node_id)}")
+
+
+class Market(_Group):
+    """The market board, GPU models and regions."""
+
+    def board(self, **filters: Any) -> list[JSON]:
+        return self._client.get("/market", **filters)
+
+    def gpu_models(self) -> list[JSON]:
+        return self._client.get("/gpu-models")
+
+    def regions(self) -> list[JSON]:
+        return self._client.get("/regions")
+
+
+# --- deployments -----------------------------------------------------------------------------------
+
+
+class Deployments(_Group):
+    """/deployments: create, validate (the dry run), list, get, events, close, logs, match proof."""
+
+    def create(self, spec: str | dict[str, Any]) -> DeploymentCreated:
+        """Holds credits and opens an order. `spec` is the YAML text or its JSON object.
+        InsufficientFunds (402) when the hold does not fit; ValidationError lists the spec's problems."""
+        return self._client.post("/deployments", {"spec": spec})
+
+    def validate(self, spec: str | dict[str, Any]) -> Validation:
+        """The dry run: whether the spec is valid, its estimate and hold, and whether your credits
+        cover the hold. Nothing is held or created."""
+        return self._client.post("/deployments/validate", {"spec": spec})
+
+    def spec_schema(self) -> JSON:
+        return self._client.get("/deployments/spec-schema")
+
+    def page(self, *, status: str | None = None, cursor: str | None = None, limit: int | None = None) -> JSON:
+        return self._client.get("/deployments", status=status, cursor=cursor, limit=limit)
+
+    def list(self, *, status: str | None = None, page_size: int = 100) -> Iterator[JSON]:
+        """Yours, newest first, every page."""
+        return self._client.pages("/deployments", {"status": status, "limit": page_size})
+
+    def get(self, deployment_id: int) -> Deployment:
+        return self._client.get(f"/deployments/{int(deployment_id)}")
+
+    def events(self, deployment_id: int) -> list[DeploymentEvent]:
+        return self._client.get(f"/deployments/{int(deployment_id)}/events")["items"]
+
+    def close(self, deployment_id: int) -> Deployment:
+        return self._client.post(f"/deployments/{int(deployment_id)}/close")
+
+    def match_proof(self, deployment_id: int, *, attempt: int | None = None) -> JSON:
+        return self._client.get(f"/deployments/{int(deployment_id)}/match-proof", attempt=attempt)
+
+    def verify(self, deployment_id: int, *, on_chain: bool = False, rpc_url: str | None = None) -> JSON:
+        """Fetches the match proof and recomputes the winner and commitment
+        (spheron_sdk.matching.verify_match); with `on_chain`, also reads the commitment on chain."""
+        proof = self.match_proof(deployment_id)
+        if on_chain or rpc_url:
+            return verify_match(proof, rpc_url=rpc_url or (proof.get("chain") or {}).get("rpc_url"))
+        return verify_match(proof)
+
+    def wait(
+        self,
+        deployment_id: int,
+        *,
+        until: frozenset[str] = frozenset({"running"}),
+        timeout: float = 600.0,
+        poll_interval: float = 2.0,
+        on_change: Callable[[Deployment], None] | None = None,
+    ) -> Deployment:
+        """Polls until the status is in `until` or terminal (closed, failed); TimeoutError after `timeout`."""
+        deadline = time.monotonic() + timeout
+        seen: str | None = None
+        while True:
+            deployment = self.get(deployment_id)
+            if deployment["status"] != seen:
+                seen = deployment["status"]
+                if on_change is not None:
+                    on_change(deployment)
+            if deployment["status"] in until or deployment["status"] in TERMINAL_STATUSES:
+                return deployment
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"deployment {deployment_id} is still {seen} after {timeout:g} s")
+            self._client._sleep(poll_interval)
+
+    def logs(self, deployment_id: int, *, after: int | None = None, limit: int | None = None) -> LogPage:
+        """One page of log lines, oldest first, with ids greater than `after`."""
+        return self._client.get(f"/deployments/{int(deployment_id)}/logs", after=after, limit=limit)
+
+    def tail(self, deployment_id: int, lines: int) -> list[LogLine]:
+        """The last `lines` lines (the API pages from the start, so this reads them all once)."""
+        kept: deque[LogLine] = deque(maxlen=max(0, lines))
+        for line in self.iter_logs(deployment_id):
+            kept.append(line)
+        return list(kept)
+
+    def iter_logs(
+        self,
+        deployment_id: int,
+        *,
+        after: int = 0,
+        follow: bool = False,
+        poll_interval: float = 2.0,
+        page_size: int = 1000,
+        max_reconnects: int = 20,
+    ) -> Iterator[LogLine]:
+        """Every line after the line id `after`, oldest first. With `follow`, keeps polling for new
+        lines until the deployment has ended (closed or failed) and its last lines are read. A
+        dropped connection or a server error while following is retried from the last line
+        yielded, so no line is lost or repeated; after `max_reconnects` failures in a row the error
+        is raised."""
+        failures = 0
+        while True:
+            try:
+                ended = follow and self.get(deployment_id)["status"] in TERMINAL_STATUSES
+                page = self.logs(deployment_id, after=after or None, limit=page_size)
+            except (NetworkError, ServerError, RateLimited):
+                failures += 1
+                if not follow or failures > max_reconnects:
+                    raise
+                self._client._sleep(self._client._delay(min(failures, 6)))
+                continue
+            failures = 0
+            for line in page["lines"]:
+                after = line["id"]
+                yield line
+            if page["more"]:
+                continue
+            if not follow or ended:
+                return
+            self._client._sleep(poll_interval)
+
+
+# --- money -----------------------------------------------------------------------------------------
+
+
+class Billing(_Group):
+    """/billing: balance, transactions, card top-ups, crypto deposits."""
+
+    def balance(self) -> Balance:
+        return self._client.get("/billing/balance")
+
+    def transactions(self, *, page_size: int = 100, **filters: Any) -> Iterator[JSON]:
+        """Newest first, every page. Filters: kind, date_from, date_to (YYYY-MM-DD)."""
+        return self._client.pages("/billing/transactions", {**filters, "limit": page_size})
+
+    def topup(self, amount: str) -> JSON:
+        """Starts a card top-up of `amount` USD ("25.00"): a Stripe PaymentIntent to confirm."""
+        return self._client.post("/billing/topups", {"amount": str(amount)})
+
+    def deposit_instructions(self) -> JSON:
+        """Your deposit reference and, per chain and token, where to pay, the rate and the minimum."""
+        return self._client.get("/billing/deposits/instructions")
+
+    def deposits(self, *, page_size: int = 100) -> Iterator[JSON]:
+        return self._client.pages("/billing/deposits", {"limit": page_size})
+
+    def check_deposit(self, chain: str, tx_hash: str) -> JSON:
+        """Reads a transaction from the chain now; a final deposit is credited before this returns."""
+        return self._client.post("/billing/deposits/check", {"chain": chain, "tx_hash": tx_hash})
+
+
+class Chains(_Group):
+    def list(self) -> list[JSON]:
+        return self._client.get("/chains")
+
+
+class Wallets(_Group):
+    """Linked addresses (Sign-In with Ethereum): ask a nonce, sign its message, link."""
+
+    def list(self) -> JSON:
+        return self._client.get("/wallets")
+
+    def nonce(self, *, address: str, chain_id: int, purpose: str) -> JSON:
+        return self._client.post("/wallets/nonce", {"address": address, "chain_id": chain_id, "purpose": purpose})
+
+    def link(self, *, message: str, signature: str, purpose: str) -> JSON:
+        return self._client.post("/wallets", {"message": message, "signature": signature, "purpose": purpose})
+
+
+# --- providers -------------------------------------------------------------------------------------
+
+
+class Provider(_Group):
+    """/provider: nodes, node tokens, maintenance, rewards; the public earnings estimate."""
+
+    def nodes(self) -> list[JSON]:
+        return self._client.get("/provider/nodes")
+
+    def tokens(self) -> list[JSON]:
+        return self._client.get("/provider/tokens")
+
+    def create_token(self, label: str, *, mode: str | None = None, region: str | None = None) -> JSON:
+        """A node token for `fizz start --token`; its whole value is in the answer only."""
+        body: JSON = {"label": label}
+        if mode is not None:
+            body["mode"] = mode
+        if region is not None:
+            body["region"] = region
+        return self._client.post("/provider/tokens", body)
+
+    def revoke_token(self, token_id: int) -> JSON:
+        return self._client.post(f"/provider/tokens/{int(token_id)}/revoke")
+
+    def maintenance(self, node_id: int, *, on: bool) -> JSON:
+        return self._client.post(f"/provider/nodes/{int(node_id)}/maintenance", {"on": bool(on)})
+
+    def node_rewards(self, node_id: int, *, page_size: int = 100) -> Iterator[JSON]:
+        """A node's era rewards with receipts, newest era first, every page."""
+        return self._client.pages(f"/provider/nodes/{int(node_id)}/rewards", {"limit": page_size})
+
+    def rewards(self, *, limit: int = 10, offset: int = 0) -> JSON:
+        """Claimable $SPON, the Merkle proof to claim it, and `limit` eras from `offset`."""
+        return self._client.get("/provider/rewards", limit=limit, offset=offset)
+
+    def iter_reward_eras(self, *, page_size: int = 10) -> Iterator[JSON]:
+        offset = 0
+        while True:
+            page = self.rewards(limit=page_size, offset=offset)
+            yield from page["eras"]
+            offset += len(page["eras"])
+            if not page["eras"] or offset >= page["era_count"]:
+                return
+
+    def earnings_estimate(self, **params: Any) -> JSON:
+        """The earnings calculator: gpu, tier, uptime, utilization (required), count, cores, mode, price."""
+        return self._client.get("/providers/earnings-estimate", **params)
+
+
+__all__ = ["ApiError", "Client", "retry_after_seconds"]
