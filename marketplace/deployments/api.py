@@ -498,12 +498,19 @@ def logs(
     deployment_id: int = DeploymentId,
     after: int | None = Query(None, ge=0, le=MAX_ID, description="Only lines after this line id (for polling)"),
     limit: int = Query(500, ge=1, le=1000, description="Lines per call, at most 1,000"),
+    tail: int | None = Query(
+        None, ge=1, le=1000, description="Only the last N lines (then poll with `after` = `next_after`)"
+    ),
 ):
-    """Oldest first across every lease of the deployment. Poll with `after` = the last `next_after`."""
+    """Oldest first across every lease of the deployment. Poll with `after` = the last `next_after`;
+    `tail` = N gives the last N lines instead (`after` is then ignored)."""
     deployment = _deployment(request, deployment_id)
-    lines = deployment_log_lines(deployment, after=after or 0, limit=limit + 1)
-    more = len(lines) > limit
-    lines = lines[:limit]
+    if tail is not None:
+        lines, more = deployment_log_lines(deployment, limit=tail, tail=True), False
+    else:
+        lines = deployment_log_lines(deployment, after=after or 0, limit=limit + 1)
+        more = len(lines) > limit
+        lines = lines[:limit]
     return {
         "lines": [
             {"id": line.id, "lease_id": line.lease_id, "at": line.at, "stream": line.stream, "line": line.line}

@@ -185,6 +185,11 @@ def test_logs_poll_with_after(owner_api, owner, market):
     limited = owner_api.get(f"{BASE}/{deployment.id}/logs", {"limit": 1}).json()
     assert len(limited["lines"]) == 1 and limited["more"] is True
     assert owner_api.get(f"{BASE}/{deployment.id}/logs", {"after": -1}).status_code == 422
+    # The last N lines, then polling on from there.
+    last = owner_api.get(f"{BASE}/{deployment.id}/logs", {"tail": 2}).json()
+    assert [line["line"] for line in last["lines"]] == ["two", "oops"] and last["more"] is False
+    assert last["next_after"] == newer["next_after"]
+    assert owner_api.get(f"{BASE}/{deployment.id}/logs", {"tail": 0}).status_code == 422
 
 
 def test_events_are_the_timeline(owner_api, owner, market):
