@@ -20,7 +20,9 @@ from marketplace.models import (
     MatchRecord,
     Offer,
     Order,
+    Template,
 )
+from marketplace.store.services import template_check
 
 
 @admin.register(Offer)
@@ -212,3 +214,64 @@ class MatchRecordAdmin(admin_tools.ReadOnlyAdmin):
 
 def _pretty(value) -> str:
     return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True))
+
+
+# --- Model store (issue 23 part 4) ---------------------------------------------------------------
+
+
+class TemplateAdminForm(forms.ModelForm):
+    """Saved only when the spec renders with the defaults, unpinned and pinned, in each of its
+    modes, and the deployments parser accepts it (marketplace.store.services.template_check)."""
+
+    class Meta:
+        model = Template
+        fields = (
+            "name", "slug", "category", "description", "active", "order", "mode", "gpu_units", "min_vram_gb",
+            "gpu_models", "ports", "env_vars", "hf_model_default", "max_price_per_hour", "spec_template",
+        )  # fmt: skip
+        widgets = {"spec_template": forms.Textarea(attrs={"rows": 24, "cols": 100, "spellcheck": "false"})}
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        for name, shape in (("gpu_models", str), ("ports", dict), ("env_vars", dict)):
+            value = cleaned.get(name)
+            if not isinstance(value, list) or not all(isinstance(item, shape) for item in value):
+                self.add_error(name, f"must be a JSON list of {'strings' if shape is str else 'objects'}")
+        for port in cleaned.get("ports") or []:
+            number = port.get("port") if isinstance(port, dict) else None
+            if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 65535:
+                self.add_error("ports", 'each port is {"port": 1-65535, "as": …, "label": …}')
+                break
+        for var in cleaned.get("env_vars") or []:
+            if isinstance(var, dict) and not isinstance(var.get("name"), str):
+                self.add_error("env_vars", 'each variable has a "name"')
+                break
+        if self.errors:
+            return cleaned
+        candidate = self.instance
+        for field, value in cleaned.items():
+            setattr(candidate, field, value)
+        for problem in template_check(candidate):
+            field, _, message = problem.partition(": ")
+            self.add_error(field if field in self.fields else None, message if field in self.fields else problem)
+        return cleaned
+
+
+@admin.register(Template)
+class TemplateAdmin(admin.ModelAdmin):
+    form = TemplateAdminForm
+    list_display = ("name", "slug", "category", "mode", "min_vram_gb", "max_price_per_hour", "active", "order")
+    list_editable = ("active", "order")
+    list_filter = ("active", "category", "mode")
+    search_fields = ("slug", "name", "hf_model_default")
+    prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "category", "description", "active", "order")}),
+        ("What it runs on", {"fields": ("mode", "gpu_units", "min_vram_gb", "gpu_models", "ports")}),
+        ("What the user fills in", {"fields": ("env_vars", "hf_model_default")}),
+        ("Spec", {"fields": ("max_price_per_hour", "spec_template")}),
+        (None, {"fields": ("created_at", "updated_at")}),
+    )

@@ -295,3 +295,66 @@ class LeaseLogLine(models.Model):
 
     def __str__(self) -> str:
         return f"Lease {self.lease_id} {self.stream} at {self.at:%H:%M:%S}: {self.line[:60]}"
+
+
+# --- Model store (issue 23 part 4): ready deployments, rendered by marketplace.store -------------
+
+
+class TemplateCategory(models.TextChoices):
+    LLM = "llm", "Language models"
+    IMAGE = "image", "Image generation"
+    NOTEBOOK = "notebook", "Notebooks"
+    BASE = "base", "Base systems"
+
+
+class TemplateMode(models.TextChoices):
+    ANY = "any", "Either mode (the cheapest offer decides)"
+    FIZZ = "fizz", "Fizz (community nodes)"
+    PROVIDER = "provider", "Provider (datacenters)"
+
+
+class Template(models.Model):
+    """A ready deployment of the model store: a spec with placeholders that marketplace.store
+    fills in (the user's environment values, an optional Hugging Face model, the GPU request,
+    the price, the node it is pinned to)."""
+
+    slug = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    category = models.CharField(max_length=12, choices=TemplateCategory.choices)
+    mode = models.CharField(max_length=10, choices=TemplateMode.choices, default=TemplateMode.ANY)
+    gpu_units = models.PositiveSmallIntegerField(default=1, help_text="GPUs asked for; 0: runs on CPU-only nodes too")
+    min_vram_gb = models.PositiveIntegerField(default=0, help_text="Memory per GPU the workload needs, GB")
+    gpu_models = models.JSONField(
+        default=list, blank=True, help_text='GPU model slugs it runs on, e.g. ["rtx4090", "h100"]; empty: any GPU'
+    )
+    ports = models.JSONField(
+        default=list, blank=True, help_text='[{"port": 8000, "as": 8000, "label": "OpenAI-compatible API"}]'
+    )
+    env_vars = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='What the user fills in: [{"name": "HF_TOKEN", "label": "…", "required": false, "secret": true, '
+        '"default": ""}]',
+    )
+    hf_model_default = models.CharField(
+        max_length=200, blank=True, help_text="Hugging Face model id it serves by default; empty: takes no model id"
+    )
+    max_price_per_hour = models.DecimalField(
+        max_digits=9, decimal_places=2, help_text="The spec's max price (USD/h) until an offer is chosen"
+    )
+    spec_template = models.TextField(
+        help_text="The spec (ICL v2 YAML). Placeholders, each a whole YAML value: {{ GPU }}, {{ PORTS }}, {{ ENV }}, "
+        "{{ MODE }}, {{ TIERS }}, {{ MAX_PRICE }}, {{ HF_MODEL }} and {{ NAME }} for each variable."
+    )
+    active = models.BooleanField(default=True, help_text="Listed in the model store")
+    order = models.PositiveSmallIntegerField(default=0, help_text="Lower first")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["order", "name", "id"]
+        verbose_name = "model store template"
+
+    def __str__(self) -> str:
+        return self.name

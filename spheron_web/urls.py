@@ -19,6 +19,7 @@ urlpatterns = [
     path("account/", include("accounts.urls")),
     path("api/v1/", api.urls),
     path("gpus/", include("marketplace.catalog.urls")),
+    path("models/", include("marketplace.store.urls")),
     path("billing/", include("billing.urls")),
     path("billing/", include("billing.page_urls")),
     path("provider/calculator/", include("providers.calculator_urls")),
