@@ -165,6 +165,7 @@ def _mount_routers() -> None:
     api.add_router("/provider", "providers.api.provider_router")
     api.add_router("/provider", "providers.rewards_api.router")  # GET /provider/rewards
     api.add_router("/deployments", "marketplace.deployments.api.router")
+    api.add_router("/templates", "marketplace.store.api.router")  # the model store
     api.add_router("/wallets", "accounts.wallets_api.router")
 
 
