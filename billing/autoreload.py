@@ -249,7 +249,7 @@ def _charge(attempt: AutoReloadAttempt) -> AutoReloadAttempt:
         detail = getattr(exc, "user_message", None) or str(exc) or "the card was refused"
         return _fail(attempt, f"Stripe: {detail}", intent_id)
     if intent.status == "succeeded":
-        return _succeed(attempt, intent.id, int(intent.amount_received or intent.amount))
+        return _succeed(attempt, intent.id, int(intent.to_dict().get("amount_received") or intent.amount))
     if intent.status == "processing":  # credited by the webhook when it succeeds
         TopUp.objects.filter(id=attempt.topup_id).update(stripe_payment_intent_id=intent.id, updated_at=timezone.now())
         AutoReloadAttempt.objects.filter(id=attempt.id).update(stripe_payment_intent_id=intent.id)
@@ -269,7 +269,7 @@ def _follow(attempt: AutoReloadAttempt) -> AutoReloadAttempt:
         logger.warning("auto-reload %s: could not read its PaymentIntent: %s", attempt.id, exc)
         return attempt
     if intent.status == "succeeded":
-        return _succeed(attempt, intent.id, int(intent.amount_received or intent.amount))
+        return _succeed(attempt, intent.id, int(intent.to_dict().get("amount_received") or intent.amount))
     if intent.status in ("requires_payment_method", "canceled"):
         return _fail(attempt, "The payment did not go through.", intent.id)
     return attempt

@@ -14,6 +14,12 @@ from accounts.models import User
 from billing.models import LedgerTransaction, UsageMeter
 from billing.services import topup_credit
 from billing.usage import meter_open, reservation_open
+from tests.billing_stripe.conftest import (  # noqa: F401  (the localstripe fixtures, shared)
+    localstripe_url,
+    stripe_client,
+    stripe_settings,
+    webhook_secret,
+)
 from tests.factories import make_user
 
 USD = 1_000_000
