@@ -52,6 +52,7 @@ from spheron_sdk.matching import verify_match
 from spheron_sdk.offer_query import OfferQuery, offer_query
 
 USER_AGENT = f"spheron-sdk/{__version__} (python {platform.python_version()})"
+TAIL_MAX = 1000  # the logs API's largest `tail`
 TERMINAL_STATUSES = frozenset({"closed", "failed"})
 JSON = dict[str, Any]
 
@@ -316,12 +317,18 @@ class Deployments(_Group):
                 raise TimeoutError(f"deployment {deployment_id} is still {seen} after {timeout:g} s")
             self._client._sleep(poll_interval)
 
-    def logs(self, deployment_id: int, *, after: int | None = None, limit: int | None = None) -> LogPage:
-        """One page of log lines, oldest first, with ids greater than `after`."""
-        return self._client.get(f"/deployments/{int(deployment_id)}/logs", after=after, limit=limit)
+    def logs(
+        self, deployment_id: int, *, after: int | None = None, limit: int | None = None, tail: int | None = None
+    ) -> LogPage:
+        """One page of log lines, oldest first, with ids greater than `after`; or the last `tail`
+        lines (at most 1,000)."""
+        return self._client.get(f"/deployments/{int(deployment_id)}/logs", after=after, limit=limit, tail=tail)
 
     def tail(self, deployment_id: int, lines: int) -> list[LogLine]:
-        """The last `lines` lines (the API pages from the start, so this reads them all once)."""
+        """The last `lines` lines: one call up to 1,000 (the API's `tail`); more are read from the
+        start once."""
+        if 0 < lines <= TAIL_MAX:
+            return list(self.logs(deployment_id, tail=lines)["lines"])
         kept: deque[LogLine] = deque(maxlen=max(0, lines))
         for line in self.iter_logs(deployment_id):
             kept.append(line)
