@@ -20,6 +20,7 @@ from tests.billing_stripe.conftest import (  # noqa: F401  (the localstripe fixt
     stripe_settings,
     webhook_secret,
 )
+from tests.e2e.conftest import browser, page, viewport  # noqa: F401  (Chromium, for the browser test)
 from tests.factories import make_user
 
 USD = 1_000_000
