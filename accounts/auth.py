@@ -39,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
@@ -115,7 +116,14 @@ def rate_class(method: str, path: str) -> str:
 
 def rate_limits() -> dict[str, Rate]:
     """Each rate class's limit per key: settings.API_KEY_RATE_LIMITS over RATE_LIMITS."""
-    configured = {**RATE_LIMITS, **getattr(settings, "API_KEY_RATE_LIMITS", {})}
+    overrides = getattr(settings, "API_KEY_RATE_LIMITS", {})
+    unknown = set(overrides) - set(RATE_LIMITS)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"API_KEY_RATE_LIMITS: unknown route class {', '.join(sorted(unknown))}; the classes are "
+            f"{', '.join(RATE_LIMITS)}."
+        )
+    configured = {**RATE_LIMITS, **overrides}
     return {route_class: rate_parse(configured[route_class]) for route_class in RATE_LIMITS}
 
 
@@ -213,3 +221,6 @@ class SessionCsrfAuth(APIKeyCookie):
 
 
 api_auth = [ApiKeyAuth(), SessionCsrfAuth()]
+
+
+rate_limits()  # a bad API_KEY_RATE_LIMITS stops the server as it starts, not on some request

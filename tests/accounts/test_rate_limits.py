@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
 from accounts.api_keys import api_key_create
+from accounts.auth import rate_limits
 from core.ratelimit import Rate, rate_limit_hit, rate_parse
 from tests.deployments.conftest import fund, spec_text
 from tests.factories import make_user
@@ -133,3 +134,9 @@ def test_rates_are_read_from_settings(text, quota, window):
 def test_a_bad_rate_is_a_configuration_error(text):
     with pytest.raises(ImproperlyConfigured):
         rate_parse(text)
+
+
+def test_an_unknown_route_class_in_the_settings_is_a_configuration_error(settings):
+    settings.API_KEY_RATE_LIMITS = {"reads": "10/min"}
+    with pytest.raises(ImproperlyConfigured, match="unknown route class reads"):
+        rate_limits()
