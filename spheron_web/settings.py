@@ -159,6 +159,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.settle_usage",
         "schedule": env_int("USAGE_SETTLEMENT_SECONDS", 3600, min_value=60, max_value=86400),
     },
+    # Low-balance alerts and card auto-reload (billing.alerts, billing.autoreload): a sweep of the
+    # balances (the hourly settlement checks too) and of webhook deliveries lost or due a retry.
+    "check-balances": {
+        "task": "billing.tasks.check_balances",
+        "schedule": env_int("BALANCE_CHECK_SECONDS", 300, min_value=30, max_value=3600),
+    },
+    "deliver-balance-alerts": {
+        "task": "billing.tasks.deliver_balance_alerts",
+        "schedule": env_int("BALANCE_ALERT_SWEEP_SECONDS", 60, min_value=10, max_value=3600),
+    },
     "settle-earnings": {
         "task": "billing.tasks.settle_earnings",
         "schedule": env_int("EARNINGS_SETTLEMENT_SECONDS", 3600, min_value=60, max_value=86400),
@@ -444,6 +454,16 @@ MIN_STAKE_PER_GPU_SPON = env_decimal("MIN_STAKE_PER_GPU_SPON", Decimal("200"), m
 STAKING_CHAIN_KEY = env_str("STAKING_CHAIN_KEY", "base")
 STAKING_CONTRACT_ADDRESS = env_str("STAKING_CONTRACT_ADDRESS", "") or ""
 STAKING_START_BLOCK = env_int("STAKING_START_BLOCK", 0, min_value=0, max_value=10**12)
+# Low-balance alerts (billing.alerts): webhook attempts at most, the first retry's wait (then ×4
+# each time), the webhook's timeout. Card auto-reload (billing.autoreload): the smallest reload
+# and the wait after a failed one before trying again (or until the settings change).
+BALANCE_ALERT_MAX_ATTEMPTS = env_int("BALANCE_ALERT_MAX_ATTEMPTS", 6, min_value=1, max_value=20)
+BALANCE_ALERT_RETRY_BASE_SECONDS = env_int("BALANCE_ALERT_RETRY_BASE_SECONDS", 30, min_value=1, max_value=3600)
+BALANCE_ALERT_WEBHOOK_TIMEOUT_SECONDS = env_int("BALANCE_ALERT_WEBHOOK_TIMEOUT_SECONDS", 5, min_value=1, max_value=60)
+AUTORELOAD_MIN_USD = env_int("AUTORELOAD_MIN_USD", 20, min_value=1, max_value=100_000)  # whole dollars
+AUTORELOAD_RETRY_AFTER_FAILURE_SECONDS = env_int(
+    "AUTORELOAD_RETRY_AFTER_FAILURE_SECONDS", 21600, min_value=60, max_value=7 * 86400
+)
 # Reward claims (providers.reward_claims): RewardDistributor on the home chain (REWARD_CHAIN_KEY,
 # empty: STAKING_CHAIN_KEY). Its address from the environment; empty on a devnet: its CREATE2 address
 # for the devnet deployer. The root setter's key (ROOT_SETTER_ROLE) is in the environment variable

@@ -40,6 +40,11 @@ def test_balance_shows_available_reserved_and_debt_as_exact_strings(dev_client: 
         "reserved_micros": 8_765_433,
         "debt": "0.000000",
         "debt_micros": 0,
+        "spend_per_hour": "0.000000",
+        "spend_per_hour_micros": 0,
+        "runway_funds_micros": 15 * USD,
+        "runway_seconds": None,
+        "runway_text": "No running rental is spending credits",
     }
 
 
