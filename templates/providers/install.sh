@@ -4,8 +4,9 @@
 #   curl -fsSL {{ script_url }} | sh
 #
 # It makes a Python virtual environment and installs the agent ({{ wheel_filename }}, built by
-# this server) into it; pip fetches only the agent's pinned dependencies (httpx, psutil) from your
-# package index. Nothing is installed system-wide and nothing runs as root.
+# this server) into it; pip fetches only the package's pinned dependencies (httpx, psutil; click,
+# rich and platformdirs for the `sphnctl` CLI that comes with it) from your package index.
+# Nothing is installed system-wide and nothing runs as root.
 #
 # Settings (environment variables):
 #   FIZZ_INSTALL_DIR  where to install (default: $HOME/.spheron-fizz); the venv is $FIZZ_INSTALL_DIR/venv
