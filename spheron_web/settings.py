@@ -454,6 +454,13 @@ MIN_STAKE_PER_GPU_SPON = env_decimal("MIN_STAKE_PER_GPU_SPON", Decimal("200"), m
 STAKING_CHAIN_KEY = env_str("STAKING_CHAIN_KEY", "base")
 STAKING_CONTRACT_ADDRESS = env_str("STAKING_CONTRACT_ADDRESS", "") or ""
 STAKING_START_BLOCK = env_int("STAKING_START_BLOCK", 0, min_value=0, max_value=10**12)
+# API keys (accounts.auth): requests per key per route class ("N/sec|min|hour|day" or "N/<k>s"),
+# counted in the cache (shared by every web process); a refused request is a 429 with Retry-After.
+API_KEY_RATE_LIMITS = {
+    "read": env_str("API_KEY_RATE_READ", "600/min"),
+    "write": env_str("API_KEY_RATE_WRITE", "120/min"),
+    "deploy": env_str("API_KEY_RATE_DEPLOY", "30/min"),
+}
 # Low-balance alerts (billing.alerts): webhook attempts at most, the first retry's wait (then ×4
 # each time), the webhook's timeout. Card auto-reload (billing.autoreload): the smallest reload
 # and the wait after a failed one before trying again (or until the settings change).
