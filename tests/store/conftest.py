@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from marketplace.models import Template
+from tests.e2e.conftest import browser, page, viewport  # noqa: F401 (Chromium for test_store_browser.py)
 from tests.factories import make_node, make_provider, make_user
 
 
