@@ -167,6 +167,7 @@ def _mount_routers() -> None:
     api.add_router("/deployments", "marketplace.deployments.api.router")
     api.add_router("/templates", "marketplace.store.api.router")  # the model store
     api.add_router("/wallets", "accounts.wallets_api.router")
+    api.add_router("/me", "accounts.me_api.router")  # who this request is (sphnctl whoami)
 
 
 _mount_routers()

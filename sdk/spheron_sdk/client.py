@@ -178,10 +178,24 @@ class Client:
             if not cursor:
                 return
 
+    def me(self) -> JSON:
+        """GET /me: the account (email, name, roles) and this key (label, prefix, scopes, daily cap,
+        allowed networks, last used). A bad key raises AuthError."""
+        return self.get("/me")
+
     def whoami(self) -> JSON:
-        """Checks the key (a 401 raises AuthError) and returns what the API says of its user: the
-        balance (the API has no profile route yet)."""
-        return {"server": self.base_url, "key_prefix": (self.api_key or "")[:12], "balance": self.billing.balance()}
+        """`me()` with the server, the key's prefix and the balance (what `sphnctl whoami` shows)."""
+        me = self.me()
+        key = me.get("key") or {}
+        return {
+            "server": self.base_url,
+            "email": me.get("email"),
+            "roles": me.get("roles", []),
+            "key_prefix": key.get("prefix") or (self.api_key or "")[:12],
+            "scopes": key.get("scopes", []),
+            "daily_spend_cap": key.get("daily_spend_cap"),
+            "balance": self.billing.balance(),
+        }
 
 
 def _body(response: httpx.Response) -> Any:

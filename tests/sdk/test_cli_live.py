@@ -63,6 +63,8 @@ def test_login_stores_the_key_owner_only_and_whoami_uses_it(run, owner, tmp_path
     who = run("whoami")
     assert who.returncode == 0, who.stderr
     assert parsed(who)["key_source"] == "config" and parsed(who)["balance"]["available"] == "100.000000"
+    assert parsed(who)["email"] == owner.email and key.startswith(parsed(who)["key_prefix"])
+    assert parsed(who)["scopes"] == ["full"]
     # SPHERON_API_KEY wins over the stored key: a wrong one is an auth error (exit 4)
     wrong = run("balance", env={"SPHERON_API_KEY": "sph_wrong"})
     assert wrong.returncode == 4

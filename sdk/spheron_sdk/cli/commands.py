@@ -167,15 +167,31 @@ def logout() -> None:
 @cli.command()
 @json_option
 def whoami() -> None:
-    """The server, which key is used and where it comes from, and its balance."""
+    """The account and key in use (its scopes and daily cap), where the key comes from, the balance."""
     options = click.get_current_context().find_root().params
     settings = config.resolve(server=options.get("server"), api_key=options.get("api_key"))
     data = {**client().whoami(), "key_source": settings.key_source}
     emit(
         data,
         lambda: pairs(
-            {**data, "available": data["balance"]["available"], "reserved": data["balance"]["reserved"]},
-            ["server", "key_prefix", "key_source", "available", "reserved"],
+            {
+                **data,
+                "roles": ", ".join(data.get("roles") or []),
+                "scopes": ", ".join(data.get("scopes") or []),
+                "available": data["balance"]["available"],
+                "reserved": data["balance"]["reserved"],
+            },
+            [
+                "server",
+                "email",
+                "roles",
+                "key_prefix",
+                "scopes",
+                "daily_spend_cap",
+                "key_source",
+                "available",
+                "reserved",
+            ],
         ),
     )
 
