@@ -66,6 +66,7 @@ from marketplace.models import (
     MatchRecord,
     close_reason_label,
 )
+from marketplace.store.services import PREFILL_SESSION_KEY
 from providers.models import GpuModel, ProviderProfile
 
 LIST_PAGE_SIZE = 20
@@ -316,6 +317,11 @@ def _initial_spec(request: HttpRequest) -> tuple[str, dict[str, Any]]:
                     f"Node {node.id} is in trust tier {node.trust_tier}, outside the tiers its {node.mode} mode "
                     "allows, so no order can match it yet."
                 )
+            # "Deploy" in the model store (marketplace.store) leaves its spec, pinned to this node, in
+            # the session: it may hold secrets, so it never travels in the URL.
+            prefill = request.session.get(PREFILL_SESSION_KEY) if request.GET.get("prefill") == "store" else None
+            if isinstance(prefill, dict) and prefill.get("node") == node.id and isinstance(prefill.get("spec"), str):
+                return prefill["spec"], info
             return spec_for_node(node), info
     key = request.GET.get("template", "gpu")
     info["template"] = key if key in TEMPLATES else "gpu"
