@@ -3,7 +3,7 @@ key). A node's lease events are marketplace.deployments' route (deployments/agen
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -22,6 +22,7 @@ from pydantic import (
 from spheron_sdk import rewards as sdk_rewards
 
 from accounts.auth import api_auth
+from core import clock
 from core.cursors import cursor_fields, encode_cursor
 from core.errors import ApplicationError
 from core.money import exact_usd, parse_plain_decimal
@@ -505,3 +506,146 @@ def node_rewards(
     page = rows[:limit]
     next_cursor = encode_cursor({"era": page[-1].era.started_at.isoformat()}) if len(rows) > limit else None
     return {"items": [_reward_item(request, reward) for reward in page], "next_cursor": next_cursor}
+
+
+# --- Stake and earnings ----------------------------------------------------------------------------
+
+
+class StakeEventOut(BaseModel):
+    kind: str = Field(description="stake, unstake, slash or withdraw")
+    amount: str = Field(description="$SPON base units (18 decimals)")
+    amount_spon: str = Field(description="The same in whole $SPON")
+    balance_after_spon: str
+    reason: str
+    source: str = Field(description="admin (an off-chain agreement) or chain")
+    chain_id: int | None
+    tx_hash: str
+    address: str
+    created_at: datetime
+
+
+class StakeOut(BaseModel):
+    staked_spon: str = Field(description="Counted stake, whole $SPON")
+    required_spon: str = Field(description="What the provider's units need: min_per_gpu_spon × units")
+    shortfall_spon: str = Field(description="required − staked, at least 0")
+    covered: bool = Field(description="The stake covers every unit")
+    min_per_gpu_spon: str
+    units: int = Field(description="Units the stake must cover: GPUs, and one per CPU-only or Apple machine")
+    gpu_units: int
+    cpu_machines: int
+    apple_machines: int
+    demo_gpus: int = Field(description="GPUs of simulated (demo) nodes: they need no stake")
+    uncovered_nodes: list[str] = Field(description="Names of the nodes the stake does not cover")
+    history: list[StakeEventOut] = Field(description="The latest 50 stake changes, newest first")
+
+
+@provider_router.get(
+    "/stake",
+    response={200: StakeOut, **ERRORS},
+    operation_id="provider_stake",
+    summary="The provider's $SPON stake, what its nodes need, and its history",
+)
+def provider_stake(request: HttpRequest):
+    """The stake page's figures (providers.selectors.stake_summary). Not a provider: 403."""
+    summary = selectors.stake_summary(provider=_profile(request))
+    return {
+        "staked_spon": sdk_rewards.plain(summary["staked"]),
+        "required_spon": sdk_rewards.plain(summary["required"]),
+        "shortfall_spon": sdk_rewards.plain(summary["shortfall"]),
+        "covered": summary["shortfall"] == 0,
+        "min_per_gpu_spon": sdk_rewards.plain(summary["min_per_gpu"]),
+        "units": summary["gpus"],
+        "gpu_units": summary["gpu_units"],
+        "cpu_machines": summary["cpu_machines"],
+        "apple_machines": summary["apple_machines"],
+        "demo_gpus": summary["demo_gpus"],
+        "uncovered_nodes": summary["uncovered_nodes"],
+        "history": [
+            {
+                "kind": event.kind,
+                "amount": str(int(event.amount)),
+                "amount_spon": earnings.spon_tokens(event.amount),
+                "balance_after_spon": earnings.spon_tokens(event.balance_after),
+                "reason": event.reason,
+                "source": event.source,
+                "chain_id": event.chain_id,
+                "tx_hash": event.tx_hash,
+                "address": event.address,
+                "created_at": event.created_at,
+            }
+            for event in summary["history"]
+        ],
+    }
+
+
+EARNINGS_MAX_DAYS = 90
+
+
+class EarningsDayOut(BaseModel):
+    day: str = Field(description="The UTC day, YYYY-MM-DD (the totals' is the last day)")
+    rental: str = Field(description="Rental income net of the fee, USD (6 decimals)")
+    spon: str = Field(description="$SPON rewards, base units")
+    spon_tokens: str = Field(description="The same in whole $SPON")
+    spon_usd: str = Field(description="The rewards in USD at each era's rate")
+    unrated_rewards: int = Field(description="Node rewards from eras without a $SPON rate (valued at $0 USD)")
+    floor: str = Field(description="Floor top-ups, USD")
+    slash_spon: str = Field(description="$SPON slashed, base units")
+    slash_usd: str | None = Field(description="The slashes at the current $SPON rate; null without a rate")
+    total: str = Field(description="rental + spon_usd + floor − slash_usd (slashes without a rate not counted)")
+
+
+class EarningsOut(BaseModel):
+    days: int
+    first: str
+    last: str
+    node_id: int | None
+    slash_rate: str | None = Field(description="USD per $SPON the slashes are valued at; null without a rate")
+    slash_rate_at: datetime | None
+    no_rate_reason: str
+    totals: EarningsDayOut
+    items: list[EarningsDayOut] = Field(description="One per UTC day, oldest first")
+
+
+def _earnings_day(item: earnings.EarningsDay) -> dict[str, Any]:
+    return {
+        "day": item.day.isoformat(),
+        "rental": exact_usd(item.rental_micros),
+        "spon": str(int(item.spon)),
+        "spon_tokens": earnings.spon_tokens(item.spon),
+        "spon_usd": exact_usd(item.spon_usd_micros),
+        "unrated_rewards": item.spon_unrated,
+        "floor": exact_usd(item.floor_micros),
+        "slash_spon": str(int(item.slash_spon)),
+        "slash_usd": exact_usd(item.slash_usd_micros) if item.slash_usd_micros is not None else None,
+        "total": exact_usd(item.total_micros),
+    }
+
+
+@provider_router.get(
+    "/earnings",
+    response={200: EarningsOut, **ERRORS},
+    operation_id="provider_earnings",
+    summary="The provider's earnings per UTC day: rental, $SPON rewards, floor top-ups, slashes",
+)
+def provider_earnings(
+    request: HttpRequest,
+    days: int = Query(earnings.DEFAULT_DAYS, ge=1, le=EARNINGS_MAX_DAYS, description="Days ending today (UTC), 1–90"),
+    node: int | None = Query(None, ge=1, le=2**62, description="One node of yours (default: all)"),
+):
+    """/provider/earnings/ as JSON (providers.earnings.earnings_days): what each day holds is
+    documented there. Not a provider: 403; another provider's node: 404; a bad `days`: 422."""
+    profile = _profile(request)
+    node_row = services.get_node_for_provider(provider=profile, node_id=node) if node is not None else None
+    today = clock.now().astimezone(UTC).date()
+    report = earnings.earnings_days(provider=profile, days=days, today=today, node=node_row)
+    return {
+        "days": days,
+        "first": report.first.isoformat(),
+        "last": report.last.isoformat(),
+        "node_id": node_row.id if node_row is not None else None,
+        "slash_rate": report.slash_rate_text or None,
+        "slash_rate_at": report.slash_rate_at,
+        "no_rate_reason": report.no_rate_reason,
+        "totals": _earnings_day(report.totals),
+        "items": [_earnings_day(item) for item in report.days],
+    }
