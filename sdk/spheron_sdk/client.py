@@ -15,6 +15,10 @@ exponential backoff (jittered), waiting what `Retry-After` says when the server 
 longer than `max_retry_after` is not waited: RateLimited is raised at once). Writes (POST) are
 retried only when the server cannot have acted on them: 429, 503, or a connection never made.
 List routes are cursor-paged; their `iter_*`/`search`/`list` methods are iterators over every page.
+
+Rate limits: after every answer that carries them, `client.last_rate_limit` holds the server's
+`RateLimit-*` headers as a RateLimit (policy, limit, remaining, reset seconds, window); a
+RateLimited error carries the same as `.rate_limit`.
 """
 
 from __future__ import annotations
@@ -22,11 +26,14 @@ from __future__ import annotations
 import email.utils
 import platform
 import random
+import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -77,6 +84,78 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
     return max(0.0, seconds)
 
 
+_ITEM = re.compile(r'^\s*(?:"([^"]*)"|([A-Za-z0-9_.:-]+))\s*((?:;\s*[A-Za-z0-9_-]+\s*=\s*[^;,]*)*)\s*$')
+
+
+def _structured_item(value: str) -> tuple[str, dict[str, str]] | None:
+    """The first member of a structured-field list (`"read";q=600;w=60`): its name and parameters."""
+    first = value.split(",", 1)[0]
+    match = _ITEM.match(first)
+    if not match:
+        return None
+    params = {}
+    for part in match.group(3).split(";"):
+        if "=" in part:
+            key, _eq, raw = part.partition("=")
+            params[key.strip()] = raw.strip().strip('"')
+    return match.group(1) if match.group(1) is not None else match.group(2), params
+
+
+def _whole(value: str | None) -> int | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """What the server said about its rate limit on one answer: the IETF draft's `RateLimit-Policy`
+    (`"read";q=600;w=60`) and `RateLimit` (`"read";r=599;t=60`) fields, or the earlier
+    `RateLimit-Limit`, `-Remaining` and `-Reset` (seconds). Fields the server did not send are None."""
+
+    policy: str | None
+    limit: int | None  # requests per window
+    remaining: int | None
+    reset: int | None  # seconds until the window ends
+    window: int | None  # seconds
+    received_at: float  # time.time() when the answer arrived
+
+    @property
+    def reset_at(self) -> float | None:
+        """When the window ends, as a Unix time."""
+        return None if self.reset is None else self.received_at + self.reset
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rate_limit_from_headers(headers: Mapping[str, str], *, now: float | None = None) -> RateLimit | None:
+    """The RateLimit of a response's headers; None when it carries none."""
+    policy_name = limit = window = remaining = reset = None
+    policy = _structured_item(headers.get("RateLimit-Policy") or "")
+    if policy is not None:
+        policy_name = policy[0]
+        limit, window = _whole(policy[1].get("q")), _whole(policy[1].get("w"))
+    current = _structured_item(headers.get("RateLimit") or "")
+    if current is not None:
+        policy_name = policy_name or current[0]
+        remaining, reset = _whole(current[1].get("r")), _whole(current[1].get("t"))
+    limit = limit if limit is not None else _whole(headers.get("RateLimit-Limit"))
+    remaining = remaining if remaining is not None else _whole(headers.get("RateLimit-Remaining"))
+    reset = reset if reset is not None else _whole(headers.get("RateLimit-Reset"))
+    if policy_name is None and limit is None and remaining is None and reset is None:
+        return None
+    return RateLimit(
+        policy=policy_name,
+        limit=limit,
+        remaining=remaining,
+        reset=reset,
+        window=window,
+        received_at=time.time() if now is None else now,
+    )
+
+
 class Client:
     """One API server and one API key. Thread-safe as httpx.Client is; close it (or use `with`)."""
 
@@ -102,6 +181,7 @@ class Client:
         self.max_backoff = max_backoff
         self.max_retry_after = max_retry_after
         self._sleep = sleep
+        self.last_rate_limit: RateLimit | None = None  # of the latest answer that carried RateLimit-* headers
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -110,6 +190,7 @@ class Client:
         )
         self.offers = Offers(self)
         self.market = Market(self)
+        self.templates = Templates(self)
         self.deployments = Deployments(self)
         self.billing = Billing(self)
         self.chains = Chains(self)
@@ -146,6 +227,9 @@ class Client:
                     raise NetworkError(f"{method} {path}: {type(exc).__name__}: {exc or 'connection failed'}") from exc
                 self._sleep(self._delay(attempt))
                 continue
+            rate_limit = rate_limit_from_headers(response.headers)
+            if rate_limit is not None:
+                self.last_rate_limit = rate_limit
             if response.status_code < 400:
                 if response.status_code == 204 or not response.content:
                     return None
@@ -159,7 +243,7 @@ class Client:
             if retryable and not last and (retry_after is None or retry_after <= self.max_retry_after):
                 self._sleep(retry_after if retry_after is not None else self._delay(attempt))
                 continue
-            raise error_for(status, _body(response), retry_after=retry_after)
+            raise error_for(status, _body(response), retry_after=retry_after, rate_limit=rate_limit)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def get(self, path: str, **params: Any) -> Any:
@@ -259,6 +343,44 @@ class Market(_Group):
 
     def regions(self) -> list[JSON]:
         return self._client.get("/regions")
+
+
+class Templates(_Group):
+    """/templates: the model store (public). `render` fills a template's variables (or serves a
+    Hugging Face model id) and picks the cheapest offer that fits; create the deployment from its
+    `pinned_spec` with `deployments.create`."""
+
+    def list(self) -> list[JSON]:
+        return self._client.get("/templates")
+
+    def get(self, slug: str) -> JSON:
+        return self._client.get(f"/templates/{_segment(slug)}")
+
+    def render(
+        self,
+        slug: str,
+        *,
+        env: dict[str, str] | None = None,
+        hf_model: str | None = None,
+        hf_model_params: str | None = None,
+        node_id: int | None = None,
+    ) -> JSON:
+        """{"spec", "gpu", "estimate", "offer", "pinned_spec", "message"}: `offer` and `pinned_spec`
+        are null when nothing fits (`message` says why). Nothing is held or created."""
+        body: JSON = {"env": dict(env or {})}
+        if hf_model:
+            body["hf_model"] = hf_model
+        if hf_model_params is not None:
+            body["hf_model_params"] = str(hf_model_params)
+        if node_id is not None:
+            body["node_id"] = int(node_id)
+        return self._client.post(f"/templates/{_segment(slug)}/render", body)
+
+
+def _segment(value: str) -> str:
+    """A path segment, percent-encoded: a slug with a slash or a dot-dot cannot reach another route."""
+    text = quote(str(value), safe="")
+    return text.replace(".", "%2E") if text in (".", "..", "") else text  # no dot segments to normalise away
 
 
 # --- deployments -----------------------------------------------------------------------------------
@@ -402,6 +524,17 @@ class Billing(_Group):
         """Starts a card top-up of `amount` USD ("25.00"): a Stripe PaymentIntent to confirm."""
         return self._client.post("/billing/topups", {"amount": str(amount)})
 
+    def topup_page_url(self, amount: str | None = None) -> str:
+        """The billing top-up page (card and crypto), with the card amount filled in when given."""
+        query = f"?{urlencode({'amount': str(amount)})}" if amount is not None else ""
+        return f"{self._client.base_url}/billing/topup/{query}"
+
+    def crypto_page_url(self, *, chain: str, token: str, usd: str) -> str:
+        """The top-up page with the amount of `token` to send on `chain` for `usd` worked out, its
+        QR code and the wallet button."""
+        query = urlencode({"chain": chain, "token": token, "usd": str(usd)})
+        return f"{self._client.base_url}/billing/topup/?{query}#pay-{chain.lower()}-{token.lower()}"
+
     def deposit_instructions(self) -> JSON:
         """Your deposit reference and, per chain and token, where to pay, the rate and the minimum."""
         return self._client.get("/billing/deposits/instructions")
@@ -476,9 +609,18 @@ class Provider(_Group):
             if not page["eras"] or offset >= page["era_count"]:
                 return
 
+    def stake(self) -> JSON:
+        """Staked $SPON, what your nodes need, the shortfall, uncovered nodes and the latest changes."""
+        return self._client.get("/provider/stake")
+
+    def earnings(self, *, days: int | None = None, node: int | None = None) -> JSON:
+        """Earnings per UTC day over the `days` (1–90, default 30) ending today: rental, $SPON
+        rewards, floor top-ups and slashes, with totals; `node`: one node of yours."""
+        return self._client.get("/provider/earnings", days=days, node=node)
+
     def earnings_estimate(self, **params: Any) -> JSON:
         """The earnings calculator: gpu, tier, uptime, utilization (required), count, cores, mode, price."""
         return self._client.get("/providers/earnings-estimate", **params)
 
 
-__all__ = ["ApiError", "Client", "retry_after_seconds"]
+__all__ = ["ApiError", "Client", "RateLimit", "rate_limit_from_headers", "retry_after_seconds"]

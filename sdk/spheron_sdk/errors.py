@@ -7,7 +7,10 @@ field as `extra.field`. `ApiError.fields` is that list in one shape.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spheron_sdk.client import RateLimit
 
 
 class ApiError(Exception):
@@ -67,14 +70,24 @@ class Conflict(ApiError):
 
 
 class RateLimited(ApiError):
-    """429 after the client's retries: `retry_after` is the server's Retry-After, in seconds."""
+    """429 after the client's retries: `retry_after` is the server's Retry-After, in seconds;
+    `rate_limit` its RateLimit-* headers (spheron_sdk.client.RateLimit), when it sent them."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        rate_limit: RateLimit | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+        self.rate_limit = rate_limit
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "retry_after": self.retry_after}
+        limit = self.rate_limit.to_dict() if self.rate_limit is not None else None
+        return {**super().to_dict(), "retry_after": self.retry_after, "rate_limit": limit}
 
 
 class ServerError(ApiError):
@@ -108,7 +121,9 @@ def error_fields(extra: dict[str, Any], message: str) -> list[dict[str, Any]]:
     return []
 
 
-def error_for(status: int, body: Any, *, retry_after: float | None = None) -> ApiError:
+def error_for(
+    status: int, body: Any, *, retry_after: float | None = None, rate_limit: RateLimit | None = None
+) -> ApiError:
     """The exception for an HTTP error answer with the decoded body (or its text)."""
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         message = body["message"]
@@ -124,5 +139,7 @@ def error_for(status: int, body: Any, *, retry_after: float | None = None) -> Ap
     if kind is RateLimited:
         if retry_after is None and isinstance(extra.get("retry_after_seconds"), int | float):
             retry_after = float(extra["retry_after_seconds"])
-        return RateLimited(message, retry_after=retry_after, status=status, fields=fields, extra=extra)
+        return RateLimited(
+            message, retry_after=retry_after, rate_limit=rate_limit, status=status, fields=fields, extra=extra
+        )
     return kind(message, status=status, fields=fields, extra=extra)

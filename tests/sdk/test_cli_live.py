@@ -32,8 +32,14 @@ SPHNCTL = Path(sys.executable).parent / "sphnctl"
 def run(live_server, tmp_path):
     """sphnctl with its own config dir and no key from the environment."""
 
-    def run(*args: str, key: str | None = None, env: dict[str, str] | None = None, server: str | None = None):
-        command = [str(SPHNCTL), "--server", server or live_server.url, "--json"]
+    def run(
+        *args: str,
+        key: str | None = None,
+        env: dict[str, str] | None = None,
+        server: str | None = None,
+        plain: bool = False,
+    ):
+        command = [str(SPHNCTL), "--server", server or live_server.url, *([] if plain else ["--json"])]
         if key:
             command += ["--api-key", key]
         environment = {k: v for k, v in os.environ.items() if not k.startswith("SPHERON_")}
@@ -187,3 +193,131 @@ def test_exit_codes_not_found_auth_funds_network(run, owner, market, tmp_path, l
     fund(owner, 1)
     balance = run("balance", key=key)
     assert balance.returncode == 0 and parsed(balance)["available"] == "101.000000"
+
+
+def test_provider_stake_and_earnings(run):
+    from providers import services as provider_services
+    from tests.factories import make_node, make_provider
+
+    profile = make_provider(display_name="CLI Staker")
+    make_node(provider=profile, name="rig")
+    provider_services.stake_record(provider=profile, kind="stake", amount="250.5", reason="cli test")
+    key = api_key(profile.user)
+    stake = run("provider", "stake", key=key)
+    assert stake.returncode == 0, stake.stderr
+    assert parsed(stake)["staked_spon"] == "250.5" and parsed(stake)["history"][0]["reason"] == "cli test"
+    earned = run("provider", "earnings", "--days", "7", key=key)
+    assert earned.returncode == 0 and len(parsed(earned)["items"]) == 7
+    assert run("provider", "earnings", "--days", "91", key=key).returncode == 2  # refused before a request
+    assert run("provider", "earnings", "--node", "987654", key=key).returncode == 3
+    table = run_plain(run, "provider", "stake", key=key)
+    assert "250.5" in table.stdout and "cli test" in table.stdout
+
+
+def run_plain(run, *args: str, key: str):
+    """sphnctl without --json: what a person reads."""
+    done = run(*args, key=key, env={"COLUMNS": "200"}, plain=True)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_templates_list_get_render_and_deploy(run, owner, market, tmp_path):
+    key = api_key(owner)
+    listed = run("templates", "list", key=key)
+    assert "jupyter-pytorch" in {item["slug"] for item in parsed(listed)}
+    got = run("templates", "get", "jupyter-pytorch", key=key)
+    assert parsed(got)["env_vars"][0]["name"] == "JUPYTER_TOKEN"
+    spec = run_plain(run, "templates", "render", "jupyter-pytorch", "-e", "JUPYTER_TOKEN=s3cret", key=key)
+    assert f"node: {market['cheap'].id}" in spec.stdout and "JUPYTER_TOKEN" in spec.stdout
+    assert f"Cheapest fit: node {market['cheap'].id}" in spec.stderr
+    # The printed spec is a spec: deploy it as written.
+    (tmp_path / "jupyter.yaml").write_text(spec.stdout)
+    dry = run("deployment", "create", str(tmp_path / "jupyter.yaml"), "--dry-run", key=key)
+    assert dry.returncode == 0 and parsed(dry)["valid"] is True
+    rendered = run("templates", "render", "jupyter-pytorch", "-e", "JUPYTER_TOKEN=s3cret", key=key)
+    assert parsed(rendered)["offer"]["node_id"] == market["cheap"].id
+    deployed = run("templates", "render", "jupyter-pytorch", "-e", "JUPYTER_TOKEN=s3cret", "--deploy", key=key)
+    assert deployed.returncode == 0, deployed.stderr
+    deployment = Deployment.objects.get(id=parsed(deployed)["id"])
+    assert deployment.spec["node"] == market["cheap"].id
+    missing = run("templates", "render", "ubuntu-ssh", key=key)
+    assert missing.returncode == 2 and parsed(missing)["error"]["fields"][0]["field"] == "env.SSH_PUBLIC_KEY"
+    assert run("templates", "render", "jupyter-pytorch", "-e", "NOEQUALS", key=key).returncode == 2
+    assert run("templates", "get", "no-such-template", key=key).returncode == 3
+    # Nothing fits the node asked for: the spec and the reason, and --deploy refuses.
+    h100 = str(market["h100"].id)
+    ssh = ["-e", "SSH_PUBLIC_KEY=ssh-ed25519 AAAA x"]
+    nothing = run("templates", "render", "ubuntu-ssh", *ssh, "--node", str(market["cheap"].id), key=key)
+    assert nothing.returncode == 0 and parsed(nothing)["pinned_spec"] is None and parsed(nothing)["message"]
+    refused = run("templates", "render", "ubuntu-ssh", *ssh, "--node", str(market["cheap"].id), "--deploy", key=key)
+    assert refused.returncode == 1 and "Nothing to deploy" in parsed(refused)["error"]["message"]
+    assert run("templates", "render", "ubuntu-ssh", *ssh, "--node", h100, key=key).returncode == 0
+
+
+def test_topup_card_prints_the_page_link_with_the_amount(run, owner, live_server):
+    done = run("topup", "card", "--amount", "25")
+    assert done.returncode == 0, done.stderr  # a link needs no key
+    assert parsed(done) == {"amount": "25.00", "url": f"{live_server.url}/billing/topup/?amount=25.00"}
+    for bad in ("1.234", "-5", "abc", "0", "1e3"):
+        assert run("topup", "card", "--amount", bad).returncode == 2, bad
+    # --intent starts the payment through the API: without Stripe here, the server's 503 is exit 6.
+    intent = run("topup", "card", "--amount", "25", "--intent", key=api_key(owner))
+    assert intent.returncode == 6 and parsed(intent)["error"]["status"] == 503
+
+
+def test_topup_crypto_prints_the_deposit_instructions(run, owner, live_server, settings):
+    from chain.registry import ChainAddresses, registry_sync
+    from chain.services import reference_for
+
+    receiver = "0x" + "22" * 20
+    registry_sync(devnet=True, keys=("base",), addresses={"base": ChainAddresses(receiver=receiver)})
+    key = api_key(owner)
+    done = run("topup", "crypto", "--chain", "base", key=key)
+    assert done.returncode == 0, done.stderr
+    data = parsed(done)
+    assert data["reference"] == reference_for(owner).ref
+    assert data["pay_to"].lower() == receiver and data["chain_id"] == 8453 and "deposit(reference)" in data["how"]
+    assert {token["symbol"] for token in data["tokens"]} >= {"ETH"}
+    one = parsed(run("topup", "crypto", "--chain", "base", "--token", "eth", "--usd", "20", key=key))
+    assert [token["symbol"] for token in one["tokens"]] == ["ETH"]
+    link = one["tokens"][0]["page_url"]
+    assert link == f"{live_server.url}/billing/topup/?chain=base&token=ETH&usd=20.00#pay-base-eth"
+    unknown = run("topup", "crypto", "--chain", "dogecoin", key=key)
+    assert unknown.returncode == 2 and "base" in parsed(unknown)["error"]["message"]
+    assert run("topup", "crypto", "--chain", "base", "--token", "DOGE", key=key).returncode == 2
+    deposits = run("deposits", key=key)
+    assert deposits.returncode == 0 and parsed(deposits) == []
+
+
+def test_fizz_passes_its_arguments_through(run, tmp_path):
+    version = run("fizz", "version", "--json")
+    assert version.returncode == 0, version.stderr
+    assert json.loads(version.stdout)["version"]
+    status = run("fizz", "status", "--config-dir", str(tmp_path / "fizz"), "--json")
+    assert (
+        status.returncode
+        == subprocess.run(
+            [str(SPHNCTL.parent / "fizz"), "status", "--config-dir", str(tmp_path / "fizz"), "--json"],
+            capture_output=True,
+            text=True,
+        ).returncode
+    )
+    usage = run("fizz", "no-such-command")
+    assert usage.returncode == 2 and "invalid choice" in usage.stderr
+    helped = run("fizz", "--help")
+    assert helped.returncode == 0 and "usage: fizz" in helped.stdout
+
+
+def test_the_rate_limit_of_a_refused_call_is_in_the_json_error(run, owner, settings):
+    settings.API_KEY_RATE_LIMITS = {
+        "read": "1/hour",
+        "write": "120/min",
+        "deploy": "30/min",
+    }  # Retry-After beyond the wait
+    key = api_key(owner)
+    assert run("balance", key=key).returncode == 0
+    limited = run("balance", key=key)
+    assert limited.returncode == 6
+    error = parsed(limited)["error"]
+    assert error["type"] == "RateLimited" and error["rate_limit"]["remaining"] == 0
+    assert error["rate_limit"]["policy"] == "read" and error["rate_limit"]["limit"] == 1

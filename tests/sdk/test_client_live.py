@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from spheron_sdk.client import Client, retry_after_seconds
+from spheron_sdk.client import Client, RateLimit, rate_limit_from_headers, retry_after_seconds
 from spheron_sdk.errors import (
     AuthError,
     InsufficientFunds,
@@ -406,3 +406,97 @@ def test_provider_nodes_tokens_rewards(live_server):
         assert list(api.provider.iter_reward_eras()) == []
         with pytest.raises(NotFound):
             list(api.provider.node_rewards(987654))
+
+
+def test_provider_stake_and_earnings(live_server):
+    from providers import services as provider_services
+
+    profile = make_provider(display_name="SDK Staker")
+    make_node(provider=profile, name="rig", gpu_count=2)
+    provider_services.stake_record(provider=profile, kind="stake", amount="150", reason="sdk test")
+    with Client(live_server.url, api_key(profile.user)) as api:
+        stake = api.provider.stake()
+        assert stake["staked_spon"] == "150" and stake["units"] == 2
+        assert stake["history"][0]["amount_spon"] == "150" and stake["history"][0]["reason"] == "sdk test"
+        earned = api.provider.earnings(days=7)
+        assert earned["days"] == 7 and len(earned["items"]) == 7 and earned["totals"]["total"] == "0.000000"
+        with pytest.raises(ValidationError) as bad:
+            api.provider.earnings(days=91)
+        assert bad.value.fields[0]["field"] == "days"
+        with pytest.raises(NotFound):
+            api.provider.earnings(node=987654)
+
+
+def test_provider_stake_refuses_a_renter(api):
+    with pytest.raises(PermissionDenied) as refused:
+        api.provider.stake()
+    assert refused.value.message == "Become a provider first." and refused.value.status == 403
+
+
+# --- the model store -----------------------------------------------------------------------------------
+
+
+def test_templates_list_get_render_and_deploy_the_pinned_spec(api, market):
+    slugs = [item["slug"] for item in api.templates.list()]
+    assert "jupyter-pytorch" in slugs and "vllm-8b" in slugs
+    jupyter = api.templates.get("jupyter-pytorch")
+    assert [var["name"] for var in jupyter["env_vars"]] == ["JUPYTER_TOKEN"]
+    rendered = api.templates.render("jupyter-pytorch", env={"JUPYTER_TOKEN": "s3cret"})
+    assert rendered["offer"]["node_id"] == market["cheap"].id  # the cheapest 4090 that fits
+    assert f"node: {market['cheap'].id}" in rendered["pinned_spec"]
+    created = api.deployments.create(rendered["pinned_spec"])
+    assert api.deployments.get(created["id"])["status"] == "pending"
+    pinned = api.templates.render("jupyter-pytorch", env={"JUPYTER_TOKEN": "x"}, node_id=market["dear"].id)
+    assert pinned["offer"]["node_id"] == market["dear"].id
+    with pytest.raises(ValidationError) as missing:
+        api.templates.render("ubuntu-ssh")
+    assert [field["field"] for field in missing.value.fields] == ["env.SSH_PUBLIC_KEY"]
+    assert "SSH public key is required" in missing.value.message
+    with pytest.raises(NotFound):
+        api.templates.get("no-such-template")
+    with pytest.raises(NotFound):
+        api.templates.get("../deployments")  # one path segment, encoded: not another route
+
+
+# --- rate limits -----------------------------------------------------------------------------------------
+
+
+def test_the_rate_limit_headers_are_read_into_last_rate_limit_and_the_429(live_server, owner, settings):
+    settings.API_KEY_RATE_LIMITS = {"read": "3/min", "write": "120/min", "deploy": "30/min"}
+    with Client(live_server.url, api_key(owner), retries=0) as api:
+        assert api.last_rate_limit is None
+        before = time.time()
+        api.billing.balance()
+        first = api.last_rate_limit
+        assert (first.policy, first.limit, first.window, first.remaining) == ("read", 3, 60, 2)
+        assert 1 <= first.reset <= 60 and before <= first.reset_at - first.reset <= time.time()
+        api.billing.balance()
+        api.billing.balance()
+        assert api.last_rate_limit.remaining == 0
+        with pytest.raises(RateLimited) as limited:
+            api.billing.balance()
+    limit = limited.value.rate_limit
+    assert limit.policy == "read" and limit.remaining == 0 and limit.limit == 3
+    assert limited.value.retry_after == limit.reset and limited.value.to_dict()["rate_limit"]["remaining"] == 0
+
+
+def test_the_earlier_rate_limit_fields_are_read_when_only_they_are_sent(scripted):
+    old_style = {"RateLimit-Limit": "100", "RateLimit-Remaining": "7", "RateLimit-Reset": "30"}
+    server = scripted([(200, old_style, {"ok": True}), (200, {}, {"ok": True})])
+    with Client(server.url, "sph_x") as client:
+        client.billing.balance()
+        limit = client.last_rate_limit
+        assert (limit.policy, limit.limit, limit.remaining, limit.reset, limit.window) == (None, 100, 7, 30, None)
+        client.billing.balance()  # an answer without the fields keeps the last one known
+        assert client.last_rate_limit is limit
+
+
+def test_rate_limit_from_headers_reads_the_structured_fields():
+    parsed = rate_limit_from_headers(
+        {"RateLimit-Policy": '"deploy";q=30;w=60, "burst";q=5;w=1', "RateLimit": '"deploy";r=29;t=41'}, now=1000.0
+    )
+    assert parsed == RateLimit(policy="deploy", limit=30, remaining=29, reset=41, window=60, received_at=1000.0)
+    assert parsed.reset_at == 1041.0
+    assert rate_limit_from_headers({}) is None
+    junk = rate_limit_from_headers({"RateLimit": '"read";r=-1;t=soon', "RateLimit-Limit": "x"}, now=0)
+    assert junk == RateLimit(policy="read", limit=None, remaining=None, reset=None, window=None, received_at=0)

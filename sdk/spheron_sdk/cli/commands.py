@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,8 @@ def _server_option(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (stable; see the README).")
 @click.version_option(__version__, prog_name="sphnctl")
 def cli(server: str | None, api_key: str | None, timeout: float, as_json: bool) -> None:
-    """Spheron Web from a terminal: offers, deployments, logs, balance.
+    """Spheron Web from a terminal: offers, the model store, deployments, logs, balance, top-ups,
+    provider nodes, stake and earnings, and the fizz agent.
 
     Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 auth, 5 insufficient funds, 6 network/server."""
     _state["json"] = as_json
@@ -541,3 +543,303 @@ def provider_rewards(limit: int) -> None:
     data = client().provider.rewards(limit=limit)
     emit(data, lambda: pairs(data, ["address", "cumulative", "claimed", "claimable_spon", "claimable_usd", "earned",
                                     "era_count", "note"]))  # fmt: skip
+
+
+@provider.command("stake")
+@json_option
+def provider_stake() -> None:
+    """Staked $SPON, what your nodes need, the shortfall and the latest changes."""
+    data = client().provider.stake()
+
+    def render() -> None:
+        pairs(
+            {**data, "uncovered_nodes": ", ".join(data["uncovered_nodes"]) or "none"},
+            ["staked_spon", "required_spon", "shortfall_spon", "covered", "min_per_gpu_spon", "units",
+             "uncovered_nodes"],
+        )  # fmt: skip
+        if data["history"]:
+            table(
+                ["at", "kind", "$SPON", "balance after", "source", "reason"],
+                [[e["created_at"], e["kind"], e["amount_spon"], e["balance_after_spon"], e["source"], e["reason"]]
+                 for e in data["history"]],
+                title="Stake history",
+            )  # fmt: skip
+
+    emit(data, render)
+
+
+@provider.command("earnings")
+@click.option("--days", type=click.IntRange(1, 90), default=30, show_default=True, help="Days ending today (UTC).")
+@click.option("--node", "node_id", type=click.IntRange(1), default=None, help="One node of yours (default: all).")
+@json_option
+def provider_earnings(days: int, node_id: int | None) -> None:
+    """Per UTC day: rental income, $SPON rewards, floor top-ups, slashes and the total (USD)."""
+    data = client().provider.earnings(days=days, node=node_id)
+
+    def row(item: dict[str, Any], label: str) -> list[Any]:
+        slash = f"-{item['slash_usd']}" if item["slash_usd"] is not None else f"{item['slash_spon']} base units"
+        return [label, item["rental"], item["spon_tokens"], item["spon_usd"], item["floor"], slash, item["total"]]
+
+    emit(
+        data,
+        lambda: table(
+            ["day", "rental $", "$SPON", "$SPON in $", "floor $", "slashes $", "total $"],
+            [row(item, item["day"]) for item in reversed(data["items"])] + [row(data["totals"], "total")],
+            title=f"Earnings {data['first']} to {data['last']}" + (f", node {node_id}" if node_id else ""),
+        ),
+    )
+
+
+# --- the model store -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def templates() -> None:
+    """The model store: ready deployments (vLLM, Ollama, ComfyUI, JupyterLab, Ubuntu with SSH)."""
+
+
+@templates.command("list")
+@json_option
+def templates_list() -> None:
+    """Every template with the GPU memory it needs."""
+    rows = client().templates.list()
+    emit(
+        rows,
+        lambda: table(
+            ["slug", "name", "category", "mode", "gpus", "min vram", "gpu models", "max $/h"],
+            [[t["slug"], t["name"], t["category"], t["mode"], t["gpu_units"], t["min_vram_gb"],
+              ", ".join(t["gpu_models"]) or "any", t["max_price_per_hour"]] for t in rows],
+        ),
+    )  # fmt: skip
+
+
+@templates.command("get")
+@click.argument("slug")
+@json_option
+def templates_get(slug: str) -> None:
+    """One template: what it needs, the variables you fill in (-e NAME=VALUE) and its default spec."""
+    data = client().templates.get(slug)
+
+    def render() -> None:
+        pairs(
+            {**data, "gpu_models": ", ".join(data["gpu_models"]) or "any"},
+            ["slug", "name", "description", "category", "mode", "gpu_units", "min_vram_gb", "gpu_models",
+             "hf_model_default", "max_price_per_hour", "page_url"],
+        )  # fmt: skip
+        if data["env_vars"]:
+            table(
+                ["variable", "label", "required", "secret", "default"],
+                [[v["name"], v["label"], v["required"], v["secret"], v["default"]] for v in data["env_vars"]],
+            )
+        console.print(Text(data["default_spec"]))
+
+    emit(data, render)
+
+
+def _env_pairs(values: tuple[str, ...]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in values:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="-e/--env")
+        env[name] = value
+    return env
+
+
+@templates.command("render")
+@click.argument("slug")
+@click.option("-e", "--env", "env", multiple=True, metavar="NAME=VALUE", help="A variable's value (repeatable).")
+@click.option("--hf-model", default=None, help="A Hugging Face model id to serve instead of the default.")
+@click.option("--hf-params", default=None, help="The model's size in billions of parameters, if its id does not say.")
+@click.option("--node", "node_id", type=click.IntRange(1), default=None, help="Pin to this node, not the cheapest.")
+@click.option("--deploy", is_flag=True, help="Create the deployment from the pinned spec.")
+@click.option("--wait", is_flag=True, help="With --deploy: show progress until it runs, fails or closes.")
+@click.option("--wait-timeout", type=click.FloatRange(1), default=600, show_default=True, help="Seconds for --wait.")
+@json_option
+def templates_render(
+    slug: str,
+    env: tuple[str, ...],
+    hf_model: str | None,
+    hf_params: str | None,
+    node_id: int | None,
+    deploy: bool,
+    wait: bool,
+    wait_timeout: float,
+) -> None:
+    """Render SLUG into a spec pinned to the cheapest offer that fits, and print it (save it with
+    `> spec.yaml`; the offer goes to stderr). With --deploy, create the deployment from it.
+
+    Nothing fits: the unpinned spec is printed with the reason (exit 1 with --deploy)."""
+    api = client()
+    result = api.templates.render(
+        slug, env=_env_pairs(env), hf_model=hf_model, hf_model_params=hf_params, node_id=node_id
+    )
+    offer = result["offer"]
+    if not deploy:
+        if _state["json"]:
+            emit(result, lambda: None)
+            return
+        if offer:
+            error_console.print(
+                f"Cheapest fit: node {offer['node_id']} ({offer['gpu_model']}, {offer['region']}, {offer['mode']}) "
+                f"at {offer['price_per_hour']} USD/h; the spec is pinned to it.",
+                highlight=False,
+                markup=False,
+            )
+        else:
+            error_console.print(f"No offer fits: {result['message']}", highlight=False, markup=False)
+        click.echo(result["pinned_spec"] or result["spec"], nl=False)
+        return
+    if result["pinned_spec"] is None:
+        raise ApiError(f"Nothing to deploy: {result['message']}", extra={"render": result})
+    created = api.deployments.create(result["pinned_spec"])
+    if not wait:
+        emit(
+            created,
+            lambda: console.print(
+                f"Deployment {created['id']} created ({created['status']}) on node {offer['node_id']}: {created['url']}"
+            ),
+        )
+        return
+    final = _wait(api, created["id"], wait_timeout)
+    emit(final, lambda: _show_deployment(final))
+    if final["status"] != "running":
+        click.get_current_context().exit(EXIT_CODES["error"])
+
+
+# --- top-ups -------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def topup() -> None:
+    """Add credits: by card (a link to pay) or in crypto (where and how to send)."""
+
+
+def _usd_text(value: str, *, option: str) -> str:
+    text = value.strip().lstrip("$")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        amount = None
+    if amount is None or not text.replace(".", "", 1).isdigit() or amount <= 0 or amount.as_tuple().exponent < -2:
+        raise click.BadParameter(
+            f"expected dollars with at most two decimals, e.g. 25 or 25.50, got {value!r}", param_hint=option
+        )
+    return f"{amount:.2f}"
+
+
+@topup.command("card")
+@click.option("--amount", required=True, help="USD, e.g. 25 or 25.50 ($5 to $10,000 at a time).")
+@click.option("--intent", is_flag=True, help="Also start the Stripe PaymentIntent and print its client secret.")
+@json_option
+def topup_card(amount: str, intent: bool) -> None:
+    """Print the link to pay AMOUNT by card on the billing page (credits arrive once Stripe confirms).
+
+    With --intent, start the payment through the API instead and print the PaymentIntent's client
+    secret and publishable key, for a script that confirms it with Stripe itself."""
+    usd = _usd_text(amount, option="--amount")
+    if intent:
+        api = client()
+    else:  # a link needs no key
+        options = click.get_current_context().find_root().params
+        api = Client(config.resolve(server=options.get("server"), api_key=None).server)
+        click.get_current_context().call_on_close(api.close)
+    data: dict[str, Any] = {"amount": usd, "url": api.billing.topup_page_url(usd)}
+    if intent:
+        data["payment_intent"] = api.billing.topup(usd)
+
+    def render() -> None:
+        console.print(f"Pay {usd} USD by card: open", highlight=False)
+        console.print(Text(data["url"]))
+        if intent:
+            pairs(data["payment_intent"], ["topup_id", "amount", "client_secret", "publishable_key"])
+
+    emit(data, render)
+
+
+@topup.command("crypto")
+@click.option("--chain", "chain_key", required=True, help="A chain's key (see `sphnctl chains`), e.g. base.")
+@click.option("--token", default=None, help="One token (e.g. USDC); default: every token the chain takes.")
+@click.option("--usd", default=None, help="Dollars to add: links to the amount to send, its QR code and wallet button.")
+@json_option
+def topup_crypto(chain_key: str, token: str | None, usd: str | None) -> None:
+    """Where and how to send a deposit on CHAIN: the address, your reference, the tokens, rates,
+    fees, the minimum and the confirmations before it is credited."""
+    usd_text = _usd_text(usd, option="--usd") if usd is not None else None
+    api = client()
+    instructions = api.billing.deposit_instructions()
+    chains_by_key = {item["key"]: item for item in instructions["chains"]}
+    chain = chains_by_key.get(chain_key)
+    if chain is None:
+        choices = ", ".join(sorted(chains_by_key)) or "none are enabled"
+        raise ValidationError(
+            f"Unknown chain {chain_key!r}; the chains that take deposits: {choices}.",
+            fields=[{"field": "chain", "message": f"one of: {choices}"}],
+        )
+    tokens = chain["tokens"]
+    if token is not None:
+        tokens = [item for item in tokens if item["symbol"].lower() == token.lower()]
+        if not tokens:
+            choices = ", ".join(item["symbol"] for item in chain["tokens"])
+            raise ValidationError(
+                f"{chain['name']} does not take {token!r}; it takes {choices}.",
+                fields=[{"field": "token", "message": f"one of: {choices}"}],
+            )
+    evm = chain["kind"] == "evm"
+    data = {
+        "reference": instructions["reference"],
+        "chain": chain["key"],
+        "chain_name": chain["name"],
+        "chain_id": chain["chain_id"],
+        "kind": chain["kind"],
+        "pay_to": chain["receiver_address"] if evm else chain["treasury_address"],
+        "how": (
+            "Call deposit(reference) on the receiver with the native amount, or approve the token and call "
+            "depositToken(token, amount, reference). A plain transfer is refused."
+            if evm
+            else "Send SOL to the treasury address with your reference in a Memo."
+        ),
+        "finality": chain["finality"],
+        "minimum_usd": chain["minimum_usd"],
+        "tokens": [
+            {**item, **({"page_url": api.billing.crypto_page_url(chain=chain["key"], token=item["symbol"],
+                                                                  usd=usd_text)} if usd_text else {})}
+            for item in tokens
+        ],
+        "usd": usd_text,
+    }  # fmt: skip
+
+    def render() -> None:
+        pairs(data, ["chain_name", "chain_id", "pay_to", "reference", "how", "finality", "minimum_usd"])
+        table(
+            ["token", "contract", "fee", "USD per token", "note"],
+            [[t["symbol"], t["address"] or "(native)", f"{t['fee_bps'] / 100:g}%", t["rate_usd"] or "",
+              t["no_quote_reason"]] for t in data["tokens"]],
+        )  # fmt: skip
+        for item in data["tokens"]:
+            if item.get("page_url"):
+                console.print(f"{item['symbol']} for {usd_text} USD (amount, QR code, wallet):", highlight=False)
+                console.print(Text(item["page_url"]))
+
+    emit(data, render)
+
+
+# --- the node agent ------------------------------------------------------------------------------------
+
+
+@cli.command(
+    "fizz",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def fizz(args: tuple[str, ...]) -> None:
+    """The fizz node agent's commands (`sphnctl fizz start|status|logs|stop|version …`; `sphnctl fizz
+    --help` for theirs). Its arguments pass through as given; its exit code is sphnctl's."""
+    from spheron_sdk.fizz.cli import main as fizz_main
+
+    try:
+        code = fizz_main(list(args))
+    except SystemExit as exc:  # argparse: --help, or a usage error (2)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_CODES["error"])
+    click.get_current_context().exit(code)
