@@ -135,3 +135,36 @@ def _empty_test_task_queue():
         for message in Path(options["data_folder_in"]).glob("*.msg"):
             message.unlink(missing_ok=True)
     yield
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test databases, left whole for the next run.
+
+    A transactional test empties every table when it ends (the serialized copy is loaded back at the
+    start of the next one, not after the last). The last of a run would leave the kept test database
+    (`--reuse-db`, this project's default) without the rows migrations load (GPU models, regions,
+    templates, the site), and the next run, such as CI's calendar runs, would start broken. So the
+    serialized copy is loaded back at the end of the session when that data is missing; a database
+    already broken by an older run is refused at once with what to do."""
+    from django.db import connections
+
+    def reference_rows(connection) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM providers_gpumodel")
+            return cursor.fetchone()[0]
+
+    with django_db_blocker.unblock():
+        connection = connections["default"]
+        if reference_rows(connection) == 0:
+            pytest.exit(
+                "The kept test database has no reference data (an older run's last transactional test "
+                "emptied it): run pytest once with --create-db.",
+                returncode=3,
+            )
+    yield
+    with django_db_blocker.unblock():
+        for connection in connections.all():
+            contents = getattr(connection, "_test_serialized_contents", None)
+            if contents and reference_rows(connection) == 0:
+                connection.creation.deserialize_db_from_string(contents)
