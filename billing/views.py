@@ -183,6 +183,12 @@ def _deposits_context(request: HttpRequest, *, oob: bool = False) -> dict:
     return {"deposits": rows, "deposits_pending": any(row.pending for row in rows), "oob": oob}
 
 
+def _amount_param(request: HttpRequest) -> str:
+    """?amount= when it looks like a dollar amount ("25", "25.50"), else "" (never echoed as is)."""
+    raw = request.GET.get("amount", "").strip()
+    return raw if re.fullmatch(r"\d{1,6}(\.\d{1,2})?", raw) else ""
+
+
 def _topup_page(request: HttpRequest, *, check: _Check | None = None, status: int = 200) -> HttpResponse:
     if fragment_requested(request, "crypto-deposits"):  # the list refreshing itself while a deposit confirms
         return vary_on_htmx(render(request, "billing/topup.html#crypto-deposits", _deposits_context(request)))
@@ -190,7 +196,8 @@ def _topup_page(request: HttpRequest, *, check: _Check | None = None, status: in
     _prefilled_amount(request, crypto)
     context = {
         "card_payments": card_payments_configured(),
-        "topup_form": TopUpForm(),
+        # ?amount=25.00 (`sphnctl topup card --amount 25`) fills in the card form; the POST validates it.
+        "topup_form": TopUpForm(initial={"amount": _amount_param(request)}),
         "crypto": crypto,
         "check": check or _Check(),
         "check_chains": deposit_pages.check_chains(),

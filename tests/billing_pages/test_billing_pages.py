@@ -105,6 +105,15 @@ def test_with_stripe_keys_the_page_has_a_top_up_form_but_no_outside_script(dev_c
     assert "js.stripe.com" not in page  # Stripe.js only on the pay step
 
 
+def test_the_top_up_page_fills_in_an_amount_from_the_link(dev_client: Client, stripe_configured):
+    """`sphnctl topup card --amount 25` prints /billing/topup/?amount=25.00; junk is not echoed."""
+    page = html(dev_client.get("/billing/topup/?amount=25.00"))
+    assert 'name="amount" value="25.00"' in page
+    for junk in ("25.001", "abc", '"><script>', "-5"):
+        page = html(dev_client.get("/billing/topup/", {"amount": junk}))
+        assert 'name="amount" value=' not in page
+
+
 def test_top_up_shows_stripe_elements_with_the_client_secret(
     dev_client: Client, developer, fake_stripe, stripe_configured
 ):
