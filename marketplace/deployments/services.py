@@ -564,6 +564,15 @@ def deployment_close(*, deployment: Deployment, reason: str = CloseReason.USER_C
     """Close a deployment (idempotent): stop its lease, settle, refund what is left of the hold."""
     now = clock.now()
     with transaction.atomic():
+        # Its active leases first, then the deployment: the order the agent's lease events take them
+        # in (`lease_events` locks the lease, then the deployment, and may close it). Taking the
+        # deployment first deadlocked a user's close with the agent's report of the same lease (CI).
+        list(
+            Lease.objects.select_for_update()
+            .filter(deployment_id=deployment.id, status=LeaseStatus.ACTIVE)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
         deployment = Deployment.objects.select_for_update().get(id=deployment.id)
         if not deployment.is_active:
             return deployment
