@@ -10,6 +10,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template import engines
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -98,3 +100,12 @@ class ReasonForm(forms.Form):
     field to say where it is recorded."""
 
     reason = forms.CharField(max_length=300)
+
+
+def change_link(obj, text: str | None = None) -> str:
+    """A link to `obj`'s admin change page (its `str` unless `text`), or "" for no object."""
+    if obj is None:
+        return ""
+    opts = obj._meta
+    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, text or str(obj))

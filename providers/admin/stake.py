@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from core import admin_tools
 from core.errors import ApplicationError
 from providers.models import Slash, SlashAppeal, SlashStatus, StakeEvent, StakeEventKind
 from providers.services import ADMIN_STAKE_KINDS, SPON_DECIMALS, stake_record
@@ -252,10 +253,7 @@ class SlashAdmin(admin.ModelAdmin):
     @admin.display(description="Appeal")
     def appeal_link(self, obj: Slash) -> str:
         appeal = getattr(obj, "appeal", None)
-        if appeal is None:
-            return "—"
-        url = reverse("admin:providers_slashappeal_change", args=[appeal.id])
-        return format_html('<a href="{}">{}</a>', url, appeal.get_status_display())
+        return admin_tools.change_link(appeal, appeal.get_status_display()) if appeal else "—"
 
     @admin.display(description="Transaction")
     def tx_link(self, obj: Slash) -> str:
@@ -348,8 +346,7 @@ class SlashAppealAdmin(admin.ModelAdmin):
 
     @admin.display(description="Slash")
     def slash_link(self, obj: SlashAppeal) -> str:
-        url = reverse("admin:providers_slash_change", args=[obj.slash_id])
-        return format_html('<a href="{}">#{} {}</a>', url, obj.slash_id, obj.slash.reference)
+        return admin_tools.change_link(obj.slash, f"#{obj.slash_id} {obj.slash.reference}")
 
     @admin.display(description="Provider")
     def provider(self, obj: SlashAppeal) -> str:
