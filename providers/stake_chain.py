@@ -61,6 +61,7 @@ from accounts.wallets import wallet_current
 from billing.deposit_pages import encode_call
 from chain.evm.client import ChainUnavailable, rpc_url_for, web3_for
 from chain.models import Chain
+from chain.sender import Rpc, RpcError
 from core import clock
 from core.errors import ApplicationError
 from providers.models import (
@@ -173,20 +174,15 @@ def decode_stake_log(raw: dict[str, Any]) -> StakeLog | None:
     )
 
 
-class _Rpc:
-    def __init__(self, url: str) -> None:
-        self.w3 = web3_for(url)
+class _Rpc(Rpc):
+    """The sender's raw JSON-RPC calls, plus the reads the stake index makes. Reading, a node's
+    JSON-RPC error is as bad as no answer: the run stops and the next one starts over."""
 
     def call(self, method: str, params: list[Any]) -> Any:
-        from web3.exceptions import Web3Exception
-
         try:
-            answer = self.w3.provider.make_request(method, params)
-        except (OSError, Web3Exception, ValueError) as exc:
-            raise ChainUnavailable(f"{exc.__class__.__name__} from the RPC") from None
-        if answer.get("error") is not None:
-            raise ChainUnavailable(f"error from the RPC for {method}")
-        return answer.get("result")
+            return super().call(method, params)
+        except RpcError:
+            raise ChainUnavailable(f"error from the RPC for {method}") from None
 
     def head(self) -> int:
         return int(self.call("eth_blockNumber", []), 16)
