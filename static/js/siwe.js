@@ -49,10 +49,8 @@
     var box = button.closest("[data-siwe]");
     var slot = button.closest("[data-siwe-slot]");
     var purpose = slot.dataset.purpose;
-    var provider = window.ethereum;
-    if (!provider || typeof provider.request !== "function") {
-      say(slot, "No browser wallet found. Install a wallet extension (MetaMask, Rabby, Coinbase Wallet…) " +
-        "and reload, or link the address with the API.", true);
+    var provider = W.injected(function (text, isError) { say(slot, text, isError); }, "link the address with the API");
+    if (!provider) {
       return;
     }
     button.disabled = true;
@@ -81,10 +79,5 @@
     }
   }
 
-  document.addEventListener("click", function (event) {
-    var button = event.target.closest && event.target.closest("[data-siwe-link]");
-    if (button) {
-      link(button);
-    }
-  });
+  W.onClick("[data-siwe-link]", link);
 })();
