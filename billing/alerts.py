@@ -10,6 +10,12 @@ HMAC-SHA256(secret, "<t>.<body>")>`. A delivery that fails (network error, timeo
 tried again with exponential backoff, up to BALANCE_ALERT_MAX_ATTEMPTS. URLs are checked when saved
 and again before each attempt: https only and public addresses only, unless DEBUG (where http and
 loopback receivers are allowed, for development and tests). Redirects are not followed.
+
+Each attempt resolves the host once, checks every address, and connects to a checked address itself
+(the URL's host replaced by the IP; the Host header and, for https, the TLS server name and the
+certificate check keep the original host name): the HTTP client never resolves the name again, so a
+DNS answer that changes between the check and the connection (DNS rebinding) cannot send the POST
+into the server's own network. No proxy from the environment is used.
 """
 
 from __future__ import annotations
@@ -21,11 +27,14 @@ import json
 import logging
 import secrets
 import socket
+import ssl
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from functools import lru_cache
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-import requests
+import certifi
+import httpx
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
@@ -80,6 +89,14 @@ def webhook_url_validate(url: str, *, resolve: bool = True) -> str:
     public (no loopback, private, link-local, carrier-grade NAT or reserved ranges: the server must
     not be made to POST into its own network).
     """
+    url, parts = _url_parts(url)
+    if settings.DEBUG or not resolve:
+        return url
+    _addresses_checked(parts.hostname or "", parts.port or 443)
+    return url
+
+
+def _url_parts(url: str) -> tuple[str, SplitResult]:
     url = (url or "").strip()
     field = {"field": "webhook_url"}
     if not url:
@@ -88,7 +105,7 @@ def webhook_url_validate(url: str, *, resolve: bool = True) -> str:
         raise ApplicationError("The webhook URL is too long or contains spaces.", field)
     try:
         parts = urlsplit(url)
-        port = parts.port
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
     except ValueError:
         raise ApplicationError("The webhook URL is not a valid URL.", field) from None
     allowed_schemes = ("https", "http") if settings.DEBUG else ("https",)
@@ -98,18 +115,73 @@ def webhook_url_validate(url: str, *, resolve: bool = True) -> str:
         raise ApplicationError("The webhook URL has no host.", field)
     if parts.username or parts.password:
         raise ApplicationError("Put no user name or password in the webhook URL; verify the signature instead.", field)
-    if settings.DEBUG or not resolve:
-        return url
+    return url, parts
+
+
+def _addresses_checked(host: str, port: int) -> list[str]:
+    """The host's addresses, resolved once, in the resolver's order; outside DEBUG each must be public."""
+    field = {"field": "webhook_url"}
     try:
-        infos = socket.getaddrinfo(parts.hostname, port or 443, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError):
-        raise ApplicationError(f"The host {parts.hostname} could not be found.", field) from None
-    addresses = {info[4][0] for info in infos}
-    if not addresses or not all(_address_allowed(address) for address in addresses):
+        raise ApplicationError(f"The host {host} could not be found.", field) from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise ApplicationError(f"The host {host} could not be found.", field)
+    if not settings.DEBUG and not all(_address_allowed(address) for address in addresses):
         raise ApplicationError(
             "The webhook URL points to a private or reserved address; alerts go to public hosts only.", field
         )
-    return url
+    return addresses
+
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    """Where one attempt connects: the checked addresses of the URL's host, and what the request
+    carries so the receiver (and its TLS certificate) still see the host name."""
+
+    url: str
+    scheme: str
+    host: str  # ASCII (IDNA) host name or IP literal, as in the URL
+    port: int
+    path: str
+    addresses: tuple[str, ...]
+
+    @property
+    def host_is_ip(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default_port = 443 if self.scheme == "https" else 80
+        return host if self.port == default_port else f"{host}:{self.port}"
+
+    def pinned_url(self, address: str) -> str:
+        """The URL with its host replaced by one checked address: the client connects there, resolving nothing."""
+        literal = f"[{address}]" if ":" in address else address
+        return urlunsplit((self.scheme, f"{literal}:{self.port}", self.path, "", ""))
+
+
+def webhook_target_resolve(url: str) -> WebhookTarget:
+    """Check the URL and resolve its host once (see the module doc); ApplicationError when it may not be sent to."""
+    url, parts = _url_parts(url)
+    try:
+        host = (parts.hostname or "").encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ApplicationError(
+            f"The host {parts.hostname} is not a valid host name.", {"field": "webhook_url"}
+        ) from None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    addresses = _addresses_checked(host, port)
+    return WebhookTarget(url=url, scheme=parts.scheme, host=host, port=port, path=path, addresses=tuple(addresses))
 
 
 @dataclass(frozen=True)
@@ -332,24 +404,52 @@ def _post_webhook(delivery: BalanceAlertDelivery, *, now: datetime) -> int:
     if alert is None or not alert.webhook_secret or alert.webhook_url != delivery.target:
         raise _DeliveryError("The webhook was removed or changed since the alert; not sent.")
     try:
-        url = webhook_url_validate(delivery.target)  # again: the host may resolve elsewhere now
+        target = webhook_target_resolve(delivery.target)  # again: the host may resolve elsewhere now
     except ApplicationError as exc:
         raise _DeliveryError(exc.message) from None
     body = json.dumps(event_payload(delivery.event), separators=(",", ":"), sort_keys=True).encode()
     headers = {
+        "Host": target.host_header,
         "Content-Type": "application/json",
         "User-Agent": "Spheron-Webhooks/1",
         SIGNATURE_HEADER: signature_header(alert.webhook_secret, body, int(now.timestamp())),
     }
-    try:
-        response = requests.post(
-            url, data=body, headers=headers, timeout=webhook_timeout_seconds(), allow_redirects=False
-        )
-    except requests.RequestException as exc:
-        raise _DeliveryError(f"{type(exc).__name__}: {exc}"[:500]) from None
+    response = _post_pinned(target, body=body, headers=headers)
     if not 200 <= response.status_code < 300:
         raise _DeliveryError(f"The receiver answered HTTP {response.status_code}.", response.status_code)
     return response.status_code
+
+
+@lru_cache(maxsize=4)
+def _ssl_context(cafile: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=cafile)  # verifies the chain and the host name
+
+
+def webhook_ssl_context() -> ssl.SSLContext:
+    """Certifi's CAs, or the PEM file BALANCE_ALERT_WEBHOOK_CA_FILE names (a private CA)."""
+    return _ssl_context(getattr(settings, "BALANCE_ALERT_WEBHOOK_CA_FILE", "") or certifi.where())
+
+
+def _post_pinned(target: WebhookTarget, *, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    """POST to the first checked address that accepts a connection. https: the TLS server name
+    (SNI) and the certificate check are the URL's host name, not the address."""
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" and not target.host_is_ip else {}
+    error = ""
+    with httpx.Client(
+        verify=webhook_ssl_context(), trust_env=False, follow_redirects=False, timeout=webhook_timeout_seconds()
+    ) as client:
+        for address in target.addresses:
+            try:
+                return client.post(target.pinned_url(address), content=body, headers=headers, extensions=extensions)
+            except httpx.ConnectError as exc:  # refused or unreachable: the host's next address
+                error = f"ConnectionError: could not connect to {target.host} at {address}: {exc}"
+            except httpx.TimeoutException as exc:
+                raise _DeliveryError(
+                    f"Timeout: {target.host} at {address} did not answer in time ({exc})"[:500]
+                ) from None
+            except httpx.HTTPError as exc:
+                raise _DeliveryError(f"{type(exc).__name__}: {exc}"[:500]) from None
+    raise _DeliveryError(error[:500])
 
 
 def _send_email(event: BalanceAlertEvent, address: str) -> None:
