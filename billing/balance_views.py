@@ -4,6 +4,7 @@ billing.autoreload do the work."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -157,6 +158,7 @@ def autoreload_card(request: HttpRequest) -> HttpResponse:
             "client_secret": setup.client_secret,
             "publishable_key": setup.publishable_key,
             "return_url": request.build_absolute_uri(reverse("billing_autoreload_card_done")),
+            "stripe_js_url": settings.STRIPE_JS_URL,
         },
     )
     response["Cache-Control"] = "no-store"

@@ -126,6 +126,7 @@ def topup(request: HttpRequest) -> HttpResponse:
                     "client_secret": intent.client_secret,
                     "publishable_key": intent.publishable_key,
                     "return_url": request.build_absolute_uri(reverse("billing_topup_status", args=[intent.topup.id])),
+                    "stripe_js_url": settings.STRIPE_JS_URL,
                 },
             )
             response["Cache-Control"] = "no-store"

@@ -351,6 +351,11 @@ STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", None)
 STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY", None)
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", None)
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", None)  # localstripe in tests
+# Stripe.js for the card pages. Stripe requires it be loaded from js.stripe.com; the browser tests
+# point it at localstripe's fake (<localstripe>/js.stripe.com/v3/), which talks to STRIPE_API_BASE.
+STRIPE_JS_URL = env_str("STRIPE_JS_URL", "https://js.stripe.com/v3/")
+if not STRIPE_JS_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("STRIPE_JS_URL must be an http(s) URL")
 # Chains (issue 20; the registry's defaults are chain/registry.py, the rows are edited in the admin;
 # CHAIN_DEVNET, CHAIN_KEYS and the watch intervals are with the beat schedule above). Devnet ports:
 CHAIN_DEVNET_PORTS = dict(zip(CHAIN_KEYS, (8545, 8546, 8547, 8548, 8549, 8550, 8551, 8899), strict=True))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from itertools import count
@@ -20,7 +22,7 @@ from tests.billing_stripe.conftest import (  # noqa: F401  (the localstripe fixt
     stripe_settings,
     webhook_secret,
 )
-from tests.e2e.conftest import browser, page, viewport  # noqa: F401  (Chromium, for the browser test)
+from tests.e2e.conftest import TIMEOUT_MS, browser, page, viewport  # noqa: F401  (Chromium, for the browser tests)
 from tests.factories import make_user
 
 USD = 1_000_000
@@ -49,6 +51,46 @@ def renter_client(renter) -> Client:
     client = Client()
     client.force_login(renter)
     return client
+
+
+@pytest.fixture
+def localstripe_js(settings, request) -> str:
+    """The card pages load localstripe's fake Stripe.js (its Card Element, confirmCardSetup and
+    confirmCardPayment talk to the same localstripe as the server): js.stripe.com is not
+    reachable from here."""
+    request.getfixturevalue("stripe_settings")  # keys and STRIPE_API_BASE: the localstripe server
+    url = f"{settings.STRIPE_API_BASE}/js.stripe.com/v3/"
+    with urllib.request.urlopen(url, timeout=5) as answer:  # the same package as the server: no skip
+        assert "confirmCardSetup" in answer.read().decode(), f"localstripe serves no fake Stripe.js at {url}"
+    settings.STRIPE_JS_URL = url
+    return url
+
+
+@pytest.fixture
+def page_and_console(browser, live_server, settings, viewport) -> Iterator[tuple[object, list[str]]]:  # noqa: F811
+    """tests/e2e's `page` for a test in which the browser is meant to log an error (Chromium logs
+    a 402 from Stripe's API, or a script that did not load, as a console error): the page and
+    every console error and uncaught exception, which the test compares with exactly the ones
+    it expects."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    context = browser.new_context(base_url=live_server.url, viewport=viewport)
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    def on_console(message) -> None:
+        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
+            errors.append(message.text)
+
+    tab.on("console", on_console)
+    try:
+        yield tab, errors
+    finally:
+        context.close()
 
 
 def fund(user: User, amount: int) -> LedgerTransaction:
