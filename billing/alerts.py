@@ -190,32 +190,62 @@ class AlertSettingsSaved:
     new_secret: str | None  # shown to the user once, when it was generated
 
 
-@transaction.atomic
 def balance_alert_update(
     *, user: User, thresholds: list[int], email_enabled: bool, webhook_url: str, new_secret: bool = False
 ) -> AlertSettingsSaved:
     """Save a user's alert settings. A webhook gets a secret generated here when it has none (or on
     `new_secret`); the caller shows it once. A threshold that was removed forgets its state; one
     added is armed, and fires at the next check if the balance is already below it."""
+    if any(not isinstance(t, int) or isinstance(t, bool) for t in thresholds):
+        raise ApplicationError("Each threshold is an amount above $0 and at most $1,000,000.", {"field": "thresholds"})
     thresholds = sorted(set(thresholds), reverse=True)
     if len(thresholds) > MAX_THRESHOLDS:
         raise ApplicationError(f"Set at most {MAX_THRESHOLDS} thresholds.", {"field": "thresholds"})
-    if any(not isinstance(t, int) or isinstance(t, bool) or t <= 0 or t > MAX_THRESHOLD_MICROS for t in thresholds):
+    if any(t <= 0 or t > MAX_THRESHOLD_MICROS for t in thresholds):
         raise ApplicationError("Each threshold is an amount above $0 and at most $1,000,000.", {"field": "thresholds"})
+    # Resolving the host is network I/O: before the transaction, not inside it.
     webhook_url = webhook_url_validate(webhook_url) if webhook_url.strip() else ""
-    alert, _ = BalanceAlert.objects.select_for_update().get_or_create(user=user)
-    secret = None
-    if webhook_url and (new_secret or not alert.webhook_secret):
-        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-        alert.webhook_secret = secret
-    if not webhook_url:
-        alert.webhook_secret = ""
-    alert.thresholds = thresholds
-    alert.fired = [t for t in alert.fired if t in thresholds]
-    alert.email_enabled = email_enabled
-    alert.webhook_url = webhook_url
-    alert.save()
+    with transaction.atomic():
+        alert, _ = BalanceAlert.objects.select_for_update().get_or_create(user=user)
+        secret = None
+        if webhook_url and (new_secret or not alert.webhook_secret):
+            secret = _new_secret()
+            alert.webhook_secret = secret
+        if not webhook_url:
+            alert.webhook_secret = ""
+        alert.thresholds = thresholds
+        alert.fired = [t for t in alert.fired if t in thresholds]
+        alert.email_enabled = email_enabled
+        alert.webhook_url = webhook_url
+        alert.save()
     return AlertSettingsSaved(alert=alert, new_secret=secret)
+
+
+def _new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def webhook_secret_rotate(*, user: User) -> AlertSettingsSaved:
+    """A new signing secret for the user's webhook, returned once; the old one stops signing at once."""
+    with transaction.atomic():
+        alert = BalanceAlert.objects.select_for_update().filter(user=user).first()
+        if alert is None or not alert.webhook_url:
+            raise ApplicationError(
+                "Set a webhook URL first: the secret signs what is sent to it.", {"field": "webhook_url"}, status=409
+            )
+        secret = _new_secret()
+        alert.webhook_secret = secret
+        alert.save(update_fields=["webhook_secret", "updated_at"])
+    return AlertSettingsSaved(alert=alert, new_secret=secret)
+
+
+def alert_events_recent(*, user: User, limit: int = 20) -> list[BalanceAlertEvent]:
+    """The user's latest crossings, newest first, each with its deliveries."""
+    return list(
+        BalanceAlertEvent.objects.filter(user=user)
+        .prefetch_related("deliveries")
+        .order_by("-created_at", "-id")[:limit]
+    )
 
 
 # --- Checking ------------------------------------------------------------------------------------
