@@ -1,5 +1,6 @@
-"""/api/v1/deployments: create (YAML or JSON spec), list, detail, close, logs, events, match proof,
-the spec's JSON Schema and a validate-only call for editors. Session or API key auth.
+"""/api/v1/deployments: create (YAML or JSON spec), list, detail, close, re-deploy (a pinned one,
+unpinned), logs, events, match proof, the spec's JSON Schema and a validate-only call for editors.
+Session or API key auth.
 
 Thin: parse, call one service (marketplace.deployments.services, marketplace.matching.services), shape the output.
 Spec problems are 422 with `extra.errors` = [{field, message, line}]; too little credit is 402 with
@@ -12,11 +13,13 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
+from django.db import transaction
 from django.db.models import Q
 from django.http import Http404, HttpRequest
 from ninja import Path, Query, Router, Status
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
+from accounts.api_keys import api_key_spend_reserve
 from accounts.auth import api_auth
 from accounts.models import User
 from billing.selectors import user_balances
@@ -103,6 +106,10 @@ class DeploymentCreatedOut(BaseModel):
     status: DeploymentStatus
     estimate: EstimateOut
     url: str = Field(description="The deployment's page")
+
+
+class RedeployedOut(DeploymentCreatedOut):
+    redeployed_from: int = Field(description="The pinned deployment this one replaces (now closed)")
 
 
 class LeaseOut(BaseModel):
@@ -485,6 +492,47 @@ def close(request: HttpRequest, deployment_id: int = DeploymentId):
     deployment that has ended already changes nothing."""
     deployment = deployments.deployment_close(deployment=_deployment(request, deployment_id))
     return _detail(request, deployment)
+
+
+@router.post(
+    "/{deployment_id}/redeploy",
+    response={201: RedeployedOut, 402: ErrorOut, **ERRORS},
+    operation_id="deployments_redeploy",
+    summary="Re-deploy a pinned deployment on any similar node",
+)
+def redeploy(request: HttpRequest, deployment_id: int = DeploymentId):
+    """For a deployment pinned to one node (typically after that node failed): a new deployment with
+    the same spec less the pin (the node's GPU model, the resources and the price cap stay), answered
+    as POST /deployments answers. The old deployment is closed first if it still runs, in the same
+    transaction: when the new one is refused, the old one is left as it was. 409: the deployment is
+    not pinned, or you have too many active deployments; 402: not enough credits (`extra.top_up_url`);
+    422: the old spec is no longer valid (`extra.errors`). With an API key that has a daily spend
+    cap, the new hold counts against it as for POST /deployments."""
+    deployment = _deployment(request, deployment_id)
+    with transaction.atomic():  # a key over its cap undoes the re-deploy, and the close of the old one
+        new = deployments.deployment_redeploy(user=_user(request), deployment=deployment)
+        cost = deployments.estimate(deployments.spec_from_source(new.spec_source))
+        _count_against_spend_cap(request, cost["hold_micros"])
+    return Status(
+        201,
+        {
+            "id": new.id,
+            "status": new.status,
+            "estimate": _estimate(cost),
+            "url": request.build_absolute_uri(f"/deployments/{new.id}/"),
+            "redeployed_from": deployment.id,
+        },
+    )
+
+
+def _count_against_spend_cap(request: HttpRequest, hold_micros: int) -> None:
+    """An API key's daily spend cap counts the holds of the deployments it starts. accounts.auth
+    counts POST /deployments before the operation (its estimator is registered for that one path);
+    a re-deploy counts here, in the transaction that creates the deployment, so a refusal (403)
+    leaves nothing created and nothing counted."""
+    api_key = getattr(request, "api_key", None)
+    if api_key is not None and api_key.daily_spend_cap is not None and hold_micros:
+        api_key_spend_reserve(api_key_id=api_key.id, amount=hold_micros)
 
 
 @router.get(
