@@ -93,6 +93,15 @@ def page_and_console(browser, live_server, settings, viewport) -> Iterator[tuple
         context.close()
 
 
+def fill_localstripe_card(tab, number: str) -> None:
+    """Type a card into localstripe's Card Element (one text input per field, named by its
+    placeholder) on a page of static/js/stripe_elements.js; it expires 12/2030."""
+    element = tab.get_by_test_id("card-element")
+    for field, value in (("number", number), ("exp_month", "12"), ("exp_year", "30"), ("cvc", "123")):
+        element.locator(f"input[placeholder={field}]").fill(value)
+    element.locator("input[placeholder=postal_code]").fill("10001")
+
+
 def fund(user: User, amount: int) -> LedgerTransaction:
     key = f"test-topup:{next(_keys)}"
     return topup_credit(user=user, amount=amount, reference_type="stripe_event", reference_id=key, idempotency_key=key)

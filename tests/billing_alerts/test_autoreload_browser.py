@@ -18,7 +18,7 @@ from billing import tasks
 from billing.models import AutoReload, AutoReloadAttempt, LedgerTransaction
 from billing.selectors import user_balances
 from billing.services import hold_place
-from tests.billing_alerts.conftest import USD, fund
+from tests.billing_alerts.conftest import USD, fill_localstripe_card, fund
 from tests.billing_stripe.conftest import deliver, localstripe_event
 from tests.factories import make_user
 
@@ -36,14 +36,6 @@ def log_in(page: Page, email: str, path: str) -> None:
     page.wait_for_url(f"**{path}")
 
 
-def fill_card(page: Page, number: str) -> None:
-    """localstripe's Card Element: one text input per field, named by its placeholder."""
-    element = page.get_by_test_id("card-element")
-    for field, value in (("number", number), ("exp_month", "12"), ("exp_year", "30"), ("cvc", "123")):
-        element.locator(f"input[placeholder={field}]").fill(value)
-    element.locator("input[placeholder=postal_code]").fill("10001")
-
-
 @pytest.fixture
 def developer():
     user = make_user(email="ada@example.test", password=PASSWORD)
@@ -59,7 +51,7 @@ def test_saved_card_reloads_credits_once_when_the_balance_falls_below_the_thresh
 
     page.get_by_test_id("save-card").click()
     page.wait_for_url("**/billing/auto-reload/card/")
-    fill_card(page, VISA)
+    fill_localstripe_card(page, VISA)
     page.get_by_role("button", name="Save the card").click()
     page.wait_for_url("**/billing/alerts/#auto-reload")
     expect(page.locator(".messages")).to_contain_text("Card saved: visa ending 4242.")
@@ -109,14 +101,14 @@ def test_a_declined_card_is_shown_in_the_form_and_another_card_can_be_tried(
     page.wait_for_url("**/billing/auto-reload/card/")
     button = page.get_by_role("button", name="Save the card")
 
-    fill_card(page, DECLINED)
+    fill_localstripe_card(page, DECLINED)
     button.click()
     expect(page.get_by_role("alert")).to_have_text("Your card was declined.")
     expect(button).to_be_enabled()
     assert page.url.endswith("/billing/auto-reload/card/")  # still on the form
     assert AutoReload.objects.get(user=developer).stripe_payment_method_id == ""
 
-    fill_card(page, VISA)
+    fill_localstripe_card(page, VISA)
     button.click()
     page.wait_for_url("**/billing/alerts/#auto-reload")
     expect(page.get_by_test_id("saved-card")).to_contain_text("visa ending 4242")
