@@ -112,3 +112,71 @@ class Balance(TypedDict):
     reserved_micros: int
     debt: str
     debt_micros: int
+
+
+class AlertDelivery(TypedDict):
+    id: int
+    channel: str  # "email" or "webhook"
+    target: str
+    status: str  # pending, sending, sent, failed
+    attempts: int
+    next_attempt_at: str | None
+    last_attempt_at: str | None
+    response_status: int | None
+    last_error: str
+    delivered_at: str | None
+
+
+class AlertEvent(TypedDict):
+    id: str  # "balert_12", as in the webhook body
+    created_at: str
+    threshold: str
+    threshold_micros: int
+    available: str
+    available_micros: int
+    spend_per_hour: str
+    spend_per_hour_micros: int
+    runway_seconds: int | None
+    deliveries: list[AlertDelivery]
+
+
+class Alerts(TypedDict):
+    thresholds: list[str]
+    thresholds_micros: list[int]
+    fired_micros: list[int]
+    email_enabled: bool
+    email: str
+    webhook_url: str
+    webhook_secret_set: bool
+    webhook_secret: str | None  # only in the answer that created it
+    signature_header: str
+    events: list[AlertEvent]
+    page_url: str
+
+
+class AutoReloadAttempt(TypedDict):
+    id: int
+    status: str  # processing, succeeded, failed
+    amount: str
+    amount_micros: int
+    reason: str
+    failure_message: str
+    topup_id: int
+    created_at: str
+    finished_at: str | None
+
+
+class AutoReload(TypedDict):
+    enabled: bool
+    threshold: str
+    threshold_micros: int
+    amount: str
+    amount_micros: int
+    minimum_amount: str
+    minimum_amount_micros: int
+    card_saved: bool
+    card_label: str
+    card_payments_available: bool
+    card_setup_url: str  # saving a card needs Stripe.js: this page in a browser
+    attempts: list[AutoReloadAttempt]
+    attempt: AutoReloadAttempt | None  # after an update that reloaded at once

@@ -29,7 +29,7 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -39,6 +39,8 @@ import httpx
 
 from spheron_sdk import __version__
 from spheron_sdk.api_types import (
+    Alerts,
+    AutoReload,
     Balance,
     Deployment,
     DeploymentCreated,
@@ -511,7 +513,7 @@ class Deployments(_Group):
 
 
 class Billing(_Group):
-    """/billing: balance, transactions, card top-ups, crypto deposits."""
+    """/billing: balance, transactions, card top-ups, crypto deposits, low-balance alerts, auto-reload."""
 
     def balance(self) -> Balance:
         return self._client.get("/billing/balance")
@@ -545,6 +547,60 @@ class Billing(_Group):
     def check_deposit(self, chain: str, tx_hash: str) -> JSON:
         """Reads a transaction from the chain now; a final deposit is credited before this returns."""
         return self._client.post("/billing/deposits/check", {"chain": chain, "tx_hash": tx_hash})
+
+    # Low-balance alerts and card auto-reload (the page /billing/alerts/). Amounts are USD strings.
+
+    def alerts(self) -> Alerts:
+        """Thresholds, e-mail on/off, the webhook URL (its secret never), the latest crossings with
+        each delivery's status."""
+        return self._client.get("/billing/alerts")
+
+    def alerts_update(
+        self,
+        *,
+        thresholds: Iterable[str] | None = None,
+        email_enabled: bool | None = None,
+        webhook_url: str | None = None,
+    ) -> Alerts:
+        """Change what is given (None: unchanged). `thresholds`: USD strings ("25", "10.50"), at most
+        5, [] for none; `webhook_url` "" removes the webhook. A first webhook URL gets a signing
+        secret: `webhook_secret` of this answer, never shown again. The balance is checked at once."""
+        body: dict[str, Any] = {}
+        if thresholds is not None:
+            body["thresholds"] = [str(value) for value in thresholds]
+        if email_enabled is not None:
+            body["email_enabled"] = email_enabled
+        if webhook_url is not None:
+            body["webhook_url"] = webhook_url
+        return self._client.request("PUT", "/billing/alerts", json=body)
+
+    def alerts_rotate_secret(self) -> Alerts:
+        """A new webhook signing secret, in `webhook_secret` of this answer only (Conflict without a webhook)."""
+        return self._client.post("/billing/alerts/webhook-secret")
+
+    def autoreload(self) -> AutoReload:
+        """On/off, threshold, amount, the saved card and the latest reloads. Saving a card needs
+        Stripe.js in a browser: open `card_setup_url`."""
+        return self._client.get("/billing/autoreload")
+
+    def autoreload_update(
+        self, *, enabled: bool | None = None, threshold: str | None = None, amount: str | None = None
+    ) -> AutoReload:
+        """Change what is given (None: unchanged); USD strings, the amount at least `minimum_amount`.
+        Enabling needs a saved card; with the credits already below the threshold the card is
+        charged at once and `attempt` says how it went."""
+        body: dict[str, Any] = {}
+        if enabled is not None:
+            body["enabled"] = enabled
+        if threshold is not None:
+            body["threshold"] = str(threshold)
+        if amount is not None:
+            body["amount"] = str(amount)
+        return self._client.request("PUT", "/billing/autoreload", json=body)
+
+    def autoreload_card_remove(self) -> AutoReload:
+        """Forget the saved card; auto-reload turns off."""
+        return self._client.request("DELETE", "/billing/autoreload/card")
 
 
 class Chains(_Group):

@@ -130,7 +130,7 @@ def _server_option(ctx: click.Context, param: click.Parameter, value: str | None
 @click.version_option(__version__, prog_name="sphnctl")
 def cli(server: str | None, api_key: str | None, timeout: float, as_json: bool) -> None:
     """Spheron Web from a terminal: offers, the model store, deployments, logs, balance, top-ups,
-    provider nodes, stake and earnings, and the fizz agent.
+    low-balance alerts and auto-reload, provider nodes, stake and earnings, and the fizz agent.
 
     Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 auth, 5 insufficient funds, 6 network/server."""
     _state["json"] = as_json
@@ -822,6 +822,160 @@ def topup_crypto(chain_key: str, token: str | None, usd: str | None) -> None:
                 console.print(Text(item["page_url"]))
 
     emit(data, render)
+
+
+# --- low-balance alerts and auto-reload ----------------------------------------------------------------
+
+
+def _show_alerts(data: dict[str, Any]) -> None:
+    pairs(
+        {
+            **data,
+            "thresholds": ", ".join(data["thresholds"]) or "none",
+            "email": f"{data['email']} ({'on' if data['email_enabled'] else 'off'})",
+            "webhook_url": data["webhook_url"] or "none",
+            "signing secret": "set (shown once, when made)" if data["webhook_secret_set"] else "none",
+        },
+        ["thresholds", "email", "webhook_url", "signing secret", "page_url"],
+    )
+    if data.get("webhook_secret"):
+        console.print("Signing secret (copy it now, it is not shown again):", style="bold", highlight=False)
+        console.print(Text(data["webhook_secret"]))
+    if data["events"]:
+        table(
+            ["at", "event", "threshold $", "available $", "channel", "status", "attempts", "error"],
+            [[e["created_at"], e["id"], e["threshold"], e["available"], d["channel"], d["status"], d["attempts"],
+              d["last_error"] or (f"HTTP {d['response_status']}" if d["response_status"] else "")]
+             for e in data["events"] for d in (e["deliveries"] or [{"channel": "", "status": "", "attempts": "",
+                                                                      "last_error": "", "response_status": None}])],
+            title="Latest alerts",
+        )  # fmt: skip
+
+
+@cli.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+def alerts(ctx: click.Context) -> None:
+    """Low-balance alerts: thresholds, e-mail, a signed webhook, and what was sent (default: show)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(alerts_show)
+
+
+@alerts.command("show")
+@json_option
+def alerts_show() -> None:
+    """Thresholds, e-mail, the webhook (never its secret) and the latest alerts with each delivery."""
+    data = client().billing.alerts()
+    emit(data, lambda: _show_alerts(dict(data)))
+
+
+@alerts.command("set")
+@click.option("--threshold", "thresholds", multiple=True, help="USD; repeat for several (at most 5). Replaces them.")
+@click.option("--no-thresholds", is_flag=True, help="Remove every threshold (no alerts).")
+@click.option("--email/--no-email", "email", default=None, help="Alerts by e-mail to your account's address.")
+@click.option("--webhook", default=None, metavar="URL", help="https URL that receives signed JSON alerts.")
+@click.option("--no-webhook", is_flag=True, help="Remove the webhook and its secret.")
+@json_option
+def alerts_set(
+    thresholds: tuple[str, ...], no_thresholds: bool, email: bool | None, webhook: str | None, no_webhook: bool
+) -> None:
+    """Change the alerts; what is not given stays as it is. The balance is checked at once. A first
+    webhook gets a signing secret, printed once."""
+    if thresholds and no_thresholds:
+        raise click.UsageError("Give --threshold or --no-thresholds, not both.")
+    if webhook is not None and no_webhook:
+        raise click.UsageError("Give --webhook or --no-webhook, not both.")
+    if not (thresholds or no_thresholds or email is not None or webhook is not None or no_webhook):
+        raise click.UsageError("Nothing to change: give --threshold, --email/--no-email or --webhook.")
+    data = client().billing.alerts_update(
+        thresholds=[] if no_thresholds else [_usd_text(t, option="--threshold") for t in thresholds] or None,
+        email_enabled=email,
+        webhook_url="" if no_webhook else webhook,
+    )
+    emit(data, lambda: _show_alerts(dict(data)))
+
+
+@alerts.command("rotate-secret")
+@json_option
+def alerts_rotate_secret() -> None:
+    """A new webhook signing secret, printed once; the old one signs nothing more."""
+    data = client().billing.alerts_rotate_secret()
+    emit(data, lambda: _show_alerts(dict(data)))
+
+
+def _show_autoreload(data: dict[str, Any]) -> None:
+    pairs(
+        {
+            **data,
+            "enabled": "on" if data["enabled"] else "off",
+            "card": data["card_label"] or "none saved",
+            "minimum amount": data["minimum_amount"],
+        },
+        ["enabled", "threshold", "amount", "minimum amount", "card"],
+    )
+    if not data["card_saved"]:
+        console.print("Saving a card needs a browser (Stripe.js): open", highlight=False)
+        console.print(Text(data["card_setup_url"]))
+    if data.get("attempt"):
+        attempt = data["attempt"]
+        console.print(
+            f"Reloaded at once: {attempt['status']} ({attempt['amount']} USD) {attempt['failure_message']}".rstrip(),
+            highlight=False,
+            markup=False,
+        )
+    if data["attempts"]:
+        table(
+            ["id", "at", "amount $", "status", "reason", "failure"],
+            [[a["id"], a["created_at"], a["amount"], a["status"], a["reason"], a["failure_message"]]
+             for a in data["attempts"]],
+            title="Latest reloads",
+        )  # fmt: skip
+
+
+@cli.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+def autoreload(ctx: click.Context) -> None:
+    """Card auto-reload: top up from a saved card before credits run out (default: show)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(autoreload_show)
+
+
+@autoreload.command("show")
+@json_option
+def autoreload_show() -> None:
+    """On/off, threshold, amount, the saved card (or where to save one) and the latest reloads."""
+    data = client().billing.autoreload()
+    emit(data, lambda: _show_autoreload(dict(data)))
+
+
+@autoreload.command("set")
+@click.option("--enable/--disable", "enabled", default=None, help="Turn it on (needs a saved card) or off.")
+@click.option("--threshold", default=None, help="USD: reload when available credits fall below this.")
+@click.option("--amount", default=None, help="USD added each time (at least $20).")
+@json_option
+def autoreload_set(enabled: bool | None, threshold: str | None, amount: str | None) -> None:
+    """Change auto-reload; what is not given stays as it is. Enabled with the credits already below
+    the threshold, the card is charged at once."""
+    if enabled is None and threshold is None and amount is None:
+        raise click.UsageError("Nothing to change: give --enable/--disable, --threshold or --amount.")
+    data = client().billing.autoreload_update(
+        enabled=enabled,
+        threshold=_usd_text(threshold, option="--threshold") if threshold is not None else None,
+        amount=_usd_text(amount, option="--amount") if amount is not None else None,
+    )
+    emit(data, lambda: _show_autoreload(dict(data)))
+    attempt = data.get("attempt")
+    if attempt and attempt["status"] == "failed":
+        click.get_current_context().exit(EXIT_CODES["error"])
+
+
+@autoreload.command("remove-card")
+@json_option
+def autoreload_remove_card() -> None:
+    """Forget the saved card; auto-reload turns off."""
+    data = client().billing.autoreload_card_remove()
+    emit(data, lambda: _show_autoreload(dict(data)))
 
 
 # --- the node agent ------------------------------------------------------------------------------------
