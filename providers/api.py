@@ -649,3 +649,8 @@ def provider_earnings(
         "totals": _earnings_day(report.totals),
         "items": [_earnings_day(item) for item in report.days],
     }
+
+
+# --- Prices, payouts, slashes and appeals (the pages' actions as routes) ---------------------------
+
+provider_router.add_router("", "providers.provider_actions_api.router")
