@@ -16,7 +16,6 @@ CI=true, where it fails: CI must run the chain tests.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from chain.evm.anvil import DEV_ACCOUNTS, AnvilProcess, anvil_binary, start_anvil
+from tests.needs import unavailable
 
 if TYPE_CHECKING:  # web3 is imported by the fixture, not by every test session's conftest
     from web3 import Web3
@@ -63,10 +63,7 @@ def require_anvil() -> str:
     """The anvil binary, or skip (fail under CI=true) with the reason."""
     binary = anvil_binary()
     if binary is None:
-        reason = "anvil is not installed: run `make npm` (Node.js 20+, npm ci) or set ANVIL_BIN"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason + " (CI=true: the chain tests must run)", pytrace=False)
-        pytest.skip(reason)
+        unavailable("anvil is not installed: run `make npm` (Node.js 20+, npm ci) or set ANVIL_BIN")
     return binary
 
 

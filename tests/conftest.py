@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from django.core.cache import cache
 
-pytest_plugins = ["tests.chain_fixtures"]
+pytest_plugins = ["tests.chain_fixtures", "tests.integration.agents"]
 
 CALENDAR_HELP = (
     "Run as if today were this UTC date (YYYY-MM-DD, at the current time of day) or moment "

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from allauth.account.models import EmailAddress
 from playwright.sync_api import Page, expect
 
 from billing import tasks
@@ -15,23 +14,17 @@ from billing.alerts import SIGNATURE_HEADER, signature_verify
 from billing.services import hold_place
 from tests.billing_alerts.conftest import USD, fund
 from tests.billing_alerts.receiver import webhook_receiver
-from tests.factories import make_user
+from tests.e2e.login import log_in, verified_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-PASSWORD = "correct-horse-battery-staple"
 
 
 def test_low_balance_alert_arrives_at_a_local_webhook(page: Page, live_server, settings):
     settings.DEBUG = True  # http://127.0.0.1 receivers are allowed in DEBUG only
-    user = make_user(email="ada@example.test", password=PASSWORD)
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    user = verified_user("ada@example.test")
     fund(user, 15 * USD)
 
-    page.goto("/billing/alerts/")
-    page.fill("input[name=login]", user.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url("**/billing/alerts/")
+    log_in(page, user.email, "/billing/alerts/")
 
     with webhook_receiver() as receiver:
         page.fill("input[name=thresholds]", "10")

@@ -14,7 +14,6 @@ and POSTed to the live test server.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import socket
 import subprocess
@@ -34,6 +33,7 @@ from accounts.models import User
 from billing.models import LedgerEntry
 from billing.selectors import cached_balances_mismatch, ledger_total, user_balances
 from tests.factories import make_user
+from tests.needs import unavailable
 
 USD = 1_000_000
 CARD_VISA = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
@@ -48,12 +48,6 @@ resources.Store.dump_to_disk = lambda self: None  # in memory only: no shared /t
 web.run_app(server.app, sock=socket.socket(fileno=int(sys.argv[1])), print=None)
 """
 START_TIMEOUT_SECONDS = 30
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the Stripe tests must run; pip install -r requirements/test.txt)")
-    pytest.skip(reason)
 
 
 def _answers(base_url: str) -> bool:
@@ -71,7 +65,7 @@ def localstripe_url(tmp_path_factory) -> Iterator[str]:
     try:
         import localstripe  # noqa: F401
     except ImportError:
-        _unavailable("localstripe is not installed")
+        unavailable("localstripe is not installed: pip install -r requirements/test.txt")
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))  # bound here, so no other process can take the port meanwhile
     port = listener.getsockname()[1]
@@ -91,7 +85,7 @@ def localstripe_url(tmp_path_factory) -> Iterator[str]:
         while not _answers(base_url):
             if process.poll() is not None or time.monotonic() > deadline:
                 output = log_path.read_text(errors="replace")[-2000:]
-                _unavailable(f"localstripe did not start (exit code {process.poll()}): {output}")
+                unavailable(f"localstripe did not start (exit code {process.poll()}): {output}")
             time.sleep(0.1)
         yield base_url
     finally:

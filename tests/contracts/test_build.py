@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from chain.evm import artifacts
+from tests.needs import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "contracts" / "build.js"
 
 
-def _missing(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason + " (CI=true: the build check must run)", pytrace=False)
-    pytest.skip(reason)
-
-
 def test_committed_artifacts_match_a_fresh_build(tmp_path):
     node = shutil.which("node")
     if node is None:
-        _missing("Node.js is not installed: the contracts cannot be compiled here")
+        unavailable("Node.js is not installed: the contracts cannot be compiled here")
     if not (ROOT / "node_modules" / "solc").is_dir() or not (ROOT / "node_modules" / "@openzeppelin").is_dir():
-        _missing("node_modules lacks solc or @openzeppelin/contracts: run `make npm`")
+        unavailable("node_modules lacks solc or @openzeppelin/contracts: run `make npm`")
 
     subprocess.run([node, str(BUILD_SCRIPT), str(tmp_path)], cwd=tmp_path, check=True, capture_output=True, timeout=300)
 

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.live_sqlite import sqlite_reads_do_not_wait
+from tests.needs import unavailable
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -28,20 +31,14 @@ CHROMIUM_ARGS = [
 TIMEOUT_MS = 10_000
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the browser tests must run; install Debian's chromium)")
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing: apt-get install chromium")
+        unavailable(f"{CHROMIUM} is missing: apt-get install chromium (Debian's package)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("playwright is not installed: pip install -r requirements/dev.txt")
+        unavailable("playwright is not installed: pip install -r requirements/dev.txt")
 
     # Playwright's sync API keeps an asyncio loop in this thread, and Django refuses ORM calls
     # from a thread with a running loop. The test's own DB work is synchronous, so allow it
@@ -60,6 +57,16 @@ def browser() -> Iterator[object]:
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def live_sqlite_reads(transactional_db, page) -> Iterator[None]:
+    """tests.live_sqlite's readers that do not wait, for a test whose pages read what other threads
+    or processes write (an agent, a sweeper, a watcher). After `page`: with Playwright's loop running
+    in this thread, Django hands the test body another connection (asgiref's context-local storage)
+    than a fixture set up before the browser. A module asks with pytest.mark.usefixtures."""
+    with sqlite_reads_do_not_wait():
+        yield
 
 
 @pytest.fixture

@@ -8,15 +8,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from allauth.account.models import EmailAddress
 from playwright.sync_api import Page, expect
 
 from billing.models import LedgerTransaction
 from billing.services import hold_capture, hold_place, hold_release, topup_credit
+from tests.e2e.login import log_in, verified_user
 from tests.factories import make_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-PASSWORD = "correct-horse-battery-staple"
 USD = 1_000_000
 
 
@@ -26,8 +25,7 @@ def backdate(txn: LedgerTransaction, when: datetime) -> None:
 
 @pytest.fixture
 def developer_with_history():
-    developer = make_user(email="ada@example.test", password=PASSWORD, name="Ada")
-    EmailAddress.objects.create(user=developer, email=developer.email, verified=True, primary=True)
+    developer = verified_user("ada@example.test", name="Ada")
     provider = make_user(email="host@example.test", is_provider=True)
     stranger = make_user(email="stranger@example.test")
 
@@ -71,13 +69,7 @@ def developer_with_history():
 def test_developer_logs_in_sees_balance_and_transactions_and_exports_csv(
     page: Page, live_server, developer_with_history
 ):
-    page.goto("/billing/")
-    assert "/accounts/login/" in page.url  # a page behind login
-
-    page.fill("input[name=login]", "ada@example.test")
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url("**/billing/")
+    log_in(page, "ada@example.test", "/billing/")  # a page behind login
 
     expect(page.get_by_test_id("whoami")).to_contain_text("ada@example.test")
     expect(page.get_by_test_id("balance-available")).to_have_text("$36.75")  # 40 − 3.25

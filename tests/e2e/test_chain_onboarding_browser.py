@@ -19,15 +19,12 @@ tasks would call them, after blocks are mined to finality with evm_mine).
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import sys
 import time
 
 import pytest
-from allauth.account.models import EmailAddress
-from django.core import mail
 from playwright.sync_api import Page, expect
 from spheron_sdk.matching import verify_match
 
@@ -39,20 +36,18 @@ from marketplace.models import Lease
 from providers.models import Node, NodeStatus, StakeEvent
 from providers.stake_chain import stake_chain_index
 from tests.deployments.conftest import fund
-from tests.e2e.test_deployment_browser import Sweeper, _table_locked, kill_with_workloads
+from tests.e2e.beat import order_sweeper, table_locked
+from tests.e2e.login import log_in, sign_up, verified_user
 from tests.e2e.wallet import install_wallet, sent_transactions, wallet_calls
-from tests.factories import make_user
-from tests.integration.conftest import unavailable
-from tests.integration.test_fizz_agent import FIZZ, Agent, wait_for
-from tests.live_sqlite import sqlite_reads_do_not_wait
+from tests.integration.agents import Agent, wait_for
 from tests.sdk.conftest import FIXTURES
 
 pytestmark = [
+    pytest.mark.usefixtures("live_sqlite_reads"),
     pytest.mark.e2e,
     pytest.mark.integration,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
-PASSWORD = "correct-horse-battery-staple"
 PROVIDER_EMAIL = "grace@example.test"
 PAYOUT = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 STAKER = DEV_ACCOUNTS[3]  # the provider's wallet (unlocked on anvil)
@@ -80,19 +75,6 @@ deployment:
 """
 
 
-@pytest.fixture(autouse=True)
-def _sqlite_reads_do_not_wait(transactional_db, page):
-    with sqlite_reads_do_not_wait():
-        yield
-
-
-@pytest.fixture
-def fizz_binary():
-    if not FIZZ.exists():
-        unavailable("the fizz agent is not installed: pip install -e sdk")
-    return FIZZ
-
-
 @pytest.fixture
 def home(home_chain, settings, live_server):
     """The home chain "base" as the devnet has it: anvil with Base's chain id, the contracts, the
@@ -109,14 +91,13 @@ def home(home_chain, settings, live_server):
 
 @pytest.fixture
 def renter():
-    user = make_user(email="ada@example.test", password=PASSWORD, name="Ada")
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    user = verified_user("ada@example.test", name="Ada")
     fund(user, 20)
     return user
 
 
 @pytest.fixture
-def gpu_agent(tmp_path, fizz_binary):
+def gpu_agent(tmp_path, agents):
     """`fizz start` on "a machine with one RTX 4090": nvidia-smi is a recorded one."""
     script = tmp_path / "nvidia-smi"
     query, full = FIXTURES / "nvidia-smi-rtx4090-query.csv", FIXTURES / "nvidia-smi-rtx4090.txt"
@@ -125,20 +106,11 @@ def gpu_agent(tmp_path, fizz_binary):
         f'case "$1" in\n  --query-gpu=*) cat {shlex.quote(str(query))} ;;\n  *) cat {shlex.quote(str(full))} ;;\nesac\n'
     )
     script.chmod(0o755)
-    started: list[Agent] = []
 
     def start(server: str, token: str) -> Agent:
-        agent = Agent(
-            server, token, tmp_path / "fizz", machine="e2e-chain-onboarding", extra_env={"FIZZ_NVIDIA_SMI": str(script)}
-        )
-        started.append(agent)
-        return agent.start()
+        return agents(server, token, machine="e2e-chain-onboarding", extra_env={"FIZZ_NVIDIA_SMI": str(script)}).start()
 
-    yield start
-    for agent in started:
-        kill_with_workloads(agent)
-        if os.environ.get("FIZZ_TEST_VERBOSE"):
-            print(agent.output())
+    return start
 
 
 def _retry_locked(call, *, what: str):
@@ -149,26 +121,13 @@ def _retry_locked(call, *, what: str):
         try:
             return call()
         except Exception as exc:
-            if not _table_locked(exc) or time.monotonic() > deadline:
+            if not table_locked(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
 
 
-def _confirmation_path() -> str:
-    [message] = [m for m in mail.outbox if PROVIDER_EMAIL in m.to]
-    return re.search(r"https?://[^/\s]+(/\S+)", message.body).group(1)
-
-
 def _sign_up_as_provider(page: Page) -> None:
-    page.goto("/accounts/signup/")
-    page.fill("input[name=email]", PROVIDER_EMAIL)
-    page.fill("input[name=password1]", PASSWORD)
-    page.fill("input[name=password2]", PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    expect(page.locator("main h1")).to_contain_text("Verify")
-    page.goto(_confirmation_path())
-    page.locator("main form button[type=submit]").click()
-    expect(page.get_by_test_id("whoami")).to_contain_text(PROVIDER_EMAIL)
+    sign_up(page, PROVIDER_EMAIL)
     page.get_by_test_id("nav-become-provider").click()
     page.wait_for_url("**/provider/onboarding/")
     expect(page.get_by_test_id("rentable-rules")).to_contain_text("200 $SPON for each GPU")
@@ -178,15 +137,6 @@ def _sign_up_as_provider(page: Page) -> None:
     page.get_by_role("button", name="Become a provider").click()
     page.wait_for_url("**/provider/")
     expect(page.get_by_test_id("nodes-empty")).to_contain_text("No nodes yet")
-
-
-def _log_in(page: Page, email: str, then: str) -> None:
-    page.goto(then)
-    assert "/accounts/login/" in page.url
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url(f"**{then}")
 
 
 def _send_from_the_stake_page(page: Page, test_id: str, label: str) -> str:
@@ -295,8 +245,8 @@ def test_a_new_provider_stakes_from_the_browser_and_a_renters_lease_is_committed
     # 8. A renter deploys; the matchmaker places it on that node and the agent runs it.
     page.get_by_role("button", name="Log out").click()
     page.wait_for_load_state()
-    with Sweeper() as sweeper:
-        _log_in(page, renter.email, "/deployments/new/")
+    with order_sweeper() as sweeper:
+        log_in(page, renter.email, "/deployments/new/")
         page.fill("#spec-text", spec("1.00"))
         expect(page.get_by_test_id("spec-valid")).to_be_visible()
         page.get_by_test_id("submit-deployment").click()

@@ -12,12 +12,8 @@ the server.
 from __future__ import annotations
 
 import re
-import threading
-import traceback
 
 import pytest
-from allauth.account.models import EmailAddress
-from django.db import OperationalError, connections
 from playwright.sync_api import Page, expect
 
 from billing.deposits import deposits_credit_final
@@ -26,12 +22,16 @@ from chain.evm.anvil import DEV_ACCOUNTS
 from chain.models import Deposit, DepositStatus
 from chain.services import chain_watch
 from tests.chain_fixtures import chain_register
+from tests.e2e.beat import Beat
+from tests.e2e.layout import PHONE, overflow
+from tests.e2e.login import log_in, verified_user
 from tests.e2e.wallet import install_wallet, sent_transactions, wallet_calls
-from tests.factories import make_user
-from tests.live_sqlite import sqlite_reads_do_not_wait
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-PASSWORD = "correct-horse-battery-staple"
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("live_sqlite_reads"),
+]
 PAYER = DEV_ACCOUNTS[2]
 # Confirmations before crediting. With a block a second, the page must show the deposit confirming
 # before it turns final: the wallet's transaction is checked within a second of being mined, so
@@ -41,45 +41,14 @@ TX_HASH = re.compile(r"0x[0-9a-f]{64}")
 CONFIRMING = re.compile(rf"confirming [1-{FINALITY - 1}]/{FINALITY}")
 
 
-def _table_locked(exc: BaseException) -> bool:
-    return isinstance(exc, OperationalError) and "database table is locked" in str(exc)
+def deposit_watcher(chain_key: str) -> Beat:
+    """chain_watch + deposits_credit_final every 0.5 s, as beat would run them."""
 
+    def tick() -> None:
+        chain_watch(chain_key=chain_key)
+        deposits_credit_final()
 
-class Watcher:
-    """chain_watch + deposits_credit_final every 0.5 s in a thread of its own, as beat would run
-    them; a run that meets SQLite's shared-cache lock is tried again at the next tick."""
-
-    def __init__(self, chain_key: str) -> None:
-        self.chain_key = chain_key
-        self.stopping = threading.Event()
-        self.errors: list[str] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            while not self.stopping.wait(0.5):
-                try:
-                    chain_watch(chain_key=self.chain_key)
-                    deposits_credit_final()
-                except Exception as exc:  # noqa: BLE001 - the test reports it
-                    if not _table_locked(exc):
-                        self.errors.append(traceback.format_exc())
-        finally:
-            connections.close_all()
-
-    def __enter__(self) -> Watcher:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self.thread.join(timeout=30)
-
-
-@pytest.fixture(autouse=True)
-def _sqlite_reads_do_not_wait(transactional_db, page):
-    with sqlite_reads_do_not_wait():
-        yield
+    return Beat(tick)
 
 
 @pytest.fixture
@@ -93,18 +62,13 @@ def arbitrum(anvil, settings):
 
 @pytest.fixture
 def developer():
-    user = make_user(email="ada@example.test", password=PASSWORD, name="Ada")
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    user = verified_user("ada@example.test", name="Ada")
     return user
 
 
 def test_developer_pays_with_wallet_and_watches_the_deposit_get_credited(page: Page, live_server, arbitrum, developer):
     install_wallet(page, PAYER.address, rpc=arbitrum.url)
-    page.goto("/billing/topup/")
-    page.fill("input[name=login]", developer.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url("**/billing/topup/")
+    log_in(page, developer.email, "/billing/topup/")
 
     chain = page.locator("[data-chain=arbitrum]")
     expect(chain).to_contain_text("1 ETH = $3000")
@@ -124,7 +88,7 @@ def test_developer_pays_with_wallet_and_watches_the_deposit_get_credited(page: P
     expect(state).to_have_text(CONFIRMING, timeout=15_000)
     expect(page.get_by_test_id("check-result")).to_contain_text("0.0068027211 ETH on Arbitrum One — confirming")
 
-    with Watcher("arbitrum") as watcher:
+    with deposit_watcher("arbitrum") as watcher:
         expect(state).to_have_text("credited $20.00", timeout=30_000)
     assert not watcher.errors, watcher.errors
 
@@ -142,16 +106,8 @@ def test_developer_pays_with_wallet_and_watches_the_deposit_get_credited(page: P
     assert option.get_by_test_id("wallet-tx").text_content() == deposit.tx_hash
 
 
-def _log_in(page: Page, developer) -> None:
-    page.goto("/billing/topup/")
-    page.fill("input[name=login]", developer.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url("**/billing/topup/")
-
-
 def test_without_a_wallet_the_button_says_what_to_do(page: Page, live_server, arbitrum, developer):
-    _log_in(page, developer)
+    log_in(page, developer.email, "/billing/topup/")
     option = page.locator("[data-chain=arbitrum] [data-token=ETH]")
     option.get_by_test_id("usd-input").fill("20")
     option.get_by_role("button", name="Pay with wallet").click()
@@ -172,7 +128,7 @@ def test_a_refused_payment_or_the_wrong_chain_is_said_plainly(
     """The user refuses the payment in the wallet (EIP-1193 error 4001), or the wallet says yes to the
     switch but stays on Ethereum mainnet."""
     install_wallet(page, PAYER.address, answers={"eth_chainId": wallet_chain_id}, reject=("eth_sendTransaction",))
-    _log_in(page, developer)
+    log_in(page, developer.email, "/billing/topup/")
     option = page.locator("[data-chain=arbitrum] [data-token=ETH]")
     option.get_by_test_id("usd-input").fill("20")
     option.get_by_role("button", name="Pay with wallet").click()
@@ -181,19 +137,11 @@ def test_a_refused_payment_or_the_wrong_chain_is_said_plainly(
     assert not Deposit.objects.exists()
 
 
-@pytest.mark.parametrize("viewport", [{"width": 390, "height": 844}])
+@pytest.mark.parametrize("viewport", [PHONE])
 def test_the_top_up_page_fits_a_phone(page: Page, live_server, arbitrum, developer, viewport):
-    _log_in(page, developer)
+    log_in(page, developer.email, "/billing/topup/")
     option = page.locator("[data-chain=arbitrum] [data-token=ETH]")
     option.get_by_test_id("usd-input").fill("20")
     expect(option.get_by_test_id("qr")).to_be_visible()
-    wider = page.evaluate(
-        """() => {
-            const width = window.innerWidth;
-            const wide = [...document.querySelectorAll('body *')]
-                .map(e => [Math.round(e.getBoundingClientRect().right), e.tagName + '.' + e.className])
-                .filter(([right]) => right > width + 1).sort((a, b) => b[0] - a[0]);
-            return {scroll: document.documentElement.scrollWidth - width, widest: wide[0] || null};
-        }"""
-    )
+    wider = overflow(page)
     assert wider["scroll"] <= 0, f"/billing/topup/ is wider than the phone: {wider}"

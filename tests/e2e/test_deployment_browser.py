@@ -12,35 +12,29 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
-import traceback
 from pathlib import Path
 
-import psutil
 import pytest
-from allauth.account.models import EmailAddress
-from django.db import OperationalError, connections
 from playwright.sync_api import Page, expect
 
 from billing.models import LedgerAccount, UsageMeter
 from core import clock
 from marketplace.deployments import services as deployments
 from marketplace.models import Deployment, DeploymentStatus, Lease, LeaseStatus
-from marketplace.tasks import sweep_open_orders
 from providers import liveness, services
 from providers.models import Node, NodeStatus
 from tests.deployments.conftest import fund
-from tests.factories import make_user
-from tests.integration.test_fizz_agent import FIZZ, Agent, wait_for
-from tests.live_sqlite import sqlite_reads_do_not_wait
+from tests.e2e.beat import order_sweeper
+from tests.e2e.login import log_in, log_out, verified_user
+from tests.integration.agents import Agent, kill_with_workloads, online_node, staked_provider, wait_for
 
 pytestmark = [
+    pytest.mark.usefixtures("live_sqlite_reads"),
     pytest.mark.e2e,
     pytest.mark.integration,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.skipif(not FIZZ.exists(), reason="the fizz agent is not installed: pip install -e sdk"),
+    pytest.mark.usefixtures("fizz_agent"),
 ]
-PASSWORD = "correct-horse-battery-staple"
 SLOW_MS = 30_000  # matching, the agent's next heartbeat, the process start and its first lines
 # A workload that is a process on this machine: the agents run the process runtime.
 TICKER = "import time; [print('tick', i, flush=True) or time.sleep(0.5) for i in range(600)]"
@@ -72,125 +66,16 @@ def shot(page: Page, name: str) -> None:
         page.screenshot(path=str(Path(folder) / f"dep_{name}.png"), full_page=True)
 
 
-def _table_locked(exc: BaseException) -> bool:
-    return isinstance(exc, OperationalError) and "database table is locked" in str(exc)
-
-
-class Sweeper:
-    """Calls the beat task every 0.5 s in a thread of its own, as beat + a worker would.
-
-    A run that meets SQLite's shared-cache lock (see `_sqlite_reads_do_not_wait`) is simply tried
-    again at the next tick, as the beat would; any other error fails the test.
-    """
-
-    def __init__(self) -> None:
-        self.stopping = threading.Event()
-        self.errors: list[str] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            while not self.stopping.wait(0.5):
-                try:
-                    sweep_open_orders()
-                except Exception as exc:  # noqa: BLE001 - the test reports it
-                    if not _table_locked(exc):
-                        self.errors.append(traceback.format_exc())
-        finally:
-            connections.close_all()
-
-    def __enter__(self) -> Sweeper:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self.thread.join(timeout=30)
-
-
-@pytest.fixture(autouse=True)
-def _sqlite_reads_do_not_wait(transactional_db, page):
-    """See tests.live_sqlite. After `page`: with Playwright's loop running in this thread, Django
-    hands the test body another connection (asgiref's context-local storage) than a fixture set up
-    before the browser."""
-    with sqlite_reads_do_not_wait():
-        yield
-
-
-@pytest.fixture
-def fast_server(settings, live_server):
-    settings.NODE_HEARTBEAT_INTERVAL_SECONDS = 1
-    settings.NODE_CHALLENGES_PER_HOUR = 0
-    return live_server.url
-
-
 @pytest.fixture
 def provider():
-    user = make_user(email="host@example.test", password=PASSWORD, is_provider=True)
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
-    profile = services.provider_onboard(
-        user=user,
-        display_name="Laptop Lab",
-        payout_evm_address="0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
-        default_region="us-east",
-    )
-    services.stake_record(provider=profile, kind="stake", amount="1000")
-    return profile
+    return staked_provider(verified_user("host@example.test", is_provider=True))
 
 
 @pytest.fixture
 def developer():
-    user = make_user(email="ada@example.test", password=PASSWORD, name="Ada")
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    user = verified_user("ada@example.test", name="Ada")
     fund(user, 20)
     return user
-
-
-@pytest.fixture
-def agents(tmp_path):
-    started: list[Agent] = []
-
-    def make(server: str, token: str, name: str, machine: str) -> Agent:
-        agent = Agent(server, token, tmp_path / name, machine=machine)
-        started.append(agent)
-        return agent.start()
-
-    yield make
-    for agent in started:
-        kill_with_workloads(agent)
-        if os.environ.get("FIZZ_TEST_VERBOSE"):
-            print(agent.output())
-
-
-def kill_with_workloads(agent: Agent) -> None:
-    """SIGKILL the agent and the workload processes it started (their own sessions, by pid)."""
-    if agent.process is None or agent.process.poll() is not None:
-        return
-    children = psutil.Process(agent.process.pid).children(recursive=True)
-    agent.kill()
-    for child in children:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
-
-
-def online_node() -> Node | None:
-    return Node.objects.filter(is_simulated=False, status=NodeStatus.ONLINE).first()
-
-
-def log_in(page: Page, email: str, then: str) -> None:
-    page.goto(then)
-    assert "/accounts/login/" in page.url
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url(f"**{then}")
-
-
-def log_out(page: Page) -> None:
-    page.get_by_role("button", name="Log out").click()
-    page.wait_for_load_state()
 
 
 def deploy_from_the_editor(page: Page, text: str) -> int:
@@ -207,14 +92,14 @@ def test_developer_deploys_on_a_real_agent_watches_logs_closes_and_both_sides_se
     page: Page, fast_server, provider, developer, agents
 ):
     _row, token = services.node_token_create(provider=provider, label="this machine")
-    agent = agents(fast_server, token, "fizz", "machine-one")
+    agent = agents(fast_server, token, "fizz", machine="machine-one").start()
     try:
         node = wait_for(online_node, what="the agent's node to come online")
     except AssertionError:
         pytest.fail(f"agent output:\n{agent.output()}")
     assert node.gpu_model_id.startswith("cpu-") or node.gpu_count >= 1
 
-    with Sweeper() as sweeper:
+    with order_sweeper() as sweeper:
         log_in(page, developer.email, "/deployments/")
         expect(page.get_by_test_id("empty-state")).to_contain_text("No deployments yet")
         shot(page, "list_empty")
@@ -302,12 +187,12 @@ def test_a_node_killed_mid_lease_fails_over_to_another_agent(
     first_token = services.node_token_create(provider=provider, label="box one")[1]
     second_token = services.node_token_create(provider=provider, label="box two")[1]
     by_machine = {
-        "machine-one": agents(fast_server, first_token, "fizz-one", "machine-one"),
-        "machine-two": agents(fast_server, second_token, "fizz-two", "machine-two"),
+        "machine-one": agents(fast_server, first_token, "fizz-one", machine="machine-one").start(),
+        "machine-two": agents(fast_server, second_token, "fizz-two", machine="machine-two").start(),
     }
     wait_for(lambda: Node.objects.filter(status=NodeStatus.ONLINE).count() == 2, what="both agents online")
 
-    with Sweeper() as sweeper:
+    with order_sweeper() as sweeper:
         log_in(page, developer.email, "/deployments/new/?template=cpu")
         deployment_id = deploy_from_the_editor(page, spec())
         expect(page.locator('[data-step="running"]')).to_have_attribute("data-state", "current", timeout=SLOW_MS)
@@ -366,7 +251,7 @@ def _node_of(agent: Agent) -> int | None:
 
 def test_a_failed_deployment_explains_why(page: Page, live_server, developer):
     """No node anywhere: after the match timeout the order fails with a reason a person can act on."""
-    with Sweeper():
+    with order_sweeper():
         log_in(page, developer.email, "/deployments/new/?template=cpu")
         deployment_id = deploy_from_the_editor(page, spec())
         clock.advance(61)

@@ -10,24 +10,22 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from allauth.account.models import EmailAddress
 from playwright.sync_api import Page, expect
 
 from billing.models import AccountKind, LedgerTransaction, TransactionKind
 from billing.services import account_get, transaction_post
 from core import clock
 from providers import services
-from tests.factories import make_node, make_user
+from tests.e2e.login import log_in, verified_user
+from tests.factories import make_node
 from tests.providers.test_node_rewards import era_start_days_ago, full_inputs, make_era
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-PASSWORD = "correct-horse-battery-staple"
 
 
 @pytest.fixture
 def provider_with_money(db):
-    user = make_user(email="ada@example.test", password=PASSWORD, is_provider=True)
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    user = verified_user("ada@example.test", is_provider=True)
     provider = services.provider_onboard(
         user=user,
         display_name="Ada's Attic",
@@ -54,19 +52,9 @@ def provider_with_money(db):
     return provider, node
 
 
-def _login(page: Page, email: str) -> None:
-    page.goto("/accounts/login/")
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url(lambda url: "/accounts/login/" not in url)
-
-
 def test_the_earnings_page_and_a_nodes_receipt(page: Page, live_server, provider_with_money):
     provider, node = provider_with_money
-    _login(page, provider.user.email)
-
-    page.goto("/provider/")
+    log_in(page, provider.user.email, "/provider/")
     page.get_by_test_id("earnings-per-day-link").click()
     page.wait_for_url("**/provider/earnings/")
     expect(page.get_by_test_id("earnings-bar")).to_have_count(30)

@@ -4,15 +4,14 @@ right edge, and a wide table scrolls inside itself instead of widening the whole
 from __future__ import annotations
 
 import pytest
-from allauth.account.models import EmailAddress
 
 from billing.services import hold_capture, hold_place, topup_credit
 from tests.deployment_pages.conftest import create_and_match
+from tests.e2e.layout import PHONE, overflow
+from tests.e2e.login import log_in, verified_user
 from tests.factories import make_node, make_provider, make_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-PASSWORD = "correct-horse-battery-staple"
-PHONE = {"width": 390, "height": 844}
 MODELS = ("rtx4090", "rtx3090", "a100-80g", "h100")
 
 
@@ -21,22 +20,8 @@ def viewport() -> dict[str, int]:
     return PHONE
 
 
-def overflow(page) -> dict:
-    """How far the page is wider than the screen, and the widest element that makes it so."""
-    return page.evaluate(
-        """() => {
-            const width = window.innerWidth;
-            const wide = [...document.querySelectorAll('body *')]
-                .map(e => [Math.round(e.getBoundingClientRect().right), e.tagName + '.' + e.className])
-                .filter(([right]) => right > width + 1).sort((a, b) => b[0] - a[0]);
-            return {scroll: document.documentElement.scrollWidth - width, widest: wide[0] || null};
-        }"""
-    )
-
-
 def test_pages_fit_a_phone_screen(page, live_server):
-    user = make_user(email="pat@example.test", password=PASSWORD, is_developer=True, is_provider=False)
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    user = verified_user("pat@example.test", is_developer=True, is_provider=False)
     topup_credit(user=user, amount=50_000_000, reference_type="test", reference_id="t1", idempotency_key="t1")
     hold = hold_place(user=user, amount=5_000_000, reference_type="test", reference_id="h1")
     hold_capture(hold=hold, amount=1_234_567, payee=make_user(), fee_rate=0, idempotency_key="c1", memo="Usage")
@@ -52,11 +37,7 @@ def test_pages_fit_a_phone_screen(page, live_server):
     deployment, lease = create_and_match(user)
     assert lease is not None
 
-    page.goto("/accounts/login/")
-    page.fill("input[name=login]", user.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+    log_in(page, user.email, "/deployments/")
 
     pages = ("/", "/gpus/", "/deployments/", "/deployments/new/", "/billing/", "/billing/transactions/")
     for path in (*pages, f"/deployments/{deployment.id}/"):

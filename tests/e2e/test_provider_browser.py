@@ -7,24 +7,19 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
-from django.core import mail
 from playwright.sync_api import Page, expect
 
 from accounts.models import User
 from providers.models import Node, NodeStatus, NodeToken
+from tests.e2e.login import sign_up
 
-FIZZ = Path(sys.executable).with_name("fizz")
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.skipif(not FIZZ.exists(), reason="the fizz agent is not installed: pip install -e sdk"),
 ]
-PASSWORD = "correct-horse-battery-staple"
 EMAIL = "grace@example.test"
 EVM = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 # Registration, a first heartbeat and one table refresh (every 5 s) fit well inside this.
@@ -41,24 +36,11 @@ def fast_heartbeats(settings):
     }
 
 
-def _confirmation_path() -> str:
-    [message] = [m for m in mail.outbox if EMAIL in m.to]
-    return re.search(r"https?://[^/\s]+(/\S+)", message.body).group(1)
-
-
 def test_sign_up_become_provider_create_token_and_see_the_agent_come_online(
-    page: Page, live_server, fast_heartbeats, tmp_path
+    page: Page, live_server, fast_heartbeats, fizz_agent, tmp_path
 ):
     # Sign up as a developer, confirm the e-mail address.
-    page.goto("/accounts/signup/")
-    page.fill("input[name=email]", EMAIL)
-    page.fill("input[name=password1]", PASSWORD)
-    page.fill("input[name=password2]", PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    expect(page.locator("main h1")).to_contain_text("Verify")
-    page.goto(_confirmation_path())
-    page.locator("main form button[type=submit]").click()
-    expect(page.get_by_test_id("whoami")).to_contain_text(EMAIL)
+    sign_up(page, EMAIL)
 
     # Not a provider yet: the nav offers onboarding. A bad checksum is caught next to the field.
     page.get_by_test_id("nav-become-provider").click()
@@ -98,7 +80,7 @@ def test_sign_up_become_provider_create_token_and_see_the_agent_come_online(
     log_path = tmp_path / "fizz.out"
     env = {**os.environ, "FIZZ_BACKOFF_CAP": "2", "FIZZ_MACHINE_ID": f"e2e-{uuid.uuid4()}"}
     command = [
-        str(FIZZ), "start", "--server", live_server.url, "--token", raw,
+        str(fizz_agent), "start", "--server", live_server.url, "--token", raw,
         "--runtime", "process", "--config-dir", str(tmp_path / "fizz"),
     ]  # fmt: skip
     with log_path.open("wb") as log:

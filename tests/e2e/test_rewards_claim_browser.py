@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from allauth.account.models import EmailAddress
 from playwright.sync_api import Page, expect
 
 from chain.evm.anvil import DEV_ACCOUNTS
@@ -19,21 +18,18 @@ from chain.sender import transactions_run
 from providers.models import NodeReward, RewardEra, RewardTreeStatus
 from providers.reward_claims import rewards_tree_build, rewards_trees_run
 from tests.chain_fixtures import stake_link
+from tests.e2e.login import log_in, verified_user
 from tests.e2e.wallet import install_wallet, sent_transactions, wallet_calls
-from tests.factories import make_node, make_provider, make_user
-from tests.live_sqlite import sqlite_reads_do_not_wait
+from tests.factories import make_node, make_provider
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-PASSWORD = "correct-horse-battery-staple"
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("live_sqlite_reads"),
+]
 SPON = 10**18
 STAKER = DEV_ACCOUNTS[3]  # the provider's stake wallet (unlocked on anvil)
 OTHER = DEV_ACCOUNTS[5]  # an account of the wallet that is not the stake address
-
-
-@pytest.fixture(autouse=True)
-def _sqlite_reads_do_not_wait(transactional_db, page):
-    with sqlite_reads_do_not_wait():
-        yield
 
 
 @pytest.fixture
@@ -46,8 +42,7 @@ def home(home_chain):
 def provider(home):
     """A provider whose stake address is STAKER, with 5 + 7 $SPON over two eras in a published tree
     (with another provider's 1 $SPON)."""
-    user = make_user(email="grace@example.test", password=PASSWORD, name="Grace", is_provider=True)
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    user = verified_user("grace@example.test", name="Grace", is_provider=True)
     profile = make_provider(user=user)
     stake_link(user, STAKER.address)
     node = make_node(provider=profile)
@@ -71,19 +66,11 @@ def provider(home):
     return user
 
 
-def _log_in(page: Page, user) -> None:
-    page.goto("/account/")
-    page.fill("input[name=login]", user.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url("**/account/")
-
-
 def test_the_claim_button_claims_the_cumulative_rewards_from_the_stake_wallet(page: Page, home, provider):
     distributor, token = home.contract("RewardDistributor"), home.contract("SponToken")
     before = token.functions.balanceOf(STAKER.address).call()
     install_wallet(page, STAKER.address, rpc=home.url)
-    _log_in(page, provider)
+    log_in(page, provider.email, "/account/")
     page.goto("/provider/rewards/")
     expect(page.get_by_test_id("rewards-claimable")).to_contain_text("12")
     expect(page.get_by_test_id("rewards-address")).to_have_text(STAKER.address)
@@ -106,7 +93,7 @@ def test_the_claim_button_claims_the_cumulative_rewards_from_the_stake_wallet(pa
 
 def test_a_wallet_on_another_account_is_told_to_switch_and_nothing_is_sent(page: Page, home, provider):
     install_wallet(page, OTHER.address, rpc=home.url)
-    _log_in(page, provider)
+    log_in(page, provider.email, "/account/")
     page.goto("/provider/rewards/")
 
     page.get_by_test_id("rewards-claim-button").click()

@@ -7,34 +7,33 @@ image; the seeded templates are GPU images with commands of their own that no CP
 run. So the test adds one template row of its own (the seeded ones are left as they are): a CPU
 workload that prints a line with the value the renter types into the template's form, then sleeps.
 
-No Celery worker or beat runs: `Sweeper` (tests.e2e.test_deployment_browser) calls the real beat
-task `sweep_open_orders` every 0.5 s, as beat and a worker would.
+No Celery worker or beat runs: `order_sweeper()` (tests.e2e.beat) calls the real beat task
+`sweep_open_orders` every 0.5 s, as beat and a worker would.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from decimal import Decimal
 
 import pytest
-from allauth.account.models import EmailAddress
 from playwright.sync_api import Page, expect
 
 from marketplace.models import Deployment, DeploymentStatus, Lease, LeaseLogLine, LeaseStatus, Template
 from providers import services
 from tests.deployments.conftest import fund
-from tests.e2e.test_deployment_browser import SLOW_MS, Sweeper, kill_with_workloads, online_node
+from tests.e2e.beat import order_sweeper
+from tests.e2e.login import log_in, verified_user
+from tests.e2e.test_deployment_browser import SLOW_MS
 from tests.factories import make_user
-from tests.integration.test_fizz_agent import FIZZ, Agent, wait_for
-from tests.live_sqlite import sqlite_reads_do_not_wait
+from tests.integration.agents import online_node, staked_provider, wait_for
 
 pytestmark = [
+    pytest.mark.usefixtures("live_sqlite_reads"),
     pytest.mark.e2e,
     pytest.mark.integration,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
-PASSWORD = "correct-horse-battery-staple"
 SLUG = "hello-process"
 GREETING = "store-to-agent-7f3a"
 # Prints the renter's value once, then stays up (a rental that runs), as a process of the agent.
@@ -56,32 +55,6 @@ deployment:
   mode: {{{{ MODE }}}}
   tiers: {{{{ TIERS }}}}
 """
-
-
-@pytest.fixture
-def fizz_agent():
-    """The agent's console script; without it the test skips on a developer's machine but fails
-    under CI=true (a CI run that skipped the real agent would prove nothing)."""
-    if not FIZZ.exists():
-        reason = f"the fizz agent is not installed at {FIZZ}: pip install -e sdk"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: this test must run)")
-        pytest.skip(reason)
-    return FIZZ
-
-
-@pytest.fixture(autouse=True)
-def _sqlite_reads_do_not_wait(transactional_db, page):
-    """See tests.live_sqlite (after `page`, as in tests.e2e.test_deployment_browser)."""
-    with sqlite_reads_do_not_wait():
-        yield
-
-
-@pytest.fixture
-def fast_server(settings, live_server):
-    settings.NODE_HEARTBEAT_INTERVAL_SECONDS = 1
-    settings.NODE_CHALLENGES_PER_HOUR = 0
-    return live_server.url
 
 
 @pytest.fixture
@@ -108,33 +81,20 @@ def hello_template(db) -> Template:
 
 @pytest.fixture
 def provider():
-    user = make_user(email="host@example.test", password=PASSWORD, is_provider=True)
-    profile = services.provider_onboard(
-        user=user,
-        display_name="Laptop Lab",
-        payout_evm_address="0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
-        default_region="us-east",
-    )
-    services.stake_record(provider=profile, kind="stake", amount="1000")
-    return profile
+    return staked_provider(make_user(email="host@example.test", is_provider=True))
 
 
 @pytest.fixture
 def renter():
-    user = make_user(email="ada@example.test", password=PASSWORD, is_developer=True)
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    user = verified_user("ada@example.test", is_developer=True)
     fund(user, 20)
     return user
 
 
 @pytest.fixture
-def agent(fizz_agent, fast_server, provider, tmp_path):
+def agent(agents, fast_server, provider):
     _row, token = services.node_token_create(provider=provider, label="this machine")
-    started = Agent(fast_server, token, tmp_path / "fizz", machine="store-machine").start()
-    yield started
-    kill_with_workloads(started)
-    if os.environ.get("FIZZ_TEST_VERBOSE"):
-        print(started.output())
+    return agents(fast_server, token, machine="store-machine").start()
 
 
 def test_renter_deploys_a_store_template_onto_a_running_agent_and_reads_its_logs(
@@ -145,12 +105,8 @@ def test_renter_deploys_a_store_template_onto_a_running_agent_and_reads_its_logs
     except AssertionError:
         pytest.fail(f"agent output:\n{agent.output()}")
 
-    with Sweeper() as sweeper:
-        page.goto("/accounts/login/?next=/models/")
-        page.fill("input[name=login]", renter.email)
-        page.fill("input[name=password]", PASSWORD)
-        page.locator("main form button[type=submit]").click()
-        page.wait_for_url("**/models/")
+    with order_sweeper() as sweeper:
+        log_in(page, renter.email, "/models/", behind_login=False)
 
         # The store prices the template on the agent's machine, the only offer that fits.
         card = page.locator(f'[data-testid="template-card"][data-slug="{SLUG}"]')

@@ -9,46 +9,32 @@ is signed there, as a wallet would sign it. No transaction is sent: linking cost
 from __future__ import annotations
 
 import pytest
-from allauth.account.models import EmailAddress
 from playwright.sync_api import Page, expect
 
 from accounts.models import WalletLink
 from chain.evm.anvil import DEV_ACCOUNTS
+from tests.e2e.login import log_in, verified_user
 from tests.e2e.wallet import REJECT_THE_REST, install_wallet, wallet_calls
-from tests.factories import make_user
-from tests.live_sqlite import sqlite_reads_do_not_wait
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-PASSWORD = "correct-horse-battery-staple"
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("live_sqlite_reads"),
+]
 SIGNER = DEV_ACCOUNTS[3]
-
-
-@pytest.fixture(autouse=True)
-def _sqlite_reads_do_not_wait(transactional_db, page):
-    with sqlite_reads_do_not_wait():
-        yield
 
 
 @pytest.fixture
 def provider(settings, live_server):
     settings.SITE_URL = live_server.url  # the domain the signed message names
-    user = make_user(email="grace@example.test", password=PASSWORD, name="Grace", is_provider=True)
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    user = verified_user("grace@example.test", name="Grace", is_provider=True)
     return user
-
-
-def _log_in(page: Page, user) -> None:
-    page.goto("/account/")
-    page.fill("input[name=login]", user.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url("**/account/")
 
 
 def test_provider_links_a_stake_wallet_by_signing_in_the_browser(page: Page, anvil, provider):
     node = anvil(chain_id=8453)
     install_wallet(page, SIGNER.address, rpc=node.url)
-    _log_in(page, provider)
+    log_in(page, provider.email, "/account/")
     page.get_by_test_id("account-wallets-link").click()
     page.wait_for_url("**/account/wallets/")
     expect(page.get_by_test_id("wallet-stake-address")).to_have_text("No address linked.")
@@ -69,7 +55,7 @@ def test_provider_links_a_stake_wallet_by_signing_in_the_browser(page: Page, anv
 
 def test_a_rejected_signature_links_nothing_and_says_so(page: Page, provider):
     install_wallet(page, SIGNER.address, answers={"eth_chainId": "0x2105"}, reject=REJECT_THE_REST)
-    _log_in(page, provider)
+    log_in(page, provider.email, "/account/")
     page.goto("/account/wallets/")
     page.get_by_test_id("wallet-payout-button").click()
     expect(page.get_by_test_id("wallet-payout-message")).to_have_text(
@@ -79,7 +65,7 @@ def test_a_rejected_signature_links_nothing_and_says_so(page: Page, provider):
 
 
 def test_without_a_wallet_the_page_says_how_to_get_one(page: Page, provider):
-    _log_in(page, provider)
+    log_in(page, provider.email, "/account/")
     page.goto("/account/wallets/")
     page.get_by_test_id("wallet-stake-button").click()
     expect(page.get_by_test_id("wallet-stake-message")).to_contain_text("No browser wallet found")

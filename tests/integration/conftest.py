@@ -9,13 +9,7 @@ from pathlib import Path
 
 import pytest
 
-
-def unavailable(reason: str) -> None:
-    """Skip on a developer's machine, fail under CI=true: a CI run that silently skipped an install
-    test would prove nothing."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: this test must run)")
-    pytest.skip(reason)
+from tests.needs import unavailable
 
 
 @pytest.fixture(scope="session")

@@ -2,17 +2,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from spheron_web.celery import app
 from spheron_web.tasks import ping
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.processes import ROOT, celery_worker_command
 
 
 def test_every_periodic_task_is_registered():
@@ -33,22 +30,7 @@ def test_a_real_worker_process_runs_a_task():
     # default queue, and a worker working through them first could miss the deadline.
     queue = "pytest-ping"
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "spheron_web",
-            "worker",
-            "--pool=solo",
-            "--loglevel=INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--hostname",
-            f"pytest-{os.getpid()}@%h",
-            "--queues",
-            queue,
-        ],
+        celery_worker_command(f"pytest-{os.getpid()}@%h", "--queues", queue),
         cwd=ROOT,
         env=dict(os.environ),
         stdout=subprocess.PIPE,

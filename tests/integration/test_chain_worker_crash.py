@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -26,8 +25,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from billing.models import AccountKind, LedgerAccount, LedgerTransaction, PayoutRequest, TransactionKind
 from billing.payouts import payout_request_create
@@ -41,11 +38,10 @@ from tests.billing.test_payouts_onchain import PAYEE, link_payout_wallet, settle
 from tests.chain_fixtures import TREASURY, chain_register, stake_link
 from tests.contracts.helpers import call
 from tests.factories import make_node, make_provider, make_user
-from tests.integration.conftest import unavailable
+from tests.integration.processes import ROOT, celery_worker_command, require_postgresql_and_redis, shared_database_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "pytest-chain-crash"
 KEY_ENV = "CHAIN_CRASH_TEST_KEY"
 SENDER = DEV_ACCOUNTS[4]  # an account nothing else in the test uses: its nonce counts our sends
@@ -110,18 +106,11 @@ class RpcProxy:
         self.server.server_close()
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 @pytest.fixture
 def requirements() -> None:
-    if connection.vendor != "postgresql":
-        unavailable("the worker process shares the test database: needs DATABASE_URL on PostgreSQL")
-    if not settings.REDIS_URL:
-        unavailable("the worker takes its tasks from a broker: needs REDIS_URL (Redis)")
+    require_postgresql_and_redis(
+        postgresql="the test database the worker process shares", redis="the broker the worker takes its tasks from"
+    )
 
 
 @pytest.fixture
@@ -148,7 +137,7 @@ def workers(tmp_path, proxied_chain) -> Iterator[Callable[..., subprocess.Popen]
     started: list[subprocess.Popen] = []
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": shared_database_url(),
         "DEBUG": "1",
         "CHAIN_DEVNET": "1",
         "CHAIN_BASE_RPC_URL": proxy.url,
@@ -162,23 +151,9 @@ def workers(tmp_path, proxied_chain) -> Iterator[Callable[..., subprocess.Popen]
     def start(**extra_env: str) -> subprocess.Popen:
         log = open(tmp_path / f"worker-{len(started)}.log", "w")  # noqa: SIM115 (closed with the process)
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "spheron_web",
-                "worker",
-                "--pool=solo",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--hostname",
-                f"pytest-crash-{os.getpid()}-{len(started)}@%h",
-                "--queues",
-                QUEUE,
-            ],
+            celery_worker_command(
+                f"pytest-crash-{os.getpid()}-{len(started)}@%h", "--without-heartbeat", "--queues", QUEUE
+            ),
             cwd=ROOT,
             env={**env, **extra_env},
             stdout=log,

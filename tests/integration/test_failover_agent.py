@@ -22,16 +22,16 @@ from django.test import Client
 from marketplace.deployments import services as deployments
 from marketplace.models import Lease, LeaseStatus
 from providers import liveness
-from providers.models import Node, NodeStatus
+from providers.models import Node
 from tests.deployments.conftest import fund
 from tests.factories import make_user
-from tests.integration.test_fizz_agent import FIZZ, Agent, wait_for
+from tests.integration.agents import Agent, kill_with_workloads, online_node, staked_provider, wait_for
 from tests.live_sqlite import sqlite_reads_do_not_wait
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.skipif(not FIZZ.exists(), reason="the fizz agent is not installed: pip install -e sdk"),
+    pytest.mark.usefixtures("fizz_agent"),
 ]
 
 GRACE, OFFLINE_AFTER, FOLD = 4, 2, 1.0
@@ -78,25 +78,8 @@ def _sqlite_reads_do_not_wait(transactional_db):
 def node_token(db):
     from providers import services
 
-    user = make_user(is_provider=True)
-    provider = services.provider_onboard(
-        user=user,
-        display_name="Laptop Lab",
-        payout_evm_address="0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
-        default_region="us-east",
-    )
-    services.stake_record(provider=provider, kind="stake", amount="1000")
+    provider = staked_provider(make_user(is_provider=True))
     return services.node_token_create(provider=provider, label="this machine")[1]
-
-
-def kill_with_workloads(agent: Agent) -> None:
-    children = psutil.Process(agent.process.pid).children(recursive=True)
-    agent.kill()
-    for child in children:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def fold() -> dict[str, int]:
@@ -119,8 +102,7 @@ def free_cores(node_id: int) -> int:
 def test_a_killed_agent_fails_over_within_the_grace_plus_one_fold(short_liveness, node_token, tmp_path):
     agent = Agent(short_liveness, node_token, tmp_path / "fizz").start()
     try:
-        node = wait_for(lambda: Node.objects.filter(status=NodeStatus.ONLINE, is_simulated=False).first(),
-                        what="the node to come online")  # fmt: skip
+        node = wait_for(online_node, what="the node to come online")
         renter = make_user(email="renter@example.test")
         fund(renter, 20)
         deployment = deployments.deployment_create(user=renter, source=spec())
@@ -182,8 +164,7 @@ def test_a_closed_lease_keeps_the_node_until_the_workload_is_gone(short_liveness
     home = tmp_path / "fizz"
     agent = Agent(short_liveness, node_token, home).start()
     try:
-        node = wait_for(lambda: Node.objects.filter(status=NodeStatus.ONLINE, is_simulated=False).first(),
-                        what="the node to come online")  # fmt: skip
+        node = wait_for(online_node, what="the node to come online")
         renter = make_user(email="renter@example.test")
         fund(renter, 20)
         deployment = deployments.deployment_create(user=renter, source=spec())

@@ -8,11 +8,8 @@ tells it the interval), goes offline when killed and comes back; the server's cl
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -26,97 +23,19 @@ from marketplace.deployments import services as deployments
 from providers import hooks, liveness, services, uptime
 from providers.models import Node, NodeEvent, NodeEventKind, NodeStatus
 from tests.factories import make_user
+from tests.integration.agents import staked_provider, wait_for
 
-FIZZ = Path(sys.executable).with_name("fizz")
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.skipif(not FIZZ.exists(), reason="the fizz agent is not installed: pip install -e sdk"),
+    pytest.mark.usefixtures("fizz_agent"),
 ]
-
-
-def wait_for(predicate, *, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-class Agent:
-    """One `fizz start` process with its own config directory and log file."""
-
-    def __init__(self, server: str, token: str, home: Path, *, machine: str | None = None, extra_env=None):
-        self.home = home
-        self.log_path = home.parent / f"{home.name}.out"
-        env = {**os.environ, "FIZZ_BACKOFF_CAP": "1", **(extra_env or {})}
-        if machine:
-            env["FIZZ_MACHINE_ID"] = machine
-        self.command = [
-            str(FIZZ), "start", "--server", server, "--token", token, "--runtime", "process",
-            "--config-dir", str(home), "--region", "eu-west",
-        ]  # fmt: skip
-        self.env = env
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> Agent:
-        self.home.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
-        return self
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def wait(self, timeout: float = 20) -> int:
-        return self.process.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-    def terminate(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
-
-
-@pytest.fixture
-def fast_server(settings, live_server):
-    settings.NODE_HEARTBEAT_INTERVAL_SECONDS = 1
-    settings.NODE_CHALLENGES_PER_HOUR = 0
-    return live_server.url
 
 
 @pytest.fixture
 def node_token(db):
-    user = make_user(is_provider=True)
-    provider = services.provider_onboard(
-        user=user,
-        display_name="Laptop Lab",
-        payout_evm_address="0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
-        default_region="us-east",
-    )
-    services.stake_record(provider=provider, kind="stake", amount="1000")
+    provider = staked_provider(make_user(is_provider=True))
     _row, raw = services.node_token_create(provider=provider, label="this machine")
     return provider, raw
-
-
-@pytest.fixture
-def agents(tmp_path):
-    started: list[Agent] = []
-
-    def make(*args, **kwargs) -> Agent:
-        agent = Agent(*args, **kwargs)
-        started.append(agent)
-        return agent
-
-    yield make
-    for agent in started:
-        agent.kill()
-        if os.environ.get("FIZZ_TEST_VERBOSE"):
-            print(agent.output())
 
 
 def _node() -> Node | None:
@@ -137,7 +56,7 @@ def test_agent_detects_registers_heartbeats_goes_offline_when_killed_and_comes_b
     fast_server, node_token, agents, tmp_path, settings
 ):
     _provider, token = node_token
-    agent = agents(fast_server, token, tmp_path / "fizz").start()
+    agent = agents(fast_server, token, "fizz").start()
     try:
         node = wait_for(_online_node, what="the node to come online")
     except AssertionError:
@@ -191,9 +110,9 @@ def clock_days(days: int):
 
 def test_a_second_machine_with_the_same_token_is_refused(fast_server, node_token, agents, tmp_path):
     _provider, token = node_token
-    agents(fast_server, token, tmp_path / "first", machine="machine-one").start()
+    agents(fast_server, token, "first", machine="machine-one").start()
     wait_for(_online_node, what="the first agent's node")
-    second = agents(fast_server, token, tmp_path / "second", machine="machine-two").start()
+    second = agents(fast_server, token, "second", machine="machine-two").start()
     assert second.wait(timeout=30) == 1
     assert "already in use" in second.output()
     assert Node.objects.filter(is_simulated=False).count() == 1
@@ -201,7 +120,7 @@ def test_a_second_machine_with_the_same_token_is_refused(fast_server, node_token
 
 def test_sigterm_stops_cleanly_and_the_node_goes_offline_at_once(fast_server, node_token, agents, tmp_path):
     _provider, token = node_token
-    agent = agents(fast_server, token, tmp_path / "fizz").start()
+    agent = agents(fast_server, token, "fizz").start()
     node = wait_for(_online_node, what="the node to come online")
     assert agent.terminate() == 0
     node.refresh_from_db()
@@ -273,7 +192,7 @@ def test_the_agent_rides_out_network_errors_with_backoff(fast_server, node_token
     _provider, token = node_token
     proxy = FlakyProxy(int(live_server.url.rsplit(":", 1)[1]))
     try:
-        agent = agents(f"http://127.0.0.1:{proxy.port}", token, tmp_path / "fizz").start()
+        agent = agents(f"http://127.0.0.1:{proxy.port}", token, "fizz").start()
         node = wait_for(_online_node, what="the node to come online")
         proxy.drop()
         before = _sequence(node.id)
@@ -314,7 +233,7 @@ def test_the_agent_runs_an_assignment_and_reports_events_and_logs(
     # The events route calls the deployments service; the live server runs in this process.
     monkeypatch.setattr(deployments, "lease_events", handler)
     try:
-        agent = agents(fast_server, token, tmp_path / "fizz").start()
+        agent = agents(fast_server, token, "fizz").start()
         wait_for(lambda: any(event["type"] == "exited" for _l, event in received), timeout=30, what="the lease to exit")
         types = [event["type"] for _l, event in received]
         assert types.index("provisioning") < types.index("running") < types.index("exited")

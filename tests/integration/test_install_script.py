@@ -17,7 +17,8 @@ import pytest
 from providers import services
 from providers.models import Node
 from tests.factories import make_user
-from tests.integration.conftest import clean_env, unavailable
+from tests.integration.conftest import clean_env
+from tests.needs import unavailable
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import clean_env, unavailable
+from tests.integration.conftest import clean_env
+from tests.needs import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration

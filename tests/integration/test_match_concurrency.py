@@ -17,16 +17,12 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.conf import settings
-from django.db import connection
 from django.db.models import Count
 from spheron_sdk.matching import verify_match
 
@@ -41,9 +37,7 @@ from providers.models import Node, NodeStatus
 from spheron_web.celery import app
 from tests.deployments.conftest import fund
 from tests.factories import make_node, make_provider, make_user
-
-ROOT = Path(__file__).resolve().parents[2]
-ON_CI = os.environ.get("CI") == "true"
+from tests.integration.processes import celery_worker_command, require_postgresql_and_redis, shared_env, spawn, stop
 
 ORDERS = 500
 RENTERS = 50  # ten deployments each: matches of one renter contend for that renter's ledger rows
@@ -75,39 +69,11 @@ SPEC = {
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
-def _unavailable(reason: str) -> None:
-    if ON_CI:
-        pytest.fail(f"{reason} (CI=true: the concurrency test must run)")
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def postgresql_and_redis() -> None:
-    if connection.vendor != "postgresql":
-        _unavailable("needs PostgreSQL row locks and concurrent writers: set DATABASE_URL=postgres://...")
-    if not settings.REDIS_URL:
-        _unavailable("needs Redis as the broker the two workers share: set REDIS_URL=redis://.../<db>")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _reference_data_back_after_the_last_test(django_db_setup, django_db_blocker):
-    """A transactional test empties every table when it ends; put the reference data (GPU models,
-    regions) back, so that a reused test database (--reuse-db) still has it next session."""
-    yield
-    contents = getattr(connection, "_test_serialized_contents", None)
-    if contents and connection.vendor == "postgresql":
-        with django_db_blocker.unblock():
-            connection.creation.deserialize_db_from_string(contents)
-
-
-def _test_database_url() -> str:
-    """The database this test runs in (pytest-django's test_<name>), for the worker processes."""
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "", safe="")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-    return f"postgres://{auth}@{host}/{db['NAME']}"
+    require_postgresql_and_redis(
+        postgresql="for row locks and concurrent writers", redis="the broker the two workers share"
+    )
 
 
 def _slots(node: Node) -> int:
@@ -171,34 +137,9 @@ def build_market() -> tuple[set[int], int]:
 
 def start_worker(index: int, log_dir: Path) -> tuple[subprocess.Popen, Path]:
     log = log_dir / f"worker-{index}.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": _test_database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "MATCH_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
-        "MATCH_BATCH_SIZE": str(BATCH_SIZE),
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [
-        sys.executable, "-m", "celery", "-A", "spheron_web", "worker", "--pool=solo", "--loglevel=INFO",
-        "--without-gossip", "--without-mingle", "--prefetch-multiplier=1",
-        "--hostname", f"match-{index}-{os.getpid()}@%h",
-    ]  # fmt: skip
-    with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    return process, log
-
-
-def stop(processes: list[subprocess.Popen]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    env = shared_env(MATCH_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS), MATCH_BATCH_SIZE=str(BATCH_SIZE))
+    command = celery_worker_command(f"match-{index}-{os.getpid()}@%h", "--prefetch-multiplier=1")
+    return spawn(command, env=env, log=log), log
 
 
 def unfinished() -> int:

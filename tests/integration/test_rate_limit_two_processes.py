@@ -16,55 +16,26 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from accounts.api_keys import api_key_create
 from tests.factories import make_user
+from tests.integration.processes import ROOT, require_postgresql_and_redis, shared_env, spawn, stop
 
-ROOT = Path(__file__).resolve().parents[2]
 READ_LIMIT = 10
 START_TIMEOUT_SECONDS = 60
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the shared rate limit test must run)")
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def postgresql_and_redis() -> None:
-    if connection.vendor != "postgresql":
-        _unavailable("needs PostgreSQL, which both servers read the key from: set DATABASE_URL=postgres://...")
-    if not settings.REDIS_URL:
-        _unavailable("needs Redis, the cache both servers count in: set REDIS_URL=redis://.../<db>")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _reference_data_back_after_the_last_test(django_db_setup, django_db_blocker):
-    """A transactional test empties every table when it ends; put the reference data (GPU models,
-    regions) back, so that a reused test database (--reuse-db) still has it next session."""
-    yield
-    contents = getattr(connection, "_test_serialized_contents", None)
-    if contents and connection.vendor == "postgresql":
-        with django_db_blocker.unblock():
-            connection.creation.deserialize_db_from_string(contents)
-
-
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "", safe="")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-    return f"postgres://{auth}@{host}/{db['NAME']}"
+    require_postgresql_and_redis(
+        postgresql="which both servers read the key from", redis="the cache both servers count in"
+    )
 
 
 def _free_port() -> int:
@@ -74,21 +45,16 @@ def _free_port() -> int:
 
 
 def _start_server(port: int, settings_dir: Path, log: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "ratelimit_test_settings",
-        "PYTHONPATH": os.pathsep.join([str(settings_dir), str(ROOT)]),
-        "DATABASE_URL": _test_database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "CACHE_KEY_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", ""),
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = shared_env(
+        DJANGO_SETTINGS_MODULE="ratelimit_test_settings",
+        PYTHONPATH=os.pathsep.join([str(settings_dir), str(ROOT)]),
+        CACHE_KEY_PREFIX=settings.CACHES["default"].get("KEY_PREFIX", ""),
+    )
     command = [
         sys.executable, "-m", "gunicorn", "spheron_web.wsgi:application",
         "--bind", f"127.0.0.1:{port}", "--workers", "1", "--chdir", str(ROOT), "--log-level", "info",
     ]  # fmt: skip
-    with log.open("w") as out:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return spawn(command, env=env, log=log)
 
 
 def _wait_until_up(base: str, process: subprocess.Popen, log: Path) -> None:
@@ -122,13 +88,7 @@ def test_two_web_processes_share_one_keys_rate_limit(postgresql_and_redis, tmp_p
         answers = [httpx.get(f"{bases[n % 2]}/api/v1/wallets", headers=headers, timeout=10) for n in range(READ_LIMIT)]
         past = [httpx.get(f"{base}/api/v1/wallets", headers=headers, timeout=10) for base in bases]
     finally:
-        for server in servers:
-            server.terminate()
-        for server in servers:
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        stop(servers)
 
     assert [answer.status_code for answer in answers] == [200] * READ_LIMIT
     assert [int(answer.headers["RateLimit-Remaining"]) for answer in answers] == list(range(READ_LIMIT - 1, -1, -1))

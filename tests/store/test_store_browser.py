@@ -4,20 +4,18 @@ new-deployment page opens with the template's spec pinned to the cheapest offer 
 from __future__ import annotations
 
 import pytest
-from allauth.account.models import EmailAddress
 from playwright.sync_api import Page, expect
 
 from tests.deployments.conftest import fund
-from tests.factories import make_node, make_provider, make_user
+from tests.e2e.login import log_in, verified_user
+from tests.factories import make_node, make_provider
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-PASSWORD = "correct-horse-battery-staple"
 
 
 @pytest.fixture
 def developer(db):
-    user = make_user(email="ada@example.test", password=PASSWORD, is_developer=True)
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    user = verified_user("ada@example.test", is_developer=True)
     fund(user, 50)
     return user
 
@@ -27,11 +25,7 @@ def test_deploy_a_template_from_the_model_store(page: Page, live_server, develop
     cheap = make_node(provider=provider, gpu_price_per_hour_micros=160_000, region="us-east")
     make_node(provider=provider, gpu_price_per_hour_micros=320_000, region="eu-west")
 
-    page.goto("/accounts/login/?next=/models/")
-    page.fill("input[name=login]", developer.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url("**/models/")
+    log_in(page, developer.email, "/models/", behind_login=False)
     expect(page.get_by_test_id("template-card")).to_have_count(7)
 
     page.get_by_test_id("template-link-jupyter-pytorch").click()
