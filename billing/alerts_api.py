@@ -34,7 +34,7 @@ from billing.models import AutoReload, AutoReloadAttempt, BalanceAlert, BalanceA
 from billing.stripe_service import card_payments_configured
 from core.errors import ApplicationError
 from core.money import exact_usd
-from core.schemas import ERRORS, ErrorOut, NoNulIn
+from core.schemas import ERRORS, NoNulIn
 
 router = Router(tags=["billing"], auth=api_auth)
 
@@ -317,7 +317,7 @@ def autoreload_get(request: HttpRequest):
 
 @router.put(
     "/autoreload",
-    response={200: AutoReloadOut, 503: ErrorOut, **ERRORS},
+    response={200: AutoReloadOut, **ERRORS},
     operation_id="billing_autoreload_update",
     summary="Change your auto-reload",
 )
