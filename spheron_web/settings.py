@@ -472,6 +472,8 @@ API_KEY_RATE_LIMITS = {
 BALANCE_ALERT_MAX_ATTEMPTS = env_int("BALANCE_ALERT_MAX_ATTEMPTS", 6, min_value=1, max_value=20)
 BALANCE_ALERT_RETRY_BASE_SECONDS = env_int("BALANCE_ALERT_RETRY_BASE_SECONDS", 30, min_value=1, max_value=3600)
 BALANCE_ALERT_WEBHOOK_TIMEOUT_SECONDS = env_int("BALANCE_ALERT_WEBHOOK_TIMEOUT_SECONDS", 5, min_value=1, max_value=60)
+# PEM bundle of the CAs a webhook receiver's certificate may chain to; empty: certifi's public CAs.
+BALANCE_ALERT_WEBHOOK_CA_FILE = env_str("BALANCE_ALERT_WEBHOOK_CA_FILE", "")
 AUTORELOAD_MIN_USD = env_int("AUTORELOAD_MIN_USD", 20, min_value=1, max_value=100_000)  # whole dollars
 AUTORELOAD_RETRY_AFTER_FAILURE_SECONDS = env_int(
     "AUTORELOAD_RETRY_AFTER_FAILURE_SECONDS", 21600, min_value=60, max_value=7 * 86400
