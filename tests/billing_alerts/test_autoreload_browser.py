@@ -51,6 +51,7 @@ def test_saved_card_reloads_credits_once_when_the_balance_falls_below_the_thresh
 
     page.get_by_test_id("save-card").click()
     page.wait_for_url("**/billing/auto-reload/card/")
+    expect(page.locator("script:not([src])")).to_have_count(0)  # no inline script on the card pages
     fill_localstripe_card(page, VISA)
     page.get_by_role("button", name="Save the card").click()
     page.wait_for_url("**/billing/alerts/#auto-reload")

@@ -56,6 +56,7 @@ def open_pay_step(page: Page, email: str, amount: str) -> None:
     page.get_by_test_id("topup-form").locator("input[name=amount]").fill(amount)
     page.get_by_role("button", name="Continue to payment").click()
     expect(page.get_by_test_id("card-element").locator("input")).to_have_count(5)
+    expect(page.locator("script:not([src])")).to_have_count(0)  # no inline script on the card pages
 
 
 def stripe_js_attaches(client: stripe.StripeClient, page: Page, number: str) -> str:
