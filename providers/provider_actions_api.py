@@ -21,7 +21,7 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.urls import reverse
 from ninja import Path, Query, Router, Status
-from pydantic import BaseModel, Field, StrictStr, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints, field_validator
 from spheron_sdk import rewards as sdk_rewards
 
 from accounts.auth import api_auth
@@ -117,6 +117,8 @@ class PricesOut(BaseModel):
 
 class PricesIn(NoNulIn):
     """All your provider-mode list prices at once, as the prices page posts them."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is named, not ignored
 
     gpu_prices: dict[GpuSlug, PriceText | None] = Field(
         max_length=500,
@@ -278,6 +280,8 @@ class PayoutPageOut(BaseModel):
 
 
 class PayoutIn(NoNulIn):
+    model_config = ConfigDict(extra="forbid")
+
     amount: StrictStr = Field(description='USD as a string with at most 2 decimal places, e.g. "25.00"')
     chain: Annotated[StrictStr, StringConstraints(max_length=40)] = Field(
         description="The key of an enabled EVM chain to be paid on (GET /api/v1/chains), e.g. base"
@@ -471,6 +475,8 @@ class SlashDetailOut(SlashOut):
 
 
 class AppealIn(NoNulIn):
+    model_config = ConfigDict(extra="forbid")
+
     text: Annotated[StrictStr, StringConstraints(max_length=MAX_APPEAL * 2)] = Field(
         description=f"Why the slash is wrong, at most {MAX_APPEAL:,} characters"
     )

@@ -152,6 +152,7 @@ def test_the_prices_page_shows_what_the_api_set(provider):
         ({"storage_per_gb_month": 1}, 422, "storage_per_gb_month", 'as a string, e.g. "0.75"'),
         ({"storage_per_gb_month": True}, 422, "storage_per_gb_month", None),
         ({"cpu_per_core_month": None}, 422, "cpu_per_core_month", None),
+        ({"cpu_per_core": "0.80"}, 422, "cpu_per_core", "Extra inputs are not permitted"),
     ],
 )
 def test_a_bad_price_is_a_4xx_naming_the_field_and_nothing_changes(provider, change, status, field, message):
@@ -280,6 +281,7 @@ def test_a_payout_above_the_threshold_waits_for_an_admin_and_spon_is_paid_where_
         ({"amount": "10", "chain": "arbitrum", "token": "SPON"}, 400, "token", "$SPON is not on"),
         ({"amount": "10", "chain": "base", "token": "DOGE"}, 400, "token", "Choose the token"),
         ({"amount": "10", "chain": "base", "token": 1}, 422, "token", None),
+        ({"amount": "10", "chain": "base", "address": EVM}, 422, "address", "Extra inputs are not permitted"),
     ],
 )
 def test_a_refused_payout_is_a_4xx_naming_the_field(earning, body, status, field, message):
