@@ -23,14 +23,16 @@ Scopes, by method and path under /api/v1 (the routers declare nothing: the path 
     GET, HEAD, OPTIONS   anything                          read, or the scope of the path's area
     POST                 deployments/validate              read, or deploy (it changes nothing)
     POST, PUT, PATCH,    deployments, deployments/...      deploy
-    DELETE               billing, billing/...              billing  (top-ups, deposit checks)
-                         provider, provider/...            provider (node tokens, maintenance)
+    DELETE               billing, billing/...              billing  (top-ups, deposit checks, alerts, auto-reload)
+                         provider, provider/...            provider (node tokens, maintenance, prices,
+                                                                     payouts, slash appeals)
                          anything else (wallets, ...)      full
     `full` grants everything the account may do. A key made before scopes existed has `full`.
 
 Rate classes, per key (settings.API_KEY_RATE_LIMITS, e.g. {"read": "600/min"}, over RATE_LIMITS
-below): `read` for GET/HEAD/OPTIONS, `deploy` for POST deployments (starting one), `write` for
-every other request. Sessions (the browser) are not rate limited here.
+below): `read` for GET/HEAD/OPTIONS, `deploy` for POST deployments and POST
+deployments/<id>/redeploy (each starts one), `write` for every other request. Sessions (the
+browser) are not rate limited here.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def missing_scope(scopes: list[str], method: str, path: str) -> str | None:
 def rate_class(method: str, path: str) -> str:
     if method in SAFE_METHODS:
         return "read"
-    if method == "POST" and path == "deployments":
+    if method == "POST" and (path == "deployments" or (path.startswith("deployments/") and path.endswith("/redeploy"))):
         return "deploy"
     return "write"
 

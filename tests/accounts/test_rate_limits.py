@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
 from accounts.api_keys import api_key_create
-from accounts.auth import rate_limits
+from accounts.auth import rate_class, rate_limits
 from core.ratelimit import Rate, rate_limit_hit, rate_parse
 from tests.deployments.conftest import fund, spec_text
 from tests.factories import make_user
@@ -140,3 +140,19 @@ def test_an_unknown_route_class_in_the_settings_is_a_configuration_error(setting
     settings.API_KEY_RATE_LIMITS = {"reads": "10/min"}
     with pytest.raises(ImproperlyConfigured, match="unknown route class reads"):
         rate_limits()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "route_class"),
+    [
+        ("GET", "deployments", "read"),
+        ("HEAD", "billing/balance", "read"),
+        ("POST", "deployments", "deploy"),
+        ("POST", "deployments/7/redeploy", "deploy"),  # starts a deployment as much as POST deployments
+        ("POST", "deployments/7/close", "write"),
+        ("POST", "deployments/validate", "write"),
+        ("PUT", "provider/prices", "write"),
+    ],
+)
+def test_each_request_has_its_rate_class(method, path, route_class):
+    assert rate_class(method, path) == route_class
