@@ -180,3 +180,142 @@ class AutoReload(TypedDict):
     card_setup_url: str  # saving a card needs Stripe.js: this page in a browser
     attempts: list[AutoReloadAttempt]
     attempt: AutoReloadAttempt | None  # after an update that reloaded at once
+
+
+class Redeployed(DeploymentCreated):
+    redeployed_from: int  # the pinned deployment this one replaces (now closed)
+
+
+# Provider actions (/provider/prices, /provider/payouts, /provider/slashes). $SPON amounts are
+# base-unit strings (18 decimals) with a whole-token twin (`*_spon`).
+
+
+class GpuPrice(TypedDict):
+    gpu_model: str  # the model's slug
+    name: str
+    kind: str  # gpu, apple or cpu
+    price_per_hour: str | None  # None: you do not offer the model
+    price_per_hour_micros: int | None
+    fizz_price_per_hour: str  # the Fizz price, for reference
+    fizz_price_per_hour_micros: int
+
+
+class UnitPrice(TypedDict):
+    price: str  # USD per unit-month (a core, or a GB)
+    price_micros: int
+    fizz_price: str
+    fizz_price_micros: int
+
+
+class ProviderPrices(TypedDict):
+    gpu_prices: list[GpuPrice]  # every model of the catalog, in its order
+    cpu_per_core_month: UnitPrice
+    memory_per_gb_month: UnitPrice
+    storage_per_gb_month: UnitPrice
+    offered: int  # how many GPU models you price
+    applies_to: str
+
+
+class Payout(TypedDict):
+    id: int
+    created_at: str
+    updated_at: str
+    amount: str
+    amount_micros: int
+    status: str  # requested, approved, sending, paid, failed, rejected
+    needs_approval: bool
+    approved_at: str | None
+    chain: str | None
+    chain_name: str | None
+    chain_id: int | None
+    token_symbol: str
+    token_amount: str | None  # base units; None until recorded for sending
+    token_amount_text: str  # "0.0041 ETH"; "" until recorded
+    usd_rate: str | None
+    rate_at: str | None
+    destination: str
+    tx_hash: str
+    tx_url: str
+    tx_status: str | None
+    waiting_reason: str
+    failure_reason: str
+    paid_at: str | None
+
+
+class PayoutBalance(TypedDict):
+    pending: str
+    pending_micros: int
+    settled: str
+    settled_micros: int
+    requested: str
+    requested_micros: int
+    payable: str  # what you may request now: settled less requested
+    payable_micros: int
+    minimum: str
+    minimum_micros: int
+    approval_threshold: str  # above it an admin approves the payout first
+    approval_threshold_micros: int
+    payout_address: str | None  # None: link one first (/account/wallets/)
+
+
+class PayoutPage(TypedDict):
+    balance: PayoutBalance
+    items: list[Payout]
+    next_cursor: str | None
+
+
+class SlashAppeal(TypedDict):
+    id: int
+    status: str  # open, upheld, dismissed
+    text: str
+    created_at: str
+    answer: str
+    decided_at: str | None
+    refund_status: str  # waiting, sending, returned, failed, restored, nothing; "" before
+    refund_amount: str | None
+    refund_amount_spon: str | None
+    refund_tx_hash: str
+    refund_tx_url: str
+    refund_note: str
+    refunded_at: str | None
+
+
+class Slash(TypedDict):
+    id: int
+    created_at: str
+    amount: str
+    amount_spon: str
+    amount_slashed: str | None
+    amount_slashed_spon: str | None
+    status: str  # decided, sending, applied, off_chain, failed
+    failure_reason: str
+    applied_at: str | None
+    reason: str
+    reference: str
+    reason_hash: str
+    evidence_type: str  # "lease", "challenge" or ""
+    evidence_id: str
+    node_id: int | None
+    address: str
+    chain_id: int | None
+    tx_hash: str
+    tx_url: str
+    tx_status: str | None
+    can_appeal: bool
+    appeal: SlashAppeal | None
+    url: str  # the slash's page, with its evidence
+
+
+class SlashEvidence(TypedDict):
+    kind: str
+    node_id: int | None
+    node_name: str | None
+    lease_meter: dict[str, Any] | None
+    node_events: list[dict[str, Any]]
+    era_start: str | None
+    era_end: str | None
+    failed_challenges: list[dict[str, Any]]
+
+
+class SlashDetail(Slash):
+    evidence: SlashEvidence

@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, cast
 from urllib.parse import quote, urlencode
 
@@ -48,6 +49,13 @@ from spheron_sdk.api_types import (
     LogLine,
     LogPage,
     Offer,
+    Payout,
+    PayoutBalance,
+    PayoutPage,
+    ProviderPrices,
+    Redeployed,
+    Slash,
+    SlashDetail,
     Validation,
 )
 from spheron_sdk.errors import (
@@ -389,7 +397,7 @@ def _segment(value: str) -> str:
 
 
 class Deployments(_Group):
-    """/deployments: create, validate (the dry run), list, get, events, close, logs, match proof."""
+    """/deployments: create, validate (the dry run), list, get, events, close, redeploy, logs, match proof."""
 
     def create(self, spec: str | dict[str, Any]) -> DeploymentCreated:
         """Holds credits and opens an order. `spec` is the YAML text or its JSON object.
@@ -419,6 +427,13 @@ class Deployments(_Group):
 
     def close(self, deployment_id: int) -> Deployment:
         return self._client.post(f"/deployments/{int(deployment_id)}/close")
+
+    def redeploy(self, deployment_id: int) -> Redeployed:
+        """A deployment pinned to one node (typically after that node failed) deployed again on any
+        similar node: a new deployment with the same spec less the pin, answered as `create` answers
+        plus `redeployed_from`. The old one is closed if it still runs, in the same transaction.
+        Conflict (409) when it is not pinned; InsufficientFunds (402) when the new hold does not fit."""
+        return self._client.post(f"/deployments/{int(deployment_id)}/redeploy")
 
     def match_proof(self, deployment_id: int, *, attempt: int | None = None) -> JSON:
         return self._client.get(f"/deployments/{int(deployment_id)}/match-proof", attempt=attempt)
@@ -625,7 +640,8 @@ class Wallets(_Group):
 
 
 class Provider(_Group):
-    """/provider: nodes, node tokens, maintenance, rewards; the public earnings estimate."""
+    """/provider: nodes, node tokens, maintenance, rewards, stake, earnings, list prices, payouts,
+    slashes and appeals; the public earnings estimate."""
 
     def nodes(self) -> list[JSON]:
         return self._client.get("/provider/nodes")
@@ -674,9 +690,107 @@ class Provider(_Group):
         rewards, floor top-ups and slashes, with totals; `node`: one node of yours."""
         return self._client.get("/provider/earnings", days=days, node=node)
 
+    # List prices of provider-mode nodes (the page /provider/prices/). Prices are USD strings.
+
+    def prices(self) -> ProviderPrices:
+        """Your USD per GPU-hour for every model of the catalog (None: not offered) and per
+        core-month and GB-month, each with the Fizz price for reference."""
+        return self._client.get("/provider/prices")
+
+    def prices_update(
+        self,
+        gpu_prices: Mapping[str, str | Decimal | None],
+        *,
+        cpu_per_core_month: str | Decimal,
+        memory_per_gb_month: str | Decimal,
+        storage_per_gb_month: str | Decimal,
+    ) -> ProviderPrices:
+        """Replaces every list price at once: a GPU model left out of `gpu_prices` (or None, or "")
+        is no longer offered. A bad price is a ValidationError naming its field (`gpu_prices.<slug>`,
+        `cpu_per_core_month`, ...) and nothing is written. To change one price, see `price_set`."""
+        body = {
+            "gpu_prices": {slug: None if price is None else str(price) for slug, price in gpu_prices.items()},
+            "cpu_per_core_month": str(cpu_per_core_month),
+            "memory_per_gb_month": str(memory_per_gb_month),
+            "storage_per_gb_month": str(storage_per_gb_month),
+        }
+        return self._client.request("PUT", "/provider/prices", json=body)
+
+    def price_set(self, gpu_model: str, price: str | Decimal | None) -> ProviderPrices:
+        """One GPU model's USD per GPU-hour (None: no longer offered), every other price kept.
+        Read-modify-write: it GETs the prices and PUTs them back changed, so a change made by someone
+        else (the page, another script) between the two calls is overwritten."""
+        current = _prices_body(self.prices())
+        current["gpu_prices"][gpu_model] = None if price is None else str(price)
+        return self.prices_update(**current)
+
+    def unit_prices_set(
+        self,
+        *,
+        cpu_per_core_month: str | Decimal | None = None,
+        memory_per_gb_month: str | Decimal | None = None,
+        storage_per_gb_month: str | Decimal | None = None,
+    ) -> ProviderPrices:
+        """The per core-month and GB-month prices given (None: unchanged), every GPU price kept.
+        Read-modify-write, as `price_set`."""
+        current = _prices_body(self.prices())
+        changes = {
+            "cpu_per_core_month": cpu_per_core_month,
+            "memory_per_gb_month": memory_per_gb_month,
+            "storage_per_gb_month": storage_per_gb_month,
+        }
+        current.update({name: str(value) for name, value in changes.items() if value is not None})
+        return self.prices_update(**current)
+
+    # Payouts of settled rental earnings (the page /billing/earnings/).
+
+    def payouts_page(self, *, cursor: str | None = None, limit: int | None = None) -> PayoutPage:
+        """One page of your payout requests (newest first) with `balance`: what you may request now."""
+        return self._client.get("/provider/payouts", cursor=cursor, limit=limit)
+
+    def payouts(self, *, page_size: int = 100) -> Iterator[Payout]:
+        """Your payout requests, newest first, every page."""
+        return self._client.pages("/provider/payouts", {"limit": page_size})
+
+    def payout_balance(self) -> PayoutBalance:
+        """Settled, requested and payable USD, the minimum, the approval threshold, your payout address."""
+        return self.payouts_page(limit=1)["balance"]
+
+    def payout_request(self, amount: str | Decimal, chain: str, token: str = "native") -> Payout:
+        """A payout of `amount` USD ("25.00") of settled earnings to your linked payout address, on
+        the EVM chain `chain` (a key of `chains.list()`), in its native coin or "SPON". Up to the
+        approval threshold it is approved at once, above it an admin approves it. Conflict (409)
+        above what is payable (`extra.payable_micros`) or without a payout address (`extra.link`)."""
+        return self._client.post("/provider/payouts", {"amount": str(amount), "chain": chain, "token": token})
+
+    # Slashes of your stake and their appeals (the page /provider/stake/).
+
+    def slashes(self, *, page_size: int = 100) -> Iterator[Slash]:
+        """Your slashes with status, transaction and appeal, newest first, every page."""
+        return self._client.pages("/provider/slashes", {"limit": page_size})
+
+    def slash(self, slash_id: int) -> SlashDetail:
+        """One of your slashes with the evidence it was decided on (another's: NotFound)."""
+        return self._client.get(f"/provider/slashes/{int(slash_id)}")
+
+    def slash_appeal(self, slash_id: int, text: str) -> Slash:
+        """Appeal an applied slash, once, with why it is wrong (1 to 2,000 characters); an admin
+        upholds or dismisses it. Answers the slash with its appeal."""
+        return self._client.post(f"/provider/slashes/{int(slash_id)}/appeal", {"text": text})
+
     def earnings_estimate(self, **params: Any) -> JSON:
         """The earnings calculator: gpu, tier, uptime, utilization (required), count, cores, mode, price."""
         return self._client.get("/providers/earnings-estimate", **params)
+
+
+def _prices_body(prices: ProviderPrices) -> dict[str, Any]:
+    """GET /provider/prices as the keywords of `Provider.prices_update` (the PUT's body)."""
+    return {
+        "gpu_prices": {row["gpu_model"]: row["price_per_hour"] for row in prices["gpu_prices"]},
+        "cpu_per_core_month": prices["cpu_per_core_month"]["price"],
+        "memory_per_gb_month": prices["memory_per_gb_month"]["price"],
+        "storage_per_gb_month": prices["storage_per_gb_month"]["price"],
+    }
 
 
 __all__ = ["ApiError", "Client", "RateLimit", "rate_limit_from_headers", "retry_after_seconds"]

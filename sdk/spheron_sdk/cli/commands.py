@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -334,11 +335,15 @@ def deployment_create(spec: str, dry_run: bool, wait: bool, wait_timeout: float)
             click.get_current_context().exit(EXIT_CODES["insufficient_funds"])
         return
     created = api.deployments.create(text)
+    message = f"Deployment {created['id']} created ({created['status']}): {created['url']}"
+    _created(api, dict(created), message=message, wait=wait, wait_timeout=wait_timeout)
+
+
+def _created(api: Client, created: dict[str, Any], *, message: str, wait: bool, wait_timeout: float) -> None:
+    """A deployment just created: `message` (--json: the API's answer), or with --wait its progress
+    until it runs, then the deployment (exit 1 when it failed or closed instead)."""
     if not wait:
-        emit(
-            created,
-            lambda: console.print(f"Deployment {created['id']} created ({created['status']}): {created['url']}"),
-        )
+        emit(created, lambda: console.print(message))
         return
     final = _wait(api, created["id"], wait_timeout)
     emit(final, lambda: _show_deployment(final))
@@ -404,6 +409,24 @@ def deployment_close(deployment_id: int) -> None:
     """Close it: the workload stops, usage is settled, the rest of the hold released."""
     data = client().deployments.close(deployment_id)
     emit(data, lambda: console.print(f"Deployment {data['id']}: {data['status']} (cost {data['cost_so_far']} USD)"))
+
+
+@deployment.command("redeploy")
+@click.argument("deployment_id", type=click.IntRange(1))
+@click.option("--wait", is_flag=True, help="Show progress until the new one runs, fails or closes.")
+@click.option("--wait-timeout", type=click.FloatRange(1), default=600, show_default=True, help="Seconds for --wait.")
+@json_option
+def deployment_redeploy(deployment_id: int, wait: bool, wait_timeout: float) -> None:
+    """Deploy a deployment pinned to one node again on any similar node: a new deployment with the
+    same spec less the pin (same GPU model, resources and price cap). The old one is closed if it
+    still runs. Not pinned: exit 1 with the server's message."""
+    api = client()
+    created = api.deployments.redeploy(deployment_id)
+    message = (
+        f"Deployment {created['id']} created ({created['status']}) from {created['redeployed_from']}, "
+        f"which is closed: {created['url']}"
+    )
+    _created(api, dict(created), message=message, wait=wait, wait_timeout=wait_timeout)
 
 
 @deployment.command("logs")
@@ -504,7 +527,7 @@ def chains() -> None:
 
 @cli.group()
 def provider() -> None:
-    """Your nodes, node tokens and rewards (provider accounts)."""
+    """Your nodes, node tokens, rewards, stake, earnings, list prices, payouts and slashes (provider accounts)."""
 
 
 @provider.command("nodes")
@@ -588,6 +611,234 @@ def provider_earnings(days: int, node_id: int | None) -> None:
             title=f"Earnings {data['first']} to {data['last']}" + (f", node {node_id}" if node_id else ""),
         ),
     )
+
+
+# --- provider list prices, payouts, slashes -------------------------------------------------------------
+
+UNIT_PRICES = {
+    "cpu_per_core_month": "CPU core",
+    "memory_per_gb_month": "GB of memory",
+    "storage_per_gb_month": "GB of storage",
+}
+
+
+def _show_prices(data: dict[str, Any], *, every: bool = False) -> None:
+    rows = [row for row in data["gpu_prices"] if every or row["price_per_hour"] is not None]
+    table(
+        ["gpu", "name", "kind", "your $/gpu-h", "fizz $/gpu-h"],
+        [[r["gpu_model"], r["name"], r["kind"], r["price_per_hour"] or "not offered", r["fizz_price_per_hour"]]
+         for r in rows],
+        title=f"{data['offered']} of {len(data['gpu_prices'])} GPU models offered",
+    )  # fmt: skip
+    table(
+        ["per month", "your $", "fizz $"],
+        [[label, data[key]["price"], data[key]["fizz_price"]] for key, label in UNIT_PRICES.items()],
+    )
+    console.print(data["applies_to"], highlight=False, markup=False)
+    if not every and len(rows) < len(data["gpu_prices"]):
+        console.print("`sphnctl provider prices show --all`: every model with its Fizz price.", markup=False)
+
+
+@provider.group("prices", invoke_without_command=True)
+@json_option
+@click.pass_context
+def provider_prices(ctx: click.Context) -> None:
+    """Your list prices for provider-mode nodes (default: show)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(provider_prices_show)
+
+
+@provider_prices.command("show")
+@click.option("--all", "every", is_flag=True, help="Every GPU model of the catalog, offered or not.")
+@json_option
+def provider_prices_show(every: bool) -> None:
+    """USD per GPU-hour of the models you offer and per core-month and GB-month, with the Fizz
+    prices for reference."""
+    data = client().provider.prices()
+    emit(data, lambda: _show_prices(dict(data), every=every))
+
+
+@provider_prices.command("set")
+@click.argument("gpu_model")
+@click.argument("price")
+@json_option
+def provider_prices_set(gpu_model: str, price: str) -> None:
+    """Offer GPU_MODEL (a slug: rtx4090, h100; see `sphnctl market`) at PRICE USD per GPU-hour,
+    e.g. 0.35; every other price is kept.
+
+    Read-modify-write: the prices are read, changed and written back whole, so a change made
+    elsewhere in between is overwritten."""
+    if not price.strip():
+        raise click.BadParameter("give a price, e.g. 0.35 (to stop offering the model: `unset`)", param_hint="PRICE")
+    data = client().provider.price_set(gpu_model, price)
+    emit(data, lambda: _show_prices(dict(data)))
+
+
+@provider_prices.command("unset")
+@click.argument("gpu_model")
+@json_option
+def provider_prices_unset(gpu_model: str) -> None:
+    """Stop offering GPU_MODEL on provider-mode nodes registered from now on (read-modify-write, as `set`)."""
+    data = client().provider.price_set(gpu_model, None)
+    emit(data, lambda: _show_prices(dict(data)))
+
+
+@provider_prices.command("set-units")
+@click.option("--cpu", default=None, help="USD per core-month, e.g. 0.75.")
+@click.option("--memory", default=None, help="USD per GB-month of memory, e.g. 0.10.")
+@click.option("--storage", default=None, help="USD per GB-month of storage, e.g. 0.01.")
+@json_option
+def provider_prices_set_units(cpu: str | None, memory: str | None, storage: str | None) -> None:
+    """The CPU, memory and storage prices given; the others and every GPU price are kept
+    (read-modify-write, as `set`)."""
+    if cpu is None and memory is None and storage is None:
+        raise click.UsageError("Nothing to change: give --cpu, --memory or --storage.")
+    data = client().provider.unit_prices_set(
+        cpu_per_core_month=cpu, memory_per_gb_month=memory, storage_per_gb_month=storage
+    )
+    emit(data, lambda: _show_prices(dict(data)))
+
+
+def _payout_rows(rows: list[dict[str, Any]]) -> None:
+    table(
+        ["id", "requested", "amount $", "status", "chain", "token", "tx", "note"],
+        [[p["id"], p["created_at"], p["amount"], p["status"], p["chain"], p["token_amount_text"] or p["token_symbol"],
+          p["tx_hash"] or "", p["failure_reason"] or p["waiting_reason"] or
+          ("waits for an admin" if p["status"] == "requested" else "")] for p in rows],
+        title="Payouts",
+    )  # fmt: skip
+
+
+@provider.group("payouts", invoke_without_command=True)
+@json_option
+@click.pass_context
+def provider_payouts(ctx: click.Context) -> None:
+    """Payouts of your settled rental earnings to your linked payout address (default: list)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(provider_payouts_list)
+
+
+@provider_payouts.command("list")
+@click.option("-n", "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@json_option
+def provider_payouts_list(limit: int) -> None:
+    """What you may request now, and your payout requests, newest first (--json: {balance, items})."""
+    api = client()
+    balance = api.provider.payout_balance()
+    rows = list(islice(api.provider.payouts(page_size=min(limit, 100)), limit))
+    data = {"balance": balance, "items": rows}
+
+    def render() -> None:
+        pairs(
+            {**balance, "payout_address": balance["payout_address"] or "none: link one at /account/wallets/"},
+            ["pending", "settled", "requested", "payable", "minimum", "approval_threshold", "payout_address"],
+        )
+        _payout_rows(rows)
+
+    emit(data, render)
+
+
+@provider_payouts.command("request")
+@click.option("--amount", required=True, help="USD of settled earnings, e.g. 25 or 25.50.")
+@click.option("--chain", "chain_key", required=True, help="An EVM chain's key (see `sphnctl chains`), e.g. base.")
+@click.option("--token", default="native", show_default=True, help="native (the chain's coin) or SPON.")
+@json_option
+def provider_payouts_request(amount: str, chain_key: str, token: str) -> None:
+    """Request a payout to your linked payout address. Up to the approval threshold it is approved
+    at once; above it an admin approves it first. More than is payable, or no payout address: exit 1."""
+    data = client().provider.payout_request(_usd_text(amount, option="--amount"), chain_key, token)
+
+    def render() -> None:
+        pairs(
+            {**data, "needs_approval": "yes: an admin approves it first" if data["needs_approval"] else "no"},
+            ["id", "amount", "status", "needs_approval", "chain_name", "token_symbol", "destination"],
+        )
+
+    emit(data, render)
+
+
+def _appeal_text(appeal: dict[str, Any] | None, can_appeal: bool) -> str:
+    if appeal is None:
+        return "can appeal" if can_appeal else ""
+    return appeal["status"] + (f", refund {appeal['refund_status']}" if appeal["refund_status"] else "")
+
+
+def _show_slash(data: dict[str, Any]) -> None:
+    pairs(
+        {
+            **data,
+            "amount_spon": f"{data['amount_spon']} $SPON",
+            "appeal": _appeal_text(data["appeal"], data["can_appeal"]),
+        },
+        ["id", "created_at", "status", "amount_spon", "amount_slashed_spon", "reason", "reference", "node_id",
+         "address", "tx_hash", "tx_status", "failure_reason", "appeal", "url"],
+    )  # fmt: skip
+    appeal = data["appeal"]
+    if appeal:
+        console.print("Appeal", style="bold")
+        pairs(appeal, ["status", "created_at", "text", "answer", "decided_at", "refund_status", "refund_amount_spon",
+                       "refund_tx_hash", "refund_note"])  # fmt: skip
+    evidence = data.get("evidence") or {}
+    if evidence.get("lease_meter"):
+        console.print(f"Evidence: lease on node {evidence['node_name']} (#{evidence['node_id']})", style="bold")
+        pairs(evidence["lease_meter"], list(evidence["lease_meter"]))
+    if evidence.get("node_events"):
+        table(["at", "kind", "message"], [[e["at"], e["kind"], e["message"]] for e in evidence["node_events"]],
+              title="Node events over the downtime")  # fmt: skip
+    if evidence.get("failed_challenges"):
+        table(
+            ["challenge", "issued", "answered", "status", "why"],
+            [[c["id"], c["issued_at"], c["answered_at"], c["status"], c["failure_reason"]]
+             for c in evidence["failed_challenges"]],
+            title=f"Failed challenges of the era {evidence['era_start']} to {evidence['era_end']}",
+        )  # fmt: skip
+
+
+@provider.group("slashes", invoke_without_command=True)
+@json_option
+@click.pass_context
+def provider_slashes(ctx: click.Context) -> None:
+    """Slashes of your stake, their evidence and your appeals (default: list)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(provider_slashes_list)
+
+
+@provider_slashes.command("list")
+@click.option("-n", "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@json_option
+def provider_slashes_list(limit: int) -> None:
+    """Your slashes, newest first: amount, status, reason and appeal."""
+    rows = list(islice(client().provider.slashes(page_size=min(limit, 100)), limit))
+    emit(
+        rows,
+        lambda: table(
+            ["id", "at", "$SPON", "status", "reason", "node", "appeal"],
+            [[s["id"], s["created_at"], s["amount_spon"], s["status"], s["reason"], s["node_id"],
+              _appeal_text(s["appeal"], s["can_appeal"])] for s in rows],
+        ),
+    )  # fmt: skip
+
+
+@provider_slashes.command("get")
+@click.argument("slash_id", type=click.IntRange(1))
+@json_option
+def provider_slashes_get(slash_id: int) -> None:
+    """One of your slashes with the evidence it was decided on and its appeal."""
+    data = client().provider.slash(slash_id)
+    emit(data, lambda: _show_slash(dict(data)))
+
+
+@provider_slashes.command("appeal")
+@click.argument("slash_id", type=click.IntRange(1))
+@click.option("--text", required=True, help="Why the slash is wrong (at most 2,000 characters); - reads stdin.")
+@json_option
+def provider_slashes_appeal(slash_id: int, text: str) -> None:
+    """Appeal an applied slash, once; an admin upholds it (the stake comes back) or dismisses it.
+    Not applied or already appealed: exit 1."""
+    if text == "-":
+        text = sys.stdin.read()
+    data = client().provider.slash_appeal(slash_id, text)
+    emit(data, lambda: _show_slash(dict(data)))
 
 
 # --- the model store -----------------------------------------------------------------------------------
@@ -693,18 +944,8 @@ def templates_render(
     if result["pinned_spec"] is None:
         raise ApiError(f"Nothing to deploy: {result['message']}", extra={"render": result})
     created = api.deployments.create(result["pinned_spec"])
-    if not wait:
-        emit(
-            created,
-            lambda: console.print(
-                f"Deployment {created['id']} created ({created['status']}) on node {offer['node_id']}: {created['url']}"
-            ),
-        )
-        return
-    final = _wait(api, created["id"], wait_timeout)
-    emit(final, lambda: _show_deployment(final))
-    if final["status"] != "running":
-        click.get_current_context().exit(EXIT_CODES["error"])
+    message = f"Deployment {created['id']} created ({created['status']}) on node {offer['node_id']}: {created['url']}"
+    _created(api, dict(created), message=message, wait=wait, wait_timeout=wait_timeout)
 
 
 # --- top-ups -------------------------------------------------------------------------------------------
