@@ -42,3 +42,30 @@ def require_fizz_agent() -> Path:
     if not (path.is_file() and os.access(path, os.X_OK)):
         unavailable(f"the fizz agent is not installed at {path}: pip install -e sdk")
     return path
+
+
+class _NotPostgreSQL:
+    """The condition of `requires_postgresql`'s skipif, read when each test is set up (not when the
+    module is imported): true, so skip, on another database; under CI=true it fails the test there
+    instead. pytest lets the failure through (it wraps only an Exception from bool(), and a test
+    outcome is not one)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __bool__(self) -> bool:
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            return False
+        if on_ci():
+            unavailable(self.reason)
+        return True
+
+
+def requires_postgresql(why: str) -> pytest.MarkDecorator:
+    """A mark for a test (or a module's pytestmark) that needs PostgreSQL `why` (row locks, a test
+    database other processes share): elsewhere it is skipped with the reason before any of its
+    fixtures is set up, and under CI=true it fails with the reason instead."""
+    reason = f"needs PostgreSQL, {why}: set DATABASE_URL=postgres://..."
+    return pytest.mark.skipif(_NotPostgreSQL(reason), reason=reason)

@@ -7,7 +7,6 @@ CI runs against PostgreSQL and a skipped race test would prove nothing.
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import traceback
@@ -25,27 +24,18 @@ from billing.usage import fee_rate_for, meter_close, meter_open, usage_settle_al
 from core.errors import ApplicationError
 from tests.billing.conftest import T0, USD, assert_ledger_consistent
 from tests.factories import make_user
-
-NOT_POSTGRESQL = "concurrency tests need PostgreSQL row locks: set DATABASE_URL=postgres://..."
-ON_CI = os.environ.get("CI") == "true"
+from tests.needs import requires_postgresql
 
 # Transactional: the threads need committed rows. serialized_rollback restores the reference data
-# (GPU models, regions) that migrations load, for the tests that run after these. Skipped at
-# collection (before any database set-up) where there is no PostgreSQL, except under CI.
+# (GPU models, regions) that migrations load, for the tests that run after these.
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.skipif(connection.vendor != "postgresql" and not ON_CI, reason=NOT_POSTGRESQL),
+    requires_postgresql("for row locks (SQLite serialises writers)"),
 ]
 
 THREADS = 8
 OPS_PER_THREAD = 25
 FIZZ = fee_rate_for("fizz")
-
-
-@pytest.fixture(autouse=True)
-def _postgresql_only():
-    if connection.vendor != "postgresql":
-        pytest.fail(f"{NOT_POSTGRESQL} (CI=true: they must run)")
 
 
 @pytest.fixture(scope="module", autouse=True)

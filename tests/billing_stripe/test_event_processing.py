@@ -13,6 +13,7 @@ from billing.models import LedgerTransaction, StripeEvent, TransactionKind
 from billing.stripe_service import stripe_event_receive, stripe_event_replay, topup_create
 from core.errors import ApplicationError
 from tests.billing_stripe.conftest import USD, available, localstripe_event, pay, sign
+from tests.needs import requires_postgresql
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_ignored_events_cannot_be_replayed(webhook_secret, transactional_db):
         stripe_event_replay(event=stored)
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL; SQLite serialises writers")
+@requires_postgresql("for row locks (SQLite serialises writers)")
 def test_concurrent_deliveries_of_one_payment_credit_once(developer, webhook_secret, succeeded_event):
     """Stripe may send the same payment twice at once, under two event ids: one credit."""
     events = [succeeded_event, {**succeeded_event, "id": succeeded_event["id"] + "_twin"}] * 3

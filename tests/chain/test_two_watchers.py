@@ -8,25 +8,23 @@ CI=true it fails instead, as tests/billing/test_concurrency.py does."""
 from __future__ import annotations
 
 import multiprocessing
-import os
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
 from billing.models import LedgerTransaction
 from billing.selectors import user_balances
 from chain.evm.anvil import DEV_ACCOUNTS
 from chain.models import Deposit, DepositStatus
 from chain.services import chain_watch, reference_for
+from tests.needs import requires_postgresql
 
-NOT_POSTGRESQL = "two watcher processes need a shared PostgreSQL database: set DATABASE_URL=postgres://..."
-ON_CI = os.environ.get("CI") == "true"
 DEPOSITS = 20
 WATCHERS = 2
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.skipif(connection.vendor != "postgresql" and not ON_CI, reason=NOT_POSTGRESQL),
+    requires_postgresql("a test database the two watcher processes share (SQLite's lives in this process)"),
 ]
 
 
@@ -44,8 +42,6 @@ def _watch(barrier, results) -> None:  # runs in a forked child: its own databas
 
 
 def test_two_watcher_processes_credit_each_deposit_once(devnet_chain, renter):
-    if connection.vendor != "postgresql":
-        pytest.fail(f"{NOT_POSTGRESQL} (CI=true: it must run)")
     node = devnet_chain()
     receiver = node.contract("PaymentReceiver")
     ref = bytes.fromhex(reference_for(renter).ref[2:])

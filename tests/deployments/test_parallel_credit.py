@@ -3,7 +3,6 @@ never a 409 from the ledger's lock or a 500 (issue 18, point 4)."""
 
 from __future__ import annotations
 
-import os
 import threading
 
 import pytest
@@ -15,21 +14,13 @@ from marketplace.models import Deployment
 from tests.deployment_pages.conftest import bearer
 from tests.deployments.conftest import fund, spec_text
 from tests.factories import make_user
+from tests.needs import requires_postgresql
 
 THREADS = 6
-NOT_POSTGRESQL = "concurrency tests need PostgreSQL row locks: set DATABASE_URL=postgres://..."
-ON_CI = os.environ.get("CI") == "true"
 
 # The threads need committed rows; SQLite's shared in-memory test database cannot hold parallel
-# writers (production SQLite takes the write lock up front). Skipped without PostgreSQL, except
-# under CI, where that fails.
-pytestmark = pytest.mark.skipif(connection.vendor != "postgresql" and not ON_CI, reason=NOT_POSTGRESQL)
-
-
-@pytest.fixture(autouse=True)
-def _postgresql_only():
-    if connection.vendor != "postgresql":
-        pytest.fail(f"{NOT_POSTGRESQL} (CI=true: they must run)")
+# writers (production SQLite takes the write lock up front).
+pytestmark = requires_postgresql("for row locks and parallel writers")
 
 
 @pytest.fixture(scope="module", autouse=True)

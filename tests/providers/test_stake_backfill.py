@@ -4,7 +4,6 @@ in chain order, once, in bounded ranges that resume after an RPC error."""
 
 from __future__ import annotations
 
-import os
 import threading
 import traceback
 
@@ -21,6 +20,7 @@ from providers.stake_chain import stake_backfill_pending, stake_chain_index, sta
 from tests.chain_fixtures import stake_link
 from tests.contracts.helpers import call
 from tests.factories import make_node, make_provider
+from tests.needs import requires_postgresql
 from tests.providers.test_stake_chain import FINALITY, SPON, STAKER, _finalize, _stake
 
 COOLDOWN = 300  # the devnet deployment's cool-down (seconds)
@@ -232,9 +232,6 @@ def test_relinking_an_address_backfills_the_events_made_while_it_was_unlinked(ho
 
 # --- Indexers in threads (PostgreSQL row locks) --------------------------------------------------
 
-NOT_POSTGRESQL = "the threaded indexer test needs PostgreSQL row locks: set DATABASE_URL=postgres://..."
-ON_CI = os.environ.get("CI") == "true"
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _reference_data_back_after_the_last_test(django_db_setup, django_db_blocker):
@@ -248,10 +245,8 @@ def _reference_data_back_after_the_last_test(django_db_setup, django_db_blocker)
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-@pytest.mark.skipif(connection.vendor != "postgresql" and not ON_CI, reason=NOT_POSTGRESQL)
+@requires_postgresql("for row locks between the indexer threads")
 def test_indexers_running_at_once_count_each_event_once_in_chain_order(home, provider):
-    if connection.vendor != "postgresql":
-        pytest.fail(f"{NOT_POSTGRESQL} (CI=true: it must run)")
     node, _chain = home
     profile, machine = provider
     _stake(node, STAKER, 300 * SPON)
