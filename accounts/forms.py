@@ -55,9 +55,9 @@ class ApiKeyCreateForm(forms.Form):
     ]
     SCOPE_CHOICES = [
         (ApiKeyScope.READ.value, "read — look at anything (GET requests)"),
-        (ApiKeyScope.DEPLOY.value, "deploy — create, validate and close deployments"),
-        (ApiKeyScope.BILLING.value, "billing — top-ups and deposit checks"),
-        (ApiKeyScope.PROVIDER.value, "provider — node tokens and maintenance"),
+        (ApiKeyScope.DEPLOY.value, "deploy — create, validate, close and re-deploy deployments"),
+        (ApiKeyScope.BILLING.value, "billing — top-ups, deposit checks, low-balance alerts and auto-reload"),
+        (ApiKeyScope.PROVIDER.value, "provider — node tokens, maintenance, prices, payouts and slash appeals"),
     ]
 
     label = forms.CharField(
