@@ -10,9 +10,7 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,8 +19,12 @@ from typing import Any
 
 import pytest
 
+from tests.integration.agents import wait_for  # noqa: F401  (for the tests of this folder)
+from tests.needs import fizz_path, require_fizz_agent
+
 FIXTURES = Path(__file__).parent / "fixtures"
-FIZZ = Path(sys.executable).parent / "fizz"
+# The agent's console script (tests.needs: $SPHERON_TEST_FIZZ, or beside this Python).
+FIZZ = fizz_path()
 
 
 def fixture_text(name: str) -> str:
@@ -66,22 +68,12 @@ def fizz_env(config_dir: Path, **extra: str) -> dict[str, str]:
 
 def run_fizz(*args: str, config_dir: Path, timeout: float = 20, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(FIZZ), *args],
+        [str(require_fizz_agent()), *args],
         env=fizz_env(config_dir, **env),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 REGISTERED = {
@@ -164,11 +156,12 @@ class AgentProcess:
     """`fizz start` as a real child process, its output in a file (a pipe could fill and block)."""
 
     def __init__(self, config_dir: Path, args: list[str], **env: str) -> None:
+        fizz = require_fizz_agent()  # before the output file is opened: a skip leaves nothing open
         self.config_dir = config_dir
         self.output = config_dir.parent / f"{config_dir.name}-agent-output.txt"
         self.handle = self.output.open("w")
         self.proc = subprocess.Popen(
-            [str(FIZZ), "start", "--config-dir", str(config_dir), *args],
+            [str(fizz), "start", "--config-dir", str(config_dir), *args],
             env=fizz_env(config_dir, **env),
             stdout=self.handle,
             stderr=subprocess.STDOUT,
