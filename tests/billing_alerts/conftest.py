@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from itertools import count
@@ -22,13 +21,20 @@ from tests.billing_stripe.conftest import (  # noqa: F401  (the localstripe fixt
     stripe_settings,
     webhook_secret,
 )
-from tests.e2e.conftest import TIMEOUT_MS, browser, page, viewport  # noqa: F401  (Chromium, for the browser tests)
+from tests.e2e.conftest import (  # noqa: F401  (Chromium, for the browser tests)
+    browser,
+    expected_console_errors,
+    page,
+    viewport,
+)
 from tests.factories import make_user
 
 USD = 1_000_000
 # Noon two days before today (tests never depend on the date).
 T0 = datetime.combine(timezone.now().astimezone(UTC).date() - timedelta(days=2), time(12), tzinfo=UTC)
 _keys = count(1)
+# How Chromium logs a card localstripe declines: its API answers 402, as Stripe's does.
+PAYMENT_REQUIRED = "Failed to load resource: the server responded with a status of 402 (Payment Required)"
 
 
 @pytest.fixture
@@ -64,33 +70,6 @@ def localstripe_js(settings, request) -> str:
         assert "confirmCardSetup" in answer.read().decode(), f"localstripe serves no fake Stripe.js at {url}"
     settings.STRIPE_JS_URL = url
     return url
-
-
-@pytest.fixture
-def page_and_console(browser, live_server, settings, viewport) -> Iterator[tuple[object, list[str]]]:  # noqa: F811
-    """tests/e2e's `page` for a test in which the browser is meant to log an error (Chromium logs
-    a 402 from Stripe's API, or a script that did not load, as a console error): the page and
-    every console error and uncaught exception, which the test compares with exactly the ones
-    it expects."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-    context = browser.new_context(base_url=live_server.url, viewport=viewport)
-    context.set_default_timeout(TIMEOUT_MS)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-
-    def on_console(message) -> None:
-        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
-            errors.append(message.text)
-
-    tab.on("console", on_console)
-    try:
-        yield tab, errors
-    finally:
-        context.close()
 
 
 def fill_localstripe_card(tab, number: str) -> None:

@@ -11,36 +11,24 @@ from __future__ import annotations
 import socket
 
 import pytest
-from allauth.account.models import EmailAddress
 from playwright.sync_api import Page, expect
 
 from billing import tasks
 from billing.models import AutoReload, AutoReloadAttempt, LedgerTransaction
 from billing.selectors import user_balances
 from billing.services import hold_place
-from tests.billing_alerts.conftest import USD, fill_localstripe_card, fund
+from tests.billing_alerts.conftest import PAYMENT_REQUIRED, USD, fill_localstripe_card, fund
 from tests.billing_stripe.conftest import deliver, localstripe_event
-from tests.factories import make_user
+from tests.e2e.login import log_in, verified_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-PASSWORD = "correct-horse-battery-staple"
 VISA = "4242424242424242"
 DECLINED = "4000000000000002"  # localstripe refuses to attach it: "Your card was declined."
 
 
-def log_in(page: Page, email: str, path: str) -> None:
-    page.goto(path)
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url(f"**{path}")
-
-
 @pytest.fixture
 def developer():
-    user = make_user(email="ada@example.test", password=PASSWORD)
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
-    return user
+    return verified_user("ada@example.test")
 
 
 def test_saved_card_reloads_credits_once_when_the_balance_falls_below_the_threshold(
@@ -94,9 +82,8 @@ def test_saved_card_reloads_credits_once_when_the_balance_falls_below_the_thresh
 
 
 def test_a_declined_card_is_shown_in_the_form_and_another_card_can_be_tried(
-    page_and_console, live_server, developer, localstripe_js
+    page: Page, expected_console_errors, live_server, developer, localstripe_js
 ):
-    page, console = page_and_console
     log_in(page, developer.email, "/billing/alerts/")
     page.get_by_test_id("save-card").click()
     page.wait_for_url("**/billing/auto-reload/card/")
@@ -104,6 +91,7 @@ def test_a_declined_card_is_shown_in_the_form_and_another_card_can_be_tried(
 
     fill_localstripe_card(page, DECLINED)
     button.click()
+    expected_console_errors[PAYMENT_REQUIRED] += 1  # localstripe declines with a 402, as Stripe's API does
     expect(page.get_by_role("alert")).to_have_text("Your card was declined.")
     expect(button).to_be_enabled()
     assert page.url.endswith("/billing/auto-reload/card/")  # still on the form
@@ -113,16 +101,16 @@ def test_a_declined_card_is_shown_in_the_form_and_another_card_can_be_tried(
     button.click()
     page.wait_for_url("**/billing/alerts/#auto-reload")
     expect(page.get_by_test_id("saved-card")).to_contain_text("visa ending 4242")
-    # localstripe answered the declined card with a 402, as Stripe's API does; nothing else went wrong.
-    assert console == ["Failed to load resource: the server responded with a status of 402 (Payment Required)"]
 
 
-def test_without_stripe_js_the_form_says_so(page_and_console, live_server, developer, localstripe_js, settings):
-    page, console = page_and_console
+def test_without_stripe_js_the_form_says_so(
+    page: Page, expected_console_errors, live_server, developer, localstripe_js, settings
+):
     with socket.socket() as closed:  # a port nothing listens on once this socket is closed
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     settings.STRIPE_JS_URL = f"http://127.0.0.1:{port}/v3/"
+    expected_console_errors["Failed to load resource: net::ERR_CONNECTION_REFUSED"] = 1  # Stripe.js, and only that
     log_in(page, developer.email, "/billing/alerts/")
     page.get_by_test_id("save-card").click()
     page.wait_for_url("**/billing/auto-reload/card/")
@@ -130,4 +118,3 @@ def test_without_stripe_js_the_form_says_so(page_and_console, live_server, devel
         "Stripe's card form could not be loaded. Check your connection and reload the page."
     )
     expect(page.get_by_role("button", name="Save the card")).to_be_disabled()
-    assert console == ["Failed to load resource: net::ERR_CONNECTION_REFUSED"]  # Stripe.js, and only that

@@ -8,6 +8,7 @@ that silently skipped the browser would prove nothing.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,7 +77,16 @@ def viewport() -> dict[str, int]:
 
 
 @pytest.fixture
-def page(browser, live_server, settings, viewport) -> Iterator[object]:
+def expected_console_errors() -> Counter[str]:
+    """The console errors (and uncaught exceptions) a test means its page to log, each with how
+    many times; `page` fails the test unless the page logged exactly these. None, unless the test
+    adds them where it causes them: `expected_console_errors[PAYMENT_REQUIRED] += 1` for a
+    declined card's 402 from Stripe's API, or a script that cannot load."""
+    return Counter()
+
+
+@pytest.fixture
+def page(browser, live_server, settings, viewport, expected_console_errors) -> Iterator[object]:
     # DEBUG=0 in tests selects the manifest storage, whose manifest only `collectstatic` writes;
     # the live server serves static files from the finders, so plain storage is the honest match.
     settings.STORAGES = {
@@ -99,4 +109,11 @@ def page(browser, live_server, settings, viewport) -> Iterator[object]:
         yield page
     finally:
         context.close()
-    assert not errors, f"the page logged JavaScript errors: {errors}"
+    logged = Counter(errors)
+    if logged != expected_console_errors:
+        unexpected, missing = logged - expected_console_errors, expected_console_errors - logged
+        pytest.fail(
+            f"the page logged JavaScript errors {dict(logged)}, the test expected {dict(expected_console_errors)}"
+            f" (unexpected: {dict(unexpected)}; missing: {dict(missing)})",
+            pytrace=False,
+        )

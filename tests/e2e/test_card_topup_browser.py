@@ -16,12 +16,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import stripe
-from allauth.account.models import EmailAddress
 from playwright.sync_api import Page, expect
 
 from billing.models import LedgerTransaction, TopUp
 from billing.selectors import user_balances
-from tests.billing_alerts.conftest import fill_localstripe_card, localstripe_js, page_and_console  # noqa: F401
+from tests.billing_alerts.conftest import PAYMENT_REQUIRED, fill_localstripe_card, localstripe_js  # noqa: F401
 from tests.billing_stripe.conftest import (  # noqa: F401  (the localstripe fixtures)
     deliver,
     localstripe_event,
@@ -30,10 +29,9 @@ from tests.billing_stripe.conftest import (  # noqa: F401  (the localstripe fixt
     stripe_settings,
     webhook_secret,
 )
-from tests.factories import make_user
+from tests.e2e.login import log_in, verified_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-PASSWORD = "correct-horse-battery-staple"
 USD = 1_000_000
 # localstripe's test cards: both ask for 3D Secure; the second is then declined when charged.
 AUTHENTICATED = "4000002500003155"
@@ -42,17 +40,11 @@ AUTHENTICATED_DECLINED = "4000008260003178"
 
 @pytest.fixture
 def developer():
-    user = make_user(email="ada@example.test", password=PASSWORD)
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
-    return user
+    return verified_user("ada@example.test")
 
 
 def open_pay_step(page: Page, email: str, amount: str) -> None:
-    page.goto("/billing/topup/")
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url("**/billing/topup/")
+    log_in(page, email, "/billing/topup/")
     page.get_by_test_id("topup-form").locator("input[name=amount]").fill(amount)
     page.get_by_role("button", name="Continue to payment").click()
     expect(page.get_by_test_id("card-element").locator("input")).to_have_count(5)
@@ -107,9 +99,8 @@ def test_card_top_up_is_paid_in_the_page_and_credited_once_by_the_webhook(
 
 
 def test_a_failed_check_and_a_declined_card_are_shown_in_the_form(
-    page_and_console, live_server, developer, localstripe_js, stripe_client
+    page: Page, expected_console_errors, live_server, developer, localstripe_js, stripe_client
 ):
-    page, console = page_and_console
     open_pay_step(page, developer.email, "25")
     pay = page.get_by_role("button", name="Pay $25.00")
     message = page.get_by_test_id("payment-form").get_by_role("alert")
@@ -125,11 +116,10 @@ def test_a_failed_check_and_a_declined_card_are_shown_in_the_form(
     stripe_js_attaches(stripe_client, page, AUTHENTICATED_DECLINED)
     pay.click()
     page.get_by_role("button", name="Complete authentication").click()
+    expected_console_errors[PAYMENT_REQUIRED] += 1  # the decline is localstripe's 402, as from Stripe's API
     expect(message).to_have_text("Your card was declined.")
     expect(pay).to_be_enabled()
 
     assert urlsplit(page.url).path == "/billing/topup/"  # still on the pay step
     assert TopUp.objects.get(user=developer).status == "pending"
     assert user_balances(user=developer).available == 0
-    # The decline came back as localstripe's 402, as from Stripe's API; nothing else went wrong.
-    assert console == ["Failed to load resource: the server responded with a status of 402 (Payment Required)"]
