@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from django.db import connection
 
 # Where the agent's console script is found; a CI job that installs it elsewhere says so here (and
 # pointing it at a missing file shows what CI does without the agent).
@@ -54,8 +55,6 @@ class _NotPostgreSQL:
         self.reason = reason
 
     def __bool__(self) -> bool:
-        from django.db import connection
-
         if connection.vendor == "postgresql":
             return False
         if on_ci():
