@@ -17,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
+from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest
 from django.urls import reverse
@@ -123,7 +124,7 @@ class PricesIn(NoNulIn):
     gpu_prices: dict[GpuSlug, PriceText | None] = Field(
         max_length=500,
         description='USD per GPU-hour by model slug, e.g. {"rtx4090": "0.30"}. A model left out, or null or '
-        '"", is not offered: PUT replaces the whole list (GET first to change one price).',
+        '"", is not offered: PUT replaces the whole list (PATCH changes some).',
     )
     cpu_per_core_month: PriceText = Field(description='USD per core-month, e.g. "0.75"')
     memory_per_gb_month: PriceText = Field(description='USD per GB-month of memory, e.g. "0.10"')
@@ -146,6 +147,20 @@ class PricesIn(NoNulIn):
                 if "\x00" in str(slug) or (isinstance(price, str) and "\x00" in price):
                     raise ValueError("must not contain NUL bytes")
         return value
+
+
+class PricesPatchIn(PricesIn):
+    """Only the prices to change: the rest stay as they are."""
+
+    gpu_prices: dict[GpuSlug, PriceText | None] = Field(
+        default_factory=dict,
+        max_length=500,
+        description='USD per GPU-hour by model slug to change, e.g. {"rtx4090": "0.35"}; null or "" stops '
+        "offering that model. Models left out keep their price.",
+    )
+    cpu_per_core_month: PriceText | None = Field(default=None, description="Unchanged when left out")
+    memory_per_gb_month: PriceText | None = Field(default=None, description="Unchanged when left out")
+    storage_per_gb_month: PriceText | None = Field(default=None, description="Unchanged when left out")
 
 
 def _prices(provider: ProviderProfile) -> dict[str, Any]:
@@ -211,14 +226,33 @@ def prices_put(request: HttpRequest, payload: PricesIn):
     # A model left out is not offered, as a blank field on the page; unknown slugs reach the service.
     gpu_prices: dict[str, str | None] = {slug: None for slug in known}
     gpu_prices.update(payload.gpu_prices)
+    units = {name: getattr(payload, name) for name in UNIT_FIELDS}
+    return _prices_write(provider, gpu_prices, units)
+
+
+@router.patch(
+    "/prices",
+    response={200: PricesOut, **ERRORS},
+    operation_id="provider_prices_patch",
+    summary="Change some of your provider-mode list prices",
+)
+def prices_patch(request: HttpRequest, payload: PricesPatchIn):
+    """The prices given, checked as PUT checks them; every other price is kept. The provider's row
+    is locked while the prices are read and written, so two changes at once both land (no lost
+    update, as a GET then PUT could have)."""
+    provider = _profile(request)
+    with transaction.atomic():
+        provider = ProviderProfile.objects.select_for_update().get(pk=provider.pk)
+        units = {}
+        for name, (attribute, _fizz) in UNIT_FIELDS.items():
+            given = getattr(payload, name)
+            units[name] = given if given is not None else exact_usd(getattr(provider, attribute))
+        return _prices_write(provider, dict(payload.gpu_prices), units)
+
+
+def _prices_write(provider: ProviderProfile, gpu_prices: dict[str, str | None], units: dict[str, str]) -> dict:
     try:
-        services.provider_prices_update(
-            provider=provider,
-            gpu_prices=gpu_prices,
-            cpu_per_core_month=payload.cpu_per_core_month,
-            memory_per_gb_month=payload.memory_per_gb_month,
-            storage_per_gb_month=payload.storage_per_gb_month,
-        )
+        services.provider_prices_update(provider=provider, gpu_prices=gpu_prices, **units)
     except ApplicationError as exc:
         field = str(exc.extra.get("field", ""))
         if field.startswith("gpu_") and field not in UNIT_FIELDS:

@@ -6,10 +6,12 @@ shape naming the field; the routes need the `provider` scope to write and `read`
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
@@ -188,6 +190,101 @@ def test_prices_scopes(provider):
     for scopes in (["read"], ["deploy"], ["billing"]):
         assert_lacks(put(api(provider.user, scopes=scopes), PRICES, PRICE_BODY), "provider")
     assert ProviderGpuPrice.objects.filter(provider=provider).count() == 2  # from the one allowed PUT
+
+
+def patch(client: Client, path: str, body) -> object:
+    return client.patch(path, body, content_type="application/json")
+
+
+def test_patch_changes_only_the_prices_given(provider):
+    assert put(api(provider.user), PRICES, PRICE_BODY).status_code == 200
+    change = {"gpu_prices": {"rtx4090": "0.40", "a6000": "1.2"}}
+    response = patch(api(provider.user, scopes=["provider"]), PRICES, change)
+    assert response.status_code == 200, response.content
+    assert response.json()["offered"] == 3
+    stored = dict(
+        ProviderGpuPrice.objects.filter(provider=provider).values_list("gpu_model_id", "price_per_hour_micros")
+    )
+    assert stored == {"rtx4090": 400_000, "h100": 2_100_000, "a6000": 1_200_000}  # h100 kept
+    provider.refresh_from_db()
+    assert provider.cpu_price_per_core_month_micros == 800_000  # the unit prices kept too
+    # A unit price alone; null stops offering a model.
+    response = patch(api(provider.user), PRICES, {"memory_per_gb_month": "0.2", "gpu_prices": {"h100": None}})
+    assert response.status_code == 200, response.content
+    provider.refresh_from_db()
+    assert (provider.cpu_price_per_core_month_micros, provider.memory_price_per_gb_month_micros) == (800_000, 200_000)
+    assert set(ProviderGpuPrice.objects.filter(provider=provider).values_list("gpu_model_id", flat=True)) == {
+        "rtx4090",
+        "a6000",
+    }
+    # An empty PATCH changes nothing and answers the prices.
+    assert patch(api(provider.user), PRICES, {}).json() == api(provider.user).get(PRICES).json()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"gpu_prices": {"rtx4090": "0"}}, 400, "gpu_prices.rtx4090"),
+        ({"gpu_prices": {"rtx9999": "1"}}, 400, "gpu_prices.rtx9999"),
+        ({"cpu_per_core_month": "free"}, 400, "cpu_per_core_month"),
+        ({"cpu_per_core_month": None}, 422, "cpu_per_core_month"),
+        ({"storage_per_gb_month": 0.01}, 422, "storage_per_gb_month"),
+        ({"gpu": {}}, 422, "gpu"),
+    ],
+)
+def test_a_bad_patch_is_a_4xx_naming_the_field_and_nothing_changes(provider, body, status, field):
+    assert put(api(provider.user), PRICES, PRICE_BODY).status_code == 200
+    before = api(provider.user).get(PRICES).json()
+    # A good price beside the bad one is not written either.
+    body = {**body, "gpu_prices": {"h100": "3.00", **body.get("gpu_prices", {})}}
+    assert_field_error(patch(api(provider.user), PRICES, body), status, field)
+    assert api(provider.user).get(PRICES).json() == before
+
+
+def test_patch_needs_the_provider_scope(provider):
+    for scopes in (["read"], ["deploy"], ["billing"]):
+        assert_lacks(patch(api(provider.user, scopes=scopes), PRICES, {"gpu_prices": {"rtx4090": "0.3"}}), "provider")
+    assert not ProviderGpuPrice.objects.filter(provider=provider).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_patches_at_once_both_land(provider):
+    """Each PATCH reads the unit prices it keeps and writes them back: without the row lock, one of
+    two concurrent PATCHes would write back the other's old value (a lost update)."""
+    from django.db import connection
+
+    from tests.needs import unavailable
+
+    if connection.vendor != "postgresql":
+        unavailable("concurrent PATCHes need PostgreSQL row locks: set DATABASE_URL=postgres://...")
+    assert put(api(provider.user), PRICES, PRICE_BODY).status_code == 200
+    cpu_key, memory_key = api(provider.user), api(provider.user)
+    for round_ in range(1, 9):
+        barrier = threading.Barrier(2)
+        answers: list[int] = []
+
+        def send(client: Client, body: dict, barrier=barrier, answers=answers) -> None:
+            barrier.wait()
+            try:
+                answers.append(patch(client, PRICES, body).status_code)
+            finally:
+                connections.close_all()
+
+        cpu, memory = f"0.{round_}1", f"0.{round_}2"
+        threads = [
+            threading.Thread(target=send, args=(cpu_key, {"cpu_per_core_month": cpu})),
+            threading.Thread(target=send, args=(memory_key, {"memory_per_gb_month": memory})),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert answers == [200, 200]
+        provider.refresh_from_db()
+        assert (provider.cpu_price_per_core_month_micros, provider.memory_price_per_gb_month_micros) == (
+            int(Decimal(cpu) * USD),
+            int(Decimal(memory) * USD),
+        ), f"round {round_}: a lost update"
 
 
 # --- Payouts ---------------------------------------------------------------------------------------
