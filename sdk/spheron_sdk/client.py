@@ -707,7 +707,7 @@ class Provider(_Group):
     ) -> ProviderPrices:
         """Replaces every list price at once: a GPU model left out of `gpu_prices` (or None, or "")
         is no longer offered. A bad price is a ValidationError naming its field (`gpu_prices.<slug>`,
-        `cpu_per_core_month`, ...) and nothing is written. To change one price, see `price_set`."""
+        `cpu_per_core_month`, ...) and nothing is written. To change some prices, see `prices_patch` and `price_set`."""
         body = {
             "gpu_prices": {slug: None if price is None else str(price) for slug, price in gpu_prices.items()},
             "cpu_per_core_month": str(cpu_per_core_month),
@@ -716,13 +716,30 @@ class Provider(_Group):
         }
         return self._client.request("PUT", "/provider/prices", json=body)
 
+    def prices_patch(
+        self,
+        gpu_prices: Mapping[str, str | Decimal | None] | None = None,
+        *,
+        cpu_per_core_month: str | Decimal | None = None,
+        memory_per_gb_month: str | Decimal | None = None,
+        storage_per_gb_month: str | Decimal | None = None,
+    ) -> ProviderPrices:
+        """Changes only the prices given (PATCH; a GPU model's None: no longer offered); every other
+        price is kept. The server changes them under a lock, so two changes at once both land."""
+        body: dict[str, Any] = {}
+        if gpu_prices:
+            body["gpu_prices"] = {slug: None if price is None else str(price) for slug, price in gpu_prices.items()}
+        units = {
+            "cpu_per_core_month": cpu_per_core_month,
+            "memory_per_gb_month": memory_per_gb_month,
+            "storage_per_gb_month": storage_per_gb_month,
+        }
+        body.update({name: str(value) for name, value in units.items() if value is not None})
+        return self._client.request("PATCH", "/provider/prices", json=body)
+
     def price_set(self, gpu_model: str, price: str | Decimal | None) -> ProviderPrices:
-        """One GPU model's USD per GPU-hour (None: no longer offered), every other price kept.
-        Read-modify-write: it GETs the prices and PUTs them back changed, so a change made by someone
-        else (the page, another script) between the two calls is overwritten."""
-        current = _prices_body(self.prices())
-        current["gpu_prices"][gpu_model] = None if price is None else str(price)
-        return self.prices_update(**current)
+        """One GPU model's USD per GPU-hour (None: no longer offered), every other price kept."""
+        return self.prices_patch({gpu_model: price})
 
     def unit_prices_set(
         self,
@@ -731,16 +748,12 @@ class Provider(_Group):
         memory_per_gb_month: str | Decimal | None = None,
         storage_per_gb_month: str | Decimal | None = None,
     ) -> ProviderPrices:
-        """The per core-month and GB-month prices given (None: unchanged), every GPU price kept.
-        Read-modify-write, as `price_set`."""
-        current = _prices_body(self.prices())
-        changes = {
-            "cpu_per_core_month": cpu_per_core_month,
-            "memory_per_gb_month": memory_per_gb_month,
-            "storage_per_gb_month": storage_per_gb_month,
-        }
-        current.update({name: str(value) for name, value in changes.items() if value is not None})
-        return self.prices_update(**current)
+        """The per core-month and GB-month prices given (None: unchanged), every GPU price kept."""
+        return self.prices_patch(
+            cpu_per_core_month=cpu_per_core_month,
+            memory_per_gb_month=memory_per_gb_month,
+            storage_per_gb_month=storage_per_gb_month,
+        )
 
     # Payouts of settled rental earnings (the page /billing/earnings/).
 
@@ -781,16 +794,6 @@ class Provider(_Group):
     def earnings_estimate(self, **params: Any) -> JSON:
         """The earnings calculator: gpu, tier, uptime, utilization (required), count, cores, mode, price."""
         return self._client.get("/providers/earnings-estimate", **params)
-
-
-def _prices_body(prices: ProviderPrices) -> dict[str, Any]:
-    """GET /provider/prices as the keywords of `Provider.prices_update` (the PUT's body)."""
-    return {
-        "gpu_prices": {row["gpu_model"]: row["price_per_hour"] for row in prices["gpu_prices"]},
-        "cpu_per_core_month": prices["cpu_per_core_month"]["price"],
-        "memory_per_gb_month": prices["memory_per_gb_month"]["price"],
-        "storage_per_gb_month": prices["storage_per_gb_month"]["price"],
-    }
 
 
 __all__ = ["ApiError", "Client", "RateLimit", "rate_limit_from_headers", "retry_after_seconds"]

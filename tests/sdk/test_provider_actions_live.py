@@ -123,7 +123,7 @@ def test_sdk_prices_replace_set_one_unset_and_units(sdk, provider):
     assert stored_prices(provider) == {"rtx4090": 350_000, "h100": 2_100_000}
     assert unit_micros(provider) == (800_000, 120_000, 15_000)
 
-    # price_set changes one model and keeps the rest (read-modify-write).
+    # price_set changes one model and keeps the rest (a PATCH).
     one = sdk.provider.price_set("a100-80g", "1.25")
     assert stored_prices(provider) == {"rtx4090": 350_000, "h100": 2_100_000, "a100-80g": 1_250_000}
     assert offered(one)["a100-80g"] == "1.250000"
@@ -137,6 +137,10 @@ def test_sdk_prices_replace_set_one_unset_and_units(sdk, provider):
     assert units["memory_per_gb_month"]["price"] == "0.200000"
     assert unit_micros(provider) == (800_000, 200_000, 15_000)
     assert stored_prices(provider) == {"rtx4090": 400_000, "a100-80g": 1_250_000}
+
+    both = sdk.provider.prices_patch({"a100-80g": None, "l4": "0.5"}, cpu_per_core_month="0.9")
+    assert offered(both) == {"rtx4090": "0.400000", "l4": "0.500000"}
+    assert unit_micros(provider) == (900_000, 200_000, 15_000)
 
 
 def test_sdk_a_bad_price_names_its_field_and_nothing_changes(sdk, provider):

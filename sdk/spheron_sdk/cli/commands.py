@@ -664,10 +664,7 @@ def provider_prices_show(every: bool) -> None:
 @json_option
 def provider_prices_set(gpu_model: str, price: str) -> None:
     """Offer GPU_MODEL (a slug: rtx4090, h100; see `sphnctl market`) at PRICE USD per GPU-hour,
-    e.g. 0.35; every other price is kept.
-
-    Read-modify-write: the prices are read, changed and written back whole, so a change made
-    elsewhere in between is overwritten."""
+    e.g. 0.35; every other price is kept."""
     if not price.strip():
         raise click.BadParameter("give a price, e.g. 0.35 (to stop offering the model: `unset`)", param_hint="PRICE")
     data = client().provider.price_set(gpu_model, price)
@@ -678,7 +675,7 @@ def provider_prices_set(gpu_model: str, price: str) -> None:
 @click.argument("gpu_model")
 @json_option
 def provider_prices_unset(gpu_model: str) -> None:
-    """Stop offering GPU_MODEL on provider-mode nodes registered from now on (read-modify-write, as `set`)."""
+    """Stop offering GPU_MODEL on provider-mode nodes registered from now on; every other price is kept."""
     data = client().provider.price_set(gpu_model, None)
     emit(data, lambda: _show_prices(dict(data)))
 
@@ -689,8 +686,7 @@ def provider_prices_unset(gpu_model: str) -> None:
 @click.option("--storage", default=None, help="USD per GB-month of storage, e.g. 0.01.")
 @json_option
 def provider_prices_set_units(cpu: str | None, memory: str | None, storage: str | None) -> None:
-    """The CPU, memory and storage prices given; the others and every GPU price are kept
-    (read-modify-write, as `set`)."""
+    """The CPU, memory and storage prices given; the others and every GPU price are kept."""
     if cpu is None and memory is None and storage is None:
         raise click.UsageError("Nothing to change: give --cpu, --memory or --storage.")
     data = client().provider.unit_prices_set(
