@@ -76,7 +76,7 @@ def emit(data: Any, render: Callable[[], None]) -> None:
 def table(columns: Iterable[str], rows: Iterable[Iterable[Any]], *, title: str | None = None) -> None:
     grid = Table(title=title, show_lines=False)
     for column in columns:
-        grid.add_column(column)
+        grid.add_column(column, overflow="fold")  # ids, hashes and addresses whole, never cut with …
     for row in rows:
         grid.add_row(*[Text("" if value is None else str(value)) for value in row])  # values are not markup
     console.print(grid)
@@ -487,24 +487,39 @@ def deployment_verify(deployment_id: int, on_chain: bool, rpc_url: str | None) -
 # --- money -------------------------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("-n", "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @json_option
-def deposits(limit: int) -> None:
-    """Your crypto deposits and their state."""
+@click.pass_context
+def deposits(ctx: click.Context, limit: int) -> None:
+    """Your crypto deposits and their state (default); `check` one by its transaction."""
+    if ctx.invoked_subcommand is not None:
+        return
     rows = []
     for item in client().billing.deposits():
         rows.append(item)
         if len(rows) >= limit:
             break
-    emit(
-        rows,
-        lambda: table(
-            ["id", "chain", "token", "amount", "status", "confirmations", "credit $", "tx"],
-            [[d["id"], d["chain"], d["token"], d["amount"], d["status"], f"{d['confirmations']}/{d['finality']}",
-              d["credit_usd"], d["tx_hash"]] for d in rows],
-        ),
+    emit(rows, lambda: _deposit_rows(rows))
+
+
+def _deposit_rows(rows: list[dict[str, Any]]) -> None:
+    table(
+        ["id", "chain", "token", "amount", "status", "confirmations", "credit $", "tx"],
+        [[d["id"], d["chain"], d["token"], d["amount"], d["status"], f"{d['confirmations']}/{d['finality']}",
+          d["credit_usd"], d["tx_hash"]] for d in rows],
     )  # fmt: skip
+
+
+@deposits.command("check")
+@click.option("--chain", "chain_key", required=True, help="The chain's key (see `sphnctl chains`), e.g. base.")
+@click.option("--tx", "tx_hash", required=True, help="The transaction hash (or Solana signature) you sent.")
+@json_option
+def deposits_check(chain_key: str, tx_hash: str) -> None:
+    """Read a deposit's transaction from the chain now, without waiting for the watcher; a final
+    deposit is credited before this returns."""
+    result = client().billing.check_deposit(chain_key, tx_hash)
+    emit(result, lambda: pairs(result, list(result)))
 
 
 @cli.command()
@@ -522,6 +537,32 @@ def chains() -> None:
     )  # fmt: skip
 
 
+@cli.command()
+@json_option
+def wallets() -> None:
+    """Your linked addresses (payout, stake) and where to link one (signing needs your wallet: the
+    page /account/wallets/, or Client.wallets.nonce/link from Python)."""
+    data = client().wallets.list()
+
+    def render() -> None:
+        # One address a line (42 characters, never folded), what else is known beneath it.
+        grid = Table.grid(padding=(0, 2))
+        for purpose in ("payout", "stake"):
+            link = (data.get("current") or {}).get(purpose)
+            if link is None:
+                grid.add_row(Text(purpose, style="bold"), Text("none (link one on /account/wallets/)"))
+                continue
+            grid.add_row(Text(purpose, style="bold"), Text(link["address"]))
+            grid.add_row(Text(""), Text(f"chain {link['chain_id']}, linked {link['linked_at']}", style="dim"))
+        for link in data.get("history", []):
+            if link.get("revoked_at"):
+                grid.add_row(Text(f"{link['purpose']} (earlier)"), Text(link["address"]))
+                grid.add_row(Text(""), Text(f"linked {link['linked_at']}, revoked {link['revoked_at']}", style="dim"))
+        console.print(grid)
+
+    emit(data, render)
+
+
 # --- providers ---------------------------------------------------------------------------------------
 
 
@@ -530,32 +571,96 @@ def provider() -> None:
     """Your nodes, node tokens, rewards, stake, earnings, list prices, payouts and slashes (provider accounts)."""
 
 
-@provider.command("nodes")
+@provider.group("nodes", invoke_without_command=True)
 @json_option
-def provider_nodes() -> None:
+@click.pass_context
+def provider_nodes(ctx: click.Context) -> None:
+    """Your nodes (default: list); maintenance on or off."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(provider_nodes_list)
+
+
+def _node_rows(rows: list[dict[str, Any]]) -> None:
+    table(
+        ["id", "name", "gpu", "gpus", "region", "mode", "status", "tier", "$/h", "maint.", "last seen"],
+        [[n["id"], n["name"], n["gpu_model"], n["gpu_count"], n["region"], n["mode"], n["status"],
+          n["trust_tier"], n["price_per_hour"], "on" if n.get("in_maintenance") else "", n["last_seen_at"]]
+         for n in rows],
+    )  # fmt: skip
+
+
+@provider_nodes.command("list")
+@json_option
+def provider_nodes_list() -> None:
+    """Your nodes with status, tiers, price and last heartbeat."""
     rows = client().provider.nodes()
-    emit(
-        rows,
-        lambda: table(
-            ["id", "name", "gpu", "gpus", "region", "mode", "status", "tier", "$/h", "last seen"],
-            [[n["id"], n["name"], n["gpu_model"], n["gpu_count"], n["region"], n["mode"], n["status"],
-              n["trust_tier"], n["price_per_hour"], n["last_seen_at"]] for n in rows],
-        ),
-    )  # fmt: skip
+    emit(rows, lambda: _node_rows(rows))
 
 
-@provider.command("tokens")
+@provider_nodes.command("maintenance")
+@click.argument("node_id", type=int)
+@click.option(
+    "--on/--off", "on", required=True, help="--on: take no new leases (running ones go on); --off: rent again."
+)
 @json_option
-def provider_tokens() -> None:
-    rows = client().provider.tokens()
-    emit(
-        rows,
-        lambda: table(
-            ["id", "label", "mode", "prefix", "node", "created", "revoked"],
-            [[t["id"], t["label"], t["mode"], t["prefix"], t["node_id"], t["created_at"], t["revoked_at"]]
-             for t in rows],
-        ),
+def provider_nodes_maintenance(node_id: int, on: bool) -> None:
+    """Put NODE_ID in maintenance (no new leases) or take it out."""
+    node = client().provider.maintenance(node_id, on=on)
+    emit(node, lambda: _node_rows([node]))
+
+
+@provider.group("tokens", invoke_without_command=True)
+@json_option
+@click.pass_context
+def provider_tokens(ctx: click.Context) -> None:
+    """Node tokens for `fizz start --token` (default: list); create, revoke."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(provider_tokens_list)
+
+
+def _token_rows(rows: list[dict[str, Any]]) -> None:
+    table(
+        ["id", "label", "mode", "prefix", "node", "created", "revoked"],
+        [[t["id"], t["label"], t["mode"], t["prefix"], t["node_id"], t["created_at"], t["revoked_at"]]
+         for t in rows],
     )  # fmt: skip
+
+
+@provider_tokens.command("list")
+@json_option
+def provider_tokens_list() -> None:
+    """Your node tokens (their prefix only: the whole token is shown once, when made)."""
+    rows = client().provider.tokens()
+    emit(rows, lambda: _token_rows(rows))
+
+
+@provider_tokens.command("create")
+@click.option("--label", required=True, help="Which machine it is for, e.g. 'gaming-pc'.")
+@click.option("--mode", type=click.Choice(["fizz", "provider"]), default=None, help="Default: your profile's.")
+@click.option("--region", default=None, help="A region key, e.g. eu-west. Default: your profile's.")
+@json_option
+def provider_tokens_create(label: str, mode: str | None, region: str | None) -> None:
+    """A node token, printed once with the command that starts the agent with it."""
+    api = client()
+    token = api.provider.create_token(label, mode=mode, region=region)
+
+    def render() -> None:
+        _token_rows([token])
+        console.print("The token (copy it now, it is not shown again):", highlight=False)
+        click.echo(token["token"] or "")  # never wrapped: copied as it is
+        console.print("Start the agent on the machine with:", highlight=False)
+        click.echo(f"fizz start --server {api.base_url} --token {token['token']}")
+
+    emit(token, render)
+
+
+@provider_tokens.command("revoke")
+@click.argument("token_id", type=int)
+@json_option
+def provider_tokens_revoke(token_id: int) -> None:
+    """Revoke TOKEN_ID at once: a node not yet registered with it can no longer register."""
+    token = client().provider.revoke_token(token_id)
+    emit(token, lambda: _token_rows([token]))
 
 
 @provider.command("rewards")
@@ -1077,7 +1182,7 @@ def _show_alerts(data: dict[str, Any]) -> None:
     )
     if data.get("webhook_secret"):
         console.print("Signing secret (copy it now, it is not shown again):", style="bold", highlight=False)
-        console.print(Text(data["webhook_secret"]))
+        click.echo(data["webhook_secret"])  # never wrapped: copied as it is
     if data["events"]:
         table(
             ["at", "event", "threshold $", "available $", "channel", "status", "attempts", "error"],
