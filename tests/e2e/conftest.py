@@ -86,13 +86,7 @@ def expected_console_errors() -> Counter[str]:
 
 
 @pytest.fixture
-def page(browser, live_server, settings, viewport, request) -> Iterator[object]:
-    try:
-        # Looked up, not a parameter: a room that imports `page` without this fixture (tests/store)
-        # expects no errors. The test's own `expected_console_errors` is this same Counter.
-        expected_console_errors = request.getfixturevalue("expected_console_errors")
-    except pytest.FixtureLookupError:
-        expected_console_errors = Counter()
+def page(browser, live_server, settings, viewport, expected_console_errors) -> Iterator[object]:
     # DEBUG=0 in tests selects the manifest storage, whose manifest only `collectstatic` writes;
     # the live server serves static files from the finders, so plain storage is the honest match.
     settings.STORAGES = {

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 from spheron_sdk.fizz.config import ConfigDir, NodeConfig
 
+from tests.needs import require_fizz_agent
+
 from .conftest import FIZZ, run_fizz
 
 
 def test_console_script_is_installed() -> None:
-    assert FIZZ.exists(), "run: .venv/bin/pip install -e sdk"
+    assert require_fizz_agent() == FIZZ
 
 
 def test_version(tmp_path: Path) -> None:

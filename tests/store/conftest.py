@@ -3,7 +3,12 @@ from __future__ import annotations
 import pytest
 
 from marketplace.models import Template
-from tests.e2e.conftest import browser, page, viewport  # noqa: F401 (Chromium for test_store_browser.py)
+from tests.e2e.conftest import (  # noqa: F401 (Chromium for test_store_browser.py)
+    browser,
+    expected_console_errors,
+    page,
+    viewport,
+)
 from tests.factories import make_node, make_provider, make_user
 
 
