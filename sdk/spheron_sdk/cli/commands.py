@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
@@ -35,7 +37,20 @@ from spheron_sdk.offer_query import FIELDS, offer_query
 EXIT_CODES = {"ok": 0, "error": 1, "usage": 2, "not_found": 3, "auth": 4, "insufficient_funds": 5, "network": 6}
 _state: dict[str, Any] = {"json": False}
 console = Console()
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    # Piped or captured: no screen to fit, so Rich's 80 columns would only squeeze tables into
+    # folded cells. COLUMNS still sets a width.
+    console.width = 160
 error_console = Console(stderr=True)
+# An API time (ISO 8601, microseconds, offset) in a table cell: to the second, in UTC.
+_API_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?(?:Z|\+00:00)$")
+
+
+def cell(value: Any) -> Text:
+    """A table cell: the value as plain text (never markup); an API time shortened to the second."""
+    text = "" if value is None else str(value)
+    when = _API_TIME.match(text)
+    return Text(f"{when.group(1)} {when.group(2)}" if when else text)
 
 
 def exit_code_for(exc: ApiError) -> int:
@@ -78,7 +93,7 @@ def table(columns: Iterable[str], rows: Iterable[Iterable[Any]], *, title: str |
     for column in columns:
         grid.add_column(column, overflow="fold")  # ids, hashes and addresses whole, never cut with …
     for row in rows:
-        grid.add_row(*[Text("" if value is None else str(value)) for value in row])  # values are not markup
+        grid.add_row(*[cell(value) for value in row])
     console.print(grid)
 
 
@@ -86,7 +101,7 @@ def pairs(data: dict[str, Any], keys: Iterable[str]) -> None:
     grid = Table.grid(padding=(0, 2))
     for key in keys:
         value = data.get(key)
-        grid.add_row(Text(key, style="bold"), Text("" if value is None else str(value)))
+        grid.add_row(Text(key, style="bold"), cell(value))
     console.print(grid)
 
 
@@ -464,6 +479,13 @@ def _print_line(line: dict[str, Any]) -> None:
         click.echo(line["line"], err=line["stream"] == "stderr")
 
 
+def on_chain_line(chain: dict[str, Any]) -> str:
+    """What `verify --on-chain` found in LeaseRegistry, in one line."""
+    where = f"LeaseRegistry {chain['registry']} on chain {chain['chain_id']}, lease {chain['lease_id']}"
+    said = "the same commitment is recorded" if chain["matches"] else chain["problem"]
+    return f"on chain: {said} ({where})"
+
+
 @deployment.command("verify")
 @click.argument("deployment_id", type=click.IntRange(1))
 @click.option("--on-chain", is_flag=True, help="Also read the commitment from the chain's LeaseRegistry.")
@@ -473,13 +495,17 @@ def deployment_verify(deployment_id: int, on_chain: bool, rpc_url: str | None) -
     """Recompute the match from its proof: the winner and the commitment must agree."""
     result = client().deployments.verify(deployment_id, on_chain=on_chain, rpc_url=rpc_url)
     data = {key: value for key, value in result.items() if key != "scores"} | {"scores": result.get("scores")}
-    emit(
-        data,
-        lambda: console.print(
+
+    def render() -> None:
+        console.print(
             ("[green]verified[/]" if result["ok"] else "[red]does not verify[/]")
             + f": winner {result['winner']}, commitment {result['commitment']}"
-        ),
-    )
+        )
+        chain = result.get("on_chain")
+        if chain:
+            console.print(Text(on_chain_line(chain), style="green" if chain["matches"] else "red"))
+
+    emit(data, render)
     if not result["ok"]:
         click.get_current_context().exit(EXIT_CODES["error"])
 
