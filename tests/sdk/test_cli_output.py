@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from spheron_sdk.cli.commands import cell, on_chain_line
+from spheron_sdk.cli.commands import cell, on_chain_line, table
 
 
 @pytest.mark.parametrize(
@@ -34,3 +34,11 @@ def test_the_on_chain_line_says_what_the_registry_holds():
     )
     missing = on_chain_line({**chain, "matches": False, "problem": "no commitment is recorded on chain for this lease"})
     assert missing.startswith("on chain: no commitment is recorded on chain for this lease (LeaseRegistry")
+
+
+def test_an_empty_table_says_so_instead_of_printing_a_bare_header(capsys):
+    table(["id", "amount $"], [], title="Payouts")
+    table(["id", "at"], [])
+    assert capsys.readouterr().out.splitlines() == ["Payouts: none.", "None yet."]
+    table(["id"], [[7]])
+    assert "┃ id ┃" in capsys.readouterr().out

@@ -120,3 +120,4 @@ def test_deposits_check_refuses_what_it_cannot_read(run, owner):  # noqa: F811
     # The group's default still lists (and takes -n).
     listed = run("deposits", "-n", "5", key=key)
     assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    assert run("deposits", key=key, plain=True).stdout.strip() == "None yet."

@@ -89,6 +89,10 @@ def emit(data: Any, render: Callable[[], None]) -> None:
 
 
 def table(columns: Iterable[str], rows: Iterable[Iterable[Any]], *, title: str | None = None) -> None:
+    rows = list(rows)
+    if not rows:  # a header over nothing reads like a broken table
+        console.print(Text(f"{title}: none." if title else "None yet.", style="dim"))
+        return
     grid = Table(title=title, show_lines=False)
     for column in columns:
         grid.add_column(column, overflow="fold")  # ids, hashes and addresses whole, never cut with …
