@@ -159,6 +159,7 @@ def _mount_routers() -> None:
     api.add_router("/", marketplace_router)
     api.add_router("/billing", "billing.api.router")
     api.add_router("/billing", "billing.alerts_api.router")  # alerts and auto-reload
+    api.add_router("/billing", "billing.statements_api.router")  # monthly statements
     api.add_router("/billing/deposits", "billing.deposits_api.router")
     api.add_router("/", "billing.deposits_api.chains_router")
     api.add_router("/", "providers.api.node_router")

@@ -182,6 +182,61 @@ class AutoReload(TypedDict):
     attempt: AutoReloadAttempt | None  # after an update that reloaded at once
 
 
+class StatementMonth(TypedDict):
+    year: int
+    month: int
+    period: str  # "2026-03": statement(period) has its statement
+    name: str  # "March 2026"
+    number: str  # "SPH-12-202603"
+    topups: str
+    topups_micros: int
+    usage: str  # charged, as a positive amount
+    usage_micros: int
+    other: str  # refunds, adjustments, disputes (signed)
+    other_micros: int
+    net: str  # topups - usage + other
+    net_micros: int
+    current: bool  # the month still running
+
+
+class StatementLine(TypedDict):
+    description: str
+    reference: str  # "lease 12"
+    date: str
+    count: int  # usage: the charges on one rental
+    amount: str  # signed: credits positive, charges negative
+    amount_micros: int
+
+
+class StatementGroup(TypedDict):
+    kind: str  # topup, hold_capture, refund, adjustment, ...
+    label: str
+    total: str
+    total_micros: int
+    lines: list[StatementLine]
+
+
+class Statement(TypedDict):
+    number: str
+    period: str
+    name: str
+    period_start: str  # YYYY-MM-DD
+    period_end: str  # inclusive
+    is_final: bool  # false while the month runs
+    opening: str
+    opening_micros: int
+    closing: str  # opening + total
+    closing_micros: int
+    credits: str
+    credits_micros: int
+    charges: str  # negative
+    charges_micros: int
+    total: str  # credits + charges
+    total_micros: int
+    groups: list[StatementGroup]
+    page_url: str  # the printable page
+
+
 class Redeployed(DeploymentCreated):
     redeployed_from: int  # the pinned deployment this one replaces (now closed)
 

@@ -56,6 +56,8 @@ from spheron_sdk.api_types import (
     Redeployed,
     Slash,
     SlashDetail,
+    Statement,
+    StatementMonth,
     Validation,
 )
 from spheron_sdk.errors import (
@@ -616,6 +618,25 @@ class Billing(_Group):
     def autoreload_card_remove(self) -> AutoReload:
         """Forget the saved card; auto-reload turns off."""
         return self._client.request("DELETE", "/billing/autoreload/card")
+
+    # Monthly statements (the pages /billing/statements/). Amounts are USD strings with *_micros twins.
+
+    def statements(self) -> list[StatementMonth]:
+        """Every month from your first to this one, newest first: top-ups, usage, other, net."""
+        return self._client.get("/billing/statements")
+
+    def statement(self, period: str | tuple[int, int]) -> Statement:
+        """One month's statement: `period` is "YYYY-MM" or (year, month). Opening balance, lines
+        grouped by type, closing balance. NotFound for a month before your first or after this one."""
+        return self._client.get(f"/billing/statements/{_segment(_period_text(period))}")
+
+
+def _period_text(period: str | tuple[int, int]) -> str:
+    if isinstance(period, tuple) and len(period) == 2 and all(type(part) is int for part in period):
+        return f"{period[0]:04d}-{period[1]:02d}"
+    if isinstance(period, str) and period.strip():
+        return period.strip()  # the server checks the form: a ValidationError says what is wrong
+    raise ValueError(f'period must be "YYYY-MM" or (year, month), not {period!r}')
 
 
 class Chains(_Group):

@@ -1350,6 +1350,71 @@ def autoreload_remove_card() -> None:
     emit(data, lambda: _show_autoreload(dict(data)))
 
 
+# --- monthly statements --------------------------------------------------------------------------------
+
+
+@cli.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+def statements(ctx: click.Context) -> None:
+    """Monthly statements: what came in, what was charged, opening and closing balance (default: list)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(statements_list)
+
+
+@statements.command("list")
+@json_option
+def statements_list() -> None:
+    """Every month since your first, newest first, with its totals (USD)."""
+    rows = client().billing.statements()
+    emit(
+        rows,
+        lambda: table(
+            ["period", "number", "top-ups $", "usage $", "other $", "net $", ""],
+            [[m["period"], m["number"], m["topups"], m["usage"], m["other"], m["net"],
+              "running" if m["current"] else ""] for m in rows],
+            title="Statements",
+        ),
+    )  # fmt: skip
+
+
+def _period_argument(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter("give a month written YYYY-MM, e.g. 2026-03")
+    return value.strip()
+
+
+def _show_statement(data: dict[str, Any]) -> None:
+    pairs(
+        {
+            **data,
+            "month": data["name"],
+            "period": f"{data['period_start']} to {data['period_end']}",
+            "status": "final" if data["is_final"] else "running (not final)",
+        },
+        ["number", "month", "period", "status", "opening", "credits", "charges", "total", "closing"],
+    )
+    for group in data["groups"]:
+        table(
+            ["date", "description", "reference", "count", "amount $"],
+            [[line["date"], line["description"], line["reference"], line["count"], line["amount"]]
+             for line in group["lines"]],
+            title=f"{group['label']} ({group['total']} USD)",
+        )  # fmt: skip
+    if not data["groups"]:
+        console.print(Text("No transactions this month.", style="dim"))
+    console.print(Text(f"Printable: {data['page_url']}"))
+
+
+@statements.command("get")
+@click.argument("period", callback=_period_argument, metavar="YYYY-MM")
+@json_option
+def statements_get(period: str) -> None:
+    """One month's statement: opening balance, lines by type, closing balance (USD)."""
+    data = client().billing.statement(period)
+    emit(data, lambda: _show_statement(dict(data)))
+
+
 # --- the node agent ------------------------------------------------------------------------------------
 
 
