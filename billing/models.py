@@ -448,9 +448,7 @@ class AutoReloadAttempt(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="autoreload_attempt_amount_positive"),
-            models.UniqueConstraint(
-                fields=["user"], condition=Q(status="processing"), name="autoreload_one_in_flight"
-            ),
+            models.UniqueConstraint(fields=["user"], condition=Q(status="processing"), name="autoreload_one_in_flight"),
         ]
 
     def __str__(self) -> str:
