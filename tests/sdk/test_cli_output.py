@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from spheron_sdk.cli.commands import cell, on_chain_line, table
 
@@ -42,3 +47,15 @@ def test_an_empty_table_says_so_instead_of_printing_a_bare_header(capsys):
     assert capsys.readouterr().out.splitlines() == ["Payouts: none.", "None yet."]
     table(["id"], [[7]])
     assert "┃ id ┃" in capsys.readouterr().out
+
+
+def test_shell_completion_as_the_readme_says():
+    """README: `eval "$(_SPHNCTL_COMPLETE=bash_source sphnctl)"`; the script then asks sphnctl itself."""
+    sphnctl = str(Path(sys.executable).with_name("sphnctl"))
+    script = subprocess.run(
+        [sphnctl], env={**os.environ, "_SPHNCTL_COMPLETE": "bash_source"}, capture_output=True, text=True, timeout=60
+    )
+    assert script.returncode == 0 and "complete -o nosort -F _sphnctl_completion sphnctl" in script.stdout
+    env = {**os.environ, "_SPHNCTL_COMPLETE": "bash_complete", "COMP_WORDS": "sphnctl provider to", "COMP_CWORD": "2"}
+    answer = subprocess.run([sphnctl], env=env, capture_output=True, text=True, timeout=60)
+    assert answer.stdout.splitlines() == ["plain,tokens"]
