@@ -18,7 +18,7 @@ from chain import rates
 from chain.models import Chain, Deposit
 from chain.selectors import chains_enabled, deposit_page
 from chain.services import deposit_check, reference_for
-from core.money import exact_usd
+from core.money import exact_usd, exact_usd_or_none
 from core.schemas import ERRORS, ErrorOut
 
 chains_router = Router(tags=["chains"], auth=api_auth)
@@ -178,10 +178,6 @@ def _decimal(value: Decimal) -> str:
     return f"{value.normalize():f}"  # 3000, not 3E+3
 
 
-def _usd(micros: int | None) -> str | None:
-    return None if micros is None else exact_usd(micros)
-
-
 def _deposit_item(deposit: Deposit) -> dict:
     return {
         "id": deposit.id,
@@ -195,9 +191,9 @@ def _deposit_item(deposit: Deposit) -> dict:
         "confirmations": min(deposit.confirmations, deposit.chain.finality),
         "finality": deposit.chain.finality,
         "usd_rate": _decimal(deposit.usd_rate) if deposit.usd_rate is not None else None,
-        "gross_usd": _usd(deposit.usd_micros),
-        "fee_usd": _usd(deposit.fee_micros),
-        "credit_usd": _usd(deposit.credit_micros),
+        "gross_usd": exact_usd_or_none(deposit.usd_micros),
+        "fee_usd": exact_usd_or_none(deposit.fee_micros),
+        "credit_usd": exact_usd_or_none(deposit.credit_micros),
         "seen_at": deposit.seen_at,
         "credited_at": deposit.credited_at,
     }

@@ -46,3 +46,8 @@ def exact_usd(micros: int) -> str:
     sign = "-" if micros < 0 else ""
     micros = abs(micros)
     return f"{sign}{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+
+def exact_usd_or_none(micros: int | None) -> str | None:
+    """`exact_usd`, or None for an amount not known (an API's null)."""
+    return None if micros is None else exact_usd(micros)

@@ -25,7 +25,7 @@ from accounts.auth import api_auth
 from core import clock
 from core.cursors import cursor_fields, encode_cursor
 from core.errors import ApplicationError
-from core.money import exact_usd, parse_plain_decimal
+from core.money import exact_usd, exact_usd_or_none, parse_plain_decimal
 from core.schemas import ERRORS, AgentIn
 from core.throttle import auth_failure
 from providers import earnings, liveness, selectors, services
@@ -616,7 +616,7 @@ def _earnings_day(item: earnings.EarningsDay) -> dict[str, Any]:
         "unrated_rewards": item.spon_unrated,
         "floor": exact_usd(item.floor_micros),
         "slash_spon": str(int(item.slash_spon)),
-        "slash_usd": exact_usd(item.slash_usd_micros) if item.slash_usd_micros is not None else None,
+        "slash_usd": exact_usd_or_none(item.slash_usd_micros),
         "total": exact_usd(item.total_micros),
     }
 

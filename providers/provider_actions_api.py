@@ -39,7 +39,7 @@ from billing.payouts import (
 )
 from billing.statements import decode_cursor, encode_cursor
 from core.errors import ApplicationError
-from core.money import exact_usd
+from core.money import exact_usd, exact_usd_or_none
 from core.schemas import ERRORS, NoNulIn
 from providers import earnings, services
 from providers.models import ProviderProfile, Slash
@@ -81,10 +81,6 @@ def _bad_field(exc: ApplicationError, field: str) -> ApplicationError:
     in the message, in `extra.field` and in `extra.errors`."""
     extra = {**exc.extra, "field": field, "errors": [{"field": field, "message": exc.message}]}
     return ApplicationError(f"Invalid input. {field}: {exc.message}", extra, status=exc.status)
-
-
-def _usd_or_none(micros: int | None) -> str | None:
-    return exact_usd(micros) if micros is not None else None
 
 
 # --- Prices --------------------------------------------------------------------------------------
@@ -174,7 +170,7 @@ def _prices(provider: ProviderProfile) -> dict[str, Any]:
                 "gpu_model": model.slug,
                 "name": model.name,
                 "kind": model.kind,
-                "price_per_hour": _usd_or_none(mine),
+                "price_per_hour": exact_usd_or_none(mine),
                 "price_per_hour_micros": mine,
                 "fizz_price_per_hour": exact_usd(fizz),
                 "fizz_price_per_hour_micros": fizz,

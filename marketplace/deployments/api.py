@@ -24,7 +24,7 @@ from accounts.auth import api_auth
 from accounts.models import User
 from billing.selectors import user_balances
 from billing.statements import decode_cursor, encode_cursor
-from core.money import exact_usd
+from core.money import exact_usd, exact_usd_or_none
 from core.schemas import ERRORS, ErrorOut
 from marketplace.deployments import services as deployments
 from marketplace.deployments.selectors import (
@@ -270,7 +270,7 @@ def _estimate(cost: dict[str, Any]) -> dict[str, Any]:
     return {
         "max_price_per_hour": exact_usd(cost["max_price_per_hour_micros"]),
         "max_price_per_hour_micros": cost["max_price_per_hour_micros"],
-        "max_total": exact_usd(total) if total is not None else None,
+        "max_total": exact_usd_or_none(total),
         "max_total_micros": total,
         "hold": exact_usd(cost["hold_micros"]),
         "hold_micros": cost["hold_micros"],
