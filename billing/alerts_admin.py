@@ -12,8 +12,6 @@ import re
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.urls import reverse
-from django.utils.html import format_html
 
 from billing.alerts import SENDING_STALE
 from billing.models import AutoReload, AutoReloadAttempt, BalanceAlert, BalanceAlertDelivery, BalanceAlertEvent
@@ -60,9 +58,8 @@ class BalanceAlertAdmin(admin_tools.ReadOnlyAdmin):
 
     @admin.display(description="Alerts sent")
     def events(self, alert: BalanceAlert) -> str:
-        url = reverse("admin:billing_balancealertevent_changelist")
         count = BalanceAlertEvent.objects.filter(user_id=alert.user_id).count()
-        return format_html('<a href="{}?user__id__exact={}">{} crossing(s)</a>', url, alert.user_id, count)
+        return admin_tools.changelist_link(BalanceAlertEvent, f"{count} crossing(s)", user__id__exact=alert.user_id)
 
 
 class BalanceAlertDeliveryInline(admin_tools.ReadOnlyInline):
@@ -203,9 +200,8 @@ class AutoReloadAdmin(admin_tools.ReadOnlyAdmin):
 
     @admin.display(description="Attempts")
     def attempts(self, reload: AutoReload) -> str:
-        url = reverse("admin:billing_autoreloadattempt_changelist")
         count = AutoReloadAttempt.objects.filter(user_id=reload.user_id).count()
-        return format_html('<a href="{}?user__id__exact={}">{} attempt(s)</a>', url, reload.user_id, count)
+        return admin_tools.changelist_link(AutoReloadAttempt, f"{count} attempt(s)", user__id__exact=reload.user_id)
 
 
 # What AutoReloadAttempt.idempotency_key reads: found by search, since it is not a column.

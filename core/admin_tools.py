@@ -12,6 +12,7 @@ from django.template import engines
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -109,3 +110,10 @@ def change_link(obj, text: str | None = None) -> str:
     opts = obj._meta
     url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
     return format_html('<a href="{}">{}</a>', url, text or str(obj))
+
+
+def changelist_link(model, text: str, **query) -> str:
+    """A link to `model`'s admin list, filtered by `query` (e.g. user__id__exact=7)."""
+    opts = model._meta
+    url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+    return format_html('<a href="{}?{}">{}</a>', url, urlencode(query), text)

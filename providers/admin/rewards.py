@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from core import admin_tools
 from core.admin_tools import ReadOnlyAdmin
 from core.errors import ApplicationError
 from core.money import format_usd
@@ -132,8 +133,7 @@ class RewardEraAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Receipts")
     def rewards_link(self, obj: RewardEra) -> str:
-        url = reverse("admin:providers_nodereward_changelist") + f"?era__id__exact={obj.id}"
-        return format_html('<a href="{}">{} node rewards</a>', url, obj.nodes)
+        return admin_tools.changelist_link(NodeReward, f"{obj.nodes} node rewards", era__id__exact=obj.id)
 
     @admin.display(description="Re-run")
     def rerun_link(self, obj: RewardEra) -> str:
